@@ -1,0 +1,10 @@
+package archive_test
+
+import (
+	"testing"
+
+	"github.com/tidemark/tidemark/internal/testenv"
+)
+
+// TestMain stops the servers (MinIO) the package's tests started.
+func TestMain(m *testing.M) { testenv.Main(m) }
