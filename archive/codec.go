@@ -22,6 +22,9 @@ type Codec struct {
 	concurrency int
 	recipients  []age.Recipient
 	identities  []age.Identity
+	// identitiesChecked: the identities are known to open this repository
+	// (checked against its recipients at Open).
+	identitiesChecked bool
 
 	encoders sync.Pool
 	decoders sync.Pool
@@ -34,6 +37,9 @@ type CodecOptions struct {
 	Concurrency int   // zstd encoder goroutines per object; 0 = GOMAXPROCS
 	Recipients  []age.Recipient
 	Identities  []age.Identity
+	// IdentitiesChecked says the identities were verified against the
+	// repository's recipients, so a failure to open an object is corruption.
+	IdentitiesChecked bool
 }
 
 // NewCodec builds a Codec.
@@ -51,7 +57,8 @@ func NewCodec(o CodecOptions) (*Codec, error) {
 		o.Concurrency = runtime.GOMAXPROCS(0)
 	}
 	return &Codec{compression: o.Compression, level: zstd.EncoderLevel(o.Level),
-		concurrency: o.Concurrency, recipients: o.Recipients, identities: o.Identities}, nil
+		concurrency: o.Concurrency, recipients: o.Recipients, identities: o.Identities,
+		identitiesChecked: o.IdentitiesChecked}, nil
 }
 
 // Encrypted reports whether objects are sealed with age.
@@ -196,8 +203,13 @@ func (c *Codec) NewReader(r io.Reader, kind Kind) (*ObjectReader, error) {
 		dec, err := age.Decrypt(r, c.identities...)
 		if err != nil {
 			var noMatch *age.NoIdentityMatchError
-			if errors.As(err, &noMatch) {
+			if errors.As(err, &noMatch) && !c.identitiesChecked {
 				return nil, fmt.Errorf("%w: %v", ErrWrongIdentity, err)
+			}
+			if errors.As(err, &noMatch) {
+				// The keys are known to match the repository's recipients, so
+				// the object's own encryption header is what is wrong.
+				return nil, fmt.Errorf("%w: the repository key cannot open it (encryption header damaged, or encrypted to other keys): %v", ErrCorrupt, err)
 			}
 			return nil, fmt.Errorf("%w: decrypt: %v", ErrCorrupt, err)
 		}

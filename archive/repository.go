@@ -63,7 +63,7 @@ func Init(ctx context.Context, store Store, o InitOptions) (*Repository, error) 
 	if err != nil {
 		return nil, fmt.Errorf("init %s: %w", store.Location(), err)
 	}
-	r, err := newRepository(store, cfg, nil)
+	r, err := newRepository(store, cfg, nil, false)
 	if err != nil {
 		return nil, err
 	}
@@ -135,12 +135,12 @@ func newConfig(o InitOptions) (*Config, *age.X25519Identity, error) {
 	return cfg, wrapped, nil
 }
 
-func newRepository(store Store, cfg *Config, ids []age.Identity) (*Repository, error) {
+func newRepository(store Store, cfg *Config, ids []age.Identity, checked bool) (*Repository, error) {
 	rs, err := cfg.ageRecipients()
 	if err != nil {
 		return nil, err
 	}
-	o := CodecOptions{Compression: cfg.compressionCodec(), Level: cfg.Level, Recipients: rs, Identities: ids}
+	o := CodecOptions{Compression: cfg.compressionCodec(), Level: cfg.Level, Recipients: rs, Identities: ids, IdentitiesChecked: checked}
 	if cfg.Compression == "none" {
 		o.Level = 0
 	}
@@ -174,40 +174,42 @@ func Open(ctx context.Context, store Store, keys Keys) (*Repository, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open repository %s: %w", store.Location(), err)
 	}
-	ids, err := resolveIdentities(ctx, store, cfg, keys)
+	ids, checked, err := resolveIdentities(ctx, store, cfg, keys)
 	if err != nil {
 		return nil, fmt.Errorf("open repository %s: %w", store.Location(), err)
 	}
-	return newRepository(store, cfg, ids)
+	return newRepository(store, cfg, ids, checked)
 }
 
 // resolveIdentities turns the keys a user gave into identities for this
-// repository, failing early and clearly when they cannot open it.
-func resolveIdentities(ctx context.Context, store Store, cfg *Config, keys Keys) ([]age.Identity, error) {
+// repository, failing early and clearly when they cannot open it. checked
+// reports that the identities are known to match the repository's keys.
+func resolveIdentities(ctx context.Context, store Store, cfg *Config, keys Keys) (ids []age.Identity, checked bool, err error) {
 	switch cfg.Encryption {
 	case EncryptionNone:
-		return nil, nil
+		return nil, false, nil
 	case EncryptionPassphrase:
 		if len(keys.Passphrase) == 0 {
-			return keys.Identities, nil
+			return keys.Identities, false, nil
 		}
-		return unwrapPassphraseKey(ctx, store, cfg, keys.Passphrase)
+		ids, err := unwrapPassphraseKey(ctx, store, cfg, keys.Passphrase)
+		return ids, err == nil, err
 	}
 	if len(keys.Identities) == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 	for _, id := range keys.Identities {
 		x, ok := id.(*age.X25519Identity)
 		if !ok {
-			return keys.Identities, nil // plugin identities: let decryption decide
+			return keys.Identities, false, nil // plugin identities: let decryption decide
 		}
 		for _, r := range cfg.Recipients {
 			if x.Recipient().String() == r {
-				return keys.Identities, nil
+				return keys.Identities, true, nil
 			}
 		}
 	}
-	return nil, fmt.Errorf("%w: the identity file's keys match none of the repository's recipients (%s)", ErrWrongIdentity, strings.Join(cfg.Recipients, ", "))
+	return nil, false, fmt.Errorf("%w: the identity file's keys match none of the repository's recipients (%s)", ErrWrongIdentity, strings.Join(cfg.Recipients, ", "))
 }
 
 func (r *Repository) writeConfig(ctx context.Context) error {

@@ -1,0 +1,42 @@
+# Tidemark — see README.md. `make demo` and `make test` work on a fresh machine.
+GO       ?= go
+BIN      := bin/tidemark
+# Servers and tools built from Go modules are cached here by `make deps`.
+export TIDEMARK_CACHE ?= $(HOME)/.cache/tidemark
+
+.PHONY: all deps build test demo bench fuzz vet clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+build:
+	$(GO) build -o $(BIN) ./cmd/tidemark
+
+vet:
+	$(GO) vet ./...
+
+# The whole suite against real servers (PostgreSQL, MariaDB, FerretDB, MinIO)
+# started by the tests themselves. Under CI=true a server that cannot start
+# fails its tests instead of skipping them.
+test: deps vet
+	$(GO) test -count=1 -timeout 25m ./...
+
+demo: deps build
+	$(GO) run ./internal/demo
+
+# Side-by-side benchmarks (A B A B …) with ratios and peak RSS; see bench/README.md.
+bench: deps build
+	$(GO) run ./bench $(BENCH_ARGS)
+
+# Short fuzzing of every parser of outside bytes (longer: FUZZTIME=10m).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./archive -run '^$$' -fuzz '^FuzzObjectReader$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./archive -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./archive -run '^$$' -fuzz '^FuzzChunkIndex$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./restore -run '^$$' -fuzz '^FuzzParseTime$$' -fuzztime $(FUZZTIME)
+
+clean:
+	rm -rf bin

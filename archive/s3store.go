@@ -1,0 +1,339 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+)
+
+// S3 multipart parameters: memory use of one Put is bounded by
+// s3PartSize × (s3PartsInFlight + 1), whatever the object's size.
+const (
+	s3PartSize      = 8 << 20
+	s3PartsInFlight = 4
+	s3MaxParts      = 10000 // S3's limit: objects up to s3PartSize × 10000 (~78 GiB)
+)
+
+// S3Store keeps objects in an S3 bucket under a prefix.
+//
+// Write-once relies on conditional writes: PutObject and
+// CompleteMultipartUpload carry If-None-Match: *, so S3 (since 2024) and
+// MinIO refuse to replace an existing key with 412 Precondition Failed. A
+// server that ignores the header would silently break the contract; the
+// conformance suite's concurrent-writers test catches such a server.
+type S3Store struct {
+	client *s3.Client
+	bucket string
+	prefix string // "" or ends with "/"
+	desc   string
+	bufs   sync.Pool
+}
+
+// OpenS3 opens s3://bucket/prefix with the standard AWS configuration chain
+// (environment, shared config and credentials files, instance roles).
+func OpenS3(ctx context.Context, u *url.URL) (*S3Store, error) {
+	if u.Host == "" {
+		return nil, fmt.Errorf("s3 URL %q: no bucket", u.String())
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, config.WithRetryer(func() aws.Retryer {
+		// More patience than the default 3 attempts: backups run unattended.
+		return retry.NewStandard(func(o *retry.StandardOptions) {
+			o.MaxAttempts = 10
+			o.MaxBackoff = 20 * time.Second
+		})
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("s3 %s: load AWS configuration: %w", u.Host, err)
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	custom := cfg.BaseEndpoint != nil || os.Getenv("AWS_ENDPOINT_URL") != "" || os.Getenv("AWS_ENDPOINT_URL_S3") != ""
+	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		// Custom endpoints (MinIO, Ceph, …) rarely serve virtual-host buckets.
+		o.UsePathStyle = custom
+	})
+	prefix := strings.Trim(u.Path, "/")
+	if prefix != "" {
+		prefix += "/"
+	}
+	desc := "s3://" + u.Host + "/" + prefix
+	if cfg.BaseEndpoint != nil {
+		desc += " (endpoint " + *cfg.BaseEndpoint + ")"
+	}
+	return &S3Store{client: client, bucket: u.Host, prefix: prefix, desc: desc}, nil
+}
+
+// Location implements Store.
+func (s *S3Store) Location() string { return s.desc }
+
+func (s *S3Store) key(name string) (string, error) {
+	if !validName(name) {
+		return "", fmt.Errorf("invalid object name %q", name)
+	}
+	return s.prefix + name, nil
+}
+
+func (s *S3Store) buffer() []byte {
+	if b, ok := s.bufs.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, s3PartSize)
+}
+
+func (s *S3Store) release(b []byte) { s.bufs.Put(&b) }
+
+// Put implements Store: one conditional PutObject for objects that fit in a
+// part, a conditional multipart upload otherwise.
+func (s *S3Store) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	key, err := s.key(name)
+	if err != nil {
+		return fmt.Errorf("s3 put: %w", err)
+	}
+	r = ctxReader{ctx, r}
+	buf := s.buffer()
+	n, err := io.ReadFull(r, buf)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		err = s.putSingle(ctx, key, buf[:n])
+		s.release(buf)
+	case err != nil:
+		s.release(buf)
+	default:
+		err = s.putMultipart(ctx, key, buf, r)
+	}
+	if err != nil {
+		return fmt.Errorf("s3 put %s: %w", name, err)
+	}
+	return nil
+}
+
+func (s *S3Store) putSingle(ctx context.Context, key string, data []byte) error {
+	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: &s.bucket, Key: &key, Body: bytes.NewReader(data),
+		ContentLength: aws.Int64(int64(len(data))), IfNoneMatch: aws.String("*"),
+		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c,
+	})
+	return classify(err)
+}
+
+// putMultipart uploads first (a full part) and the rest of r as parts, at
+// most s3PartsInFlight at a time, and completes only if key is still absent.
+// Any failure aborts the upload so nothing becomes visible.
+func (s *S3Store) putMultipart(ctx context.Context, key string, first []byte, r io.Reader) (err error) {
+	up, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+		Bucket: &s.bucket, Key: &key, ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c})
+	if err != nil {
+		s.release(first)
+		return classify(err)
+	}
+	defer func() {
+		if err != nil {
+			// A fresh context: the caller's may be what was cancelled.
+			actx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &key, UploadId: up.UploadId})
+		}
+	}()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		mu    sync.Mutex
+		parts []types.CompletedPart
+		wg    sync.WaitGroup
+		sem   = make(chan struct{}, s3PartsInFlight)
+	)
+	upload := func(num int32, data []byte, buf []byte) {
+		defer wg.Done()
+		defer func() { <-sem }()
+		defer s.release(buf)
+		out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{Bucket: &s.bucket, Key: &key, UploadId: up.UploadId,
+			PartNumber: aws.Int32(num), Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
+			ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c})
+		if err != nil {
+			cancel(fmt.Errorf("upload part %d: %w", num, classify(err)))
+			return
+		}
+		mu.Lock()
+		parts = append(parts, types.CompletedPart{PartNumber: aws.Int32(num), ETag: out.ETag, ChecksumCRC32C: out.ChecksumCRC32C})
+		mu.Unlock()
+	}
+	buf, n := first, len(first)
+	for num := int32(1); ; num++ {
+		if num > s3MaxParts {
+			cancel(fmt.Errorf("object larger than %d parts of %d MiB", s3MaxParts, s3PartSize>>20))
+			s.release(buf)
+			break
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			s.release(buf)
+			break
+		}
+		wg.Add(1)
+		go upload(num, buf[:n], buf)
+		buf = s.buffer()
+		var rerr error
+		n, rerr = io.ReadFull(r, buf)
+		if rerr == io.EOF {
+			s.release(buf)
+			break
+		}
+		if rerr != nil && rerr != io.ErrUnexpectedEOF {
+			cancel(fmt.Errorf("read object data: %w", rerr))
+			s.release(buf)
+			break
+		}
+		if rerr == io.ErrUnexpectedEOF {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+			}
+			if ctx.Err() != nil {
+				s.release(buf)
+				break
+			}
+			wg.Add(1)
+			go upload(num+1, buf[:n], buf)
+			break
+		}
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	sortParts(parts)
+	_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket: &s.bucket, Key: &key, UploadId: up.UploadId, IfNoneMatch: aws.String("*"),
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts}})
+	return classify(err)
+}
+
+func sortParts(p []types.CompletedPart) {
+	for i := 1; i < len(p); i++ {
+		for j := i; j > 0 && *p[j].PartNumber < *p[j-1].PartNumber; j-- {
+			p[j], p[j-1] = p[j-1], p[j]
+		}
+	}
+}
+
+// Get implements Store.
+func (s *S3Store) Get(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
+	key, err := s.key(name)
+	if err != nil {
+		return nil, fmt.Errorf("s3 get: %w", err)
+	}
+	if length == 0 {
+		if _, err := s.Stat(ctx, name); err != nil {
+			return nil, err
+		}
+		return io.NopCloser(strings.NewReader("")), nil
+	}
+	in := &s3.GetObjectInput{Bucket: &s.bucket, Key: &key}
+	switch {
+	case length > 0:
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-%d", off, off+length-1))
+	case off > 0:
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-", off))
+	}
+	out, err := s.client.GetObject(ctx, in)
+	if err != nil {
+		err = classify(err)
+		var ae smithy.APIError
+		if errors.As(err, &ae) && ae.ErrorCode() == "InvalidRange" {
+			// Reading from exactly the end is an empty read, not an error.
+			if info, serr := s.Stat(ctx, name); serr == nil && off == info.Size {
+				return io.NopCloser(strings.NewReader("")), nil
+			}
+		}
+		return nil, fmt.Errorf("s3 get %s: %w", name, err)
+	}
+	return out.Body, nil
+}
+
+// Stat implements Store.
+func (s *S3Store) Stat(ctx context.Context, name string) (ObjectInfo, error) {
+	key, err := s.key(name)
+	if err != nil {
+		return ObjectInfo{}, fmt.Errorf("s3 stat: %w", err)
+	}
+	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return ObjectInfo{}, fmt.Errorf("s3 stat %s: %w", name, classify(err))
+	}
+	return ObjectInfo{Name: name, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified)}, nil
+}
+
+// Delete implements Store.
+func (s *S3Store) Delete(ctx context.Context, name string) error {
+	key, err := s.key(name)
+	if err != nil {
+		return fmt.Errorf("s3 delete: %w", err)
+	}
+	if _, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key}); err != nil {
+		if err = classify(err); !errors.Is(err, ErrNotExist) {
+			return fmt.Errorf("s3 delete %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// List implements Store. S3 lists keys in lexical (UTF-8 byte) order.
+func (s *S3Store) List(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error {
+	in := &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(s.prefix + prefix)}
+	if startAfter != "" {
+		in.StartAfter = aws.String(s.prefix + startAfter)
+	}
+	p := s3.NewListObjectsV2Paginator(s.client, in)
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("s3 list %q: %w", prefix, classify(err))
+		}
+		for _, o := range page.Contents {
+			name := strings.TrimPrefix(aws.ToString(o.Key), s.prefix)
+			if !validName(name) {
+				continue // not ours (e.g. a directory marker)
+			}
+			if err := fn(ObjectInfo{Name: name, Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// classify maps S3 errors onto the Store contract's errors, keeping the
+// original in the chain.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "NoSuchKey", "NotFound":
+			return fmt.Errorf("%w: %w", ErrNotExist, err)
+		case "PreconditionFailed":
+			return fmt.Errorf("%w: %w", ErrExist, err)
+		}
+	}
+	return err
+}

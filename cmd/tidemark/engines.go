@@ -1,0 +1,255 @@
+package main
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tidemark/tidemark/restore"
+)
+
+// Engines, named by the scheme of a source or target URL.
+const (
+	enginePostgres = "postgres"
+	engineMySQL    = "mysql"
+	engineMongoDB  = "mongodb"
+)
+
+// engineOf names the engine of a source/target URL and refuses passwords in
+// it: a password in a URL on the command line is visible to every user of
+// the host through the process list.
+func engineOf(flag, raw string) (string, error) {
+	if raw == "" {
+		return "", usageErr(fmt.Errorf("--%s is required", flag))
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", usageErr(fmt.Errorf("--%s: %w", flag, err))
+	}
+	// From the environment a password is not visible to other users.
+	if _, set := u.User.Password(); set && os.Getenv("TIDEMARK_"+envName(flag)) != raw {
+		return "", usageErr(fmt.Errorf("--%s: passwords do not belong in URLs on the command line; use ~/.pgpass or PGPASSFILE (PostgreSQL), a password file, or set TIDEMARK_%s in the environment", flag, envName(flag)))
+	}
+	switch u.Scheme {
+	case "postgres", "postgresql":
+		return enginePostgres, nil
+	case "mysql", "mariadb":
+		return engineMySQL, nil
+	case "mongodb", "mongodb+srv":
+		return engineMongoDB, nil
+	default:
+		return "", usageErr(fmt.Errorf("--%s %q: unsupported scheme %q (postgres://, postgresql://, mysql://, mongodb://)", flag, u.Redacted(), u.Scheme))
+	}
+}
+
+func notYet(what, issue string) error {
+	return fmt.Errorf("%s: %w (tracked in issue %s)", what, errNotImplemented, issue)
+}
+
+func (a *app) streamCmd() *cobra.Command {
+	var (
+		rf            repoFlags
+		source        string
+		slot          string
+		createSlot    bool
+		noSlot        bool
+		synchronous   bool
+		flushInterval time.Duration
+		serverID      uint32
+	)
+	cmd := &cobra.Command{
+		Use:   "stream --repo URL --source URL",
+		Short: "Continuously archive a database's change stream (WAL, binlog, oplog)",
+		Long: `Stream changes from the source over its own replication protocol into the
+repository, acknowledging to the server only what is durable in the
+repository. Runs until interrupted; SIGINT/SIGTERM flush and exit cleanly.
+
+  postgres://   WAL from a physical replication slot
+  mysql://      binlog events, registered as a replica
+  mongodb://    the oplog (local.oplog.rs)`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			eng, err := engineOf("source", source)
+			if err != nil {
+				return err
+			}
+			if rf.repo == "" {
+				return usageErr(fmt.Errorf("--repo (or TIDEMARK_REPO) is required"))
+			}
+			if flushInterval <= 0 {
+				return usageErr(fmt.Errorf("--flush-interval must be positive"))
+			}
+			switch eng {
+			case enginePostgres:
+				return notYet("stream from PostgreSQL", "#3")
+			case engineMySQL:
+				return notYet("stream from MySQL/MariaDB", "#5")
+			default:
+				return notYet("stream from MongoDB", "#9")
+			}
+		},
+	}
+	rf.register(cmd, false)
+	f := cmd.Flags()
+	f.StringVar(&source, "source", "", "database to stream from: postgres://, mysql:// or mongodb:// URL (no password: use ~/.pgpass, PGPASSFILE or the environment)")
+	f.StringVar(&slot, "slot", "tidemark", "PostgreSQL: physical replication slot name")
+	f.BoolVar(&createSlot, "create-slot", false, "PostgreSQL: create the slot if it does not exist")
+	f.BoolVar(&noSlot, "no-slot", false, "PostgreSQL: stream without a slot (the server may recycle WAL before it is archived: gaps possible)")
+	f.BoolVar(&synchronous, "synchronous", false, "PostgreSQL: report flush as soon as WAL is durable, for use as a synchronous standby (RPO 0)")
+	f.DurationVar(&flushInterval, "flush-interval", time.Second, "make arrived data durable in the repository at least this often")
+	f.Uint32Var(&serverID, "server-id", 0, "MySQL/MariaDB: replica server id (default derived from the repository id)")
+	return cmd
+}
+
+func (a *app) backupCmd() *cobra.Command {
+	var (
+		rf             repoFlags
+		source         string
+		typ            string
+		fastCheckpoint bool
+		jobs           int
+		asJSON         bool
+	)
+	cmd := &cobra.Command{
+		Use:   "backup --repo URL --source URL",
+		Short: "Take a base backup into the repository",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			eng, err := engineOf("source", source)
+			if err != nil {
+				return err
+			}
+			switch typ {
+			case "full", "incremental", "differential":
+			default:
+				return usageErr(fmt.Errorf("--type %q: want full, incremental or differential", typ))
+			}
+			if jobs < 1 {
+				return usageErr(fmt.Errorf("--jobs must be at least 1"))
+			}
+			switch eng {
+			case enginePostgres:
+				return notYet("base backup of PostgreSQL", "#4")
+			case engineMySQL:
+				return notYet("base backup of MySQL/MariaDB", "#6")
+			default:
+				return notYet("base backup of MongoDB", "#9")
+			}
+		},
+	}
+	rf.register(cmd, false)
+	f := cmd.Flags()
+	f.StringVar(&source, "source", "", "database to back up (postgres://, mysql://, mongodb://)")
+	f.StringVar(&typ, "type", "full", "full, incremental or differential")
+	f.BoolVar(&fastCheckpoint, "fast-checkpoint", false, "PostgreSQL: request an immediate checkpoint instead of a spread one")
+	f.IntVar(&jobs, "jobs", 4, "parallel compress/encrypt/upload workers")
+	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return cmd
+}
+
+func (a *app) restoreCmd() *cobra.Command {
+	var (
+		rf                                    repoFlags
+		toTime, toLSN, toXID, toName, toGTID  string
+		toPosition, toTS, timeline, targetDir string
+		target                                string
+		latest                                bool
+		jobs                                  int
+	)
+	cmd := &cobra.Command{
+		Use:   "restore --repo URL (--to-time T | --latest | engine targets) (--target-dir DIR | --target URL)",
+		Short: "Restore to a point in time",
+		Long: `Pick the newest base backup that can reach the target, check that the
+archived stream is continuous from it to the target — refusing, with the
+missing range named, before anything is written — then restore and replay.
+
+Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
+(2026-11-25 14:03:00.5+00).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			n := 0
+			for _, s := range []string{toTime, toLSN, toXID, toName, toGTID, toPosition, toTS} {
+				if s != "" {
+					n++
+				}
+			}
+			if latest {
+				n++
+			}
+			if n != 1 {
+				return usageErr(fmt.Errorf("give exactly one target: --to-time, --latest, --to-lsn, --to-xid, --to-name, --to-gtid, --to-position or --to-ts"))
+			}
+			if toTime != "" {
+				if _, err := restore.ParseTime(toTime); err != nil {
+					return usageErr(err)
+				}
+			}
+			if (targetDir == "") == (target == "") {
+				return usageErr(fmt.Errorf("give exactly one of --target-dir (PostgreSQL) or --target URL (MySQL, MongoDB)"))
+			}
+			if target != "" {
+				eng, err := engineOf("target", target)
+				if err != nil {
+					return err
+				}
+				if eng == engineMySQL {
+					return notYet("restore of MySQL/MariaDB", "#6")
+				}
+				return notYet("restore of MongoDB", "#9")
+			}
+			return notYet("restore of PostgreSQL", "#4")
+		},
+	}
+	rf.register(cmd, true)
+	f := cmd.Flags()
+	f.StringVar(&toTime, "to-time", "", "restore to this moment (RFC 3339 or PostgreSQL timestamp, with zone)")
+	f.BoolVar(&latest, "latest", false, "restore everything archived")
+	f.StringVar(&toLSN, "to-lsn", "", "PostgreSQL: restore to this LSN")
+	f.StringVar(&toXID, "to-xid", "", "PostgreSQL: restore to this transaction id")
+	f.StringVar(&toName, "to-name", "", "PostgreSQL: restore to this named restore point")
+	f.StringVar(&toGTID, "to-gtid", "", "MySQL/MariaDB: restore through this GTID")
+	f.StringVar(&toPosition, "to-position", "", "MySQL/MariaDB: restore to FILE:POS")
+	f.StringVar(&toTS, "to-ts", "", "MongoDB: restore to this oplog timestamp T:I")
+	f.StringVar(&timeline, "timeline", "latest", "PostgreSQL: timeline to follow (number or latest)")
+	f.StringVar(&targetDir, "target-dir", "", "PostgreSQL: empty directory to restore the data directory into")
+	f.StringVar(&target, "target", "", "MySQL/MongoDB: server URL to restore into")
+	f.IntVar(&jobs, "jobs", 4, "parallel download/decrypt workers")
+	return cmd
+}
+
+func (a *app) agentCmd() *cobra.Command {
+	var config string
+	cmd := &cobra.Command{
+		Use:   "agent --config FILE",
+		Short: "Run the archiving daemon: streams, schedules, retention, drills, metrics",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if config == "" {
+				return usageErr(fmt.Errorf("--config (or TIDEMARK_CONFIG) is required"))
+			}
+			return notYet("agent", "#7")
+		},
+	}
+	cmd.Flags().StringVar(&config, "config", "", "agent config file (YAML)")
+	return cmd
+}
+
+func (a *app) walFetchCmd() *cobra.Command {
+	var rf repoFlags
+	cmd := &cobra.Command{
+		Use:   "wal-fetch --repo URL WAL_FILE DEST_PATH",
+		Short: "Fetch one WAL file for PostgreSQL's restore_command",
+		Long: `For restore_command: restore_command = 'tidemark wal-fetch --repo URL
+--identity-file F %f %p'. Exits 0 only once the complete file is in place,
+1 when the file is not archived.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return notYet("wal-fetch", "#4")
+		},
+	}
+	rf.register(cmd, true)
+	return cmd
+}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tidemark/tidemark/archive"
+)
+
+type statusReport struct {
+	Repository  string               `json:"repository"`
+	ID          string               `json:"id"`
+	Created     string               `json:"created"`
+	Encryption  string               `json:"encryption"`
+	Recipients  []string             `json:"recipients,omitempty"`
+	Compression string               `json:"compression"`
+	Backups     []string             `json:"backups"`
+	Areas       map[string]areaUsage `json:"areas"`
+	Total       areaUsage            `json:"total"`
+}
+
+type areaUsage struct {
+	Objects int64 `json:"objects"`
+	Bytes   int64 `json:"bytes"`
+}
+
+func (a *app) statusCmd() *cobra.Command {
+	var (
+		rf     repoFlags
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "status --repo URL [--json]",
+		Short: "Show what a repository holds",
+		Long: `Show a repository's config, its base backups and what each area of it
+stores. Needs no key: it reads only unencrypted bookkeeping.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			r, err := rf.open(ctx, false)
+			if err != nil {
+				return err
+			}
+			cfg := r.Config()
+			rep := statusReport{Repository: r.Store().Location(), ID: cfg.ID, Created: cfg.Created.Format("2006-01-02 15:04:05Z07:00"),
+				Encryption: cfg.Encryption, Recipients: cfg.Recipients, Compression: cfg.Compression, Areas: map[string]areaUsage{}}
+			err = r.Store().List(ctx, "", "", func(o archive.ObjectInfo) error {
+				area := o.Name
+				if i := strings.IndexByte(area, '/'); i >= 0 {
+					area = area[:i]
+				}
+				u := rep.Areas[area]
+				u.Objects++
+				u.Bytes += o.Size
+				rep.Areas[area] = u
+				rep.Total.Objects++
+				rep.Total.Bytes += o.Size
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if rep.Backups, err = r.ListManifests(ctx); err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(a.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			fmt.Fprintf(a.stdout, "repository  %s\nid          %s\ncreated     %s\nencryption  %s\ncompression %s\nbackups     %d\n",
+				rep.Repository, rep.ID, rep.Created, rep.Encryption, rep.Compression, len(rep.Backups))
+			areas := make([]string, 0, len(rep.Areas))
+			for k := range rep.Areas {
+				areas = append(areas, k)
+			}
+			sort.Strings(areas)
+			for _, k := range areas {
+				fmt.Fprintf(a.stdout, "  %-10s %8d objects %12s\n", k, rep.Areas[k].Objects, humanBytes(rep.Areas[k].Bytes))
+			}
+			fmt.Fprintf(a.stdout, "  %-10s %8d objects %12s\n", "total", rep.Total.Objects, humanBytes(rep.Total.Bytes))
+			return nil
+		},
+	}
+	rf.register(cmd, false)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print machine-readable JSON")
+	return cmd
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,159 @@
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// MinIO is a throwaway MinIO (S3) server on 127.0.0.1 with random
+// credentials generated for this run.
+type MinIO struct {
+	Endpoint  string // http://127.0.0.1:PORT
+	AccessKey string
+	SecretKey string
+	Region    string
+
+	dir  string
+	proc *process
+}
+
+var sharedMinIO shared[*MinIO]
+
+// MinIOServer returns the package's shared server, starting it on first use.
+func MinIOServer(t testing.TB) *MinIO {
+	t.Helper()
+	m, err := sharedMinIO.get(func() (*MinIO, func(), error) {
+		m, err := StartMinIO()
+		if err != nil {
+			return nil, nil, err
+		}
+		return m, m.Stop, nil
+	})
+	if err != nil {
+		Unavailable(t, "MinIO", err)
+	}
+	return m
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// StartMinIO starts a server; Stop stops it and removes its files.
+func StartMinIO() (*MinIO, error) {
+	bin, err := CachedBinary("minio", MinIOVersion)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := tempDir("tidemark-minio-")
+	if err != nil {
+		return nil, err
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	consolePort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	m := &MinIO{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), AccessKey: "tm" + randomHex(8),
+		SecretKey: randomHex(20), Region: "us-east-1", dir: dir}
+	env := []string{"MINIO_ROOT_USER=" + m.AccessKey, "MINIO_ROOT_PASSWORD=" + m.SecretKey,
+		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_REGION=" + m.Region}
+	proc, err := startProcess("MinIO", filepath.Join(dir, "minio.log"), nil, env, bin, "server", filepath.Join(dir, "data"),
+		"--address", fmt.Sprintf("127.0.0.1:%d", port), "--console-address", fmt.Sprintf("127.0.0.1:%d", consolePort), "--quiet")
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	m.proc = proc
+	if err := proc.waitReady(func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, m.Endpoint+"/minio/health/live", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("health: %s", resp.Status)
+		}
+		return nil
+	}); err != nil {
+		m.Stop()
+		return nil, err
+	}
+	return m, nil
+}
+
+// Client is an S3 client for the server.
+func (m *MinIO) Client() *s3.Client {
+	return s3.New(s3.Options{
+		Region:       m.Region,
+		BaseEndpoint: aws.String(m.Endpoint),
+		UsePathStyle: true,
+		Credentials:  credentials.NewStaticCredentialsProvider(m.AccessKey, m.SecretKey, ""),
+	})
+}
+
+// CreateBucket makes a fresh, uniquely named bucket.
+func (m *MinIO) CreateBucket(ctx context.Context) (string, error) {
+	name := "tm-" + randomHex(6)
+	if _, err := m.Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+		return "", fmt.Errorf("create bucket %s: %w", name, err)
+	}
+	return name, nil
+}
+
+// NewBucket makes a fresh bucket for a test.
+func (m *MinIO) NewBucket(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := m.CreateBucket(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Env is the standard AWS environment pointing at this server, for child
+// processes and for the SDK's default credential chain.
+func (m *MinIO) Env() []string {
+	return []string{"AWS_ACCESS_KEY_ID=" + m.AccessKey, "AWS_SECRET_ACCESS_KEY=" + m.SecretKey,
+		"AWS_REGION=" + m.Region, "AWS_ENDPOINT_URL=" + m.Endpoint}
+}
+
+// SetEnv sets Env for the duration of a test.
+func (m *MinIO) SetEnv(t *testing.T) {
+	for _, kv := range m.Env() {
+		for i := range kv {
+			if kv[i] == '=' {
+				t.Setenv(kv[:i], kv[i+1:])
+				break
+			}
+		}
+	}
+}
+
+// Stop stops the server and removes its files.
+func (m *MinIO) Stop() {
+	if m.proc != nil {
+		m.proc.stop(syscall.SIGTERM, 20*time.Second)
+	}
+	os.RemoveAll(m.dir)
+}

@@ -1,0 +1,192 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// PostgresBinDir is where Debian's postgresql-15 package puts the server.
+const PostgresBinDir = "/usr/lib/postgresql/15/bin"
+
+// Postgres is a throwaway PostgreSQL 15 server on 127.0.0.1.
+type Postgres struct {
+	Host    string
+	Port    int
+	DataDir string
+	BinDir  string
+	User    string // superuser, allowed to replicate
+
+	dir  string // scratch dir holding the data dir, socket and log
+	conf []string
+	cred *syscall.Credential
+	proc *process
+	keep bool // the data dir was given to us: do not delete it
+}
+
+// PostgresOptions configure a separate server.
+type PostgresOptions struct {
+	// Conf lines appended to postgresql.conf.
+	Conf []string
+	// DataDir, when set, is an existing data directory (a restored backup)
+	// to start instead of running initdb. It is not deleted on Stop.
+	DataDir string
+}
+
+var sharedPostgres shared[*Postgres]
+
+// PostgreSQL returns the package's shared server, starting it on first use.
+func PostgreSQL(t testing.TB) *Postgres {
+	t.Helper()
+	p, err := sharedPostgres.get(func() (*Postgres, func(), error) {
+		p, err := StartPostgres(PostgresOptions{})
+		if err != nil {
+			return nil, nil, err
+		}
+		return p, p.Destroy, nil
+	})
+	if err != nil {
+		Unavailable(t, "PostgreSQL 15", err)
+	}
+	return p
+}
+
+// NewPostgreSQL starts a separate server, destroyed when the test ends.
+func NewPostgreSQL(t testing.TB, o PostgresOptions) *Postgres {
+	t.Helper()
+	p, err := StartPostgres(o)
+	if err != nil {
+		Unavailable(t, "PostgreSQL 15", err)
+	}
+	t.Cleanup(p.Destroy)
+	return p
+}
+
+// StartPostgres initialises (unless o.DataDir is set) and starts a server.
+// The caller owns it: Destroy stops it and removes its files.
+func StartPostgres(o PostgresOptions) (*Postgres, error) {
+	if _, err := os.Stat(filepath.Join(PostgresBinDir, "postgres")); err != nil {
+		return nil, fmt.Errorf("PostgreSQL 15 not installed at %s", PostgresBinDir)
+	}
+	cred, err := serviceUser("postgres")
+	if err != nil {
+		return nil, err
+	}
+	dir, err := tempDir("tidemark-pg-")
+	if err != nil {
+		return nil, err
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	p := &Postgres{Host: "127.0.0.1", Port: port, BinDir: PostgresBinDir, User: "postgres",
+		dir: dir, conf: o.Conf, cred: cred, DataDir: filepath.Join(dir, "data")}
+	if o.DataDir != "" {
+		p.DataDir, p.keep = o.DataDir, true
+	}
+	if err := chownTree(dir, cred); err != nil {
+		return nil, err
+	}
+	if o.DataDir == "" {
+		if err := runAs(cred, filepath.Join(PostgresBinDir, "initdb"), "-D", p.DataDir, "-U", "postgres",
+			"--auth=trust", "--data-checksums", "-E", "UTF8", "--locale=C"); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("initdb: %w", err)
+		}
+	} else if err := chownTree(o.DataDir, cred); err != nil {
+		return nil, err
+	}
+	if err := p.Start(); err != nil {
+		p.Destroy()
+		return nil, err
+	}
+	return p, nil
+}
+
+// Start starts (or restarts) the server on its data directory and port.
+func (p *Postgres) Start() error {
+	// Settings go on the command line so a restored data directory keeps its
+	// own postgresql.conf untouched (restore tests compare it).
+	args := []string{"-D", p.DataDir, "-p", fmt.Sprint(p.Port),
+		"-c", "listen_addresses=127.0.0.1",
+		"-c", "unix_socket_directories=" + p.dir,
+		"-c", "wal_level=replica",
+		"-c", "max_wal_senders=10",
+		"-c", "max_replication_slots=10",
+		"-c", "shared_buffers=32MB",
+		"-c", "max_connections=40",
+		"-c", "log_min_messages=warning",
+		"-c", "logging_collector=off",
+	}
+	for _, c := range p.conf {
+		args = append(args, "-c", c)
+	}
+	proc, err := startProcess("PostgreSQL", filepath.Join(p.dir, "postgres.log"), p.cred, nil,
+		filepath.Join(p.BinDir, "postgres"), args...)
+	if err != nil {
+		return err
+	}
+	p.proc = proc
+	return proc.waitReady(func(ctx context.Context) error {
+		c, err := pgx.Connect(ctx, p.URL("postgres"))
+		if err != nil {
+			return err
+		}
+		defer c.Close(ctx)
+		var inRecovery bool
+		return c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery)
+	})
+}
+
+// URL is a connection URL for database db.
+func (p *Postgres) URL(db string) string {
+	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", p.User, p.Host, p.Port, db)
+}
+
+// ReplicationURL is a URL for a physical replication connection.
+func (p *Postgres) ReplicationURL() string { return p.URL("postgres") + "&replication=true" }
+
+// Stop shuts the server down cleanly (fast shutdown).
+func (p *Postgres) Stop() {
+	if p.proc != nil {
+		p.proc.stop(syscall.SIGINT, 30*time.Second)
+	}
+}
+
+// Kill ends the server at once, as a crash would.
+func (p *Postgres) Kill() {
+	if p.proc != nil {
+		p.proc.kill()
+	}
+}
+
+// Destroy stops the server and removes its files.
+func (p *Postgres) Destroy() {
+	p.Stop()
+	os.RemoveAll(p.dir)
+}
+
+// Log returns the tail of the server's log.
+func (p *Postgres) Log() string { return logTail(filepath.Join(p.dir, "postgres.log"), 50) }
+
+// Exec runs SQL statements in database postgres, failing the test on error.
+func (p *Postgres) Exec(t testing.TB, sql string, args ...any) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, p.URL("postgres"))
+	if err != nil {
+		t.Fatalf("connect to PostgreSQL: %v", err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, sql, args...); err != nil {
+		t.Fatalf("%s: %v", strings.TrimSpace(sql), err)
+	}
+}
