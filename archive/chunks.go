@@ -98,8 +98,8 @@ type ChunkWriter struct {
 	known    map[ChunkID]struct{} // in the repository or being stored now
 	added    []indexEntry
 	stats    ChunkStats
-	inflight chan struct{} // bounds buffered chunks: memory stays ~ jobs × max chunk
-	bufs     sync.Pool
+	inflight chan struct{} // bounds buffered chunks: memory stays ~ jobs × chunk size
+	bufs     [24]sync.Pool     // by size class, see buffer
 }
 
 // NewChunkWriter loads the chunk index and returns a writer with jobs workers.
@@ -207,14 +207,32 @@ func (w *ChunkWriter) store(ctx context.Context, id ChunkID, data []byte) error 
 	return nil
 }
 
+// buffer returns a pooled buffer of n bytes. Buffers are pooled by
+// power-of-two class so a 1 MiB chunk never pins an 8 MiB buffer.
 func (w *ChunkWriter) buffer(n int) []byte {
-	if b, ok := w.bufs.Get().(*[]byte); ok && cap(*b) >= n {
+	c := sizeClass(n)
+	if b, ok := w.bufs[c].Get().(*[]byte); ok {
 		return (*b)[:n]
 	}
-	return make([]byte, n, chunker.MaxSize)
+	return make([]byte, n, 1<<c)
 }
 
-func (w *ChunkWriter) release(b []byte) { w.bufs.Put(&b) }
+func (w *ChunkWriter) release(b []byte) {
+	c := sizeClass(cap(b))
+	if 1<<c != cap(b) {
+		return // not one of ours
+	}
+	w.bufs[c].Put(&b)
+}
+
+// sizeClass is the smallest c with 1<<c >= n (n ≤ chunker.MaxSize).
+func sizeClass(n int) int {
+	c := 0
+	for 1<<c < n {
+		c++
+	}
+	return c
+}
 
 // splitter returns a function yielding successive chunks of src, each in a
 // buffer of its own (released by the consumer).
@@ -234,14 +252,15 @@ func (w *ChunkWriter) splitter(src io.Reader, mode ChunkMode) func() ([]byte, er
 		}
 	}
 	c := chunker.New(src, chunker.Pol(w.repo.cfg.ChunkerPolynomial))
+	scratch := make([]byte, chunker.MaxSize) // one per file: chunks are copied out
 	return func() ([]byte, error) {
-		buf := w.buffer(chunker.MaxSize)
-		ch, err := c.Next(buf)
+		ch, err := c.Next(scratch)
 		if err != nil {
-			w.release(buf)
 			return nil, err
 		}
-		return ch.Data, nil
+		buf := w.buffer(len(ch.Data))
+		copy(buf, ch.Data)
+		return buf, nil
 	}
 }
 

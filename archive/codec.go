@@ -120,7 +120,13 @@ func (c *Codec) encoder() *zstd.Encoder {
 	if zw, ok := c.encoders.Get().(*zstd.Encoder); ok {
 		return zw
 	}
-	zw, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(c.level), zstd.WithEncoderConcurrency(c.concurrency))
+	opts := []zstd.EOption{zstd.WithEncoderLevel(c.level), zstd.WithEncoderConcurrency(c.concurrency)}
+	if c.concurrency == 1 {
+		// Chunk codecs run one encoder per worker on objects of a few MiB:
+		// a small window loses nothing there and keeps memory per worker low.
+		opts = append(opts, zstd.WithWindowSize(2<<20), zstd.WithLowerEncoderMem(true))
+	}
+	zw, err := zstd.NewWriter(nil, opts...)
 	if err != nil {
 		panic(fmt.Sprintf("zstd encoder with validated options: %v", err)) // options validated in NewCodec
 	}
@@ -255,7 +261,7 @@ func (c *Codec) decoder() *zstd.Decoder {
 	}
 	// Bounded window and memory, so a hostile object cannot make us allocate
 	// without limit; our writer never uses windows this large.
-	zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1),
+	zr, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
 		zstd.WithDecoderMaxWindow(64<<20), zstd.WithDecoderMaxMemory(256<<20))
 	if err != nil {
 		panic(fmt.Sprintf("zstd decoder with constant options: %v", err))

@@ -47,7 +47,7 @@ type S3Store struct {
 // (environment, shared config and credentials files, instance roles).
 func OpenS3(ctx context.Context, u *url.URL) (*S3Store, error) {
 	if u.Host == "" {
-		return nil, fmt.Errorf("s3 URL %q: no bucket", u.String())
+		return nil, fmt.Errorf("%w: s3 URL %q: no bucket", ErrBadURL, u.String())
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, config.WithRetryer(func() aws.Retryer {
 		// More patience than the default 3 attempts: backups run unattended.

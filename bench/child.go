@@ -39,6 +39,31 @@ func runMeasured(env []string, args ...string) (sample, childResult, error) {
 	return measureCmd(exec.Command(self, append([]string{childArg}, args...)...), env)
 }
 
+// runMeasuredFed is runMeasured with stdin fed by a generator process, whose
+// memory is not counted.
+func runMeasuredFed(env []string, size int64, args ...string) (sample, childResult, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return sample{}, childResult{}, err
+	}
+	gen := exec.Command(self, childArg, "gen", strconv.FormatInt(size, 10))
+	pipe, err := gen.StdoutPipe()
+	if err != nil {
+		return sample{}, childResult{}, err
+	}
+	gen.Stderr = os.Stderr
+	if err := gen.Start(); err != nil {
+		return sample{}, childResult{}, err
+	}
+	cmd := exec.Command(self, append([]string{childArg}, args...)...)
+	cmd.Stdin = pipe
+	s, res, err := measureCmd(cmd, env)
+	if werr := gen.Wait(); err == nil && werr != nil {
+		err = fmt.Errorf("generator: %w", werr)
+	}
+	return s, res, err
+}
+
 func measureCmd(cmd *exec.Cmd, env []string) (sample, childResult, error) {
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
@@ -65,6 +90,14 @@ func measureCmd(cmd *exec.Cmd, env []string) (sample, childResult, error) {
 }
 
 func runChild(ctx context.Context, args []string) error {
+	if len(args) == 2 && args[0] == "gen" { // gen SIZE: mixed data on stdout
+		n, err := strconv.ParseInt(args[1], 10, 64)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(os.Stdout, io.LimitReader(newCycleReader(), n))
+		return err
+	}
 	if len(args) < 2 {
 		return errors.New("usage: __child OP REPO …")
 	}
@@ -95,13 +128,9 @@ func runChild(ctx context.Context, args []string) error {
 		res, err = childBackup(ctx, repo, args[2])
 	case "restore": // restore REPO
 		res, err = childRestore(ctx, repo)
-	case "object-put": // object-put REPO SIZE
-		n, perr := strconv.ParseInt(args[2], 10, 64)
-		if perr != nil {
-			return perr
-		}
+	case "object-put": // object-put REPO < data
 		var st archive.PutStat
-		st, err = repo.Put(ctx, "blob/large", archive.KindBlob, io.LimitReader(newMixedReader(1), n))
+		st, err = repo.Put(ctx, "blob/large", archive.KindBlob, os.Stdin)
 		res = childResult{Logical: st.Plain, NewStored: st.Stored, SHA256: hex.EncodeToString(st.SHA256[:])}
 	case "object-get": // object-get REPO
 		res, err = childGet(ctx, repo)
@@ -232,5 +261,26 @@ func (m *mixedReader) Read(p []byte) (int, error) {
 	}
 	n := copy(p, m.block[within:])
 	m.off += int64(n)
+	return n, nil
+}
+
+// cycleReader repeats 64 MiB of mixed data: fast enough that generating it
+// does not dominate the measurement, and a period far beyond zstd's window
+// so repetition does not flatter compression. Only for single objects: the
+// chunked suites use non-repeating data so deduplication is not flattered.
+type cycleReader struct {
+	pattern []byte
+	off     int
+}
+
+func newCycleReader() *cycleReader {
+	p := make([]byte, 64<<20)
+	io.ReadFull(newMixedReader(1), p)
+	return &cycleReader{pattern: p}
+}
+
+func (c *cycleReader) Read(p []byte) (int, error) {
+	n := copy(p, c.pattern[c.off:])
+	c.off = (c.off + n) % len(c.pattern)
 	return n, nil
 }

@@ -174,7 +174,7 @@ func objectSuite(ctx context.Context, dir string, largest int64) error {
 			return err
 		}
 		env := []string{"BENCH_IDENTITY_FILE=" + keyFile}
-		put, pres, err := runMeasured(env, "object-put", url, strconv.FormatInt(size, 10))
+		put, pres, err := runMeasuredFed(env, size, "object-put", url)
 		if err != nil {
 			return err
 		}

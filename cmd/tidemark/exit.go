@@ -25,7 +25,7 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.Is(err, errUsage):
+	case errors.Is(err, errUsage), errors.Is(err, archive.ErrBadURL):
 		return exitUsage
 	case errors.Is(err, errNotImplemented):
 		return exitNotImplemented

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"filippo.io/age"
+
+	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// run executes the CLI in-process and returns its output and exit code.
+func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	a := &app{stdout: &out, stderr: &errb}
+	root := a.root()
+	root.SetArgs(args)
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	err := root.ExecuteContext(context.Background())
+	if err != nil {
+		errb.WriteString("tidemark: " + err.Error() + "\n")
+	}
+	return out.String(), errb.String(), exitCode(err)
+}
+
+func expect(t *testing.T, wantCode int, args ...string) (string, string) {
+	t.Helper()
+	out, errs, code := run(t, args...)
+	if code != wantCode {
+		t.Fatalf("tidemark %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, wantCode, out, errs)
+	}
+	return out, errs
+}
+
+func keyFile(t *testing.T) (string, *age.X25519Identity) {
+	t.Helper()
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(p, []byte(id.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p, id
+}
+
+func TestInitAndStatus(t *testing.T) {
+	repo := filepath.Join(t.TempDir(), "repo")
+	expect(t, 0, "init", "--repo", repo, "--no-encryption")
+	out, _ := expect(t, 0, "status", "--repo", repo, "--json")
+	var st statusReport
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	if st.Encryption != archive.EncryptionNone || st.Total.Objects != 1 {
+		t.Fatalf("status = %+v", st)
+	}
+	// A second init on the same location is refused.
+	_, errs := expect(t, 1, "init", "--repo", repo, "--no-encryption")
+	if !strings.Contains(errs, "not empty") {
+		t.Fatalf("second init: %s", errs)
+	}
+}
+
+func TestInitRequiresOneEncryptionChoice(t *testing.T) {
+	repo := t.TempDir()
+	expect(t, 2, "init", "--repo", repo)
+	pass := filepath.Join(t.TempDir(), "pass")
+	os.WriteFile(pass, []byte("secret\n"), 0o600)
+	expect(t, 2, "init", "--repo", repo, "--no-encryption", "--passphrase-file", pass)
+	expect(t, 2, "init", "--repo", repo, "--recipient", "not-a-key")
+	expect(t, 2, "init", "--repo", "gopher://x/y", "--no-encryption")
+	expect(t, 2, "status")
+}
+
+func TestEnvironmentFillsFlags(t *testing.T) {
+	repo := filepath.Join(t.TempDir(), "repo")
+	_, id := keyFile(t)
+	t.Setenv("TIDEMARK_REPO", repo)
+	t.Setenv("TIDEMARK_RECIPIENT", id.Recipient().String())
+	expect(t, 0, "init")
+	out, _ := expect(t, 0, "status", "--json")
+	var st statusReport
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Recipients) != 1 || st.Recipients[0] != id.Recipient().String() {
+		t.Fatalf("recipients from TIDEMARK_RECIPIENT: %v", st.Recipients)
+	}
+}
+
+func TestVerifyKeysAndCorruption(t *testing.T) {
+	ctx := context.Background()
+	repo := filepath.Join(t.TempDir(), "repo")
+	key, id := keyFile(t)
+	wrong, _ := keyFile(t)
+	expect(t, 0, "init", "--repo", repo, "--recipient", id.Recipient().String())
+
+	// Put some data in as a backup host would (public key only).
+	s, _ := archive.OpenFile(repo)
+	r, err := archive.Open(ctx, s, archive.Keys{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := r.NewChunkWriter(ctx, 2)
+	data := bytes.Repeat([]byte("row of data "), 500000)
+	refs, err := w.WriteFile(ctx, bytes.NewReader(data), archive.ContentDefined)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Commit(ctx)
+	if err := r.CommitManifest(ctx, &archive.Manifest{ID: "20260101T000000Z-aaaaaa", Engine: "test",
+		Files: []archive.FileEntry{{Path: "f", Size: int64(len(data)), Chunks: refs}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	_, errs := expect(t, 4, "verify", "--repo", repo)
+	if !strings.Contains(errs, "identity") {
+		t.Fatalf("verify without key: %s", errs)
+	}
+	_, errs = expect(t, 4, "verify", "--repo", repo, "--identity-file", wrong)
+	if !strings.Contains(errs, "wrong key") {
+		t.Fatalf("verify with wrong key: %s", errs)
+	}
+	out, _ := expect(t, 0, "verify", "--repo", repo, "--identity-file", key)
+	if !strings.Contains(out, "1 backups") {
+		t.Fatalf("verify: %s", out)
+	}
+
+	// Flip a byte in the middle of the chunk: verify names it, exits 3.
+	h := refs[0].ID.String()
+	chunk := filepath.Join(repo, "chunks", h[:2], h)
+	b, err := os.ReadFile(chunk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	if err := os.WriteFile(chunk, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = expect(t, 3, "verify", "--repo", repo, "--identity-file", key, "--json")
+	var rep archive.VerifyReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("verify --json: %v: %s", err, out)
+	}
+	if rep.OK() || !strings.Contains(strings.Join(rep.Problems, "\n"), h) {
+		t.Fatalf("problems do not name the chunk %s: %v", h, rep.Problems)
+	}
+}
+
+func TestPasswordsRefusedOnCommandLine(t *testing.T) {
+	repo := t.TempDir()
+	_, errs := expect(t, 2, "stream", "--repo", repo, "--source", "postgres://u:hunter2@db/x")
+	if !strings.Contains(errs, "passwords do not belong") || strings.Contains(errs, "hunter2") {
+		t.Fatalf("password refusal: %s", errs)
+	}
+	// From the environment it is allowed (and reaches the engine).
+	t.Setenv("TIDEMARK_SOURCE", "postgres://u:hunter2@db/x")
+	_, errs = expect(t, 8, "stream", "--repo", repo)
+	if strings.Contains(errs, "hunter2") {
+		t.Fatalf("password printed: %s", errs)
+	}
+}
+
+func TestRestoreArgumentValidation(t *testing.T) {
+	repo := t.TempDir()
+	expect(t, 2, "restore", "--repo", repo, "--target-dir", "x")
+	expect(t, 2, "restore", "--repo", repo, "--latest", "--to-time", "2026-01-01T00:00:00Z", "--target-dir", "x")
+	expect(t, 2, "restore", "--repo", repo, "--to-time", "2026-01-01 00:00:00", "--target-dir", "x") // no zone
+	expect(t, 2, "restore", "--repo", repo, "--latest")
+	expect(t, 2, "restore", "--repo", repo, "--latest", "--target", "redis://x")
+	expect(t, 8, "restore", "--repo", repo, "--to-time", "2026-01-01 00:00:00.5+00", "--target-dir", "x")
+	expect(t, 2, "backup", "--repo", repo, "--source", "postgres://db/x", "--type", "weekly")
+	expect(t, 2, "stream", "--repo", repo, "--source", "oracle://db")
+	expect(t, 2, "agent")
+}
+
+// TestS3RepositoryFromCLI drives init and status against real MinIO through
+// the standard AWS environment.
+func TestS3RepositoryFromCLI(t *testing.T) {
+	m := testenv.MinIOServer(t)
+	m.SetEnv(t)
+	bucket := m.NewBucket(t)
+	repo := "s3://" + bucket + "/pg-main"
+	_, id := keyFile(t)
+	expect(t, 0, "init", "--repo", repo, "--recipient", id.Recipient().String())
+	out, _ := expect(t, 0, "status", "--repo", repo, "--json")
+	if !strings.Contains(out, `"encryption": "age-x25519"`) {
+		t.Fatalf("status: %s", out)
+	}
+	expect(t, 1, "init", "--repo", repo, "--no-encryption")
+}
