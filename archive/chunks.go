@@ -99,7 +99,7 @@ type ChunkWriter struct {
 	added    []indexEntry
 	stats    ChunkStats
 	inflight chan struct{} // bounds buffered chunks: memory stays ~ jobs × chunk size
-	bufs     [24]sync.Pool     // by size class, see buffer
+	bufs     [24]sync.Pool // by size class, see buffer
 }
 
 // NewChunkWriter loads the chunk index and returns a writer with jobs workers.
