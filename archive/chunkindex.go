@@ -80,17 +80,26 @@ func (r *Repository) loadChunkIndex(ctx context.Context) (map[ChunkID]struct{}, 
 		return nil, fmt.Errorf("list chunk indexes: %w", err)
 	}
 	for _, name := range names {
-		b, err := r.ReadAll(ctx, name, KindChunkIndex)
-		if err != nil {
+		if err := r.readIDs(ctx, name, KindChunkIndex, known); err != nil {
 			return nil, fmt.Errorf("load chunk index: %w", err)
-		}
-		entries, err := parseChunkIndex(b)
-		if err != nil {
-			return nil, fmt.Errorf("chunk index %s: %w", name, err)
-		}
-		for _, e := range entries {
-			known[e.id] = struct{}{}
 		}
 	}
 	return known, nil
+}
+
+// readIDs adds the chunk ids of an index-format object (chunk index or
+// refs) to set.
+func (r *Repository) readIDs(ctx context.Context, name string, kind Kind, set map[ChunkID]struct{}) error {
+	b, err := r.ReadAll(ctx, name, kind)
+	if err != nil {
+		return err
+	}
+	entries, err := parseChunkIndex(b)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", kind, name, err)
+	}
+	for _, e := range entries {
+		set[e.id] = struct{}{}
+	}
+	return nil
 }

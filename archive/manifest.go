@@ -125,16 +125,8 @@ func (r *Repository) ListManifests(ctx context.Context) ([]string, error) {
 func (r *Repository) ReferencedChunks(ctx context.Context, ids []string) (map[ChunkID]struct{}, error) {
 	refs := make(map[ChunkID]struct{})
 	for _, id := range ids {
-		b, err := r.ReadAll(ctx, refsPrefix+id, KindRefs)
-		if err != nil {
+		if err := r.readIDs(ctx, refsPrefix+id, KindRefs, refs); err != nil {
 			return nil, fmt.Errorf("references of backup %s: %w", id, err)
-		}
-		entries, err := parseChunkIndex(b)
-		if err != nil {
-			return nil, fmt.Errorf("references of backup %s: %w", id, err)
-		}
-		for _, e := range entries {
-			refs[e.id] = struct{}{}
 		}
 	}
 	return refs, nil

@@ -187,8 +187,12 @@ func (s *S3Store) putMultipart(ctx context.Context, key string, first []byte, r 
 			s.release(buf)
 			break
 		}
+		last := n < len(buf) // a short part is the end of the data
 		wg.Add(1)
 		go upload(num, buf[:n], buf)
+		if last {
+			break
+		}
 		buf = s.buffer()
 		var rerr error
 		n, rerr = io.ReadFull(r, buf)
@@ -199,19 +203,6 @@ func (s *S3Store) putMultipart(ctx context.Context, key string, first []byte, r 
 		if rerr != nil && rerr != io.ErrUnexpectedEOF {
 			cancel(fmt.Errorf("read object data: %w", rerr))
 			s.release(buf)
-			break
-		}
-		if rerr == io.ErrUnexpectedEOF {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-			}
-			if ctx.Err() != nil {
-				s.release(buf)
-				break
-			}
-			wg.Add(1)
-			go upload(num+1, buf[:n], buf)
 			break
 		}
 	}
