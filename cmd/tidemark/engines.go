@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tidemark/tidemark/restore"
+	"github.com/tidemark/tidemark/wal"
 )
 
 // Engines, named by the scheme of a source or target URL.
@@ -84,7 +85,8 @@ repository. Runs until interrupted; SIGINT/SIGTERM flush and exit cleanly.
 			}
 			switch eng {
 			case enginePostgres:
-				return notYet("stream from PostgreSQL", "#3")
+				return a.streamPostgres(cmd.Context(), &rf, wal.Config{Source: source, Slot: slot, CreateSlot: createSlot,
+					NoSlot: noSlot, Synchronous: synchronous, FlushInterval: flushInterval})
 			case engineMySQL:
 				return notYet("stream from MySQL/MariaDB", "#5")
 			default:
@@ -247,7 +249,7 @@ func (a *app) walFetchCmd() *cobra.Command {
 1 when the file is not archived.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return notYet("wal-fetch", "#4")
+			return a.walFetch(cmd.Context(), &rf, args[0], args[1])
 		},
 	}
 	rf.register(cmd, true)

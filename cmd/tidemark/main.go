@@ -30,7 +30,7 @@ func main() {
 	defer stop()
 	a := &app{stdout: os.Stdout, stderr: os.Stderr}
 	err := a.root().ExecuteContext(ctx)
-	if err != nil {
+	if err != nil && !errors.Is(err, errQuietMissing) {
 		fmt.Fprintf(os.Stderr, "tidemark: %v\n", err)
 	}
 	os.Exit(exitCode(err))
@@ -124,6 +124,9 @@ func envName(flag string) string { return strings.ToUpper(strings.ReplaceAll(fla
 var (
 	errUsage          = errors.New("usage")
 	errNotImplemented = errors.New("not implemented yet")
+	// errQuietMissing: wal-fetch of a file that is not archived (exit 1,
+	// nothing printed: PostgreSQL asks for such files routinely).
+	errQuietMissing = errors.New("not archived")
 )
 
 func usageErr(err error) error { return fmt.Errorf("%w (see --help): %w", err, errUsage) }

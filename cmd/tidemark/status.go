@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/wal"
 )
 
 type statusReport struct {
@@ -18,9 +23,21 @@ type statusReport struct {
 	Encryption  string               `json:"encryption"`
 	Recipients  []string             `json:"recipients,omitempty"`
 	Compression string               `json:"compression"`
+	Source      *archive.Source      `json:"source,omitempty"`
+	WAL         []walStatus          `json:"wal,omitempty"`
 	Backups     []string             `json:"backups"`
 	Areas       map[string]areaUsage `json:"areas"`
 	Total       areaUsage            `json:"total"`
+}
+
+type walStatus struct {
+	Timeline  uint32   `json:"timeline"`
+	Start     string   `json:"start_lsn"`
+	End       string   `json:"end_lsn"`
+	Complete  int      `json:"complete_segments"`
+	Partial   int      `json:"partial_segments"`
+	LastWrite string   `json:"last_write"`
+	Gaps      []string `json:"gaps"`
 }
 
 type areaUsage struct {
@@ -67,6 +84,9 @@ stores. Needs no key: it reads only unencrypted bookkeeping.`,
 			if rep.Backups, err = r.ListManifests(ctx); err != nil {
 				return err
 			}
+			if rep.Source, rep.WAL, err = sourceStatus(ctx, r); err != nil {
+				return err
+			}
 			if asJSON {
 				enc := json.NewEncoder(a.stdout)
 				enc.SetIndent("", "  ")
@@ -74,6 +94,16 @@ stores. Needs no key: it reads only unencrypted bookkeeping.`,
 			}
 			fmt.Fprintf(a.stdout, "repository  %s\nid          %s\ncreated     %s\nencryption  %s\ncompression %s\nbackups     %d\n",
 				rep.Repository, rep.ID, rep.Created, rep.Encryption, rep.Compression, len(rep.Backups))
+			if rep.Source != nil {
+				fmt.Fprintf(a.stdout, "source      %s cluster %s\n", rep.Source.Engine, rep.Source.ClusterID)
+			}
+			for _, w := range rep.WAL {
+				fmt.Fprintf(a.stdout, "wal         timeline %d: %s – %s, %d complete + %d partial segments, last write %s\n",
+					w.Timeline, w.Start, w.End, w.Complete, w.Partial, w.LastWrite)
+				for _, g := range w.Gaps {
+					fmt.Fprintf(a.stdout, "GAP         %s\n", g)
+				}
+			}
 			areas := make([]string, 0, len(rep.Areas))
 			for k := range rep.Areas {
 				areas = append(areas, k)
@@ -89,6 +119,36 @@ stores. Needs no key: it reads only unencrypted bookkeeping.`,
 	rf.register(cmd, false)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print machine-readable JSON")
 	return cmd
+}
+
+// sourceStatus describes the bound source and, for PostgreSQL, the WAL
+// archive per timeline.
+func sourceStatus(ctx context.Context, r *archive.Repository) (*archive.Source, []walStatus, error) {
+	src, err := r.Source(ctx)
+	if errors.Is(err, archive.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil || src.Engine != "postgres" {
+		return src, nil, err
+	}
+	segSize, err := strconv.ParseUint(src.Details["wal_segment_size"], 10, 64)
+	if err != nil {
+		return src, nil, fmt.Errorf("source: wal_segment_size: %w", err)
+	}
+	st, err := wal.LoadState(ctx, r.Store(), wal.Geometry{SegSize: segSize})
+	if err != nil {
+		return src, nil, err
+	}
+	var out []walStatus
+	for _, tl := range st.Timelines {
+		w := walStatus{Timeline: tl.TLI, Start: tl.Start.String(), End: tl.End.String(), Complete: tl.Complete,
+			Partial: tl.Partial, LastWrite: tl.LastWrite.UTC().Format(time.RFC3339), Gaps: []string{}}
+		for _, g := range tl.Gaps {
+			w.Gaps = append(w.Gaps, g.String())
+		}
+		out = append(out, w)
+	}
+	return src, out, nil
 }
 
 func humanBytes(n int64) string {

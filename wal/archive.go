@@ -1,0 +1,288 @@
+package wal
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tidemark/tidemark/archive"
+)
+
+// Timeline is what the repository holds of one timeline, read from object
+// names alone (a host with only public keys can compute it).
+type Timeline struct {
+	TLI   uint32
+	Start LSN // first archived byte
+	End   LSN // end of the newest archived byte
+	// Complete and Partial count segments; Partial ones are still filling
+	// (or ended by a timeline switch) and held as parts.
+	Complete, Partial int
+	Gaps              []Gap // holes between Start and End
+	LastWrite         time.Time
+	segments          map[uint64]*segState
+}
+
+// Gap is a missing range of WAL.
+type Gap struct {
+	TLI      uint32
+	From, To LSN
+}
+
+func (g Gap) String() string { return fmt.Sprintf("timeline %d %s–%s", g.TLI, g.From, g.To) }
+
+type segState struct {
+	complete bool
+	parts    []objectName
+}
+
+// prefix is how many bytes from the segment's start the parts cover
+// contiguously (the whole segment when complete).
+func (s *segState) prefix(segSize uint64) uint64 {
+	if s.complete {
+		return segSize
+	}
+	sort.Slice(s.parts, func(i, j int) bool { return s.parts[i].from < s.parts[j].from })
+	var end uint64
+	for _, p := range s.parts {
+		if p.from > end {
+			break
+		}
+		end = max(end, p.to)
+	}
+	return end
+}
+
+// State is the archived WAL of every timeline plus the history files held.
+type State struct {
+	Geometry  Geometry
+	Timelines []*Timeline // ascending TLI
+	Histories []uint32
+}
+
+// Latest returns the newest timeline, or nil for an empty archive.
+func (s *State) Latest() *Timeline {
+	if len(s.Timelines) == 0 {
+		return nil
+	}
+	return s.Timelines[len(s.Timelines)-1]
+}
+
+// LoadState lists the repository's WAL.
+func LoadState(ctx context.Context, store archive.Store, g Geometry) (*State, error) {
+	byTLI := map[uint32]*Timeline{}
+	st := &State{Geometry: g}
+	err := store.List(ctx, walPrefix, "", func(o archive.ObjectInfo) error {
+		if h, ok := strings.CutPrefix(o.Name, historyPrefix); ok {
+			if t, err := strconv.ParseUint(strings.TrimSuffix(h, ".history"), 16, 32); err == nil {
+				st.Histories = append(st.Histories, uint32(t))
+			}
+			return nil
+		}
+		n, ok := g.parseObject(o.Name)
+		if !ok {
+			return fmt.Errorf("unexpected object %s in the WAL archive", o.Name)
+		}
+		tl := byTLI[n.tli]
+		if tl == nil {
+			tl = &Timeline{TLI: n.tli, segments: map[uint64]*segState{}}
+			byTLI[n.tli] = tl
+		}
+		s := tl.segments[n.segno]
+		if s == nil {
+			s = &segState{}
+			tl.segments[n.segno] = s
+		}
+		if n.part {
+			s.parts = append(s.parts, n)
+		} else {
+			s.complete = true
+		}
+		if o.ModTime.After(tl.LastWrite) {
+			tl.LastWrite = o.ModTime
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list WAL archive: %w", err)
+	}
+	for _, tl := range byTLI {
+		tl.summarize(g)
+		st.Timelines = append(st.Timelines, tl)
+	}
+	sort.Slice(st.Timelines, func(i, j int) bool { return st.Timelines[i].TLI < st.Timelines[j].TLI })
+	return st, nil
+}
+
+func (tl *Timeline) summarize(g Geometry) {
+	segnos := make([]uint64, 0, len(tl.segments))
+	for n := range tl.segments {
+		segnos = append(segnos, n)
+	}
+	sort.Slice(segnos, func(i, j int) bool { return segnos[i] < segnos[j] })
+	tl.Start = g.SegStart(segnos[0])
+	for i, n := range segnos {
+		s := tl.segments[n]
+		if s.complete {
+			tl.Complete++
+		} else {
+			tl.Partial++
+		}
+		prefix := s.prefix(g.SegSize)
+		if i > 0 && segnos[i-1] != n-1 {
+			tl.Gaps = append(tl.Gaps, Gap{tl.TLI, g.SegStart(segnos[i-1] + 1), g.SegStart(n)})
+		}
+		if prefix == 0 {
+			tl.Gaps = append(tl.Gaps, Gap{tl.TLI, g.SegStart(n), g.SegStart(n) + LSN(g.SegSize)})
+		} else if i < len(segnos)-1 && prefix < g.SegSize {
+			// A partial segment before the newest one is a hole, unless the
+			// timeline ended there (a switch point; checked against history).
+			tl.Gaps = append(tl.Gaps, Gap{tl.TLI, g.SegStart(n) + LSN(prefix), g.SegStart(n + 1)})
+		}
+		tl.End = g.SegStart(n) + LSN(prefix)
+	}
+}
+
+// Fetch writes the archived file PostgreSQL asks restore_command for — a
+// segment or a timeline history file — to dst. A segment still filling is
+// served as the archived prefix, zero-padded to the full segment size, so
+// recovery reaches the last archived commit. Missing files wrap
+// archive.ErrNotExist.
+func Fetch(ctx context.Context, repo *archive.Repository, g Geometry, fileName string, dst io.Writer) error {
+	if strings.HasSuffix(fileName, ".history") {
+		t, err := strconv.ParseUint(strings.TrimSuffix(fileName, ".history"), 16, 32)
+		if err != nil || len(fileName) != len("00000001.history") {
+			return fmt.Errorf("%w: not a history file name %q", archive.ErrNotExist, fileName)
+		}
+		return copyObject(ctx, repo, historyObject(uint32(t)), dst)
+	}
+	tli, segno, err := g.ParseFileName(fileName)
+	if err != nil {
+		return fmt.Errorf("%w: %v", archive.ErrNotExist, err)
+	}
+	err = copyObject(ctx, repo, g.segmentObject(tli, segno), dst)
+	if !errors.Is(err, archive.ErrNotExist) {
+		return err
+	}
+	var parts []objectName
+	prefix := g.segmentObject(tli, segno) + partSep
+	if err := repo.Store().List(ctx, prefix, "", func(o archive.ObjectInfo) error {
+		if n, ok := g.parseObject(o.Name); ok && n.part {
+			parts = append(parts, n)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("list parts of %s: %w", fileName, err)
+	}
+	s := &segState{parts: parts}
+	covered := s.prefix(g.SegSize)
+	if covered == 0 {
+		return fmt.Errorf("WAL segment %s: %w", fileName, archive.ErrNotExist)
+	}
+	var at uint64
+	for _, p := range s.parts {
+		if p.to <= at {
+			continue
+		}
+		if p.from > at {
+			break
+		}
+		// Overlapping parts are legal (a resumed streamer re-sends): skip
+		// the bytes already written.
+		if err := copyRange(ctx, repo, g.partObject(tli, segno, p.from, p.to), dst, at-p.from); err != nil {
+			return err
+		}
+		at = p.to
+	}
+	_, err = io.CopyN(dst, zeroReader{}, int64(g.SegSize-covered))
+	return err
+}
+
+func copyObject(ctx context.Context, repo *archive.Repository, name string, dst io.Writer) error {
+	return copyRange(ctx, repo, name, dst, 0)
+}
+
+// copyRange copies an object's plaintext to dst, skipping its first skip
+// bytes. Any verification failure surfaces as an error naming the object.
+func copyRange(ctx context.Context, repo *archive.Repository, name string, dst io.Writer, skip uint64) error {
+	rc, err := repo.Get(ctx, name, archive.KindSegment)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if skip > 0 {
+		if _, err := io.CopyN(io.Discard, rc, int64(skip)); err != nil {
+			return err
+		}
+	}
+	_, err = io.Copy(dst, rc)
+	return err
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// writer puts WAL into the repository.
+type writer struct {
+	repo *archive.Repository
+	g    Geometry
+}
+
+func (w writer) putPart(ctx context.Context, tli uint32, segno uint64, from, to uint64, data []byte) error {
+	name := w.g.partObject(tli, segno, from, to)
+	if _, err := w.repo.Put(ctx, name, archive.KindSegment, bytes.NewReader(data)); err != nil {
+		if errors.Is(err, archive.ErrExist) {
+			return fmt.Errorf("%s already archived: is another streamer writing this repository? %w", name, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// putSegment stores a complete segment, then removes its parts.
+func (w writer) putSegment(ctx context.Context, tli uint32, segno uint64, data []byte) error {
+	name := w.g.segmentObject(tli, segno)
+	if _, err := w.repo.Put(ctx, name, archive.KindSegment, bytes.NewReader(data)); err != nil {
+		if errors.Is(err, archive.ErrExist) {
+			return fmt.Errorf("%s already archived: is another streamer writing this repository? %w", name, err)
+		}
+		return err
+	}
+	return w.dropParts(ctx, tli, segno)
+}
+
+// dropParts deletes the parts of a segment that is archived whole. Safe to
+// repeat: a crash between the two steps leaves parts a later run removes.
+func (w writer) dropParts(ctx context.Context, tli uint32, segno uint64) error {
+	var names []string
+	prefix := w.g.segmentObject(tli, segno) + partSep
+	if err := w.repo.Store().List(ctx, prefix, "", func(o archive.ObjectInfo) error {
+		names = append(names, o.Name)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := w.repo.Store().Delete(ctx, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w writer) putHistory(ctx context.Context, tli uint32, content []byte) error {
+	_, err := w.repo.Put(ctx, historyObject(tli), archive.KindSegment, bytes.NewReader(content))
+	if errors.Is(err, archive.ErrExist) {
+		return nil // history files never change once written
+	}
+	return err
+}

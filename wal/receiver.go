@@ -1,0 +1,210 @@
+package wal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// statusInterval keeps standby status updates well inside the server's
+// wal_sender_timeout (60 s by default) even when nothing flows.
+const statusInterval = 10 * time.Second
+
+// receiver holds the segment being filled and the durable position.
+type receiver struct {
+	cfg  Config
+	w    writer
+	g    Geometry
+	tli  uint32
+	conn *pgconn.PgConn
+
+	segno      uint64
+	buf        []byte // the current segment from its start up to received
+	received   LSN
+	durable    LSN // what the repository holds; all we ever acknowledge
+	lastFlush  time.Time
+	lastStatus time.Time
+	progressed bool
+}
+
+func newReceiver(cfg Config, w writer, pos position) *receiver {
+	return &receiver{cfg: cfg, w: w, g: w.g, tli: pos.tli, segno: w.g.SegNo(pos.start),
+		buf: make([]byte, 0, w.g.SegSize), received: pos.start, durable: pos.durable, lastFlush: time.Now()}
+}
+
+func (r *receiver) segStart() LSN { return r.g.SegStart(r.segno) }
+
+// run receives until ctx ends (then flushes what arrived and returns nil),
+// the server ends the timeline, or something fails.
+func (r *receiver) run(ctx context.Context, conn *pgconn.PgConn) (bool, error) {
+	r.conn = conn
+	for {
+		if ctx.Err() != nil {
+			return r.progressed, r.shutdown()
+		}
+		wait := statusInterval - time.Since(r.lastStatus)
+		if r.received > r.durable {
+			wait = min(wait, r.cfg.FlushInterval-time.Since(r.lastFlush))
+		}
+		rctx, cancel := context.WithTimeout(ctx, max(wait, time.Millisecond))
+		msg, err := conn.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return r.progressed, r.shutdown()
+			}
+			if pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded) {
+				if err := r.tick(ctx); err != nil {
+					return r.progressed, err
+				}
+				continue
+			}
+			return r.progressed, fmt.Errorf("receive: %w", err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyData:
+			if err := r.handle(ctx, m.Data); err != nil {
+				return r.progressed, err
+			}
+		case *pgproto3.CopyDone:
+			return r.progressed, r.endOfTimeline(ctx)
+		case *pgproto3.ErrorResponse:
+			return r.progressed, fmt.Errorf("server: %w", pgconn.ErrorResponseToPgError(m))
+		}
+		if err := r.tick(ctx); err != nil {
+			return r.progressed, err
+		}
+	}
+}
+
+// tick flushes when the interval is up and keeps status updates flowing.
+func (r *receiver) tick(ctx context.Context) error {
+	if r.received > r.durable && time.Since(r.lastFlush) >= r.cfg.FlushInterval {
+		return r.flush(ctx)
+	}
+	if time.Since(r.lastStatus) >= statusInterval {
+		return r.sendStatus(ctx, false)
+	}
+	return nil
+}
+
+func (r *receiver) handle(ctx context.Context, data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	switch data[0] {
+	case pglogrepl.PrimaryKeepaliveMessageByteID:
+		k, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+		if err != nil {
+			return fmt.Errorf("keepalive: %w", err)
+		}
+		if k.ReplyRequested {
+			return r.sendStatus(ctx, false)
+		}
+	case pglogrepl.XLogDataByteID:
+		x, err := pglogrepl.ParseXLogData(data[1:])
+		if err != nil {
+			return fmt.Errorf("XLogData: %w", err)
+		}
+		if x.WALStart != r.received {
+			return fmt.Errorf("XLogData at %s, expected %s: the stream is not contiguous", x.WALStart, r.received)
+		}
+		if err := r.append(ctx, x.WALData); err != nil {
+			return err
+		}
+		if r.cfg.Synchronous {
+			return r.flush(ctx)
+		}
+	}
+	return nil
+}
+
+// append adds WAL to the current segment, archiving each segment whole as
+// it completes.
+func (r *receiver) append(ctx context.Context, data []byte) error {
+	for len(data) > 0 {
+		n := min(int(r.g.SegSize)-len(r.buf), len(data))
+		r.buf = append(r.buf, data[:n]...)
+		r.received += LSN(n)
+		data = data[n:]
+		if uint64(len(r.buf)) == r.g.SegSize {
+			if err := r.w.putSegment(ctx, r.tli, r.segno, r.buf); err != nil {
+				return fmt.Errorf("archive segment %s: %w", r.g.FileName(r.tli, r.segno), err)
+			}
+			r.durable = r.received
+			r.progressed = true
+			r.segno++
+			r.buf = r.buf[:0]
+			r.lastFlush = time.Now()
+			if err := r.sendStatus(ctx, false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// flush makes everything received durable as a part of the current
+// segment, then acknowledges it.
+func (r *receiver) flush(ctx context.Context) error {
+	if r.received <= r.durable {
+		return nil
+	}
+	from, to := uint64(r.durable-r.segStart()), uint64(r.received-r.segStart())
+	if err := r.w.putPart(ctx, r.tli, r.segno, from, to, r.buf[from:to]); err != nil {
+		return fmt.Errorf("archive WAL %s–%s: %w", r.durable, r.received, err)
+	}
+	r.durable = r.received
+	r.progressed = true
+	r.lastFlush = time.Now()
+	return r.sendStatus(ctx, false)
+}
+
+// sendStatus reports the durable position as written, flushed and applied:
+// never more than the repository holds, so the slot keeps the rest.
+func (r *receiver) sendStatus(ctx context.Context, reply bool) error {
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, r.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: r.durable, WALFlushPosition: r.durable, WALApplyPosition: r.durable,
+		ReplyRequested: reply})
+	if err != nil {
+		return fmt.Errorf("send standby status: %w", err)
+	}
+	r.lastStatus = time.Now()
+	if r.cfg.Progress != nil {
+		r.cfg.Progress(Progress{TLI: r.tli, Durable: r.durable})
+	}
+	return nil
+}
+
+// shutdown flushes what arrived before a requested stop.
+func (r *receiver) shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.flush(ctx); err != nil {
+		return fmt.Errorf("final flush: %w", err)
+	}
+	r.cfg.Log.Info("WAL streaming stopped", "timeline", r.tli, "durable", r.durable)
+	return nil
+}
+
+// endOfTimeline: the server finished this timeline (it was promoted, or we
+// streamed an old timeline to its end). Archive the tail, then let Stream
+// start a new session on the next timeline.
+func (r *receiver) endOfTimeline(ctx context.Context) error {
+	if err := r.flush(ctx); err != nil {
+		return err
+	}
+	res, err := pglogrepl.SendStandbyCopyDone(ctx, r.conn)
+	if err != nil {
+		return fmt.Errorf("end of timeline %d: %w", r.tli, err)
+	}
+	if res != nil {
+		r.cfg.Log.Info("timeline ended; following the next one", "timeline", r.tli, "at", r.durable, "next", res.Timeline, "switch", res.LSN)
+	}
+	return errTimelineSwitch
+}

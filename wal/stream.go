@@ -1,0 +1,234 @@
+package wal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"regexp"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tidemark/tidemark/archive"
+)
+
+// Config configures a Streamer.
+type Config struct {
+	Repo          *archive.Repository
+	Source        string // postgres:// URL; the password comes from ~/.pgpass, PGPASSFILE or PGPASSWORD
+	Slot          string // physical replication slot; "" only with NoSlot
+	CreateSlot    bool
+	NoSlot        bool
+	Synchronous   bool          // make every message durable and acknowledge at once (RPO 0)
+	FlushInterval time.Duration // make arrived WAL durable at least this often
+	AppName       string        // application_name, what synchronous_standby_names must name
+	Log           *slog.Logger
+	// Progress, when set, is called after each acknowledgment (tests, metrics).
+	Progress func(Progress)
+}
+
+// Progress is the streamer's position after an acknowledgment.
+type Progress struct {
+	TLI     uint32
+	Durable LSN // reported to the server as written and flushed
+}
+
+// Errors that end streaming instead of being retried.
+var (
+	ErrGap       = errors.New("gap in the WAL archive")
+	ErrNoSlot    = errors.New("replication slot does not exist")
+	errPermanent = errors.New("permanent")
+)
+
+var slotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+
+// Stream archives WAL until ctx is cancelled, reconnecting with backoff
+// after transient failures. It returns nil after a clean stop, and an error
+// for what retrying cannot fix: a gap, a foreign cluster, a missing slot.
+func Stream(ctx context.Context, cfg Config) error {
+	if cfg.AppName == "" {
+		cfg.AppName = "tidemark"
+	}
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if !cfg.NoSlot && !slotName.MatchString(cfg.Slot) {
+		return fmt.Errorf("slot name %q: want 1-63 of a-z, 0-9, _", cfg.Slot)
+	}
+	if cfg.NoSlot {
+		cfg.Log.Warn("streaming without a replication slot: the server may recycle WAL before it is archived, which would be a gap")
+	}
+	backoff := time.Second
+	for {
+		progressed, err := session(ctx, cfg)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, errTimelineSwitch) {
+			continue
+		}
+		if errors.Is(err, errPermanent) || errors.Is(err, ErrGap) || errors.Is(err, ErrNoSlot) ||
+			errors.Is(err, archive.ErrSourceMismatch) || errors.Is(err, archive.ErrExist) {
+			return err
+		}
+		if progressed {
+			backoff = time.Second
+		}
+		cfg.Log.Error("WAL streaming interrupted; reconnecting", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+var errTimelineSwitch = errors.New("timeline switch")
+
+// replicationURL adds what a physical replication connection needs.
+func replicationURL(source, appName string) (string, error) {
+	u, err := url.Parse(source)
+	if err != nil {
+		return "", fmt.Errorf("%w: source URL: %v", errPermanent, err)
+	}
+	q := u.Query()
+	q.Set("replication", "true")
+	if q.Get("application_name") == "" {
+		q.Set("application_name", appName)
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// session is one connection's worth of streaming. progressed reports
+// whether anything was acknowledged, to reset the reconnect backoff.
+func session(ctx context.Context, cfg Config) (progressed bool, err error) {
+	connURL, err := replicationURL(cfg.Source, cfg.AppName)
+	if err != nil {
+		return false, err
+	}
+	conn, err := pgconn.Connect(ctx, connURL)
+	if err != nil {
+		return false, fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Close(context.Background())
+
+	src, err := identify(ctx, conn, cfg.Repo)
+	if err != nil {
+		return false, err
+	}
+	slotLSN, err := prepareSlot(ctx, conn, cfg)
+	if err != nil {
+		return false, err
+	}
+	state, err := LoadState(ctx, cfg.Repo.Store(), src.geometry)
+	if err != nil {
+		return false, err
+	}
+	w := writer{repo: cfg.Repo, g: src.geometry}
+	pos, err := startPosition(ctx, conn, cfg, src, state, slotLSN, w)
+	if err != nil {
+		return false, err
+	}
+	cfg.Log.Info("streaming WAL", "system_identifier", src.sysID, "timeline", pos.tli, "start", pos.start,
+		"durable", pos.durable, "slot", cfg.Slot, "synchronous", cfg.Synchronous)
+	if err := startReplication(ctx, conn, cfg, pos); err != nil {
+		return false, err
+	}
+	r := newReceiver(cfg, w, pos)
+	return r.run(ctx, conn)
+}
+
+type sourceInfo struct {
+	sysID     string
+	serverTLI uint32
+	xlogPos   LSN
+	geometry  Geometry
+}
+
+// identify reads the server's identity and binds the repository to it.
+func identify(ctx context.Context, conn *pgconn.PgConn, repo *archive.Repository) (*sourceInfo, error) {
+	sys, err := pglogrepl.IdentifySystem(ctx, conn)
+	if err != nil {
+		return nil, fmt.Errorf("IDENTIFY_SYSTEM: %w", err)
+	}
+	res, err := conn.Exec(ctx, "SHOW wal_segment_size").ReadAll()
+	if err != nil || len(res) != 1 || len(res[0].Rows) != 1 {
+		return nil, fmt.Errorf("SHOW wal_segment_size: %v", err)
+	}
+	segSize, err := parseSize(string(res[0].Rows[0][0]))
+	if err != nil {
+		return nil, fmt.Errorf("wal_segment_size: %w", err)
+	}
+	bound, err := repo.BindSource(ctx, archive.Source{Engine: "postgres", ClusterID: sys.SystemID,
+		Details: map[string]string{"wal_segment_size": fmt.Sprint(segSize)}})
+	if err != nil {
+		return nil, err
+	}
+	if bound.Details["wal_segment_size"] != fmt.Sprint(segSize) {
+		return nil, fmt.Errorf("%w: wal_segment_size is %d, the repository was made with %s", errPermanent, segSize, bound.Details["wal_segment_size"])
+	}
+	return &sourceInfo{sysID: sys.SystemID, serverTLI: uint32(sys.Timeline), xlogPos: sys.XLogPos, geometry: Geometry{SegSize: segSize}}, nil
+}
+
+// parseSize parses PostgreSQL's size display ("16MB", "1GB").
+func parseSize(s string) (uint64, error) {
+	units := []struct {
+		suffix string
+		mult   uint64
+	}{{"GB", 1 << 30}, {"MB", 1 << 20}, {"kB", 1 << 10}, {"B", 1}}
+	for _, u := range units {
+		var n uint64
+		if _, err := fmt.Sscanf(s, "%d"+u.suffix, &n); err == nil && fmt.Sprintf("%d%s", n, u.suffix) == s {
+			if v := n * u.mult; v >= 1<<20 && v&(v-1) == 0 {
+				return v, nil
+			}
+			return 0, fmt.Errorf("%q is not a power of two of at least 1MB", s)
+		}
+	}
+	return 0, fmt.Errorf("cannot parse %q", s)
+}
+
+// prepareSlot checks (or creates) the slot and returns its restart LSN
+// (0 when it has none, or with NoSlot).
+func prepareSlot(ctx context.Context, conn *pgconn.PgConn, cfg Config) (LSN, error) {
+	if cfg.NoSlot {
+		return 0, nil
+	}
+	res, err := conn.Exec(ctx, fmt.Sprintf("READ_REPLICATION_SLOT %s", cfg.Slot)).ReadAll()
+	if err != nil {
+		return 0, fmt.Errorf("READ_REPLICATION_SLOT %s: %w", cfg.Slot, err)
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 {
+		return 0, fmt.Errorf("READ_REPLICATION_SLOT %s: unexpected result", cfg.Slot)
+	}
+	row := res[0].Rows[0]
+	if row[0] == nil { // no such slot
+		if !cfg.CreateSlot {
+			return 0, fmt.Errorf("%w: %q (create it with --create-slot, or stream with --no-slot and accept possible gaps)", ErrNoSlot, cfg.Slot)
+		}
+		if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE_REPLICATION_SLOT %s PHYSICAL RESERVE_WAL", cfg.Slot)).ReadAll(); err != nil {
+			return 0, fmt.Errorf("create replication slot %s: %w", cfg.Slot, err)
+		}
+		cfg.Log.Info("created physical replication slot", "slot", cfg.Slot)
+		return prepareSlot(ctx, conn, Config{Slot: cfg.Slot, Log: cfg.Log})
+	}
+	if string(row[0]) != "physical" {
+		return 0, fmt.Errorf("%w: slot %q is a %s slot, not physical", errPermanent, cfg.Slot, row[0])
+	}
+	if row[1] == nil {
+		return 0, nil
+	}
+	lsn, err := pglogrepl.ParseLSN(string(row[1]))
+	if err != nil {
+		return 0, fmt.Errorf("slot restart_lsn %q: %w", row[1], err)
+	}
+	return lsn, nil
+}
