@@ -100,5 +100,12 @@ func (g Geometry) parseObject(name string) (objectName, bool) {
 		}
 		o.from, o.to = from, to
 	}
-	return o, true
+	// Only the canonical spelling (upper-case, fixed width) is ours.
+	canon := g.segmentObject(o.tli, o.segno)
+	if o.part {
+		canon = g.partObject(o.tli, o.segno, o.from, o.to)
+	}
+	return o, canon == name
 }
+
+func parseLSN(s string) (LSN, error) { return pglogrepl.ParseLSN(s) }

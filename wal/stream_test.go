@@ -1,0 +1,415 @@
+package wal
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// Checkpoints would recycle pg_wal files we compare against; keep them away.
+var pgConf = []string{"checkpoint_timeout=1h", "max_wal_size=4GB", "wal_keep_size=1GB", "wal_sender_timeout=60s"}
+
+type fixture struct {
+	t    *testing.T
+	dir  string // the repository's directory
+	pg   *testenv.Postgres
+	repo *archive.Repository // can read (holds the identity)
+	g    Geometry
+}
+
+func newFixture(t *testing.T, extraConf ...string) *fixture {
+	t.Helper()
+	pg := testenv.NewPostgreSQL(t, testenv.PostgresOptions{Conf: append(append([]string{}, pgConf...), extraConf...)})
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	s, err := archive.OpenFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := archive.Init(ctx, s, archive.InitOptions{Recipients: []string{id.Recipient().String()}}); err != nil {
+		t.Fatal(err)
+	}
+	repo, err := archive.Open(ctx, s, archive.Keys{Identities: []age.Identity{id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{t: t, dir: dir, pg: pg, repo: repo, g: Geometry{SegSize: 16 << 20}}
+}
+
+func (f *fixture) config() Config {
+	return Config{Repo: f.repo, Source: f.pg.URL("postgres"), Slot: "tidemark", CreateSlot: true,
+		FlushInterval: 200 * time.Millisecond, Log: slog.New(slog.NewTextHandler(testWriter{f.t}, nil))}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(bytes.TrimSpace(p))); return len(p), nil }
+
+// stream runs Stream in the background; stop cancels it and returns its error.
+func (f *fixture) stream(cfg Config) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Stream(ctx, cfg) }()
+	var once sync.Once
+	var err error
+	return func() error {
+		once.Do(func() {
+			cancel()
+			err = <-done
+		})
+		return err
+	}
+}
+
+func (f *fixture) conn() *pgx.Conn {
+	f.t.Helper()
+	c, err := pgx.Connect(context.Background(), f.pg.URL("postgres"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+// load writes about mb MiB of WAL.
+func (f *fixture) load(c *pgx.Conn, mb int) {
+	f.t.Helper()
+	ctx := context.Background()
+	if _, err := c.Exec(ctx, "CREATE TABLE IF NOT EXISTS load (id serial, pad text)"); err != nil {
+		f.t.Fatal(err)
+	}
+	rows := mb * 4000 // ~260 bytes of WAL a row
+	if _, err := c.Exec(ctx, "INSERT INTO load (pad) SELECT repeat(md5(g::text), 6) FROM generate_series(1, $1) g", rows); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) currentLSN(c *pgx.Conn) LSN {
+	f.t.Helper()
+	var s string
+	if err := c.QueryRow(context.Background(), "SELECT pg_current_wal_flush_lsn()::text").Scan(&s); err != nil {
+		f.t.Fatal(err)
+	}
+	lsn, err := parseLSN(s)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return lsn
+}
+
+func (f *fixture) state() *State {
+	f.t.Helper()
+	st, err := LoadState(context.Background(), f.repo.Store(), f.g)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return st
+}
+
+// waitArchived waits until the archive's end reaches lsn (a deadline, not a
+// performance threshold: it only keeps a broken streamer from hanging).
+func (f *fixture) waitArchived(lsn LSN) {
+	f.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		if tl := f.state().Latest(); tl != nil && tl.End >= lsn {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	f.t.Fatalf("archive did not reach %s; state end %v\n%s", lsn, f.state().Latest(), f.pg.Log())
+}
+
+// checkAgainstServer compares every archived segment with the server's own
+// pg_wal file: complete segments byte for byte, the partial one up to what
+// was archived.
+func (f *fixture) checkAgainstServer() (complete int) {
+	f.t.Helper()
+	st := f.state()
+	tl := st.Latest()
+	if tl == nil {
+		f.t.Fatal("nothing archived")
+	}
+	if len(tl.Gaps) > 0 {
+		f.t.Fatalf("gaps in the archive: %v", tl.Gaps)
+	}
+	for segno := f.g.SegNo(tl.Start); f.g.SegStart(segno) < tl.End; segno++ {
+		name := f.g.FileName(tl.TLI, segno)
+		var got bytes.Buffer
+		if err := Fetch(context.Background(), f.repo, f.g, name, &got); err != nil {
+			f.t.Fatalf("fetch %s: %v", name, err)
+		}
+		want, err := os.ReadFile(filepath.Join(f.pg.DataDir, "pg_wal", name))
+		if err != nil {
+			f.t.Fatalf("server file %s: %v", name, err)
+		}
+		n := uint64(len(want))
+		if end := uint64(tl.End - f.g.SegStart(segno)); end < n {
+			n = end // the segment still filling: compare what was archived
+		} else {
+			complete++
+		}
+		if !bytes.Equal(got.Bytes()[:n], want[:n]) {
+			f.t.Fatalf("segment %s differs from the server's file within the first %d bytes", name, n)
+		}
+		if uint64(got.Len()) != f.g.SegSize {
+			f.t.Fatalf("segment %s fetched as %d bytes", name, got.Len())
+		}
+	}
+	return complete
+}
+
+func (f *fixture) slotRestartLSN(c *pgx.Conn) LSN {
+	f.t.Helper()
+	var s string
+	if err := c.QueryRow(context.Background(), "SELECT restart_lsn::text FROM pg_replication_slots WHERE slot_name = 'tidemark'").Scan(&s); err != nil {
+		f.t.Fatal(err)
+	}
+	lsn, _ := parseLSN(s)
+	return lsn
+}
+
+func TestArchivedSegmentsMatchServer(t *testing.T) {
+	f := newFixture(t)
+	c := f.conn()
+	stop := f.stream(f.config())
+	f.load(c, 40)
+	target := f.currentLSN(c)
+	f.waitArchived(target)
+	// The slot never runs ahead of the archive.
+	if slot, end := f.slotRestartLSN(c), f.state().Latest().End; slot > end {
+		t.Fatalf("slot restart_lsn %s is ahead of the archive's end %s", slot, end)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.checkAgainstServer(); n < 2 {
+		t.Fatalf("only %d complete segments archived", n)
+	}
+	// Parts of completed segments were consolidated away.
+	st := f.state().Latest()
+	if st.Partial > 1 {
+		t.Fatalf("%d partial segments remain, want at most the newest", st.Partial)
+	}
+}
+
+func TestResumeAfterServerRestart(t *testing.T) {
+	f := newFixture(t)
+	c := f.conn()
+	stop := f.stream(f.config())
+	f.load(c, 20)
+	f.waitArchived(f.currentLSN(c))
+	c.Close(context.Background())
+
+	f.pg.Stop()
+	if err := f.pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c = f.conn()
+	f.load(c, 20)
+	f.waitArchived(f.currentLSN(c))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	f.checkAgainstServer()
+}
+
+func TestResumeAfterStreamerStop(t *testing.T) {
+	f := newFixture(t)
+	c := f.conn()
+	stop := f.stream(f.config())
+	f.load(c, 10)
+	f.waitArchived(f.currentLSN(c))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// WAL written while no streamer runs is held by the slot and archived
+	// when streaming resumes: no gap.
+	f.load(c, 30)
+	stop = f.stream(f.config())
+	f.waitArchived(f.currentLSN(c))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	f.checkAgainstServer()
+}
+
+func TestSynchronousCommitWaitsForArchive(t *testing.T) {
+	f := newFixture(t, "synchronous_standby_names=tidemark")
+	ctx := context.Background()
+	// Create the slot first (a streamer run without load), then stop it.
+	stop := f.stream(f.config())
+	f.waitArchived(0)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	c := f.conn()
+	// No streamer: a commit cannot complete.
+	tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	_, err := c.Exec(tctx, "CREATE TABLE sync_probe (x int)")
+	cancel()
+	if err == nil {
+		t.Fatal("commit returned while no synchronous standby was connected")
+	}
+	c = f.conn()
+	cfg := f.config()
+	cfg.Synchronous = true
+	stop = f.stream(cfg)
+	defer stop()
+	var before string
+	if err := c.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	// With the streamer: commits proceed, and each is archived when it returns.
+	for i := 0; i < 5; i++ {
+		tctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		if _, err := c.Exec(tctx, "INSERT INTO sync_probe VALUES ($1)", i); err != nil {
+			cancel()
+			t.Fatalf("commit %d with a synchronous streamer: %v", i, err)
+		}
+		cancel()
+		var after string
+		if err := c.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&after); err != nil {
+			t.Fatal(err)
+		}
+		lsn, _ := parseLSN(before)
+		if end := f.state().Latest().End; end <= lsn {
+			t.Fatalf("commit %d returned before its WAL was archived (archive end %s, commit after %s)", i, end, lsn)
+		}
+		before = after
+	}
+}
+
+func TestRefusesForeignCluster(t *testing.T) {
+	f := newFixture(t)
+	stop := f.stream(f.config())
+	f.waitArchived(0)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	other := testenv.NewPostgreSQL(t, testenv.PostgresOptions{Conf: pgConf})
+	cfg := f.config()
+	cfg.Source = other.URL("postgres")
+	if err := Stream(context.Background(), cfg); !errors.Is(err, archive.ErrSourceMismatch) {
+		t.Fatalf("streaming another cluster into the repository: %v", err)
+	}
+}
+
+func TestMissingSlotRefused(t *testing.T) {
+	f := newFixture(t)
+	cfg := f.config()
+	cfg.CreateSlot = false
+	if err := Stream(context.Background(), cfg); !errors.Is(err, ErrNoSlot) {
+		t.Fatalf("stream without slot: %v", err)
+	}
+}
+
+func TestGapWhenSlotDroppedAndWALRemoved(t *testing.T) {
+	f := newFixture(t)
+	c := f.conn()
+	stop := f.stream(f.config())
+	f.load(c, 5)
+	f.waitArchived(f.currentLSN(c))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Someone drops the slot; the server moves on and recycles WAL.
+	ctx := context.Background()
+	if _, err := c.Exec(ctx, "SELECT pg_drop_replication_slot('tidemark')"); err != nil {
+		t.Fatal(err)
+	}
+	f.load(c, 40)
+	for i := 0; i < 3; i++ {
+		if _, err := c.Exec(ctx, "SELECT pg_switch_wal(); CHECKPOINT"); err != nil {
+			t.Fatal(err)
+		}
+		f.load(c, 1)
+	}
+	err := Stream(ctx, f.config()) // recreates the slot, now far ahead
+	if !errors.Is(err, ErrGap) {
+		t.Fatalf("stream after the slot was dropped: %v", err)
+	}
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// tidemarkBinary builds the real binary once, for tests that kill it.
+func tidemarkBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tidemark-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "tidemark")
+		out, err := exec.Command("go", "build", "-o", binPath, "github.com/tidemark/tidemark/cmd/tidemark").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func (f *fixture) startBinary(args ...string) *exec.Cmd {
+	f.t.Helper()
+	cmd := exec.Command(tidemarkBinary(f.t), append([]string{"stream", "--repo", f.dir, "--source", f.pg.URL("postgres"),
+		"--slot", "tidemark", "--create-slot", "--flush-interval", "200ms"}, args...)...)
+	cmd.Stdout, cmd.Stderr = testWriter{f.t}, testWriter{f.t}
+	if err := cmd.Start(); err != nil {
+		f.t.Fatal(err)
+	}
+	return cmd
+}
+
+// TestKillNineAndResume: a streamer killed mid-load loses nothing (the slot
+// held what was not durable), and SIGTERM stops it cleanly with exit 0.
+func TestKillNineAndResume(t *testing.T) {
+	f := newFixture(t)
+	c := f.conn()
+	cmd := f.startBinary()
+	f.load(c, 20)
+	f.waitArchived(f.currentLSN(c) - 1<<20) // mid-load: some of it archived
+	f.load(c, 5)
+	cmd.Process.Kill() // kill -9
+	cmd.Wait()
+	f.load(c, 20) // while nothing streams
+
+	cmd = f.startBinary()
+	f.waitArchived(f.currentLSN(c))
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("streamer after SIGTERM: %v", err)
+	}
+	if n := f.checkAgainstServer(); n < 3 {
+		t.Fatalf("only %d complete segments", n)
+	}
+}
