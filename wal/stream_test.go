@@ -64,7 +64,10 @@ func (f *fixture) config() Config {
 
 type testWriter struct{ t *testing.T }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(bytes.TrimSpace(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(bytes.TrimSpace(p)))
+	return len(p), nil
+}
 
 // stream runs Stream in the background; stop cancels it and returns its error.
 func (f *fixture) stream(cfg Config) (stop func() error) {
