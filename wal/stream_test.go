@@ -27,11 +27,12 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 var pgConf = []string{"checkpoint_timeout=1h", "max_wal_size=4GB", "wal_keep_size=1GB", "wal_sender_timeout=60s"}
 
 type fixture struct {
-	t    *testing.T
-	dir  string // the repository's directory
-	pg   *testenv.Postgres
-	repo *archive.Repository // can read (holds the identity)
-	g    Geometry
+	t        *testing.T
+	dir      string // the repository's directory
+	identity *age.X25519Identity
+	pg       *testenv.Postgres
+	repo     *archive.Repository // can read (holds the identity)
+	g        Geometry
 }
 
 func newFixture(t *testing.T, extraConf ...string) *fixture {
@@ -54,7 +55,7 @@ func newFixture(t *testing.T, extraConf ...string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, dir: dir, pg: pg, repo: repo, g: Geometry{SegSize: 16 << 20}}
+	return &fixture{t: t, dir: dir, identity: id, pg: pg, repo: repo, g: Geometry{SegSize: 16 << 20}}
 }
 
 func (f *fixture) config() Config {
@@ -370,6 +371,7 @@ func tidemarkBinary(t *testing.T) string {
 			buildErr = err
 			return
 		}
+		os.Chmod(dir, 0o755) // restore_command runs it as the postgres user
 		binPath = filepath.Join(dir, "tidemark")
 		out, err := exec.Command("go", "build", "-o", binPath, "github.com/tidemark/tidemark/cmd/tidemark").CombinedOutput()
 		if err != nil {
@@ -415,4 +417,73 @@ func TestKillNineAndResume(t *testing.T) {
 	if n := f.checkAgainstServer(); n < 3 {
 		t.Fatalf("only %d complete segments", n)
 	}
+}
+
+// TestFollowsNewTimelineAfterPromotion: a copy of the cluster, started as a
+// standby whose restore_command is `tidemark wal-fetch`, is promoted; the
+// streamer follows it onto timeline 2 in the same repository, archiving the
+// history file and the new timeline's segments.
+func TestFollowsNewTimelineAfterPromotion(t *testing.T) {
+	f := newFixture(t)
+	c := f.conn()
+	stop := f.stream(f.config())
+	f.load(c, 20)
+	f.waitArchived(f.currentLSN(c))
+	c.Close(context.Background())
+	f.pg.Stop() // clean shutdown: the streamer receives everything first
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	end1 := f.state().Latest().End
+
+	// The copy, as a standby recovering from the repository.
+	copyDir := filepath.Join(t.TempDir(), "copy")
+	if out, err := exec.Command("cp", "-a", f.pg.DataDir, copyDir).CombinedOutput(); err != nil {
+		t.Fatalf("copy data dir: %v %s", err, out)
+	}
+	keyFile := filepath.Join(filepath.Dir(copyDir), "restore.key")
+	if err := os.WriteFile(keyFile, []byte(f.identity.String()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(copyDir, "standby.signal"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.pg.Grant(t, copyDir, keyFile, f.dir)
+	restoreCmd := fmt.Sprintf("restore_command=%s wal-fetch --repo %s --identity-file %s %%f %%p", tidemarkBinary(t), f.dir, keyFile)
+	cp := testenv.NewPostgreSQL(t, testenv.PostgresOptions{DataDir: copyDir, Conf: append(append([]string{}, pgConf...), restoreCmd)})
+	cc, err := pgx.Connect(context.Background(), cp.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close(context.Background())
+	ctx := context.Background()
+	var promoted bool
+	if err := cc.QueryRow(ctx, "SELECT pg_promote(true, 60)").Scan(&promoted); err != nil || !promoted {
+		t.Fatalf("promote: %v %v\n%s", promoted, err, cp.Log())
+	}
+	f.pg = cp // from here on the fixture compares against the copy
+	f.load(cc, 20)
+
+	cfg := f.config()
+	cfg.Source = cp.URL("postgres")
+	stop = f.stream(cfg)
+	f.waitArchived(f.currentLSN(cc))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	st := f.state()
+	if len(st.Timelines) != 2 || st.Latest().TLI != 2 {
+		t.Fatalf("timelines archived: %+v", st.Timelines)
+	}
+	if st.Timelines[0].End != end1 {
+		t.Fatalf("timeline 1 changed: end %s, was %s", st.Timelines[0].End, end1)
+	}
+	var hist bytes.Buffer
+	if err := Fetch(ctx, f.repo, f.g, "00000002.history", &hist); err != nil {
+		t.Fatalf("history file not archived: %v", err)
+	}
+	if !bytes.HasPrefix(hist.Bytes(), []byte("1\t")) {
+		t.Fatalf("history file: %q", hist.String())
+	}
+	f.checkAgainstServer()
 }

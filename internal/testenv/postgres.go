@@ -190,3 +190,21 @@ func (p *Postgres) Exec(t testing.TB, sql string, args ...any) {
 		t.Fatalf("%s: %v", strings.TrimSpace(sql), err)
 	}
 }
+
+// Grant makes paths usable by the server's OS user (when tests run as
+// root, the server runs as postgres): each is given to that user, and its
+// parent directories made traversable. For restore_command's repository and
+// identity file, and for data directories made by tests.
+func (p *Postgres) Grant(t testing.TB, paths ...string) {
+	t.Helper()
+	for _, path := range paths {
+		if err := chownTree(path, p.cred); err != nil {
+			t.Fatal(err)
+		}
+		for d := filepath.Dir(path); d != "/" && d != "."; d = filepath.Dir(d) {
+			if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o005 != 0o005 {
+				os.Chmod(d, fi.Mode().Perm()|0o005)
+			}
+		}
+	}
+}
