@@ -95,7 +95,11 @@ func (s *S3Store) buffer() []byte {
 	return make([]byte, s3PartSize)
 }
 
-func (s *S3Store) release(b []byte) { s.bufs.Put(&b) }
+func (s *S3Store) release(b []byte) {
+	if cap(b) == s3PartSize {
+		s.bufs.Put(&b)
+	}
+}
 
 // Put implements Store: one conditional PutObject for objects that fit in a
 // part, a conditional multipart upload otherwise.
@@ -105,14 +109,14 @@ func (s *S3Store) Put(ctx context.Context, name string, r io.Reader, size int64)
 		return fmt.Errorf("s3 put: %w", err)
 	}
 	r = ctxReader{ctx, r}
-	buf := s.buffer()
-	n, err := io.ReadFull(r, buf)
+	buf, n, err := s.readFirst(r)
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
 		err = s.putSingle(ctx, key, buf[:n])
 		s.release(buf)
 	case err != nil:
 		s.release(buf)
+		err = fmt.Errorf("read object data: %w", err)
 	default:
 		err = s.putMultipart(ctx, key, buf, r)
 	}
@@ -120,6 +124,22 @@ func (s *S3Store) Put(ctx context.Context, name string, r io.Reader, size int64)
 		return fmt.Errorf("s3 put %s: %w", name, err)
 	}
 	return nil
+}
+
+// readFirst reads up to one part. Most objects (chunks, WAL parts) are far
+// smaller than a part, so it starts with a small buffer and only takes a
+// part-sized one when the data keeps coming.
+func (s *S3Store) readFirst(r io.Reader) ([]byte, int, error) {
+	const small = 1 << 20
+	head := make([]byte, small)
+	n, err := io.ReadFull(r, head)
+	if err != nil {
+		return head, n, err
+	}
+	buf := s.buffer()
+	copy(buf, head)
+	m, err := io.ReadFull(r, buf[small:])
+	return buf, small + m, err
 }
 
 func (s *S3Store) putSingle(ctx context.Context, key string, data []byte) error {

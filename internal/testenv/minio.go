@@ -83,7 +83,7 @@ func StartMinIO() (*MinIO, error) {
 	}
 	m.proc = proc
 	if err := proc.waitReady(func(ctx context.Context) error {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, m.Endpoint+"/minio/health/live", nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, m.Endpoint+"/minio/health/cluster", nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return err

@@ -33,7 +33,8 @@ type Postgres struct {
 
 // PostgresOptions configure a separate server.
 type PostgresOptions struct {
-	// Conf lines appended to postgresql.conf.
+	// Conf lines, "name = value" or "name=value", given on the command line
+	// (so they win over a restored postgresql.conf, which stays untouched).
 	Conf []string
 	// DataDir, when set, is an existing data directory (a restored backup)
 	// to start instead of running initdb. It is not deleted on Stop.
@@ -59,10 +60,15 @@ func PostgreSQL(t testing.TB) *Postgres {
 }
 
 // NewPostgreSQL starts a separate server, destroyed when the test ends.
+// Failing to start a given DataDir fails the test: that is the code under
+// test (a restore), not a missing server.
 func NewPostgreSQL(t testing.TB, o PostgresOptions) *Postgres {
 	t.Helper()
 	p, err := StartPostgres(o)
-	if err != nil {
+	switch {
+	case err != nil && o.DataDir != "":
+		t.Fatalf("start PostgreSQL on %s: %v", o.DataDir, err)
+	case err != nil:
 		Unavailable(t, "PostgreSQL 15", err)
 	}
 	t.Cleanup(p.Destroy)
@@ -101,7 +107,8 @@ func StartPostgres(o PostgresOptions) (*Postgres, error) {
 			os.RemoveAll(dir)
 			return nil, fmt.Errorf("initdb: %w", err)
 		}
-	} else if err := chownTree(o.DataDir, cred); err != nil {
+	} else if err := adoptDataDir(o.DataDir, cred); err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
 	if err := p.Start(); err != nil {
@@ -127,7 +134,7 @@ func (p *Postgres) Start() error {
 		"-c", "logging_collector=off",
 	}
 	for _, c := range p.conf {
-		args = append(args, "-c", c)
+		args = append(args, "-c", confArg(c))
 	}
 	proc, err := startProcess("PostgreSQL", filepath.Join(p.dir, "postgres.log"), p.cred, nil,
 		filepath.Join(p.BinDir, "postgres"), args...)
@@ -207,4 +214,52 @@ func (p *Postgres) Grant(t testing.TB, paths ...string) {
 			}
 		}
 	}
+}
+
+// adoptDataDir readies a given data dir (say, restored into t.TempDir()) for
+// the server: owned by its OS user, private, and reachable through parents
+// that os.MkdirTemp made 0700.
+func adoptDataDir(dir string, cred *syscall.Credential) error {
+	if err := chownTree(dir, cred); err != nil {
+		return fmt.Errorf("chown data dir: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil { // PostgreSQL insists
+		return fmt.Errorf("chmod data dir: %w", err)
+	}
+	if cred == nil {
+		return nil
+	}
+	tmp, err := filepath.Abs(os.TempDir())
+	if err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	// Only o+x (search), and only below the temp dir.
+	for d := filepath.Dir(abs); strings.HasPrefix(d, tmp+string(filepath.Separator)); d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if err := os.Chmod(d, fi.Mode().Perm()|0o001); err != nil {
+			return fmt.Errorf("make %s traversable: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// confArg turns a postgresql.conf line ("name = 'value'") into the
+// name=value form -c wants: -c keeps spaces and quotes verbatim.
+func confArg(line string) string {
+	name, value, ok := strings.Cut(line, "=")
+	if !ok {
+		return line
+	}
+	value = strings.TrimSpace(value)
+	if len(value) >= 2 && value[0] == '\'' && value[len(value)-1] == '\'' {
+		value = strings.ReplaceAll(value[1:len(value)-1], "''", "'")
+	}
+	return strings.TrimSpace(name) + "=" + value
 }

@@ -78,13 +78,70 @@ func (p *process) stop(sig syscall.Signal, grace time.Duration) {
 	}
 }
 
-// kill ends the process group at once, as a crash would.
+// kill ends the server at once, as a crash would, children included, and
+// waits for them all. PostgreSQL backends call setsid(), so they are not in
+// our process group and would otherwise linger attached to the old shared
+// memory, making a restart fail ("pre-existing shared memory block").
 func (p *process) kill() {
 	if p.exited() {
 		return
 	}
+	pids := append(descendants(p.cmd.Process.Pid), p.cmd.Process.Pid)
 	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
 	<-p.done
+	deadline := time.Now().Add(10 * time.Second)
+	for _, pid := range pids {
+		for alive(pid) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// procStat returns state and parent pid of pid from /proc.
+func procStat(pid int) (state string, ppid int, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", 0, false
+	}
+	// Fields after "(comm)": state ppid ...
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 2 {
+		return "", 0, false
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	return f[0], ppid, true
+}
+
+// alive reports whether pid runs; an unreaped zombie holds nothing.
+func alive(pid int) bool {
+	state, _, ok := procStat(pid)
+	return ok && state != "Z"
+}
+
+// descendants lists the processes below pid.
+func descendants(pid int) []int {
+	children := map[int][]int{}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, path := range stats {
+		c, err := strconv.Atoi(filepath.Base(filepath.Dir(path)))
+		if err != nil {
+			continue
+		}
+		if _, ppid, ok := procStat(c); ok {
+			children[ppid] = append(children[ppid], c)
+		}
+	}
+	var out []int
+	todo := append([]int(nil), children[pid]...)
+	for len(todo) > 0 {
+		c := todo[0]
+		out = append(out, c)
+		todo = append(todo[1:], children[c]...)
+	}
+	return out
 }
 
 // failure wraps err with the tail of the server's log, where the reason is.
