@@ -9,6 +9,9 @@
 //	        backup of the same data (new bytes must stay under 1%).
 //	        Anchor: `zstd -T0 | age -r` and back, the pipeline a user would
 //	        script by hand (file:// only: there is no S3 client to pair it with).
+//	wal     archive lag under pgbench: tidemark stream vs pg_receivewal --slot
+//	        vs archive_command (pgBackRest archive-push), and pgbench TPS
+//	        without archiving, with each, and with tidemark --synchronous.
 //	object  one large object (default 10 GiB) streamed into and out of the
 //	        repository: peak RSS must stay bounded (target ≤ 64 MiB) whatever
 //	        the size; measured at three sizes to show how memory grows.
@@ -35,7 +38,9 @@ func main() {
 		}
 		return
 	}
-	suite := flag.String("suite", "all", "repo, object or all")
+	suite := flag.String("suite", "all", "repo, object, wal or all")
+	scale := flag.Int("pgbench-scale", 50, "wal suite: pgbench scale")
+	phase := flag.Duration("pgbench-duration", 60*time.Second, "wal suite: pgbench run per phase")
 	sizeFlag := flag.String("size", "1GiB", "data size of the repo suite")
 	objFlag := flag.String("object-size", "10GiB", "largest object of the object suite")
 	runs := flag.Int("runs", 3, "A/B pairs per measurement")
@@ -64,6 +69,11 @@ func main() {
 	}
 	if *suite == "object" || *suite == "all" {
 		if err := objectSuite(ctx, dir, objSize); err != nil {
+			fatal(err)
+		}
+	}
+	if *suite == "wal" || *suite == "all" {
+		if err := walSuite(ctx, dir, *scale, *phase); err != nil {
 			fatal(err)
 		}
 	}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests, the demo and the benchmarks need on a fresh machine.
 # Idempotent: what is already there is left alone, so a second run takes seconds.
-#   - Debian packages: PostgreSQL 15, MariaDB 10.11, age (for interop checks)
+#   - Debian packages: PostgreSQL 15, MariaDB 10.11, age and zstd and pgBackRest
+#     (the benchmarks' anchor tools)
 #   - MinIO and FerretDB, built from their Go modules into $TIDEMARK_CACHE
 set -euo pipefail
 
@@ -19,6 +20,8 @@ missing=()
 [ -d /usr/share/postgresql/15/extension ] && [ -f /usr/share/postgresql/15/extension/amcheck.control ] || missing+=(postgresql-contrib)
 [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 command -v age >/dev/null 2>&1 || missing+=(age)
+command -v zstd >/dev/null 2>&1 || missing+=(zstd)             # bench anchor
+command -v pgbackrest >/dev/null 2>&1 || missing+=(pgbackrest) # bench anchor
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   $sudo_cmd apt-get update -q

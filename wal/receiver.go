@@ -27,8 +27,9 @@ type receiver struct {
 	buf        []byte // the current segment from its start up to received
 	received   LSN
 	durable    LSN // what the repository holds; all we ever acknowledge
-	lastFlush  time.Time
-	lastStatus time.Time
+	lastFlush    time.Time
+	lastStatus   time.Time
+	pendingSince time.Time // when the oldest not yet durable WAL arrived
 	progressed bool
 }
 
@@ -38,6 +39,26 @@ func newReceiver(cfg Config, w writer, pos position) *receiver {
 }
 
 func (r *receiver) segStart() LSN { return r.g.SegStart(r.segno) }
+
+// Synchronous mode flushes as soon as the server pauses (syncIdle without a
+// message), so the commits of a burst share one repository write, and never
+// holds WAL longer than syncMaxDelay or syncMaxPending.
+const (
+	syncIdle       = time.Millisecond
+	syncMaxDelay   = 20 * time.Millisecond
+	syncMaxPending = 1 << 20
+)
+
+// flushDue is how long until pending WAL must be flushed (≤ 0: now).
+func (r *receiver) flushDue() time.Duration {
+	if !r.cfg.Synchronous {
+		return r.cfg.FlushInterval - time.Since(r.lastFlush)
+	}
+	if r.received-r.durable >= syncMaxPending {
+		return 0
+	}
+	return min(syncIdle, syncMaxDelay-time.Since(r.pendingSince))
+}
 
 // run receives until ctx ends (then flushes what arrived and returns nil),
 // the server ends the timeline, or something fails.
@@ -49,7 +70,7 @@ func (r *receiver) run(ctx context.Context, conn *pgconn.PgConn) (bool, error) {
 		}
 		wait := statusInterval - time.Since(r.lastStatus)
 		if r.received > r.durable {
-			wait = min(wait, r.cfg.FlushInterval-time.Since(r.lastFlush))
+			wait = min(wait, r.flushDue())
 		}
 		rctx, cancel := context.WithTimeout(ctx, max(wait, time.Millisecond))
 		msg, err := conn.ReceiveMessage(rctx)
@@ -59,6 +80,13 @@ func (r *receiver) run(ctx context.Context, conn *pgconn.PgConn) (bool, error) {
 				return r.progressed, r.shutdown()
 			}
 			if pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded) {
+				if r.cfg.Synchronous && r.received > r.durable {
+					// The server paused: make the burst durable now.
+					if err := r.flush(ctx); err != nil {
+						return r.progressed, err
+					}
+					continue
+				}
 				if err := r.tick(ctx); err != nil {
 					return r.progressed, err
 				}
@@ -84,7 +112,7 @@ func (r *receiver) run(ctx context.Context, conn *pgconn.PgConn) (bool, error) {
 
 // tick flushes when the interval is up and keeps status updates flowing.
 func (r *receiver) tick(ctx context.Context) error {
-	if r.received > r.durable && time.Since(r.lastFlush) >= r.cfg.FlushInterval {
+	if r.received > r.durable && r.flushDue() <= 0 {
 		return r.flush(ctx)
 	}
 	if time.Since(r.lastStatus) >= statusInterval {
@@ -114,11 +142,11 @@ func (r *receiver) handle(ctx context.Context, data []byte) error {
 		if x.WALStart != r.received {
 			return fmt.Errorf("XLogData at %s, expected %s: the stream is not contiguous", x.WALStart, r.received)
 		}
+		if r.received == r.durable {
+			r.pendingSince = time.Now()
+		}
 		if err := r.append(ctx, x.WALData); err != nil {
 			return err
-		}
-		if r.cfg.Synchronous {
-			return r.flush(ctx)
 		}
 	}
 	return nil

@@ -181,6 +181,9 @@ func (p *Postgres) Destroy() {
 	os.RemoveAll(p.dir)
 }
 
+// SocketDir is the directory of the server's Unix socket.
+func (p *Postgres) SocketDir() string { return p.dir }
+
 // Log returns the tail of the server's log.
 func (p *Postgres) Log() string { return logTail(filepath.Join(p.dir, "postgres.log"), 50) }
 
@@ -205,15 +208,25 @@ func (p *Postgres) Exec(t testing.TB, sql string, args ...any) {
 func (p *Postgres) Grant(t testing.TB, paths ...string) {
 	t.Helper()
 	for _, path := range paths {
-		if err := chownTree(path, p.cred); err != nil {
+		if err := p.GrantPath(path); err != nil {
 			t.Fatal(err)
 		}
-		for d := filepath.Dir(path); d != "/" && d != "."; d = filepath.Dir(d) {
-			if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o005 != 0o005 {
-				os.Chmod(d, fi.Mode().Perm()|0o005)
+	}
+}
+
+// GrantPath is Grant for one path, outside tests.
+func (p *Postgres) GrantPath(path string) error {
+	if err := chownTree(path, p.cred); err != nil {
+		return err
+	}
+	for d := filepath.Dir(path); d != "/" && d != "."; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o005 != 0o005 {
+			if err := os.Chmod(d, fi.Mode().Perm()|0o005); err != nil {
+				return err
 			}
 		}
 	}
+	return nil
 }
 
 // adoptDataDir readies a given data dir (say, restored into t.TempDir()) for
