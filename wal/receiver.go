@@ -23,14 +23,14 @@ type receiver struct {
 	tli  uint32
 	conn *pgconn.PgConn
 
-	segno      uint64
-	buf        []byte // the current segment from its start up to received
-	received   LSN
-	durable    LSN // what the repository holds; all we ever acknowledge
+	segno        uint64
+	buf          []byte // the current segment from its start up to received
+	received     LSN
+	durable      LSN // what the repository holds; all we ever acknowledge
 	lastFlush    time.Time
 	lastStatus   time.Time
 	pendingSince time.Time // when the oldest not yet durable WAL arrived
-	progressed bool
+	progressed   bool
 }
 
 func newReceiver(cfg Config, w writer, pos position) *receiver {
