@@ -356,33 +356,7 @@ func TestGapWhenSlotDroppedAndWALRemoved(t *testing.T) {
 	}
 }
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// tidemarkBinary builds the real binary once, for tests that kill it.
-func tidemarkBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "tidemark-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		os.Chmod(dir, 0o755) // restore_command runs it as the postgres user
-		binPath = filepath.Join(dir, "tidemark")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/tidemark/tidemark/cmd/tidemark").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+func tidemarkBinary(t *testing.T) string { return testenv.TidemarkBinary(t) }
 
 func (f *fixture) startBinary(args ...string) *exec.Cmd {
 	f.t.Helper()

@@ -1,0 +1,355 @@
+package restore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/basebackup"
+	"github.com/tidemark/tidemark/wal"
+)
+
+// PostgresTarget is where recovery stops. Exactly one field is set.
+type PostgresTarget struct {
+	Latest bool
+	Time   time.Time
+	LSN    string
+	XID    string
+	Name   string
+}
+
+func (t PostgresTarget) String() string {
+	switch {
+	case t.Latest:
+		return "latest"
+	case !t.Time.IsZero():
+		return "time " + FormatPostgres(t.Time)
+	case t.LSN != "":
+		return "lsn " + t.LSN
+	case t.XID != "":
+		return "xid " + t.XID
+	default:
+		return "restore point " + t.Name
+	}
+}
+
+// PostgresConfig configures a PostgreSQL restore.
+type PostgresConfig struct {
+	Repo      *archive.Repository
+	TargetDir string
+	Target    PostgresTarget
+	Timeline  string // "latest" (default), "current" or a number
+	Jobs      int
+	// RestoreCommand is the restore_command written into the restored
+	// configuration (a `tidemark wal-fetch` invocation, no secret inlined).
+	RestoreCommand string
+	Log            *slog.Logger
+	Progress       func(done, total int64)
+}
+
+// Plan is what a restore will do, decided before anything is written.
+type Plan struct {
+	Backup   *archive.Manifest
+	Meta     basebackup.PostgresMeta
+	WALFrom  pglogrepl.LSN
+	WALUntil pglogrepl.LSN // newest archived WAL on the newest timeline
+	Timeline uint32
+}
+
+// PlanPostgres picks the newest base backup that can reach the target and
+// checks that the archived WAL is continuous from it onwards; it writes
+// nothing. Errors wrap ErrUnreachable or ErrGap with the window or range.
+func PlanPostgres(ctx context.Context, repo *archive.Repository, target PostgresTarget) (*Plan, error) {
+	src, err := repo.Source(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("repository has no PostgreSQL history: %w", err)
+	}
+	segSize, err := strconv.ParseUint(src.Details["wal_segment_size"], 10, 64)
+	if err != nil || src.Engine != "postgres" {
+		return nil, fmt.Errorf("repository holds %s, not PostgreSQL", src.Engine)
+	}
+	g := wal.Geometry{SegSize: segSize}
+	state, err := wal.LoadState(ctx, repo.Store(), g)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := repo.ListManifests(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var bases []*Plan
+	for _, id := range ids {
+		m, err := repo.ReadManifest(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if m.Engine != "postgres" {
+			continue
+		}
+		var meta basebackup.PostgresMeta
+		if err := json.Unmarshal(m.EngineMeta, &meta); err != nil {
+			return nil, fmt.Errorf("backup %s: %w: engine metadata: %v", id, archive.ErrCorrupt, err)
+		}
+		start, _ := pglogrepl.ParseLSN(meta.StartLSN)
+		bases = append(bases, &Plan{Backup: m, Meta: meta, WALFrom: start})
+	}
+	latest := state.Latest()
+	if len(bases) == 0 || latest == nil {
+		return nil, fmt.Errorf("%w: the repository holds %d base backups and %s", ErrUnreachable, len(bases), walSummary(state))
+	}
+	window := fmt.Sprintf("recoverable window: from the end of backup %s (%s) to %s on timeline %d",
+		bases[0].Backup.ID, bases[0].Meta.StopLSN, latest.End, latest.TLI)
+	var chosen *Plan
+	for i := len(bases) - 1; i >= 0 && chosen == nil; i-- {
+		b := bases[i]
+		stop, _ := pglogrepl.ParseLSN(b.Meta.StopLSN)
+		switch {
+		case !target.Time.IsZero():
+			if !b.Backup.Finished.After(target.Time) {
+				chosen = b
+			}
+		case target.LSN != "":
+			lsn, err := pglogrepl.ParseLSN(target.LSN)
+			if err != nil {
+				return nil, fmt.Errorf("target LSN %q: %w", target.LSN, err)
+			}
+			if stop <= lsn {
+				chosen = b
+			}
+			if i == len(bases)-1 && lsn > latest.End {
+				return nil, fmt.Errorf("%w: LSN %s is past the newest archived WAL; %s", ErrUnreachable, lsn, window)
+			}
+		default:
+			chosen = b // latest, xid, name: the newest base; PostgreSQL checks the rest
+		}
+	}
+	if chosen == nil {
+		return nil, fmt.Errorf("%w: %s is before the first restorable point; %s", ErrUnreachable, target, window)
+	}
+	if !target.Time.IsZero() && target.Time.After(time.Now()) {
+		return nil, fmt.Errorf("%w: %s is in the future; %s", ErrUnreachable, target, window)
+	}
+	chosen.WALUntil, chosen.Timeline = latest.End, latest.TLI
+	if err := checkContinuity(state, g, chosen); err != nil {
+		return nil, err
+	}
+	return chosen, nil
+}
+
+func walSummary(st *wal.State) string {
+	tl := st.Latest()
+	if tl == nil {
+		return "no archived WAL"
+	}
+	return fmt.Sprintf("WAL to %s on timeline %d", tl.End, tl.TLI)
+}
+
+// checkContinuity fails with ErrGap naming the first hole in the WAL from
+// the base's start onwards, on its timeline and every later one.
+func checkContinuity(st *wal.State, g wal.Geometry, p *Plan) error {
+	var base *wal.Timeline
+	for _, tl := range st.Timelines {
+		if tl.TLI == p.Meta.StartTimeline {
+			base = tl
+		}
+	}
+	if base == nil || base.Start > g.SegStart(g.SegNo(p.WALFrom)) || base.End < mustLSN(p.Meta.StopLSN) {
+		return fmt.Errorf("%w: the WAL of backup %s (%s–%s on timeline %d) is not in the archive", ErrGap,
+			p.Backup.ID, p.Meta.StartLSN, p.Meta.StopLSN, p.Meta.StartTimeline)
+	}
+	for _, tl := range st.Timelines {
+		if tl.TLI < p.Meta.StartTimeline {
+			continue
+		}
+		for _, gap := range tl.Gaps {
+			if tl.TLI > p.Meta.StartTimeline || gap.To > p.WALFrom {
+				return fmt.Errorf("%w: WAL missing on %s (needed from backup %s at %s onwards)", ErrGap, gap, p.Backup.ID, p.Meta.StartLSN)
+			}
+		}
+	}
+	return nil
+}
+
+func mustLSN(s string) pglogrepl.LSN {
+	l, _ := pglogrepl.ParseLSN(s)
+	return l
+}
+
+// RestorePostgres plans, then materialises the data directory and writes
+// the recovery configuration. Starting the server is the caller's choice.
+func RestorePostgres(ctx context.Context, cfg PostgresConfig) (*Plan, error) {
+	if cfg.Jobs < 1 {
+		cfg.Jobs = 4
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	plan, err := PlanPostgres(ctx, cfg.Repo, cfg.Target)
+	if err != nil {
+		return nil, err
+	}
+	if err := emptyDir(cfg.TargetDir); err != nil {
+		return nil, err
+	}
+	cfg.Log.Info("restoring", "backup", plan.Backup.ID, "start_lsn", plan.Meta.StartLSN, "target", cfg.Target.String(),
+		"archived_wal_until", plan.WALUntil, "timeline", plan.Timeline)
+	if err := materialize(ctx, cfg, plan.Backup); err != nil {
+		return nil, err
+	}
+	if err := writeRecoveryConfig(cfg); err != nil {
+		return nil, err
+	}
+	return plan, nil
+}
+
+// emptyDir creates dir, or accepts it when it exists and is empty.
+func emptyDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return os.MkdirAll(dir, 0o700)
+	}
+	if err != nil {
+		return err
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("target directory %s is not empty", dir)
+	}
+	return os.Chmod(dir, 0o700)
+}
+
+// materialize writes every file of the backup, in parallel, each verified
+// chunk by chunk as it is read.
+func materialize(ctx context.Context, cfg PostgresConfig, m *archive.Manifest) error {
+	var total, done int64
+	for _, f := range m.Files {
+		total += f.Size
+	}
+	var mu sync.Mutex
+	for _, f := range m.Files { // directories and links first, in manifest order
+		p := filepath.Join(cfg.TargetDir, filepath.FromSlash(f.Path))
+		mode := fs.FileMode(f.Mode)
+		switch {
+		case mode.IsDir():
+			if err := os.MkdirAll(p, 0o700); err != nil {
+				return err
+			}
+		case f.Link != "":
+			os.MkdirAll(filepath.Dir(p), 0o700)
+			if err := os.MkdirAll(f.Link, 0o700); err != nil {
+				return fmt.Errorf("tablespace %s → %s: %w", f.Path, f.Link, err)
+			}
+			if err := os.Symlink(f.Link, p); err != nil {
+				return err
+			}
+		}
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	work := make(chan archive.FileEntry)
+	var wg sync.WaitGroup
+	for i := 0; i < cfg.Jobs; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range work {
+				if err := restoreFile(ctx, cfg, f); err != nil {
+					cancel(err)
+					return
+				}
+				mu.Lock()
+				done += f.Size
+				if cfg.Progress != nil {
+					cfg.Progress(done, total)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, f := range m.Files {
+		if fs.FileMode(f.Mode).IsDir() || f.Link != "" {
+			continue
+		}
+		select {
+		case work <- f:
+		case <-ctx.Done():
+		}
+	}
+	close(work)
+	wg.Wait()
+	return context.Cause(ctx)
+}
+
+func restoreFile(ctx context.Context, cfg PostgresConfig, f archive.FileEntry) error {
+	p := filepath.Join(cfg.TargetDir, filepath.FromSlash(f.Path))
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return err
+	}
+	out, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fs.FileMode(f.Mode).Perm()|0o600)
+	if err != nil {
+		return err
+	}
+	err = cfg.Repo.RestoreFile(ctx, f, out, 2)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Chtimes(p, f.ModTime, f.ModTime)
+}
+
+// writeRecoveryConfig makes the restored directory recover to the target
+// and promote. backup_label and tablespace_map stay exactly as received.
+func writeRecoveryConfig(cfg PostgresConfig) error {
+	tl := cfg.Timeline
+	if tl == "" {
+		tl = "latest"
+	}
+	lines := []string{
+		"# Written by tidemark restore",
+		"restore_command = " + quoteConf(cfg.RestoreCommand),
+		"recovery_target_timeline = " + quoteConf(tl),
+		"recovery_target_action = 'promote'",
+	}
+	t := cfg.Target
+	switch {
+	case !t.Time.IsZero():
+		lines = append(lines, "recovery_target_time = "+quoteConf(FormatPostgres(t.Time)))
+	case t.LSN != "":
+		lines = append(lines, "recovery_target_lsn = "+quoteConf(t.LSN))
+	case t.XID != "":
+		lines = append(lines, "recovery_target_xid = "+quoteConf(t.XID))
+	case t.Name != "":
+		lines = append(lines, "recovery_target_name = "+quoteConf(t.Name))
+	}
+	auto := filepath.Join(cfg.TargetDir, "postgresql.auto.conf")
+	f, err := os.OpenFile(auto, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString("\n" + strings.Join(lines, "\n") + "\n"); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(cfg.TargetDir, "recovery.signal"), nil, 0o600)
+}
+
+func quoteConf(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

@@ -1,0 +1,300 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/basebackup"
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/wal"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+type pitr struct {
+	t        *testing.T
+	pg       *testenv.Postgres
+	repoDir  string
+	keyFile  string
+	repo     *archive.Repository
+	stopWAL  func()
+	conn     *pgx.Conn
+	identity *age.X25519Identity
+}
+
+func newPITR(t *testing.T) *pitr {
+	t.Helper()
+	pg := testenv.NewPostgreSQL(t, testenv.PostgresOptions{Conf: []string{"checkpoint_timeout=1h", "max_wal_size=2GB"}})
+	id, _ := age.GenerateX25519Identity()
+	base := t.TempDir()
+	p := &pitr{t: t, pg: pg, repoDir: filepath.Join(base, "repo"), keyFile: filepath.Join(base, "restore.key"), identity: id}
+	if err := os.WriteFile(p.keyFile, []byte(id.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s, err := archive.OpenFile(p.repoDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := archive.Init(ctx, s, archive.InitOptions{Recipients: []string{id.Recipient().String()}}); err != nil {
+		t.Fatal(err)
+	}
+	if p.repo, err = archive.Open(ctx, s, archive.Keys{Identities: []age.Identity{id}}); err != nil {
+		t.Fatal(err)
+	}
+	if p.conn, err = pgx.Connect(ctx, pg.URL("postgres")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.conn.Close(context.Background()) })
+	return p
+}
+
+func (p *pitr) log() *slog.Logger { return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})) }
+
+func (p *pitr) startStreaming() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- wal.Stream(ctx, wal.Config{Repo: p.repo, Source: p.pg.URL("postgres"), Slot: "tidemark", CreateSlot: true,
+			FlushInterval: 100 * time.Millisecond, Log: p.log()})
+	}()
+	var once sync.Once
+	p.stopWAL = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				p.t.Errorf("streamer: %v", err)
+			}
+		})
+	}
+	p.t.Cleanup(func() { p.stopWAL() })
+}
+
+func (p *pitr) exec(sql string, args ...any) {
+	p.t.Helper()
+	if _, err := p.conn.Exec(context.Background(), sql, args...); err != nil {
+		p.t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+func (p *pitr) lsn() string {
+	var s string
+	if err := p.conn.QueryRow(context.Background(), "SELECT pg_current_wal_lsn()::text").Scan(&s); err != nil {
+		p.t.Fatal(err)
+	}
+	return s
+}
+
+// waitArchived waits (bounded, so a broken streamer fails instead of hanging)
+// until the archive reaches the server's current position.
+func (p *pitr) waitArchived() {
+	p.t.Helper()
+	target := mustLSN(p.lsn())
+	g := wal.Geometry{SegSize: 16 << 20}
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		st, err := wal.LoadState(context.Background(), p.repo.Store(), g)
+		if err == nil && st.Latest() != nil && st.Latest().End >= target {
+			return
+		}
+	}
+	p.t.Fatalf("archive did not reach %s", target)
+}
+
+func (p *pitr) backup() *basebackup.BackupResult {
+	p.t.Helper()
+	s, _ := archive.OpenFile(p.repoDir)
+	w, err := archive.Open(context.Background(), s, archive.Keys{}) // a backup host: public key only
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	res, err := basebackup.Postgres(context.Background(), basebackup.PostgresConfig{Repo: w, Source: p.pg.URL("postgres"),
+		Slot: "tidemark", Type: "full", FastCheckpoint: true, Jobs: 4, Log: p.log()})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return res
+}
+
+// restore restores to target, starts the result, waits for promotion and
+// returns a connection to it.
+func (p *pitr) restore(target PostgresTarget) *pgx.Conn {
+	p.t.Helper()
+	dir := filepath.Join(p.t.TempDir(), "restored")
+	cmd := fmt.Sprintf("%s wal-fetch --repo %s --identity-file %s %%f %%p", testenv.TidemarkBinary(p.t), p.repoDir, p.keyFile)
+	_, err := RestorePostgres(context.Background(), PostgresConfig{Repo: p.repo, TargetDir: dir, Target: target, Jobs: 4,
+		RestoreCommand: cmd, Log: p.log()})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	// The restored directory holds PostgreSQL's own backup_manifest: check
+	// every file against it with PostgreSQL's tool.
+	if out, err := exec.Command(filepath.Join(testenv.PostgresBinDir, "pg_verifybackup"), "-n", dir).CombinedOutput(); err != nil {
+		p.t.Fatalf("pg_verifybackup: %v\n%s", err, out)
+	}
+	p.pg.Grant(p.t, p.repoDir, p.keyFile)
+	r := testenv.NewPostgreSQL(p.t, testenv.PostgresOptions{DataDir: dir})
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, r.URL("postgres"))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.t.Cleanup(func() { c.Close(ctx) })
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		var rec bool
+		if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec); err != nil {
+			p.t.Fatal(err)
+		}
+		if !rec {
+			return c
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("restored server never finished recovery\n%s", r.Log())
+		}
+	}
+}
+
+func count(t *testing.T, c *pgx.Conn, table string) int {
+	t.Helper()
+	var n int
+	if err := c.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		t.Fatalf("count %s: %v", table, err)
+	}
+	return n
+}
+
+func TestPointInTimeRestore(t *testing.T) {
+	p := newPITR(t)
+	p.startStreaming()
+	p.exec("CREATE TABLE orders (id int primary key, note text)")
+	p.exec("INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, 1000) g")
+	res := p.backup()
+	if res.Meta.WALArchivedBy != "streamer" {
+		t.Fatalf("WAL archived by %q with a streamer running", res.Meta.WALArchivedBy)
+	}
+	p.exec("INSERT INTO orders SELECT g, 'phase 2' FROM generate_series(1001, 1500) g")
+	p.exec("CREATE TABLE late (x int)") // a table created after the base
+	p.exec("INSERT INTO late VALUES (1), (2)")
+	mark := p.lsn()
+	time.Sleep(20 * time.Millisecond)
+	markTime := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	p.exec("SELECT pg_create_restore_point('before_delete')")
+	p.exec("DELETE FROM orders WHERE id <= 200")
+	p.exec("INSERT INTO late VALUES (3)")
+	p.waitArchived()
+
+	c := p.restore(PostgresTarget{LSN: mark})
+	if n := count(t, c, "orders"); n != 1500 {
+		t.Fatalf("restore to LSN %s: %d orders, want 1500", mark, n)
+	}
+	if n := count(t, c, "late"); n != 2 {
+		t.Fatalf("restore to LSN: %d rows in late, want 2", n)
+	}
+	c = p.restore(PostgresTarget{Time: markTime})
+	if n := count(t, c, "orders"); n != 1500 {
+		t.Fatalf("restore to time: %d orders, want 1500", n)
+	}
+	c = p.restore(PostgresTarget{Name: "before_delete"})
+	if n := count(t, c, "orders"); n != 1500 {
+		t.Fatalf("restore to named point: %d orders, want 1500", n)
+	}
+	c = p.restore(PostgresTarget{Latest: true})
+	if n, l := count(t, c, "orders"), count(t, c, "late"); n != 1300 || l != 3 {
+		t.Fatalf("restore to latest: %d orders and %d late, want 1300 and 3", n, l)
+	}
+}
+
+func TestBackupWithoutStreamerArchivesItsOwnWAL(t *testing.T) {
+	p := newPITR(t)
+	p.exec("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g")
+	res := p.backup()
+	if res.Meta.WALArchivedBy != "backup" {
+		t.Fatalf("WAL archived by %q with no streamer", res.Meta.WALArchivedBy)
+	}
+	c := p.restore(PostgresTarget{Latest: true})
+	if n := count(t, c, "t"); n != 100 {
+		t.Fatalf("%d rows, want 100", n)
+	}
+}
+
+func TestRestoreRefusesGapsAndUnreachableTargets(t *testing.T) {
+	p := newPITR(t)
+	p.startStreaming()
+	p.exec("CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g")
+	p.backup()
+	for i := 0; i < 3; i++ {
+		p.exec("INSERT INTO t SELECT g FROM generate_series(1, 50000) g")
+		p.exec("SELECT pg_switch_wal()")
+	}
+	p.exec("INSERT INTO t VALUES (1)")
+	p.waitArchived()
+	p.stopWAL()
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "never")
+
+	// Past the newest archived WAL: refused with the window.
+	_, err := RestorePostgres(ctx, PostgresConfig{Repo: p.repo, TargetDir: dir, Target: PostgresTarget{LSN: "FF/0"}})
+	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "recoverable window") {
+		t.Fatalf("target past the archive: %v", err)
+	}
+	// In the future: refused.
+	_, err = RestorePostgres(ctx, PostgresConfig{Repo: p.repo, TargetDir: dir, Target: PostgresTarget{Time: time.Now().Add(time.Hour)}})
+	if !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("target in the future: %v", err)
+	}
+	// A segment deleted from the middle: refused, naming the range, before
+	// anything is written.
+	st, _ := wal.LoadState(ctx, p.repo.Store(), wal.Geometry{SegSize: 16 << 20})
+	tl := st.Latest()
+	g := wal.Geometry{SegSize: 16 << 20}
+	victim := g.FileName(tl.TLI, g.SegNo(tl.End)-1)
+	if err := p.repo.Store().Delete(ctx, fmt.Sprintf("wal/%08X/%s", tl.TLI, victim)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = RestorePostgres(ctx, PostgresConfig{Repo: p.repo, TargetDir: dir, Target: PostgresTarget{Latest: true}})
+	if !errors.Is(err, ErrGap) || !strings.Contains(err.Error(), "WAL missing") {
+		t.Fatalf("restore over a missing segment: %v", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("refused restore wrote %s", dir)
+	}
+}
+
+func TestRestoreDetectsCorruptChunk(t *testing.T) {
+	p := newPITR(t)
+	p.exec("CREATE TABLE t AS SELECT g FROM generate_series(1, 100000) g")
+	res := p.backup()
+	// Corrupt the chunk of the biggest file.
+	var big archive.FileEntry
+	for _, f := range res.Manifest.Files {
+		if len(f.Chunks) > 0 && f.Size > big.Size {
+			big = f
+		}
+	}
+	h := big.Chunks[0].ID.String()
+	path := filepath.Join(p.repoDir, "chunks", h[:2], h)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x10
+	os.WriteFile(path, b, 0o600)
+	_, err = RestorePostgres(context.Background(), PostgresConfig{Repo: p.repo, TargetDir: filepath.Join(t.TempDir(), "x"),
+		Target: PostgresTarget{Latest: true}, RestoreCommand: "false"})
+	if !errors.Is(err, archive.ErrCorrupt) || !strings.Contains(err.Error(), h) {
+		t.Fatalf("restore from a corrupt chunk: %v", err)
+	}
+}
