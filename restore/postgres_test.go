@@ -62,7 +62,9 @@ func newPITR(t *testing.T) *pitr {
 	return p
 }
 
-func (p *pitr) log() *slog.Logger { return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})) }
+func (p *pitr) log() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
 
 func (p *pitr) startStreaming() {
 	ctx, cancel := context.WithCancel(context.Background())
