@@ -171,6 +171,10 @@ func holdWAL(ctx context.Context, conn *pgconn.PgConn, cfg PostgresConfig) error
 		return nil
 	}
 	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE_REPLICATION_SLOT %s PHYSICAL RESERVE_WAL", cfg.Slot)).ReadAll(); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42710" {
+			return nil // a streamer created it meanwhile
+		}
 		return fmt.Errorf("create replication slot %s: %w", cfg.Slot, err)
 	}
 	cfg.Log.Info("created physical replication slot to hold the backup's WAL; run `tidemark stream` with it", "slot", cfg.Slot)

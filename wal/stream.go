@@ -214,10 +214,15 @@ func prepareSlot(ctx context.Context, conn *pgconn.PgConn, cfg Config) (LSN, err
 		if !cfg.CreateSlot {
 			return 0, fmt.Errorf("%w: %q (create it with --create-slot, or stream with --no-slot and accept possible gaps)", ErrNoSlot, cfg.Slot)
 		}
-		if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE_REPLICATION_SLOT %s PHYSICAL RESERVE_WAL", cfg.Slot)).ReadAll(); err != nil {
+		_, err := conn.Exec(ctx, fmt.Sprintf("CREATE_REPLICATION_SLOT %s PHYSICAL RESERVE_WAL", cfg.Slot)).ReadAll()
+		var pgErr *pgconn.PgError
+		switch {
+		case errors.As(err, &pgErr) && pgErr.Code == "42710": // created meanwhile (by a backup)
+		case err != nil:
 			return 0, fmt.Errorf("create replication slot %s: %w", cfg.Slot, err)
+		default:
+			cfg.Log.Info("created physical replication slot", "slot", cfg.Slot)
 		}
-		cfg.Log.Info("created physical replication slot", "slot", cfg.Slot)
 		return prepareSlot(ctx, conn, Config{Slot: cfg.Slot, Log: cfg.Log})
 	}
 	if string(row[0]) != "physical" {
