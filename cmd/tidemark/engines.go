@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tidemark/tidemark/basebackup"
 	"github.com/tidemark/tidemark/restore"
 	"github.com/tidemark/tidemark/wal"
 )
@@ -114,9 +115,23 @@ func (a *app) backupCmd() *cobra.Command {
 		fastCheckpoint bool
 		jobs           int
 		asJSON         bool
+		slot           string
 	)
 	cmd := &cobra.Command{
-		Use:   "backup --repo URL --source URL",
+		Use: "backup --repo URL --source URL",
+		Long: `Take a base backup into the repository.
+
+PostgreSQL: BASE_BACKUP over the replication protocol; each tablespace's tar
+streams straight into deduplicated, compressed, encrypted chunks (never
+staged on local disk); the manifest is written last, and only once the WAL
+from the backup's start to its stop is archived — by the running
+'tidemark stream' on the same slot, or by the backup itself when no
+streamer runs. Every backup restores on its own (no chains).
+
+--type: every backup stores only the chunks the repository does not hold
+yet, so in storage terms every type is incremental against everything in
+the repository. PostgreSQL 15 and 16 send the whole cluster for every
+type; the type is recorded in the manifest for your retention policy.`,
 		Short: "Take a base backup into the repository",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -134,7 +149,8 @@ func (a *app) backupCmd() *cobra.Command {
 			}
 			switch eng {
 			case enginePostgres:
-				return notYet("base backup of PostgreSQL", "#4")
+				return a.backupPostgres(cmd.Context(), &rf, basebackup.PostgresConfig{Source: source, Slot: slot,
+					Type: typ, FastCheckpoint: fastCheckpoint, Jobs: jobs}, asJSON)
 			case engineMySQL:
 				return notYet("base backup of MySQL/MariaDB", "#6")
 			default:
@@ -147,6 +163,7 @@ func (a *app) backupCmd() *cobra.Command {
 	f.StringVar(&source, "source", "", "database to back up (postgres://, mysql://, mongodb://)")
 	f.StringVar(&typ, "type", "full", "full, incremental or differential")
 	f.BoolVar(&fastCheckpoint, "fast-checkpoint", false, "PostgreSQL: request an immediate checkpoint instead of a spread one")
+	f.StringVar(&slot, "slot", "tidemark", "PostgreSQL: the streamer's replication slot (created if missing, to hold the backup's WAL)")
 	f.IntVar(&jobs, "jobs", 4, "parallel compress/encrypt/upload workers")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
@@ -192,6 +209,17 @@ Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
 			if (targetDir == "") == (target == "") {
 				return usageErr(fmt.Errorf("give exactly one of --target-dir (PostgreSQL) or --target URL (MySQL, MongoDB)"))
 			}
+			if targetDir != "" {
+				t := restore.PostgresTarget{Latest: latest, LSN: toLSN, XID: toXID, Name: toName}
+				if toTime != "" {
+					t.Time, _ = restore.ParseTime(toTime)
+				}
+				if toGTID != "" || toPosition != "" || toTS != "" {
+					return usageErr(fmt.Errorf("--to-gtid, --to-position and --to-ts are for --target (MySQL, MongoDB)"))
+				}
+				return a.restorePostgres(cmd.Context(), &rf, restore.PostgresConfig{TargetDir: targetDir, Target: t,
+					Timeline: timeline, Jobs: jobs})
+			}
 			if target != "" {
 				eng, err := engineOf("target", target)
 				if err != nil {
@@ -202,7 +230,7 @@ Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
 				}
 				return notYet("restore of MongoDB", "#9")
 			}
-			return notYet("restore of PostgreSQL", "#4")
+			return nil
 		},
 	}
 	rf.register(cmd, true)

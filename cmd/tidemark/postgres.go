@@ -2,13 +2,19 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/basebackup"
+	"github.com/tidemark/tidemark/internal/progress"
+	"github.com/tidemark/tidemark/restore"
 	"github.com/tidemark/tidemark/wal"
 )
 
@@ -68,4 +74,93 @@ func (a *app) walFetch(ctx context.Context, rf *repoFlags, name, dest string) er
 		return fmt.Errorf("wal-fetch %s: %w", name, err)
 	}
 	return nil
+}
+
+func (a *app) backupPostgres(ctx context.Context, rf *repoFlags, cfg basebackup.PostgresConfig, asJSON bool) error {
+	r, err := rf.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	bar := progress.New(a.stderr)
+	cfg.Repo, cfg.Log = r, a.log
+	cfg.Progress = func(done, total int64) { bar.Bytes("backup", done>>20, done, total) }
+	start := time.Now()
+	res, err := basebackup.Postgres(ctx, cfg)
+	bar.Done()
+	if err != nil {
+		return err
+	}
+	st, m := res.Manifest.Stats, res.Manifest
+	secs := time.Since(start).Seconds()
+	a.log.Info("base backup committed", "backup", m.ID, "start_lsn", res.Meta.StartLSN, "stop_lsn", res.Meta.StopLSN,
+		"logical_bytes", st.Logical, "new_stored_bytes", st.NewStored, "wal_archived_by", res.Meta.WALArchivedBy, "seconds", secs)
+	if asJSON {
+		return json.NewEncoder(a.stdout).Encode(map[string]any{"backup": m.ID, "type": m.Type, "start_lsn": res.Meta.StartLSN,
+			"stop_lsn": res.Meta.StopLSN, "timeline": res.Meta.StopTimeline, "logical_bytes": st.Logical, "new_stored_bytes": st.NewStored,
+			"new_chunks": st.NewChunks, "deduplicated_chunks": st.DedupChunks, "seconds": secs, "wal_archived_by": res.Meta.WALArchivedBy})
+	}
+	fmt.Fprintf(a.stdout, "backup %s (%s) committed: %s – %s on timeline %d\n", m.ID, m.Type, res.Meta.StartLSN, res.Meta.StopLSN, res.Meta.StopTimeline)
+	fmt.Fprintf(a.stdout, "  %s logical, %s newly stored (%d new chunks, %d already in the repository), %.1fs, %.0f MiB/s\n",
+		humanBytes(st.Logical), humanBytes(st.NewStored), st.NewChunks, st.DedupChunks, secs, float64(st.Logical)/(1<<20)/secs)
+	fmt.Fprintf(a.stdout, "  WAL %s – %s archived by the %s\n", res.Meta.StartLSN, res.Meta.StopLSN, res.Meta.WALArchivedBy)
+	return nil
+}
+
+func (a *app) restorePostgres(ctx context.Context, rf *repoFlags, cfg restore.PostgresConfig) error {
+	r, err := rf.open(ctx, true)
+	if err != nil {
+		return err
+	}
+	if cfg.RestoreCommand, err = restoreCommand(rf); err != nil {
+		return err
+	}
+	bar := progress.New(a.stderr)
+	cfg.Repo, cfg.Log = r, a.log
+	cfg.Progress = func(done, total int64) { bar.Bytes("restore", done>>20, done, total) }
+	start := time.Now()
+	plan, err := restore.RestorePostgres(ctx, cfg)
+	bar.Done()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "restored backup %s into %s in %.1fs\n  recovery target: %s (archived WAL reaches %s on timeline %d)\n  start PostgreSQL on it to recover and promote; restore_command fetches WAL from the repository\n",
+		plan.Backup.ID, cfg.TargetDir, time.Since(start).Seconds(), cfg.Target, plan.WALUntil, plan.Timeline)
+	return nil
+}
+
+// restoreCommand builds the restore_command for a restored cluster: the
+// absolute path of this executable and the repository settings, with key
+// files by absolute path — never a key or passphrase inline.
+func restoreCommand(rf *repoFlags) (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	repo := rf.repo
+	if !strings.Contains(repo, "://") {
+		if repo, err = filepath.Abs(repo); err != nil {
+			return "", err
+		}
+	}
+	parts := []string{shellQuote(self), "wal-fetch", "--repo", shellQuote(repo)}
+	for flag, path := range map[string]string{"--identity-file": rf.identityFile, "--passphrase-file": rf.passphraseFile} {
+		if path == "" {
+			continue
+		}
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return "", err
+		}
+		parts = append(parts, flag, shellQuote(abs))
+	}
+	return strings.Join(append(parts, "%f", "%p"), " "), nil
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r == '/' || r == '.' || r == '-' || r == '_' || r == ':' || r == '=' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z'))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
