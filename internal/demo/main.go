@@ -1,41 +1,47 @@
 // Command demo is `make demo`: Tidemark's main job on an embedded default,
-// printed step by step. Until the PostgreSQL engine lands it shows what
-// exists for real: an encrypted repository created with the tidemark binary,
-// a backup-like write of mixed data, deduplication of a second write, a
-// verified restore, and corruption caught with a non-zero exit.
+// with nothing to configure. A throwaway PostgreSQL is streamed and backed
+// up into a fresh age-encrypted repository; rows are written, a moment is
+// remembered, a mistake is made; the repository is restored to that moment
+// into a new directory, the restored server is started, and its rows are
+// compared with what was seen at the moment. Every step runs the real
+// tidemark binary and is printed plainly.
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"filippo.io/age"
+	"github.com/jackc/pgx/v5"
 
-	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/restore"
 )
-
-const dataSize = 256 << 20
 
 func main() {
 	if err := run(context.Background()); err != nil {
-		fmt.Fprintf(os.Stderr, "demo failed: %v\n", err)
+		fmt.Fprintf(os.Stderr, "\ndemo failed: %v\n", err)
 		os.Exit(1)
 	}
 }
 
 func step(format string, args ...any) { fmt.Printf("\n==> "+format+"\n", args...) }
 
+type demo struct {
+	bin, work, repo, key string
+	pg                   *testenv.Postgres
+	conn                 *pgx.Conn
+}
+
 func run(ctx context.Context) error {
+	defer testenv.StopAll()
 	bin, err := filepath.Abs("bin/tidemark")
 	if err != nil {
 		return err
@@ -48,204 +54,236 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	repoDir := filepath.Join(work, "repo")
+	d := &demo{bin: bin, work: work, repo: filepath.Join(work, "repo"), key: filepath.Join(work, "restore.key")}
 
-	step("generate an age key pair (the backup host gets only the public key)")
+	step("start a throwaway PostgreSQL 15 on 127.0.0.1")
+	if d.pg, err = testenv.StartPostgres(testenv.PostgresOptions{}); err != nil {
+		return fmt.Errorf("start PostgreSQL (run `make deps`): %w", err)
+	}
+	defer d.pg.Destroy()
+	fmt.Printf("port %d, data directory %s\n", d.pg.Port, d.pg.DataDir)
+	if d.conn, err = pgx.Connect(ctx, d.pg.URL("postgres")); err != nil {
+		return err
+	}
+	defer d.conn.Close(ctx)
+
+	step("create an age key; the database host gets only the public key")
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		return err
 	}
-	keyFile := filepath.Join(work, "restore.key")
-	if err := os.WriteFile(keyFile, []byte(id.String()+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(d.key, []byte(id.String()+"\n"), 0o600); err != nil {
 		return err
 	}
-	fmt.Printf("public key %s\nidentity   %s (mode 0600, never in the repository)\n", id.Recipient(), keyFile)
-
-	step("tidemark init --repo %s --recipient %s", repoDir, id.Recipient())
-	if err := tidemark(bin, nil, "init", "--repo", repoDir, "--recipient", id.Recipient().String()); err != nil {
+	fmt.Printf("public key %s\nidentity   %s (never in the repository)\n", id.Recipient(), d.key)
+	if err := d.tidemark("init", "--repo", d.repo, "--recipient", id.Recipient().String()); err != nil {
 		return err
 	}
 
-	// The backup side opens the repository with no key at all.
-	store, err := archive.OpenFile(repoDir)
+	step("tidemark stream: continuous WAL archiving from a replication slot")
+	streamLog := filepath.Join(work, "stream.log")
+	stream, err := d.start(streamLog, "stream", "--repo", d.repo, "--source", d.pg.URL("postgres"), "--slot", "tidemark", "--create-slot")
 	if err != nil {
 		return err
 	}
-	writer, err := archive.Open(ctx, store, archive.Keys{})
+	defer stop(stream)
+	fmt.Printf("streaming in the background (log: %s)\n", streamLog)
+
+	step("write 10,000 orders, then take a base backup")
+	if err := d.exec("CREATE TABLE orders (id int PRIMARY KEY, customer text, amount numeric(10,2), at timestamptz DEFAULT now())",
+		"INSERT INTO orders (id, customer, amount) SELECT g, 'customer ' || (g % 97), round((random() * 500)::numeric, 2) FROM generate_series(1, 10000) g"); err != nil {
+		return err
+	}
+	if err := d.tidemark("backup", "--repo", d.repo, "--source", d.pg.URL("postgres"), "--fast-checkpoint"); err != nil {
+		return err
+	}
+
+	step("more writes after the backup, then remember this moment")
+	if err := d.exec("INSERT INTO orders (id, customer, amount) SELECT g, 'late ' || g, 9.99 FROM generate_series(10001, 12500) g"); err != nil {
+		return err
+	}
+	time.Sleep(50 * time.Millisecond)
+	moment := time.Now()
+	time.Sleep(50 * time.Millisecond)
+	seen, err := d.fingerprint(d.conn)
 	if err != nil {
 		return err
 	}
+	fmt.Printf("moment  %s\ntable   %s\n", restore.FormatPostgres(moment), seen)
 
-	step("back up %d MiB of mixed data (half random, half text) as a base backup, holding only the public key", dataSize>>20)
-	data := mixedData(dataSize)
-	first, err := backup(ctx, writer, data)
+	step("the mistake: half the orders deleted")
+	mistakeAt := time.Now()
+	if err := d.exec("DELETE FROM orders WHERE id % 2 = 0"); err != nil {
+		return err
+	}
+	rpo, err := d.waitArchived(ctx, mistakeAt)
 	if err != nil {
 		return err
 	}
+	fmt.Printf("the mistake itself is in the repository %s after its commit (achieved RPO)\n", rpo.Round(time.Millisecond))
+	if err := d.tidemark("status", "--repo", d.repo); err != nil {
+		return err
+	}
 
-	step("back up the same data again: deduplication stores almost nothing")
-	second, err := backup(ctx, writer, data)
+	step("tidemark restore --to-time '%s' into a new directory", restore.FormatPostgres(moment))
+	target := filepath.Join(work, "restored")
+	restoreStart := time.Now()
+	if err := d.tidemark("restore", "--repo", d.repo, "--identity-file", d.key, "--to-time", restore.FormatPostgres(moment), "--target-dir", target); err != nil {
+		return err
+	}
+
+	step("start PostgreSQL on the restored directory: it replays WAL from the repository to the moment and promotes")
+	d.pg.GrantPath(d.repo)
+	d.pg.GrantPath(d.key)
+	restored, err := testenv.StartPostgres(testenv.PostgresOptions{DataDir: target})
 	if err != nil {
 		return err
 	}
-	fmt.Printf("second backup added %.3f%% of the first one's bytes\n", 100*float64(second.NewStored)/float64(first.NewStored))
-
-	step("restore the first backup with the identity file and compare")
-	reader, err := archive.Open(ctx, store, archive.Keys{Identities: []age.Identity{id}})
+	defer restored.Destroy()
+	rc, err := pgx.Connect(ctx, restored.URL("postgres"))
 	if err != nil {
 		return err
 	}
-	ids, err := reader.ListManifests(ctx)
+	defer rc.Close(ctx)
+	if err := waitPromoted(ctx, rc); err != nil {
+		return fmt.Errorf("%w\n%s", err, restored.Log())
+	}
+	rto := time.Since(restoreStart)
+	got, err := d.fingerprint(rc)
 	if err != nil {
 		return err
 	}
-	m, err := reader.ReadManifest(ctx, ids[0])
-	if err != nil {
-		return err
+	fmt.Printf("restored table  %s\nremembered      %s\n", got, seen)
+	if got != seen {
+		return errors.New("the restored table differs from what was seen at the moment")
 	}
-	h := sha256.New()
-	start := time.Now()
-	if err := reader.RestoreFile(ctx, m.Files[0], h, 4); err != nil {
-		return err
-	}
-	el := time.Since(start)
-	want := sha256.Sum256(data)
-	if !bytes.Equal(h.Sum(nil), want[:]) {
-		return errors.New("restored bytes differ from the original")
-	}
-	fmt.Printf("restored %d MiB in %s (%.0f MiB/s): SHA-256 identical\n", dataSize>>20, el.Round(time.Millisecond), float64(dataSize>>20)/el.Seconds())
 
-	step("a wrong key is refused with a clear error (exit 4)")
-	other, _ := age.GenerateX25519Identity()
-	otherFile := filepath.Join(work, "other.key")
-	os.WriteFile(otherFile, []byte(other.String()+"\n"), 0o600)
-	if err := expectExit(bin, 4, "verify", "--repo", repoDir, "--identity-file", otherFile); err != nil {
+	step("a flipped byte in the repository is never silent: tidemark verify names it and exits 3")
+	if err := flipOneChunk(d.repo); err != nil {
+		return err
+	}
+	if err := d.expectExit(3, "verify", "--repo", d.repo, "--identity-file", d.key); err != nil {
 		return err
 	}
 
-	step("tidemark status --repo %s", repoDir)
-	if err := tidemark(bin, nil, "status", "--repo", repoDir); err != nil {
-		return err
-	}
-
-	step("tidemark verify --repo %s --identity-file %s", repoDir, keyFile)
-	if err := tidemark(bin, nil, "verify", "--repo", repoDir, "--identity-file", keyFile); err != nil {
-		return err
-	}
-
-	step("flip one byte in the middle of one stored chunk: verify names it and exits 3")
-	victim, err := firstChunk(repoDir)
-	if err != nil {
-		return err
-	}
-	if err := flipByte(victim, 64<<10); err != nil {
-		return err
-	}
-	if err := expectExit(bin, 3, "verify", "--repo", repoDir, "--identity-file", keyFile); err != nil {
-		return err
-	}
-
-	fmt.Println("\nDemo complete: encrypted, deduplicated, verified — and corruption is never silent.")
+	fmt.Printf("\nDemo complete.\n  recovered point  %s (rows identical to what was seen then)\n  RPO              %s (the newest commit was archived that soon)\n  restore time     %s (restore + WAL replay + promotion)\n",
+		restore.FormatPostgres(moment), rpo.Round(time.Millisecond), rto.Round(time.Millisecond))
 	return nil
 }
 
-func backup(ctx context.Context, r *archive.Repository, data []byte) (archive.ChunkStats, error) {
-	start := time.Now()
-	w, err := r.NewChunkWriter(ctx, 4)
-	if err != nil {
-		return archive.ChunkStats{}, err
-	}
-	refs, err := w.WriteFile(ctx, bytes.NewReader(data), archive.ContentDefined)
-	if err != nil {
-		return archive.ChunkStats{}, err
-	}
-	if err := w.Commit(ctx); err != nil {
-		return archive.ChunkStats{}, err
-	}
-	st := w.Stats()
-	m := &archive.Manifest{ID: archive.NewManifestID(start), Engine: "demo", Type: "full", Started: start,
-		Finished: time.Now(), Stats: st, Files: []archive.FileEntry{{Path: "data.bin", Size: int64(len(data)), Chunks: refs}}}
-	if err := r.CommitManifest(ctx, m); err != nil {
-		return st, err
-	}
-	el := time.Since(start)
-	fmt.Printf("backup %s: %d MiB logical in %d chunks, %d new (%.1f MiB stored, ratio %.2f:1), %d deduplicated, %s (%.0f MiB/s)\n",
-		m.ID, st.Logical>>20, st.Chunks, st.NewChunks, float64(st.NewStored)/(1<<20), ratio(st), st.DedupChunks,
-		el.Round(time.Millisecond), float64(st.Logical>>20)/el.Seconds())
-	return st, nil
-}
-
-func ratio(st archive.ChunkStats) float64 {
-	if st.NewStored == 0 {
-		return 0
-	}
-	return float64(st.NewPlain) / float64(st.NewStored)
-}
-
-func mixedData(n int) []byte {
-	b := make([]byte, n)
-	rand.Read(b)
-	words := strings.Fields("the quick brown fox jumps over the lazy dog while tidemark keeps every byte of history safe")
-	for off := 0; off < n; off += 1 << 20 {
-		// Every other MiB is text: a realistic mix of ~2:1 overall.
-		if (off>>20)%2 == 1 {
-			var t bytes.Buffer
-			for i := 0; t.Len() < 1<<20; i++ {
-				t.WriteString(words[(i*7+off)%len(words)])
-				t.WriteByte(' ')
-			}
-			copy(b[off:min(off+1<<20, n)], t.Bytes())
+func (d *demo) exec(sqls ...string) error {
+	for _, s := range sqls {
+		if _, err := d.conn.Exec(context.Background(), s); err != nil {
+			return fmt.Errorf("%s: %w", s, err)
 		}
 	}
-	return b
+	return nil
 }
 
-func tidemark(bin string, stdin io.Reader, args ...string) error {
-	cmd := exec.Command(bin, args...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, os.Stdout, os.Stderr
+// fingerprint is a row count and a checksum of every row.
+func (d *demo) fingerprint(c *pgx.Conn) (string, error) {
+	var n int
+	var sum string
+	err := c.QueryRow(context.Background(), "SELECT count(*), md5(string_agg(id || ':' || customer || ':' || amount, ',' ORDER BY id)) FROM orders").Scan(&n, &sum)
+	return fmt.Sprintf("%d rows, md5 %s", n, sum), err
+}
+
+// waitArchived waits until the repository holds the server's current WAL and
+// returns how long after since that took.
+func (d *demo) waitArchived(ctx context.Context, since time.Time) (time.Duration, error) {
+	var cur string
+	if err := d.conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&cur); err != nil {
+		return 0, err
+	}
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var ok bool
+		err := d.conn.QueryRow(ctx, "SELECT flush_lsn >= $1::pg_lsn FROM pg_stat_replication WHERE application_name = 'tidemark'", cur).Scan(&ok)
+		if err == nil && ok {
+			return time.Since(since), nil
+		}
+	}
+	return 0, errors.New("the streamer did not archive the newest WAL within a minute")
+}
+
+func waitPromoted(ctx context.Context, c *pgx.Conn) error {
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var rec bool
+		if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&rec); err != nil {
+			return err
+		}
+		if !rec {
+			return nil
+		}
+	}
+	return errors.New("the restored server did not finish recovery")
+}
+
+// shown is the command line as a user would type it.
+func shown(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = a
+		if strings.ContainsAny(a, " ?&") {
+			out[i] = "'" + a + "'"
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+func (d *demo) tidemark(args ...string) error {
+	fmt.Printf("$ tidemark %s\n", shown(args))
+	cmd := exec.Command(d.bin, args...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("tidemark %s: %w", strings.Join(args, " "), err)
+		return fmt.Errorf("tidemark %s: %w", args[0], err)
 	}
 	return nil
 }
 
-func expectExit(bin string, code int, args ...string) error {
-	cmd := exec.Command(bin, args...)
+func (d *demo) expectExit(code int, args ...string) error {
+	fmt.Printf("$ tidemark %s\n", shown(args))
+	cmd := exec.Command(d.bin, args...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
 	err := cmd.Run()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != code {
-		return fmt.Errorf("tidemark %s: want exit %d, got %v", strings.Join(args, " "), code, err)
+		return fmt.Errorf("tidemark %s: want exit %d, got %v", args[0], code, err)
 	}
-	fmt.Printf("(exit %d, as expected)\n", code)
+	fmt.Printf("(exit %d, as it should)\n", code)
 	return nil
 }
 
-func firstChunk(repo string) (string, error) {
-	var found string
-	err := filepath.WalkDir(filepath.Join(repo, "chunks"), func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && found == "" {
-			found = p
+func (d *demo) start(logPath string, args ...string) (*exec.Cmd, error) {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(d.bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd, cmd.Start()
+}
+
+func stop(cmd *exec.Cmd) {
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+}
+
+func flipOneChunk(repo string) error {
+	var victim string
+	filepath.WalkDir(filepath.Join(repo, "chunks"), func(p string, e os.DirEntry, err error) error {
+		if err == nil && !e.IsDir() && victim == "" {
+			victim = p
 		}
 		return err
 	})
-	if found == "" && err == nil {
-		err = errors.New("no chunk found")
+	if victim == "" {
+		return errors.New("no chunk to corrupt")
 	}
-	return found, err
-}
-
-func flipByte(path string, off int64) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	b, err := os.ReadFile(victim)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, off); err != nil {
-		return err
-	}
-	b[0] ^= 0x40
-	_, err = f.WriteAt(b, off)
-	return err
+	b[len(b)/2] ^= 0x40
+	return os.WriteFile(victim, b, 0o600)
 }
