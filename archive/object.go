@@ -53,19 +53,20 @@ const (
 	KindBlob         Kind = 9  // opaque payload (tests, benchmarks, misc)
 	KindSource       Kind = 10 // the database cluster a repository is bound to
 	KindRefs         Kind = 11 // chunk ids one manifest references
+	KindGap          Kind = 12 // a stream's record of a gap it found
 )
 
 // plaintextAllowed reports whether objects of kind are stored unencrypted
 // even in an encrypted repository: bookkeeping a backup host (which holds
 // only public keys) must read back, holding no user data.
 func (k Kind) plaintextAllowed() bool {
-	return k == KindConfig || k == KindChunkIndex || k == KindSource || k == KindRefs
+	return k == KindConfig || k == KindChunkIndex || k == KindSource || k == KindRefs || k == KindGap
 }
 
 func (k Kind) String() string {
 	names := map[Kind]string{KindConfig: "config", KindKey: "key", KindChunk: "chunk",
 		KindChunkIndex: "chunk index", KindManifest: "manifest", KindSegment: "segment",
-		KindSegmentIndex: "segment index", KindReport: "report", KindBlob: "blob", KindSource: "source", KindRefs: "refs"}
+		KindSegmentIndex: "segment index", KindReport: "report", KindBlob: "blob", KindSource: "source", KindRefs: "refs", KindGap: "gap record"}
 	if n, ok := names[k]; ok {
 		return n
 	}

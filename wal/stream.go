@@ -73,7 +73,14 @@ func Stream(ctx context.Context, cfg Config) error {
 		if errors.Is(err, errTimelineSwitch) {
 			continue
 		}
-		if errors.Is(err, errPermanent) || errors.Is(err, ErrGap) || errors.Is(err, ErrNoSlot) ||
+		if errors.Is(err, ErrGap) {
+			cfg.Log.Error("gap in the WAL archive: streaming stops; a new base backup is needed", "err", err)
+			if rerr := recordGap(cfg, err); rerr != nil {
+				return fmt.Errorf("%w (and recording it failed: %v)", err, rerr)
+			}
+			return err
+		}
+		if errors.Is(err, errPermanent) || errors.Is(err, ErrNoSlot) ||
 			errors.Is(err, archive.ErrSourceMismatch) || errors.Is(err, archive.ErrExist) {
 			return err
 		}
@@ -91,6 +98,21 @@ func Stream(ctx context.Context, cfg Config) error {
 }
 
 var errTimelineSwitch = errors.New("timeline switch")
+
+// recordGap makes a gap visible in `tidemark status` for good.
+func recordGap(cfg Config, gapErr error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	from := ""
+	if src, err := cfg.Repo.Source(ctx); err == nil {
+		var segSize uint64
+		fmt.Sscan(src.Details["wal_segment_size"], &segSize)
+		if st, err := LoadState(ctx, cfg.Repo.Store(), Geometry{SegSize: segSize}); err == nil && st.Latest() != nil {
+			from = fmt.Sprintf("timeline %d %s", st.Latest().TLI, st.Latest().End)
+		}
+	}
+	return cfg.Repo.RecordGap(ctx, archive.GapRecord{Engine: "postgres", Detected: time.Now().UTC(), From: from, Reason: gapErr.Error()})
+}
 
 // replicationURL adds what a physical replication connection needs.
 func replicationURL(source, appName string) (string, error) {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -353,6 +354,11 @@ func TestGapWhenSlotDroppedAndWALRemoved(t *testing.T) {
 	err := Stream(ctx, f.config()) // recreates the slot, now far ahead
 	if !errors.Is(err, ErrGap) {
 		t.Fatalf("stream after the slot was dropped: %v", err)
+	}
+	// The gap is recorded for status, from where the archive stopped.
+	gaps, err := f.repo.Gaps(ctx)
+	if err != nil || len(gaps) != 1 || gaps[0].Engine != "postgres" || !strings.Contains(gaps[0].From, "timeline 1") {
+		t.Fatalf("recorded gaps: %+v, %v", gaps, err)
 	}
 }
 

@@ -25,6 +25,7 @@ type statusReport struct {
 	Compression string               `json:"compression"`
 	Source      *archive.Source      `json:"source,omitempty"`
 	WAL         []walStatus          `json:"wal,omitempty"`
+	Gaps        []archive.GapRecord  `json:"gaps"`
 	Backups     []string             `json:"backups"`
 	Areas       map[string]areaUsage `json:"areas"`
 	Total       areaUsage            `json:"total"`
@@ -87,6 +88,9 @@ stores. Needs no key: it reads only unencrypted bookkeeping.`,
 			if rep.Source, rep.WAL, err = sourceStatus(ctx, r); err != nil {
 				return err
 			}
+			if rep.Gaps, err = r.Gaps(ctx); err != nil {
+				return err
+			}
 			if asJSON {
 				enc := json.NewEncoder(a.stdout)
 				enc.SetIndent("", "  ")
@@ -103,6 +107,9 @@ stores. Needs no key: it reads only unencrypted bookkeeping.`,
 				for _, g := range w.Gaps {
 					fmt.Fprintf(a.stdout, "GAP         %s\n", g)
 				}
+			}
+			for _, g := range rep.Gaps {
+				fmt.Fprintf(a.stdout, "GAP         %s stream stopped at %s (%s): %s\n", g.Engine, g.From, g.Detected.Format(time.RFC3339), g.Reason)
 			}
 			areas := make([]string, 0, len(rep.Areas))
 			for k := range rep.Areas {
