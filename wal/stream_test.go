@@ -263,16 +263,19 @@ func TestResumeAfterStreamerStop(t *testing.T) {
 func TestSynchronousCommitWaitsForArchive(t *testing.T) {
 	f := newFixture(t, "synchronous_standby_names=tidemark")
 	ctx := context.Background()
-	// Create the slot first (a streamer run without load), then stop it.
+	// Create the slot and the table while a streamer runs, then stop it.
 	stop := f.stream(f.config())
-	f.waitArchived(0)
+	c := f.conn()
+	if _, err := c.Exec(ctx, "CREATE TABLE sync_probe (x int)"); err != nil {
+		t.Fatal(err)
+	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	c := f.conn()
+	c = f.conn()
 	// No streamer: a commit cannot complete.
 	tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	_, err := c.Exec(tctx, "CREATE TABLE sync_probe (x int)")
+	_, err := c.Exec(tctx, "INSERT INTO sync_probe VALUES (-1)")
 	cancel()
 	if err == nil {
 		t.Fatal("commit returned while no synchronous standby was connected")
