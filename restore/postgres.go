@@ -353,3 +353,78 @@ func writeRecoveryConfig(cfg PostgresConfig) error {
 }
 
 func quoteConf(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// VerifyPostgresWAL lists what breaks restorability in a PostgreSQL
+// repository: base backups whose own WAL range is not archived, and holes
+// in the archived WAL after the oldest base backup's start (the WAL before
+// it is never needed).
+func VerifyPostgresWAL(ctx context.Context, repo *archive.Repository) ([]string, error) {
+	src, err := repo.Source(ctx)
+	if errors.Is(err, archive.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil || src.Engine != "postgres" {
+		return nil, err
+	}
+	segSize, err := strconv.ParseUint(src.Details["wal_segment_size"], 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("source: wal_segment_size: %w", err)
+	}
+	g := wal.Geometry{SegSize: segSize}
+	state, err := wal.LoadState(ctx, repo.Store(), g)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := repo.ListManifests(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var problems []string
+	oldest := pglogrepl.LSN(0)
+	for _, id := range ids {
+		m, err := repo.ReadManifest(ctx, id)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		var meta basebackup.PostgresMeta
+		if m.Engine != "postgres" || json.Unmarshal(m.EngineMeta, &meta) != nil {
+			continue
+		}
+		from, to := mustLSN(meta.StartLSN), mustLSN(meta.StopLSN)
+		if !rangeArchived(state, g, meta.StartTimeline, from, to) {
+			problems = append(problems, fmt.Sprintf("backup %s: its WAL %s–%s on timeline %d is not all archived: it cannot be restored",
+				id, meta.StartLSN, meta.StopLSN, meta.StartTimeline))
+		}
+		if oldest == 0 || from < oldest {
+			oldest = from
+		}
+	}
+	for _, tl := range state.Timelines {
+		for _, gap := range tl.Gaps {
+			if gap.To > oldest {
+				problems = append(problems, "WAL missing on "+gap.String())
+			}
+		}
+	}
+	return problems, nil
+}
+
+// rangeArchived reports whether [from, to) on tli is archived without holes.
+func rangeArchived(st *wal.State, g wal.Geometry, tli uint32, from, to pglogrepl.LSN) bool {
+	for _, tl := range st.Timelines {
+		if tl.TLI != tli {
+			continue
+		}
+		if tl.Start > g.SegStart(g.SegNo(from)) || tl.End < to {
+			return false
+		}
+		for _, gap := range tl.Gaps {
+			if gap.From < to && gap.To > from {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}

@@ -189,6 +189,11 @@ func TestPointInTimeRestore(t *testing.T) {
 	p.exec("INSERT INTO orders SELECT g, 'phase 2' FROM generate_series(1001, 1500) g")
 	p.exec("CREATE TABLE late (x int)") // a table created after the base
 	p.exec("INSERT INTO late VALUES (1), (2)")
+	var xid string
+	if err := p.conn.QueryRow(context.Background(), "INSERT INTO late VALUES (99) RETURNING pg_current_xact_id()::text").Scan(&xid); err != nil {
+		t.Fatal(err)
+	}
+	p.exec("DELETE FROM late WHERE x = 99")
 	mark := p.lsn()
 	time.Sleep(20 * time.Millisecond)
 	markTime := time.Now()
@@ -204,6 +209,10 @@ func TestPointInTimeRestore(t *testing.T) {
 	}
 	if n := count(t, c, "late"); n != 2 {
 		t.Fatalf("restore to LSN: %d rows in late, want 2", n)
+	}
+	c = p.restore(PostgresTarget{XID: xid}) // inclusive: up to and with that transaction
+	if n := count(t, c, "late"); n != 3 {
+		t.Fatalf("restore to xid %s: %d rows in late, want 3 (the xid's row included)", xid, n)
 	}
 	c = p.restore(PostgresTarget{Time: markTime})
 	if n := count(t, c, "orders"); n != 1500 {
@@ -272,6 +281,11 @@ func TestRestoreRefusesGapsAndUnreachableTargets(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("refused restore wrote %s", dir)
+	}
+	// verify reports the hole too.
+	problems, err := VerifyPostgresWAL(ctx, p.repo)
+	if err != nil || len(problems) != 1 || !strings.Contains(problems[0], "WAL missing") {
+		t.Fatalf("verify over a missing segment: %v, %v", problems, err)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/internal/progress"
+	"github.com/tidemark/tidemark/restore"
 )
 
 func (a *app) verifyCmd() *cobra.Command {
@@ -21,8 +22,10 @@ func (a *app) verifyCmd() *cobra.Command {
 		Short: "Read every object back and check checksums, keys and references",
 		Long: `Read every object of the repository back through the object format —
 checksums, authenticated encryption, chunk ids — and check that every chunk
-a base backup references is present. Exits 3 when anything is wrong, naming
-each bad object.`,
+a base backup references is present; for PostgreSQL, that every base
+backup's WAL is archived and the WAL after the oldest backup has no holes
+(and any gap a streamer recorded). Exits 3 when anything is wrong, naming
+each bad object or missing range.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -36,6 +39,19 @@ each bad object.`,
 			bar.Done()
 			if err != nil {
 				return err
+			}
+			// Restorability: WAL continuity per timeline, and recorded gaps.
+			walProblems, err := restore.VerifyPostgresWAL(ctx, r)
+			if err != nil {
+				return err
+			}
+			rep.Problems = append(rep.Problems, walProblems...)
+			gaps, err := r.Gaps(ctx)
+			if err != nil {
+				return err
+			}
+			for _, g := range gaps {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("recorded gap: %s stream stopped at %s on %s: %s", g.Engine, g.From, g.Detected.Format(time.RFC3339), g.Reason))
 			}
 			elapsed := time.Since(start)
 			a.log.Info("verify finished", "repository", r.Store().Location(), "objects", rep.Objects,
