@@ -52,6 +52,9 @@ type PostgresConfig struct {
 	Target    PostgresTarget
 	Timeline  string // "latest" (default), "current" or a number
 	Jobs      int
+	// TablespaceMap relocates tablespaces: keys are a tablespace's OID or
+	// its original location, values the new location.
+	TablespaceMap map[string]string
 	// RestoreCommand is the restore_command written into the restored
 	// configuration (a `tidemark wal-fetch` invocation, no secret inlined).
 	RestoreCommand string
@@ -205,7 +208,7 @@ func RestorePostgres(ctx context.Context, cfg PostgresConfig) (*Plan, error) {
 	}
 	cfg.Log.Info("restoring", "backup", plan.Backup.ID, "start_lsn", plan.Meta.StartLSN, "target", cfg.Target.String(),
 		"archived_wal_until", plan.WALUntil, "timeline", plan.Timeline)
-	if err := materialize(ctx, cfg, plan.Backup); err != nil {
+	if err := materialize(ctx, cfg, plan.Backup, plan.Meta); err != nil {
 		return nil, err
 	}
 	if err := writeRecoveryConfig(cfg); err != nil {
@@ -231,28 +234,25 @@ func emptyDir(dir string) error {
 
 // materialize writes every file of the backup, in parallel, each verified
 // chunk by chunk as it is read.
-func materialize(ctx context.Context, cfg PostgresConfig, m *archive.Manifest) error {
+func materialize(ctx context.Context, cfg PostgresConfig, m *archive.Manifest, meta basebackup.PostgresMeta) error {
 	var total, done int64
 	for _, f := range m.Files {
 		total += f.Size
 	}
 	var mu sync.Mutex
-	for _, f := range m.Files { // directories and links first, in manifest order
+	tsMap, relocated, err := placeTablespaces(cfg, meta)
+	if err != nil {
+		return err
+	}
+	for _, f := range m.Files { // directories first, in manifest order
 		p := filepath.Join(cfg.TargetDir, filepath.FromSlash(f.Path))
-		mode := fs.FileMode(f.Mode)
 		switch {
-		case mode.IsDir():
+		case fs.FileMode(f.Mode).IsDir():
 			if err := os.MkdirAll(p, 0o700); err != nil {
 				return err
 			}
 		case f.Link != "":
-			os.MkdirAll(filepath.Dir(p), 0o700)
-			if err := os.MkdirAll(f.Link, 0o700); err != nil {
-				return fmt.Errorf("tablespace %s → %s: %w", f.Path, f.Link, err)
-			}
-			if err := os.Symlink(f.Link, p); err != nil {
-				return err
-			}
+			return fmt.Errorf("backup %s: unexpected symbolic link %s (tablespaces come through tablespace_map)", m.ID, f.Path)
 		}
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -288,7 +288,67 @@ func materialize(ctx context.Context, cfg PostgresConfig, m *archive.Manifest) e
 	}
 	close(work)
 	wg.Wait()
-	return context.Cause(ctx)
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	if relocated {
+		// PostgreSQL recreates pg_tblspc links from this file at recovery
+		// start: it must name the new locations.
+		if err := os.WriteFile(filepath.Join(cfg.TargetDir, "tablespace_map"), tsMap, 0o600); err != nil {
+			return fmt.Errorf("rewrite tablespace_map: %w", err)
+		}
+	}
+	return nil
+}
+
+// placeTablespaces creates each tablespace's (possibly relocated) directory,
+// refusing one that holds anything — on the same host that would be the
+// live tablespace of the original cluster — links pg_tblspc/<oid> to it so
+// the tablespace's files land there, and rewrites tablespace_map, which
+// PostgreSQL uses at recovery start to recreate those links.
+func placeTablespaces(cfg PostgresConfig, meta basebackup.PostgresMeta) (mapFile []byte, relocated bool, err error) {
+	if len(meta.Tablespaces) == 0 {
+		return nil, false, nil
+	}
+	used := map[string]bool{}
+	var mapLines []string
+	for _, ts := range meta.Tablespaces {
+		loc := ts.Location
+		for _, k := range []string{ts.OID, ts.Location} {
+			if v, ok := cfg.TablespaceMap[k]; ok {
+				loc, used[k] = v, true
+			}
+		}
+		if !filepath.IsAbs(loc) {
+			return nil, false, fmt.Errorf("tablespace %s: location %q must be absolute", ts.OID, loc)
+		}
+		if entries, err := os.ReadDir(loc); err == nil && len(entries) > 0 {
+			return nil, false, fmt.Errorf("tablespace %s: %s is not empty (the original cluster's tablespace?); relocate it with --tablespace-map %s=NEW_DIR", ts.OID, loc, ts.OID)
+		}
+		if err := os.MkdirAll(loc, 0o700); err != nil {
+			return nil, false, fmt.Errorf("tablespace %s: %w", ts.OID, err)
+		}
+		relocated = relocated || loc != ts.Location
+		link := filepath.Join(cfg.TargetDir, "pg_tblspc", ts.OID)
+		if err := os.MkdirAll(filepath.Dir(link), 0o700); err != nil {
+			return nil, false, err
+		}
+		if err := os.Symlink(loc, link); err != nil {
+			return nil, false, fmt.Errorf("tablespace %s: %w", ts.OID, err)
+		}
+		mapLines = append(mapLines, ts.OID+" "+escapeMapPath(loc))
+	}
+	for k := range cfg.TablespaceMap {
+		if !used[k] {
+			return nil, false, fmt.Errorf("--tablespace-map %s: the backup has no such tablespace", k)
+		}
+	}
+	return []byte(strings.Join(mapLines, "\n") + "\n"), relocated, nil
+}
+
+// escapeMapPath escapes a path as PostgreSQL writes tablespace_map lines.
+func escapeMapPath(p string) string {
+	return strings.NewReplacer("\\", "\\\\", "\n", "\\\n", "\r", "\\\r").Replace(p)
 }
 
 func restoreFile(ctx context.Context, cfg PostgresConfig, f archive.FileEntry) error {

@@ -132,21 +132,31 @@ func (p *pitr) backup() *basebackup.BackupResult {
 
 // restore restores to target, starts the result, waits for promotion and
 // returns a connection to it.
-func (p *pitr) restore(target PostgresTarget) *pgx.Conn {
+func (p *pitr) restore(target PostgresTarget) *pgx.Conn { return p.restoreWith(target, nil) }
+
+func (p *pitr) restoreWith(target PostgresTarget, tsMap map[string]string) *pgx.Conn {
 	p.t.Helper()
 	dir := filepath.Join(p.t.TempDir(), "restored")
 	cmd := fmt.Sprintf("%s wal-fetch --repo %s --identity-file %s %%f %%p", testenv.TidemarkBinary(p.t), p.repoDir, p.keyFile)
 	_, err := RestorePostgres(context.Background(), PostgresConfig{Repo: p.repo, TargetDir: dir, Target: target, Jobs: 4,
-		RestoreCommand: cmd, Log: p.log()})
+		RestoreCommand: cmd, Log: p.log(), TablespaceMap: tsMap})
 	if err != nil {
 		p.t.Fatal(err)
 	}
 	// The restored directory holds PostgreSQL's own backup_manifest: check
-	// every file against it with PostgreSQL's tool.
-	if out, err := exec.Command(filepath.Join(testenv.PostgresBinDir, "pg_verifybackup"), "-n", dir).CombinedOutput(); err != nil {
+	// every file against it with PostgreSQL's tool (a relocated tablespace
+	// rewrites tablespace_map, as it must).
+	verify := []string{"-n", dir}
+	if len(tsMap) > 0 {
+		verify = append(verify, "-i", "tablespace_map")
+	}
+	if out, err := exec.Command(filepath.Join(testenv.PostgresBinDir, "pg_verifybackup"), verify...).CombinedOutput(); err != nil {
 		p.t.Fatalf("pg_verifybackup: %v\n%s", err, out)
 	}
 	p.pg.Grant(p.t, p.repoDir, p.keyFile)
+	for _, loc := range tsMap {
+		p.pg.Grant(p.t, loc)
+	}
 	r := testenv.NewPostgreSQL(p.t, testenv.PostgresOptions{DataDir: dir})
 	ctx := context.Background()
 	c, err := pgx.Connect(ctx, r.URL("postgres"))
@@ -312,5 +322,40 @@ func TestRestoreDetectsCorruptChunk(t *testing.T) {
 		Target: PostgresTarget{Latest: true}, RestoreCommand: "false"})
 	if !errors.Is(err, archive.ErrCorrupt) || !strings.Contains(err.Error(), h) {
 		t.Fatalf("restore from a corrupt chunk: %v", err)
+	}
+}
+
+// TestTablespaceRelocated: a table in a second tablespace comes back, with
+// the tablespace restored to a new location; restoring over the original
+// (still in use) location is refused.
+func TestTablespaceRelocated(t *testing.T) {
+	p := newPITR(t)
+	p.startStreaming()
+	loc := filepath.Join(t.TempDir(), "ts1")
+	os.MkdirAll(loc, 0o700)
+	p.pg.Grant(t, loc)
+	p.exec(fmt.Sprintf("CREATE TABLESPACE ts1 LOCATION '%s'", loc))
+	p.exec("CREATE TABLE far (x int) TABLESPACE ts1")
+	p.exec("INSERT INTO far SELECT g FROM generate_series(1, 5000) g")
+	res := p.backup()
+	if len(res.Meta.Tablespaces) != 1 || res.Meta.Tablespaces[0].Location != loc {
+		t.Fatalf("tablespaces in the manifest: %+v", res.Meta.Tablespaces)
+	}
+	p.exec("INSERT INTO far SELECT g FROM generate_series(5001, 6000) g")
+	p.waitArchived()
+
+	_, err := RestorePostgres(context.Background(), PostgresConfig{Repo: p.repo, TargetDir: filepath.Join(t.TempDir(), "x"),
+		Target: PostgresTarget{Latest: true}, RestoreCommand: "false"})
+	if err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Fatalf("restore over the live tablespace: %v", err)
+	}
+	newLoc := filepath.Join(t.TempDir(), "ts1-restored")
+	c := p.restoreWith(PostgresTarget{Latest: true}, map[string]string{res.Meta.Tablespaces[0].OID: newLoc})
+	if n := count(t, c, "far"); n != 6000 {
+		t.Fatalf("%d rows in the relocated tablespace's table, want 6000", n)
+	}
+	var where string
+	if err := c.QueryRow(context.Background(), "SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'ts1'").Scan(&where); err != nil || where != newLoc {
+		t.Fatalf("tablespace location after restore: %q, %v", where, err)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -177,6 +179,7 @@ func (a *app) restoreCmd() *cobra.Command {
 		target                                string
 		latest                                bool
 		jobs                                  int
+		tablespaceMap                         []string
 	)
 	cmd := &cobra.Command{
 		Use:   "restore --repo URL (--to-time T | --latest | engine targets) (--target-dir DIR | --target URL)",
@@ -217,8 +220,16 @@ Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
 				if toGTID != "" || toPosition != "" || toTS != "" {
 					return usageErr(fmt.Errorf("--to-gtid, --to-position and --to-ts are for --target (MySQL, MongoDB)"))
 				}
+				tsMap := map[string]string{}
+				for _, m := range tablespaceMap {
+					old, dir, ok := strings.Cut(m, "=")
+					if !ok || old == "" || !filepath.IsAbs(dir) {
+						return usageErr(fmt.Errorf("--tablespace-map %q: want OID=/new/dir or /old/dir=/new/dir", m))
+					}
+					tsMap[old] = dir
+				}
 				return a.restorePostgres(cmd.Context(), &rf, restore.PostgresConfig{TargetDir: targetDir, Target: t,
-					Timeline: timeline, Jobs: jobs})
+					Timeline: timeline, Jobs: jobs, TablespaceMap: tsMap})
 			}
 			if target != "" {
 				eng, err := engineOf("target", target)
@@ -246,6 +257,7 @@ Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
 	f.StringVar(&timeline, "timeline", "latest", "PostgreSQL: timeline to follow (number or latest)")
 	f.StringVar(&targetDir, "target-dir", "", "PostgreSQL: empty directory to restore the data directory into")
 	f.StringVar(&target, "target", "", "MySQL/MongoDB: server URL to restore into")
+	f.StringArrayVar(&tablespaceMap, "tablespace-map", nil, "PostgreSQL: restore a tablespace elsewhere, OID=/new/dir or /old/dir=/new/dir (repeatable)")
 	f.IntVar(&jobs, "jobs", 4, "parallel download/decrypt workers")
 	return cmd
 }
