@@ -12,6 +12,9 @@
 //	wal     archive lag under pgbench: tidemark stream vs pg_receivewal --slot
 //	        vs archive_command (pgBackRest archive-push), and pgbench TPS
 //	        without archiving, with each, and with tidemark --synchronous.
+//	postgres base backup and restore of a pgbench database (scale 100)
+//	        vs pg_basebackup and pgBackRest: time, size, peak RSS; and a
+//	        second backup after 5% of the rows changed.
 //	object  one large object (default 10 GiB) streamed into and out of the
 //	        repository: peak RSS must stay bounded (target ≤ 64 MiB) whatever
 //	        the size; measured at three sizes to show how memory grows.
@@ -38,7 +41,8 @@ func main() {
 		}
 		return
 	}
-	suite := flag.String("suite", "all", "repo, object, wal or all")
+	suite := flag.String("suite", "all", "repo, object, wal, postgres or all")
+	pgScale := flag.Int("pg-scale", 100, "postgres suite: pgbench scale of the backed-up database")
 	scale := flag.Int("pgbench-scale", 50, "wal suite: pgbench scale")
 	phase := flag.Duration("pgbench-duration", 60*time.Second, "wal suite: pgbench run per phase")
 	sizeFlag := flag.String("size", "1GiB", "data size of the repo suite")
@@ -69,6 +73,11 @@ func main() {
 	}
 	if *suite == "object" || *suite == "all" {
 		if err := objectSuite(ctx, dir, objSize); err != nil {
+			fatal(err)
+		}
+	}
+	if *suite == "postgres" || *suite == "all" {
+		if err := pgSuite(ctx, dir, *pgScale, max(1, *runs-1)); err != nil {
 			fatal(err)
 		}
 	}

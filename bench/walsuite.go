@@ -37,7 +37,7 @@ func walSuite(ctx context.Context, dir string, scale int, dur time.Duration) err
 		return fmt.Errorf("%s missing: run `make build`", bin)
 	}
 	pg, err := testenv.StartPostgres(testenv.PostgresOptions{Conf: []string{"max_wal_size=2GB", "checkpoint_timeout=5min", "archive_mode=on",
-		"archive_command=/bin/true", "wal_sender_timeout=60s"}})
+		"wal_sender_timeout=60s"}})
 	if err != nil {
 		return err
 	}
@@ -53,6 +53,12 @@ func walSuite(ctx context.Context, dir string, scale int, dur time.Duration) err
 	}
 	defer conn.Close(ctx)
 	exec1 := func(sql string) error { _, err := conn.Exec(ctx, sql); return err }
+	// archive_command lives in postgresql.auto.conf (a -c setting would
+	// override ALTER SYSTEM): a no-op until the pgBackRest phase.
+	if err := exec1("ALTER SYSTEM SET archive_command = '/bin/true'"); err != nil {
+		return err
+	}
+	exec1("SELECT pg_reload_conf()")
 
 	type phase struct {
 		name  string
