@@ -145,7 +145,9 @@ func pgSuite(ctx context.Context, dir string, scale, runs int) error {
 		m := median(res[k].wall)
 		fmt.Printf("%-32s %8.2fs %9.0f %8.1f MiB\n", k, m.wall.Seconds(), mib(dbSize)/m.wall.Seconds(), mib(m.maxRSS))
 	}
-	ratio := func(a, b string) float64 { return median(res[a].wall).wall.Seconds() / median(res[b].wall).wall.Seconds() }
+	ratio := func(a, b string) float64 {
+		return median(res[a].wall).wall.Seconds() / median(res[b].wall).wall.Seconds()
+	}
 	fmt.Printf("\nbackup time  tidemark/pg_basebackup %.2f   tidemark/pgBackRest %.2f   (<1: tidemark faster)\n",
 		ratio("tidemark backup", "pg_basebackup"), ratio("tidemark backup", "pgBackRest backup"))
 	fmt.Printf("restore time tidemark/tar -x %.2f   tidemark/pgBackRest %.2f\n",
