@@ -214,7 +214,7 @@ func (r *receiver) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := r.flush(ctx); err != nil {
-		return fmt.Errorf("final flush: %w", err)
+		return fmt.Errorf("%w: %w (the slot still holds this WAL)", errFinalFlush, err)
 	}
 	r.cfg.Log.Info("WAL streaming stopped", "timeline", r.tli, "durable", r.durable)
 	return nil

@@ -68,6 +68,9 @@ func Stream(ctx context.Context, cfg Config) error {
 	for {
 		progressed, err := session(ctx, cfg)
 		if ctx.Err() != nil {
+			if errors.Is(err, errFinalFlush) {
+				return err // stopping, but what arrived is not durable: say so
+			}
 			return nil
 		}
 		if errors.Is(err, errTimelineSwitch) {
@@ -97,7 +100,12 @@ func Stream(ctx context.Context, cfg Config) error {
 	}
 }
 
-var errTimelineSwitch = errors.New("timeline switch")
+var (
+	errTimelineSwitch = errors.New("timeline switch")
+	// errFinalFlush: the flush on a requested stop failed. Nothing is lost
+	// (it was never acknowledged, the slot holds it) but the stop is not clean.
+	errFinalFlush = errors.New("final flush failed")
+)
 
 // recordGap makes a gap visible in `tidemark status` for good.
 func recordGap(cfg Config, gapErr error) error {
