@@ -340,3 +340,14 @@ func (r *Repository) readChunk(ctx context.Context, ref ChunkRef) ([]byte, error
 	}
 	return data, nil
 }
+
+// ChunkMatches reports whether data is exactly the chunk ref names, so a
+// delta restore can keep bytes already on disk.
+func (r *Repository) ChunkMatches(data []byte, ref ChunkRef) bool {
+	return len(data) == int(ref.Size) && r.chunkID(data) == ref.ID
+}
+
+// ReadChunk fetches and verifies one chunk.
+func (r *Repository) ReadChunk(ctx context.Context, ref ChunkRef) ([]byte, error) {
+	return r.readChunk(ctx, ref)
+}

@@ -60,6 +60,11 @@ type PostgresConfig struct {
 	RestoreCommand string
 	Log            *slog.Logger
 	Progress       func(done, total int64)
+	// Delta reuses an existing data directory: chunks already on disk are
+	// kept, only differing ones fetched, files the backup lacks removed.
+	Delta bool
+	// Exclusive stops just before the target instead of just after it.
+	Exclusive bool
 }
 
 // Plan is what a restore will do, decided before anything is written.
@@ -69,6 +74,8 @@ type Plan struct {
 	WALFrom  pglogrepl.LSN
 	WALUntil pglogrepl.LSN // newest archived WAL on the newest timeline
 	Timeline uint32
+	// Kept and Fetched count file bytes a delta restore kept and fetched.
+	Kept, Fetched int64
 }
 
 // PlanPostgres picks the newest base backup that can reach the target and
@@ -203,14 +210,26 @@ func RestorePostgres(ctx context.Context, cfg PostgresConfig) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := emptyDir(cfg.TargetDir); err != nil {
+	if cfg.Delta {
+		if err := checkDeltaTarget(cfg.TargetDir); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(cfg.TargetDir, 0o700); err != nil {
+			return nil, err
+		}
+		if err := removeExtra(cfg.TargetDir, plan.Backup); err != nil {
+			return nil, err
+		}
+	} else if err := emptyDir(cfg.TargetDir); err != nil {
 		return nil, err
 	}
 	cfg.Log.Info("restoring", "backup", plan.Backup.ID, "start_lsn", plan.Meta.StartLSN, "target", cfg.Target.String(),
 		"archived_wal_until", plan.WALUntil, "timeline", plan.Timeline)
-	if err := materialize(ctx, cfg, plan.Backup, plan.Meta); err != nil {
+	st := &deltaStats{}
+	if err := materialize(ctx, cfg, plan.Backup, plan.Meta, st); err != nil {
 		return nil, err
 	}
+	plan.Kept, plan.Fetched = st.kept.Load(), st.fetched.Load()
 	if err := writeRecoveryConfig(cfg); err != nil {
 		return nil, err
 	}
@@ -234,7 +253,7 @@ func emptyDir(dir string) error {
 
 // materialize writes every file of the backup, in parallel, each verified
 // chunk by chunk as it is read.
-func materialize(ctx context.Context, cfg PostgresConfig, m *archive.Manifest, meta basebackup.PostgresMeta) error {
+func materialize(ctx context.Context, cfg PostgresConfig, m *archive.Manifest, meta basebackup.PostgresMeta, st *deltaStats) error {
 	var total, done int64
 	for _, f := range m.Files {
 		total += f.Size
@@ -264,7 +283,14 @@ func materialize(ctx context.Context, cfg PostgresConfig, m *archive.Manifest, m
 		go func() {
 			defer wg.Done()
 			for f := range work {
-				if err := restoreFile(ctx, cfg, f); err != nil {
+				restore := func() error {
+					if cfg.Delta {
+						return deltaFile(ctx, cfg, f, filepath.Join(cfg.TargetDir, filepath.FromSlash(f.Path)), st)
+					}
+					st.fetched.Add(f.Size)
+					return restoreFile(ctx, cfg, f)
+				}
+				if err := restore(); err != nil {
 					cancel(err)
 					return
 				}
@@ -322,7 +348,7 @@ func placeTablespaces(cfg PostgresConfig, meta basebackup.PostgresMeta) (mapFile
 		if !filepath.IsAbs(loc) {
 			return nil, false, fmt.Errorf("tablespace %s: location %q must be absolute", ts.OID, loc)
 		}
-		if entries, err := os.ReadDir(loc); err == nil && len(entries) > 0 {
+		if entries, err := os.ReadDir(loc); err == nil && len(entries) > 0 && !cfg.Delta {
 			return nil, false, fmt.Errorf("tablespace %s: %s is not empty (the original cluster's tablespace?); relocate it with --tablespace-map %s=NEW_DIR", ts.OID, loc, ts.OID)
 		}
 		if err := os.MkdirAll(loc, 0o700); err != nil {
@@ -332,6 +358,9 @@ func placeTablespaces(cfg PostgresConfig, meta basebackup.PostgresMeta) (mapFile
 		link := filepath.Join(cfg.TargetDir, "pg_tblspc", ts.OID)
 		if err := os.MkdirAll(filepath.Dir(link), 0o700); err != nil {
 			return nil, false, err
+		}
+		if cfg.Delta {
+			os.Remove(link) // a delta restore re-points an existing link
 		}
 		if err := os.Symlink(loc, link); err != nil {
 			return nil, false, fmt.Errorf("tablespace %s: %w", ts.OID, err)
@@ -385,6 +414,9 @@ func writeRecoveryConfig(cfg PostgresConfig) error {
 		"restore_command = " + quoteConf(cfg.RestoreCommand),
 		"recovery_target_timeline = " + quoteConf(tl),
 		"recovery_target_action = 'promote'",
+	}
+	if cfg.Exclusive {
+		lines = append(lines, "recovery_target_inclusive = off")
 	}
 	t := cfg.Target
 	switch {

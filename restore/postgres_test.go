@@ -359,3 +359,55 @@ func TestTablespaceRelocated(t *testing.T) {
 		t.Fatalf("tablespace location after restore: %q, %v", where, err)
 	}
 }
+
+// TestDeltaRestore: restoring again over a directory a server already ran
+// on keeps the chunks still right and fetches the rest.
+func TestDeltaRestore(t *testing.T) {
+	p := newPITR(t)
+	p.startStreaming()
+	p.exec("CREATE TABLE big AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 200000) g")
+	p.backup()
+	p.exec("INSERT INTO big SELECT g, 'after' FROM generate_series(200001, 200100) g")
+	p.waitArchived()
+	p.pg.Grant(t, p.repoDir, p.keyFile)
+	dir := filepath.Join(t.TempDir(), "restored")
+	cmd := fmt.Sprintf("%s wal-fetch --repo %s --identity-file %s %%f %%p", testenv.TidemarkBinary(t), p.repoDir, p.keyFile)
+	run := func(delta bool) *Plan {
+		plan, err := RestorePostgres(context.Background(), PostgresConfig{Repo: p.repo, TargetDir: dir, Target: PostgresTarget{Latest: true},
+			Jobs: 4, RestoreCommand: cmd, Log: p.log(), Delta: delta})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := testenv.StartPostgres(testenv.PostgresOptions{DataDir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Destroy()
+		c, err := pgx.Connect(context.Background(), r.URL("postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(context.Background())
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+			var rec bool
+			c.QueryRow(context.Background(), "SELECT pg_is_in_recovery()").Scan(&rec)
+			if !rec {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no promotion\n%s", r.Log())
+			}
+		}
+		if n := count(t, c, "big"); n != 200100 {
+			t.Fatalf("delta=%v: %d rows, want 200100", delta, n)
+		}
+		c.Exec(context.Background(), "INSERT INTO big VALUES (0, 'written on the restored server')")
+		return plan
+	}
+	run(false)
+	plan := run(true) // over the directory the first restored server changed
+	if plan.Kept == 0 || plan.Fetched >= plan.Kept {
+		t.Fatalf("delta restore kept %d bytes and fetched %d: expected to keep most", plan.Kept, plan.Fetched)
+	}
+	t.Logf("delta restore kept %d bytes, fetched %d", plan.Kept, plan.Fetched)
+}

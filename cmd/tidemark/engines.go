@@ -180,6 +180,7 @@ func (a *app) restoreCmd() *cobra.Command {
 		latest                                bool
 		jobs                                  int
 		tablespaceMap                         []string
+		delta, exclusive                      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "restore --repo URL (--to-time T | --latest | engine targets) (--target-dir DIR | --target URL)",
@@ -229,7 +230,7 @@ Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
 					tsMap[old] = dir
 				}
 				return a.restorePostgres(cmd.Context(), &rf, restore.PostgresConfig{TargetDir: targetDir, Target: t,
-					Timeline: timeline, Jobs: jobs, TablespaceMap: tsMap})
+					Timeline: timeline, Jobs: jobs, TablespaceMap: tsMap, Delta: delta, Exclusive: exclusive})
 			}
 			if target != "" {
 				eng, err := engineOf("target", target)
@@ -257,6 +258,8 @@ Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
 	f.StringVar(&timeline, "timeline", "latest", "PostgreSQL: timeline to follow (number or latest)")
 	f.StringVar(&targetDir, "target-dir", "", "PostgreSQL: empty directory to restore the data directory into")
 	f.StringVar(&target, "target", "", "MySQL/MongoDB: server URL to restore into")
+	f.BoolVar(&delta, "delta", false, "PostgreSQL: reuse an existing data directory, fetching only chunks that differ (the server must be stopped)")
+	f.BoolVar(&exclusive, "exclusive", false, "PostgreSQL: stop just before the target instead of just after it")
 	f.StringArrayVar(&tablespaceMap, "tablespace-map", nil, "PostgreSQL: restore a tablespace elsewhere, OID=/new/dir or /old/dir=/new/dir (repeatable)")
 	f.IntVar(&jobs, "jobs", 4, "parallel download/decrypt workers")
 	return cmd

@@ -123,8 +123,12 @@ func (a *app) restorePostgres(ctx context.Context, rf *repoFlags, cfg restore.Po
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "restored backup %s into %s in %.1fs\n  recovery target: %s (archived WAL reaches %s on timeline %d)\n  start PostgreSQL on it to recover and promote; restore_command fetches WAL from the repository\n",
+	fmt.Fprintf(a.stdout, "restored backup %s into %s in %.1fs\n  recovery target: %s (archived WAL reaches %s on timeline %d)\n",
 		plan.Backup.ID, cfg.TargetDir, time.Since(start).Seconds(), cfg.Target, plan.WALUntil, plan.Timeline)
+	if cfg.Delta {
+		fmt.Fprintf(a.stdout, "  delta: kept %s already on disk, fetched %s\n", humanBytes(plan.Kept), humanBytes(plan.Fetched))
+	}
+	fmt.Fprintf(a.stdout, "  start PostgreSQL on it to recover and promote; restore_command fetches WAL from the repository\n")
 	return nil
 }
 
