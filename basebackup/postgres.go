@@ -117,8 +117,9 @@ func Postgres(ctx context.Context, cfg PostgresConfig) (*BackupResult, error) {
 	if err := w.Commit(ctx); err != nil {
 		return nil, err
 	}
+	startLSN, _ := pglogrepl.ParseLSN(meta.StartLSN)
 	stopLSN, _ := pglogrepl.ParseLSN(meta.StopLSN)
-	by, err := ensureWAL(ctx, cfg, wal.Geometry{SegSize: segSize}, meta.StopTimeline, stopLSN)
+	by, err := ensureWAL(ctx, cfg, wal.Geometry{SegSize: segSize}, meta.StopTimeline, startLSN, stopLSN)
 	if err != nil {
 		return nil, fmt.Errorf("backup taken but not restorable: the WAL up to %s is not archived: %w", meta.StopLSN, err)
 	}
@@ -475,7 +476,7 @@ func (b *baseBackup) finish(ctx context.Context) error {
 // ensureWAL waits until the repository holds the WAL up to stop on tli:
 // from a running streamer (its slot is active), or by streaming that range
 // itself. It says which.
-func ensureWAL(ctx context.Context, cfg PostgresConfig, g wal.Geometry, tli uint32, stop pglogrepl.LSN) (string, error) {
+func ensureWAL(ctx context.Context, cfg PostgresConfig, g wal.Geometry, tli uint32, start, stop pglogrepl.LSN) (string, error) {
 	reached := func() (bool, error) {
 		st, err := wal.LoadState(ctx, cfg.Repo.Store(), g)
 		if err != nil {
@@ -514,7 +515,7 @@ func ensureWAL(ctx context.Context, cfg PostgresConfig, g wal.Geometry, tli uint
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var got bool
-	err = wal.Stream(sctx, wal.Config{Repo: cfg.Repo, Source: cfg.Source, Slot: cfg.Slot, FlushInterval: 200 * time.Millisecond,
+	err = wal.Stream(sctx, wal.Config{Repo: cfg.Repo, Source: cfg.Source, Slot: cfg.Slot, FlushInterval: 200 * time.Millisecond, StartAt: start,
 		Log: cfg.Log, Progress: func(p wal.Progress) {
 			if p.TLI >= tli && p.Durable >= stop {
 				got = true

@@ -20,8 +20,8 @@ type position struct {
 	durable LSN // what the repository already holds on tli (start ≤ durable)
 }
 
-// startPosition resumes from the repository's durable end, else from the
-// slot's restart_lsn, else from the server's current position — always at
+// startPosition resumes from the repository's durable end, else from
+// cfg.StartAt, else from the server's current position — always at
 // the start of that segment, so the segment can be archived whole. It
 // follows timeline switches the server went through since.
 func startPosition(ctx context.Context, conn *pgconn.PgConn, cfg Config, src *sourceInfo, state *State, slotLSN LSN, w writer) (position, error) {
@@ -57,10 +57,16 @@ func startPosition(ctx context.Context, conn *pgconn.PgConn, cfg Config, src *so
 				pos.tli, pos.durable = next, g.SegStart(g.SegNo(sw))
 			}
 		}
-	case slotLSN != 0:
-		pos.tli, pos.durable = src.serverTLI, g.SegStart(g.SegNo(slotLSN))
+	case cfg.StartAt != 0:
+		pos.tli, pos.durable = src.serverTLI, g.SegStart(g.SegNo(cfg.StartAt))
 	default:
+		// An empty archive starts at the server's current position: WAL from
+		// before the first base backup can never be replayed. (A slot's
+		// restart_lsn can lie far back, at the last checkpoint's redo point.)
 		pos.tli, pos.durable = src.serverTLI, g.SegStart(g.SegNo(src.xlogPos))
+	}
+	if latest == nil && slotLSN != 0 && slotLSN > pos.durable {
+		return position{}, fmt.Errorf("%w: the slot %q starts at %s, after %s where archiving must begin", ErrGap, cfg.Slot, slotLSN, pos.durable)
 	}
 	pos.start = g.SegStart(g.SegNo(pos.durable))
 	if latest != nil && slotLSN != 0 && g.SegNo(slotLSN) > g.SegNo(pos.start) {

@@ -25,6 +25,9 @@ type Config struct {
 	Synchronous   bool          // make every message durable and acknowledge at once (RPO 0)
 	FlushInterval time.Duration // make arrived WAL durable at least this often
 	AppName       string        // application_name, what synchronous_standby_names must name
+	// StartAt is where an empty archive begins (a base backup's start);
+	// 0 means the server's current position.
+	StartAt LSN
 	Log           *slog.Logger
 	// Progress, when set, is called after each acknowledgment (tests, metrics).
 	Progress func(Progress)
