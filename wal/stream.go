@@ -28,7 +28,7 @@ type Config struct {
 	// StartAt is where an empty archive begins (a base backup's start);
 	// 0 means the server's current position.
 	StartAt LSN
-	Log           *slog.Logger
+	Log     *slog.Logger
 	// Progress, when set, is called after each acknowledgment (tests, metrics).
 	Progress func(Progress)
 }
