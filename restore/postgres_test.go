@@ -83,6 +83,17 @@ func (p *pitr) startStreaming() {
 		})
 	}
 	p.t.Cleanup(func() { p.stopWAL() })
+	// Wait until it holds the slot, so a backup finds it running.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		var n int
+		p.conn.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'tidemark'").Scan(&n)
+		if n == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatal("streamer never connected")
+		}
+	}
 }
 
 func (p *pitr) exec(sql string, args ...any) {

@@ -65,7 +65,7 @@ func startPosition(ctx context.Context, conn *pgconn.PgConn, cfg Config, src *so
 		// restart_lsn can lie far back, at the last checkpoint's redo point.)
 		pos.tli, pos.durable = src.serverTLI, g.SegStart(g.SegNo(src.xlogPos))
 	}
-	if latest == nil && slotLSN != 0 && slotLSN > pos.durable {
+	if latest == nil && slotLSN != 0 && g.SegNo(slotLSN) > g.SegNo(pos.durable) {
 		return position{}, fmt.Errorf("%w: the slot %q starts at %s, after %s where archiving must begin", ErrGap, cfg.Slot, slotLSN, pos.durable)
 	}
 	pos.start = g.SegStart(g.SegNo(pos.durable))
@@ -176,6 +176,9 @@ func startReplication(ctx context.Context, conn *pgconn.PgConn, cfg Config, pos 
 			pgErr := pgconn.ErrorResponseToPgError(m)
 			if strings.Contains(pgErr.Message, "has already been removed") {
 				return fmt.Errorf("%w: %s: the server no longer has WAL from %s on timeline %d; take a new base backup", ErrGap, pgErr.Message, pos.start, pos.tli)
+			}
+			if pgErr.Code == "55006" { // object_in_use: the slot is busy (a backup streaming its own WAL)
+				return fmt.Errorf("START_REPLICATION: %v; retrying", pgErr)
 			}
 			return fmt.Errorf("%w: START_REPLICATION at %s timeline %d: %v", errPermanent, pos.start, pos.tli, pgErr)
 		default:
