@@ -86,16 +86,8 @@ func Postgres(ctx context.Context, cfg PostgresConfig) (*BackupResult, error) {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(context.Background())
-	sys, err := pglogrepl.IdentifySystem(ctx, conn)
+	src, err := wal.Identify(ctx, conn, cfg.Repo)
 	if err != nil {
-		return nil, fmt.Errorf("IDENTIFY_SYSTEM: %w", err)
-	}
-	segSize, err := walSegmentSize(ctx, conn)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := cfg.Repo.BindSource(ctx, archive.Source{Engine: "postgres", ClusterID: sys.SystemID,
-		Details: map[string]string{"wal_segment_size": fmt.Sprint(segSize)}}); err != nil {
 		return nil, err
 	}
 	if err := holdWAL(ctx, conn, cfg); err != nil {
@@ -112,14 +104,14 @@ func Postgres(ctx context.Context, cfg PostgresConfig) (*BackupResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	meta.SystemID, meta.Label, meta.WALSegmentSize = sys.SystemID, label, segSize
+	meta.SystemID, meta.Label, meta.WALSegmentSize = src.SystemID, label, src.Geometry.SegSize
 	meta.ServerVersion = conn.ParameterStatus("server_version")
 	if err := w.Commit(ctx); err != nil {
 		return nil, err
 	}
 	startLSN, _ := pglogrepl.ParseLSN(meta.StartLSN)
 	stopLSN, _ := pglogrepl.ParseLSN(meta.StopLSN)
-	by, err := ensureWAL(ctx, cfg, wal.Geometry{SegSize: segSize}, meta.StopTimeline, startLSN, stopLSN)
+	by, err := ensureWAL(ctx, cfg, src.Geometry, meta.StopTimeline, startLSN, stopLSN)
 	if err != nil {
 		return nil, fmt.Errorf("backup taken but not restorable: the WAL up to %s is not archived: %w", meta.StopLSN, err)
 	}
@@ -142,23 +134,6 @@ func withReplication(source string) string {
 		sep = "&"
 	}
 	return source + sep + "replication=true&application_name=tidemark_backup"
-}
-
-func walSegmentSize(ctx context.Context, conn *pgconn.PgConn) (uint64, error) {
-	res, err := conn.Exec(ctx, "SHOW wal_segment_size").ReadAll()
-	if err != nil || len(res) != 1 || len(res[0].Rows) != 1 {
-		return 0, fmt.Errorf("SHOW wal_segment_size: %v", err)
-	}
-	s := string(res[0].Rows[0][0])
-	for _, u := range []struct {
-		suffix string
-		mult   uint64
-	}{{"GB", 1 << 30}, {"MB", 1 << 20}} {
-		if n, err := strconv.ParseUint(strings.TrimSuffix(s, u.suffix), 10, 64); err == nil && strings.HasSuffix(s, u.suffix) {
-			return n * u.mult, nil
-		}
-	}
-	return 0, fmt.Errorf("wal_segment_size %q", s)
 }
 
 // holdWAL makes sure the streamer's slot exists before the backup starts, so

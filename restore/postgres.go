@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -82,15 +81,10 @@ type Plan struct {
 // checks that the archived WAL is continuous from it onwards; it writes
 // nothing. Errors wrap ErrUnreachable or ErrGap with the window or range.
 func PlanPostgres(ctx context.Context, repo *archive.Repository, target PostgresTarget) (*Plan, error) {
-	src, err := repo.Source(ctx)
+	g, err := wal.RepoGeometry(ctx, repo)
 	if err != nil {
 		return nil, fmt.Errorf("repository has no PostgreSQL history: %w", err)
 	}
-	segSize, err := strconv.ParseUint(src.Details["wal_segment_size"], 10, 64)
-	if err != nil || src.Engine != "postgres" {
-		return nil, fmt.Errorf("repository holds %s, not PostgreSQL", src.Engine)
-	}
-	g := wal.Geometry{SegSize: segSize}
 	state, err := wal.LoadState(ctx, repo.Store(), g)
 	if err != nil {
 		return nil, err
@@ -458,11 +452,10 @@ func VerifyPostgresWAL(ctx context.Context, repo *archive.Repository) ([]string,
 	if err != nil || src.Engine != "postgres" {
 		return nil, err
 	}
-	segSize, err := strconv.ParseUint(src.Details["wal_segment_size"], 10, 64)
+	g, err := wal.RepoGeometry(ctx, repo)
 	if err != nil {
-		return nil, fmt.Errorf("source: wal_segment_size: %w", err)
+		return nil, err
 	}
-	g := wal.Geometry{SegSize: segSize}
 	state, err := wal.LoadState(ctx, repo.Store(), g)
 	if err != nil {
 		return nil, err

@@ -24,10 +24,10 @@ type position struct {
 // cfg.StartAt, else from the server's current position — always at
 // the start of that segment, so the segment can be archived whole. It
 // follows timeline switches the server went through since.
-func startPosition(ctx context.Context, conn *pgconn.PgConn, cfg Config, src *sourceInfo, state *State, slotLSN LSN, w writer) (position, error) {
-	g := src.geometry
-	if src.serverTLI > 1 {
-		if err := storeHistories(ctx, conn, w, src.serverTLI); err != nil {
+func startPosition(ctx context.Context, conn *pgconn.PgConn, cfg Config, src *Source, state *State, slotLSN LSN, w writer) (position, error) {
+	g := src.Geometry
+	if src.ServerTLI > 1 {
+		if err := storeHistories(ctx, conn, w, src.ServerTLI); err != nil {
 			return position{}, err
 		}
 	}
@@ -36,18 +36,18 @@ func startPosition(ctx context.Context, conn *pgconn.PgConn, cfg Config, src *so
 	switch {
 	case latest != nil:
 		pos.tli, pos.durable = latest.TLI, latest.End
-		if pos.tli > src.serverTLI {
-			return position{}, fmt.Errorf("%w: the repository holds timeline %d but the server is on timeline %d: is this an older copy of the cluster?", errPermanent, pos.tli, src.serverTLI)
+		if pos.tli > src.ServerTLI {
+			return position{}, fmt.Errorf("%w: the repository holds timeline %d but the server is on timeline %d: is this an older copy of the cluster?", errPermanent, pos.tli, src.ServerTLI)
 		}
-		if pos.tli < src.serverTLI {
-			hist, err := timelineHistory(ctx, conn, src.serverTLI)
+		if pos.tli < src.ServerTLI {
+			hist, err := timelineHistory(ctx, conn, src.ServerTLI)
 			if err != nil {
 				return position{}, err
 			}
-			for pos.tli < src.serverTLI {
+			for pos.tli < src.ServerTLI {
 				sw, next, ok := hist.switchOf(pos.tli)
 				if !ok {
-					return position{}, fmt.Errorf("%w: timeline %d is not an ancestor of the server's timeline %d", errPermanent, pos.tli, src.serverTLI)
+					return position{}, fmt.Errorf("%w: timeline %d is not an ancestor of the server's timeline %d", errPermanent, pos.tli, src.ServerTLI)
 				}
 				if pos.durable < sw {
 					break // stream the rest of pos.tli; the server ends it at sw
@@ -58,12 +58,12 @@ func startPosition(ctx context.Context, conn *pgconn.PgConn, cfg Config, src *so
 			}
 		}
 	case cfg.StartAt != 0:
-		pos.tli, pos.durable = src.serverTLI, g.SegStart(g.SegNo(cfg.StartAt))
+		pos.tli, pos.durable = src.ServerTLI, g.SegStart(g.SegNo(cfg.StartAt))
 	default:
 		// An empty archive starts at the server's current position: WAL from
 		// before the first base backup can never be replayed. (A slot's
 		// restart_lsn can lie far back, at the last checkpoint's redo point.)
-		pos.tli, pos.durable = src.serverTLI, g.SegStart(g.SegNo(src.xlogPos))
+		pos.tli, pos.durable = src.ServerTLI, g.SegStart(g.SegNo(src.XLogPos))
 	}
 	if latest == nil && slotLSN != 0 && g.SegNo(slotLSN) > g.SegNo(pos.durable) {
 		return position{}, fmt.Errorf("%w: the slot %q starts at %s, after %s where archiving must begin", ErrGap, cfg.Slot, slotLSN, pos.durable)

@@ -115,10 +115,8 @@ func recordGap(cfg Config, gapErr error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	from := ""
-	if src, err := cfg.Repo.Source(ctx); err == nil {
-		var segSize uint64
-		fmt.Sscan(src.Details["wal_segment_size"], &segSize)
-		if st, err := LoadState(ctx, cfg.Repo.Store(), Geometry{SegSize: segSize}); err == nil && st.Latest() != nil {
+	if g, err := RepoGeometry(ctx, cfg.Repo); err == nil {
+		if st, err := LoadState(ctx, cfg.Repo.Store(), g); err == nil && st.Latest() != nil {
 			from = fmt.Sprintf("timeline %d %s", st.Latest().TLI, st.Latest().End)
 		}
 	}
@@ -153,7 +151,7 @@ func session(ctx context.Context, cfg Config) (progressed bool, err error) {
 	}
 	defer conn.Close(context.Background())
 
-	src, err := identify(ctx, conn, cfg.Repo)
+	src, err := Identify(ctx, conn, cfg.Repo)
 	if err != nil {
 		return false, err
 	}
@@ -161,72 +159,22 @@ func session(ctx context.Context, cfg Config) (progressed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	state, err := LoadState(ctx, cfg.Repo.Store(), src.geometry)
+	state, err := LoadState(ctx, cfg.Repo.Store(), src.Geometry)
 	if err != nil {
 		return false, err
 	}
-	w := writer{repo: cfg.Repo, g: src.geometry}
+	w := writer{repo: cfg.Repo, g: src.Geometry}
 	pos, err := startPosition(ctx, conn, cfg, src, state, slotLSN, w)
 	if err != nil {
 		return false, err
 	}
-	cfg.Log.Info("streaming WAL", "system_identifier", src.sysID, "timeline", pos.tli, "start", pos.start,
+	cfg.Log.Info("streaming WAL", "system_identifier", src.SystemID, "timeline", pos.tli, "start", pos.start,
 		"durable", pos.durable, "slot", cfg.Slot, "synchronous", cfg.Synchronous)
 	if err := startReplication(ctx, conn, cfg, pos); err != nil {
 		return false, err
 	}
 	r := newReceiver(cfg, w, pos)
 	return r.run(ctx, conn)
-}
-
-type sourceInfo struct {
-	sysID     string
-	serverTLI uint32
-	xlogPos   LSN
-	geometry  Geometry
-}
-
-// identify reads the server's identity and binds the repository to it.
-func identify(ctx context.Context, conn *pgconn.PgConn, repo *archive.Repository) (*sourceInfo, error) {
-	sys, err := pglogrepl.IdentifySystem(ctx, conn)
-	if err != nil {
-		return nil, fmt.Errorf("IDENTIFY_SYSTEM: %w", err)
-	}
-	res, err := conn.Exec(ctx, "SHOW wal_segment_size").ReadAll()
-	if err != nil || len(res) != 1 || len(res[0].Rows) != 1 {
-		return nil, fmt.Errorf("SHOW wal_segment_size: %v", err)
-	}
-	segSize, err := parseSize(string(res[0].Rows[0][0]))
-	if err != nil {
-		return nil, fmt.Errorf("wal_segment_size: %w", err)
-	}
-	bound, err := repo.BindSource(ctx, archive.Source{Engine: "postgres", ClusterID: sys.SystemID,
-		Details: map[string]string{"wal_segment_size": fmt.Sprint(segSize)}})
-	if err != nil {
-		return nil, err
-	}
-	if bound.Details["wal_segment_size"] != fmt.Sprint(segSize) {
-		return nil, fmt.Errorf("%w: wal_segment_size is %d, the repository was made with %s", errPermanent, segSize, bound.Details["wal_segment_size"])
-	}
-	return &sourceInfo{sysID: sys.SystemID, serverTLI: uint32(sys.Timeline), xlogPos: sys.XLogPos, geometry: Geometry{SegSize: segSize}}, nil
-}
-
-// parseSize parses PostgreSQL's size display ("16MB", "1GB").
-func parseSize(s string) (uint64, error) {
-	units := []struct {
-		suffix string
-		mult   uint64
-	}{{"GB", 1 << 30}, {"MB", 1 << 20}, {"kB", 1 << 10}, {"B", 1}}
-	for _, u := range units {
-		var n uint64
-		if _, err := fmt.Sscanf(s, "%d"+u.suffix, &n); err == nil && fmt.Sprintf("%d%s", n, u.suffix) == s {
-			if v := n * u.mult; v >= 1<<20 && v&(v-1) == 0 {
-				return v, nil
-			}
-			return 0, fmt.Errorf("%q is not a power of two of at least 1MB", s)
-		}
-	}
-	return 0, fmt.Errorf("cannot parse %q", s)
 }
 
 // prepareSlot checks (or creates) the slot and returns its restart LSN

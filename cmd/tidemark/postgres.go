@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -42,13 +41,9 @@ func (a *app) walFetch(ctx context.Context, rf *repoFlags, name, dest string) er
 	if err != nil {
 		return err
 	}
-	src, err := r.Source(ctx)
+	g, err := wal.RepoGeometry(ctx, r)
 	if err != nil {
 		return fmt.Errorf("wal-fetch %s: %w", name, err)
-	}
-	segSize, err := strconv.ParseUint(src.Details["wal_segment_size"], 10, 64)
-	if err != nil || src.Engine != "postgres" {
-		return fmt.Errorf("wal-fetch: the repository holds no PostgreSQL WAL (%s)", src.Engine)
 	}
 	// Written to a temporary name and renamed only once complete and verified:
 	// PostgreSQL must never see a partial file under its name.
@@ -57,7 +52,7 @@ func (a *app) walFetch(ctx context.Context, rf *repoFlags, name, dest string) er
 		return fmt.Errorf("wal-fetch %s: %w", name, err)
 	}
 	defer os.Remove(tmp.Name())
-	err = wal.Fetch(ctx, r, wal.Geometry{SegSize: segSize}, name, tmp)
+	err = wal.Fetch(ctx, r, g, name, tmp)
 	if err == nil {
 		err = tmp.Sync()
 	}

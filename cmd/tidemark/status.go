@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -138,11 +137,11 @@ func sourceStatus(ctx context.Context, r *archive.Repository) (*archive.Source, 
 	if err != nil || src.Engine != "postgres" {
 		return src, nil, err
 	}
-	segSize, err := strconv.ParseUint(src.Details["wal_segment_size"], 10, 64)
+	g, err := wal.RepoGeometry(ctx, r)
 	if err != nil {
-		return src, nil, fmt.Errorf("source: wal_segment_size: %w", err)
+		return src, nil, err
 	}
-	st, err := wal.LoadState(ctx, r.Store(), wal.Geometry{SegSize: segSize})
+	st, err := wal.LoadState(ctx, r.Store(), g)
 	if err != nil {
 		return src, nil, err
 	}
