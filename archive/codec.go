@@ -219,7 +219,7 @@ func (c *Codec) NewReader(r io.Reader, kind Kind) (*ObjectReader, error) {
 			}
 			return nil, fmt.Errorf("%w: decrypt: %v", ErrCorrupt, err)
 		}
-		body = dec
+		body = decryptReader{dec}
 	case c.Encrypted() && !kind.plaintextAllowed():
 		// Never accept plaintext where the repository promises encryption:
 		// it would let anyone with write access inject data.
@@ -242,6 +242,17 @@ func (c *Codec) NewReader(r io.Reader, kind Kind) (*ObjectReader, error) {
 	}
 	or.r = newVerifyingReader(plain, frames)
 	return or, nil
+}
+
+// decryptReader marks authentication failures as corruption, named as such.
+type decryptReader struct{ r io.Reader }
+
+func (d decryptReader) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%w: decrypt: %v", ErrCorrupt, err)
+	}
+	return n, err
 }
 
 // zstdReader marks decompression errors as corruption.

@@ -172,7 +172,7 @@ func (b *baseBackup) run(ctx context.Context, label string) (PostgresMeta, []arc
 	if b.cfg.FastCheckpoint {
 		checkpoint = "fast"
 	}
-	sql := fmt.Sprintf("BASE_BACKUP (LABEL '%s', PROGRESS, CHECKPOINT '%s', WAIT false, MANIFEST 'yes', MANIFEST_CHECKSUMS 'SHA256', TABLESPACE_MAP)",
+	sql := fmt.Sprintf("BASE_BACKUP (LABEL '%s', PROGRESS, CHECKPOINT '%s', WAIT false, MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', TABLESPACE_MAP)",
 		strings.ReplaceAll(label, "'", "''"), checkpoint)
 	b.conn.Frontend().SendQuery(&pgproto3.Query{String: sql})
 	if err := b.conn.Frontend().Flush(); err != nil {

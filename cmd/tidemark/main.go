@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -29,11 +30,32 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	a := &app{stdout: os.Stdout, stderr: os.Stderr}
+	stopProfile := startProfile()
 	err := a.root().ExecuteContext(ctx)
+	stopProfile()
 	if err != nil && !errors.Is(err, errQuietMissing) {
 		fmt.Fprintf(os.Stderr, "tidemark: %v\n", err)
 	}
 	os.Exit(exitCode(err))
+}
+
+// startProfile writes a CPU profile to $TIDEMARK_CPUPROFILE when it is set:
+// for tuning with `go tool pprof`, never needed in operation.
+func startProfile() func() {
+	path := os.Getenv("TIDEMARK_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tidemark: cpu profile: %v\n", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 func (a *app) root() *cobra.Command {
