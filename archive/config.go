@@ -18,7 +18,7 @@ const ConfigVersion = 1
 const (
 	EncryptionNone       = "none"
 	EncryptionRecipients = "age-x25519" // objects encrypted to the listed public keys
-	EncryptionPassphrase = "age-passphrase"
+	EncryptionWrappedKey = "age-passphrase"
 )
 
 // Config is the repository's config object. It is stored unencrypted (a
@@ -87,11 +87,11 @@ func (c *Config) validate() error {
 		if len(c.Recipients) > 0 {
 			return fmt.Errorf("%w: unencrypted repository lists recipients", ErrCorrupt)
 		}
-	case EncryptionRecipients, EncryptionPassphrase:
+	case EncryptionRecipients, EncryptionWrappedKey:
 		if len(c.Recipients) == 0 {
 			return fmt.Errorf("%w: encrypted repository lists no recipients", ErrCorrupt)
 		}
-		if c.Encryption == EncryptionPassphrase && len(c.Recipients) != 1 {
+		if c.Encryption == EncryptionWrappedKey && len(c.Recipients) != 1 {
 			return fmt.Errorf("%w: passphrase repository must list exactly one recipient", ErrCorrupt)
 		}
 		if _, err := c.ageRecipients(); err != nil {

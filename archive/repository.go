@@ -17,9 +17,9 @@ import (
 
 // Object names of the repository's own bookkeeping.
 const (
-	configName        = "config"
-	passphraseKeyName = "keys/passphrase"
-	maxSmallObject    = 256 << 20 // cap for objects read whole (config, manifests, indexes)
+	configName     = "config"
+	wrappedKeyName = "keys/passphrase"
+	maxSmallObject = 256 << 20 // cap for objects read whole (config, manifests, indexes)
 )
 
 // Repository is one database cluster's history in a Store.
@@ -126,7 +126,7 @@ func newConfig(o InitOptions) (*Config, *age.X25519Identity, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("generate repository key: %w", err)
 		}
-		cfg.Encryption = EncryptionPassphrase
+		cfg.Encryption = EncryptionWrappedKey
 		cfg.Recipients = []string{wrapped.Recipient().String()}
 	}
 	if err := cfg.validate(); err != nil {
@@ -188,7 +188,7 @@ func resolveIdentities(ctx context.Context, store Store, cfg *Config, keys Keys)
 	switch cfg.Encryption {
 	case EncryptionNone:
 		return nil, false, nil
-	case EncryptionPassphrase:
+	case EncryptionWrappedKey:
 		if len(keys.Passphrase) == 0 {
 			return keys.Identities, false, nil
 		}
@@ -231,7 +231,7 @@ func (r *Repository) putPassphraseKey(ctx context.Context, id *age.X25519Identit
 	if err != nil {
 		return err
 	}
-	_, err = putWith(ctx, r.store, c, passphraseKeyName, KindKey, strings.NewReader(id.String()))
+	_, err = putWith(ctx, r.store, c, wrappedKeyName, KindKey, strings.NewReader(id.String()))
 	return err
 }
 
@@ -241,7 +241,7 @@ func unwrapPassphraseKey(ctx context.Context, store Store, cfg *Config, passphra
 		return nil, fmt.Errorf("passphrase: %w", err)
 	}
 	c, _ := NewCodec(CodecOptions{Identities: []age.Identity{si}})
-	b, err := readSmall(ctx, store, c, passphraseKeyName, KindKey)
+	b, err := readSmall(ctx, store, c, wrappedKeyName, KindKey)
 	if err != nil {
 		if errors.Is(err, ErrWrongIdentity) {
 			return nil, fmt.Errorf("%w: incorrect passphrase", ErrWrongIdentity)

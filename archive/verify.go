@@ -83,7 +83,7 @@ func (r *Repository) Verify(ctx context.Context, progress func(objects, bytes in
 // verifyObject reads one object to its end, taking its kind from its own
 // header, and for chunks also checks the content against the name.
 func (r *Repository) verifyObject(ctx context.Context, name string) error {
-	if name == passphraseKeyName {
+	if name == wrappedKeyName {
 		return nil // needs the passphrase, not the repository key; checked at open
 	}
 	kind, err := r.peekKind(ctx, name)
