@@ -180,7 +180,10 @@ func (a *app) restoreCmd() *cobra.Command {
 		latest                                bool
 		jobs                                  int
 		tablespaceMap                         []string
-		delta, exclusive                      bool
+		delta, exclusive, start               bool
+		port                                  int
+		pgBinDir                              string
+		startTimeout                          time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "restore --repo URL (--to-time T | --latest | engine targets) (--target-dir DIR | --target URL)",
@@ -230,7 +233,8 @@ Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
 					tsMap[old] = dir
 				}
 				return a.restorePostgres(cmd.Context(), &rf, restore.PostgresConfig{TargetDir: targetDir, Target: t,
-					Timeline: timeline, Jobs: jobs, TablespaceMap: tsMap, Delta: delta, Exclusive: exclusive})
+					Timeline: timeline, Jobs: jobs, TablespaceMap: tsMap, Delta: delta, Exclusive: exclusive},
+					startOpts{start: start, port: port, binDir: pgBinDir, timeout: startTimeout})
 			}
 			if target != "" {
 				eng, err := engineOf("target", target)
@@ -258,6 +262,10 @@ Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
 	f.StringVar(&timeline, "timeline", "latest", "PostgreSQL: timeline to follow (number or latest)")
 	f.StringVar(&targetDir, "target-dir", "", "PostgreSQL: empty directory to restore the data directory into")
 	f.StringVar(&target, "target", "", "MySQL/MongoDB: server URL to restore into")
+	f.BoolVar(&start, "start", false, "PostgreSQL: start the restored server, wait until it reached the target and promoted, and report where it stopped")
+	f.IntVar(&port, "port", 5433, "PostgreSQL: port for --start")
+	f.StringVar(&pgBinDir, "pg-bindir", "", "PostgreSQL: server binaries for --start (default: the backup's major version's, or pg_config --bindir)")
+	f.DurationVar(&startTimeout, "start-timeout", time.Hour, "PostgreSQL: how long --start waits for recovery")
 	f.BoolVar(&delta, "delta", false, "PostgreSQL: reuse an existing data directory, fetching only chunks that differ (the server must be stopped)")
 	f.BoolVar(&exclusive, "exclusive", false, "PostgreSQL: stop just before the target instead of just after it")
 	f.StringArrayVar(&tablespaceMap, "tablespace-map", nil, "PostgreSQL: restore a tablespace elsewhere, OID=/new/dir or /old/dir=/new/dir (repeatable)")

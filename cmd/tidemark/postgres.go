@@ -101,7 +101,17 @@ func (a *app) backupPostgres(ctx context.Context, rf *repoFlags, cfg basebackup.
 	return nil
 }
 
-func (a *app) restorePostgres(ctx context.Context, rf *repoFlags, cfg restore.PostgresConfig) error {
+type startOpts struct {
+	start   bool
+	port    int
+	binDir  string
+	timeout time.Duration
+}
+
+func (a *app) restorePostgres(ctx context.Context, rf *repoFlags, cfg restore.PostgresConfig, so startOpts) error {
+	if so.start && os.Geteuid() == 0 {
+		return usageErr(restore.ErrRunningAsRoot) // refuse before restoring anything
+	}
 	r, err := rf.open(ctx, true)
 	if err != nil {
 		return err
@@ -123,7 +133,27 @@ func (a *app) restorePostgres(ctx context.Context, rf *repoFlags, cfg restore.Po
 	if cfg.Delta {
 		fmt.Fprintf(a.stdout, "  delta: kept %s already on disk, fetched %s\n", humanBytes(plan.Kept), humanBytes(plan.Fetched))
 	}
-	fmt.Fprintf(a.stdout, "  start PostgreSQL on it to recover and promote; restore_command fetches WAL from the repository\n")
+	if !so.start {
+		fmt.Fprintf(a.stdout, "  start PostgreSQL on it to recover and promote; restore_command fetches WAL from the repository\n")
+		return nil
+	}
+	binDir := so.binDir
+	if binDir == "" {
+		if binDir, err = restore.BinDir(plan.Meta.ServerVersion); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(a.stdout, "starting PostgreSQL on port %d: replaying WAL from the repository…\n", so.port)
+	rec, err := restore.StartRestored(ctx, cfg.TargetDir, binDir, so.port, so.timeout)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "recovered and promoted in %.1fs (%.1fs in all); the server runs on port %d\n  %s\n",
+		rec.Took.Seconds(), time.Since(start).Seconds(), so.port, rec.StoppedAt)
+	if rec.LastCommit != "" {
+		fmt.Fprintf(a.stdout, "  %s\n", rec.LastCommit)
+	}
+	fmt.Fprintf(a.stdout, "  log: %s\n", rec.LogFile)
 	return nil
 }
 
