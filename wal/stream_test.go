@@ -407,17 +407,35 @@ func TestKillNineAndResume(t *testing.T) {
 // streamer follows it onto timeline 2 in the same repository, archiving the
 // history file and the new timeline's segments.
 func TestFollowsNewTimelineAfterPromotion(t *testing.T) {
+	t.Run("archive at the switch point", func(t *testing.T) { testPromotion(t, false) })
+	// The streamer stopped before the primary's last WAL: the old timeline
+	// must first be finished from the promoted server, which ends the COPY at
+	// the switch point, before timeline 2 starts.
+	t.Run("archive behind the switch point", func(t *testing.T) { testPromotion(t, true) })
+}
+
+func testPromotion(t *testing.T, lagging bool) {
 	f := newFixture(t)
 	c := f.conn()
 	stop := f.stream(f.config())
 	f.load(c, 20)
 	f.waitArchived(f.currentLSN(c))
+	if lagging {
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		f.load(c, 10) // WAL on timeline 1 that is not archived yet
+	}
+	primaryEnd := f.currentLSN(c)
 	c.Close(context.Background())
-	f.pg.Stop() // clean shutdown: the streamer receives everything first
+	f.pg.Stop() // clean shutdown: a connected streamer receives everything first
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	end1 := f.state().Latest().End
+	if lagging && end1 >= primaryEnd {
+		t.Fatalf("setup: the archive (%s) should lag the primary (%s)", end1, primaryEnd)
+	}
 
 	// The copy, as a standby recovering from the repository.
 	copyDir := filepath.Join(t.TempDir(), "copy")
@@ -458,8 +476,14 @@ func TestFollowsNewTimelineAfterPromotion(t *testing.T) {
 	if len(st.Timelines) != 2 || st.Latest().TLI != 2 {
 		t.Fatalf("timelines archived: %+v", st.Timelines)
 	}
-	if st.Timelines[0].End != end1 {
+	switch {
+	case !lagging && st.Timelines[0].End != end1:
 		t.Fatalf("timeline 1 changed: end %s, was %s", st.Timelines[0].End, end1)
+	case lagging && st.Timelines[0].End < primaryEnd:
+		t.Fatalf("timeline 1 not finished: archive ends at %s, the primary wrote up to %s", st.Timelines[0].End, primaryEnd)
+	}
+	if len(st.Timelines[0].Gaps) > 0 || len(st.Timelines[1].Gaps) > 0 {
+		t.Fatalf("gaps: %v %v", st.Timelines[0].Gaps, st.Timelines[1].Gaps)
 	}
 	var hist bytes.Buffer
 	if err := Fetch(ctx, f.repo, f.g, "00000002.history", &hist); err != nil {
