@@ -165,10 +165,30 @@ func Fetch(ctx context.Context, repo *archive.Repository, g Geometry, fileName s
 	if err != nil {
 		return fmt.Errorf("%w: %v", archive.ErrNotExist, err)
 	}
-	err = copyObject(ctx, repo, g.segmentObject(tli, segno), dst)
-	if !errors.Is(err, archive.ErrNotExist) {
+	// A segment can complete while we read it (its parts are then deleted):
+	// look again from the top instead of serving less than is archived.
+	for attempt := 0; ; attempt++ {
+		err = copyObject(ctx, repo, g.segmentObject(tli, segno), dst)
+		if !errors.Is(err, archive.ErrNotExist) {
+			return err
+		}
+		seg, err := assembleParts(ctx, repo, g, tli, segno)
+		if errors.Is(err, errPartVanished) && attempt < 5 {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		_, err = dst.Write(seg)
 		return err
 	}
+}
+
+var errPartVanished = errors.New("part deleted while reading")
+
+// assembleParts returns a segment still filling: its parts' contiguous
+// prefix, zero-padded to the segment size.
+func assembleParts(ctx context.Context, repo *archive.Repository, g Geometry, tli uint32, segno uint64) ([]byte, error) {
 	var parts []objectName
 	prefix := g.segmentObject(tli, segno) + partSep
 	if err := repo.Store().List(ctx, prefix, "", func(o archive.ObjectInfo) error {
@@ -177,13 +197,13 @@ func Fetch(ctx context.Context, repo *archive.Repository, g Geometry, fileName s
 		}
 		return nil
 	}); err != nil {
-		return fmt.Errorf("list parts of %s: %w", fileName, err)
+		return nil, fmt.Errorf("list parts of %s: %w", g.FileName(tli, segno), err)
 	}
 	s := &segState{parts: parts}
-	covered := s.prefix(g.SegSize)
-	if covered == 0 {
-		return fmt.Errorf("WAL segment %s: %w", fileName, archive.ErrNotExist)
+	if s.prefix(g.SegSize) == 0 {
+		return nil, fmt.Errorf("WAL segment %s: %w", g.FileName(tli, segno), archive.ErrNotExist)
 	}
+	seg := make([]byte, g.SegSize) // zeros beyond the archived prefix
 	var at uint64
 	for _, p := range s.parts {
 		if p.to <= at {
@@ -192,15 +212,44 @@ func Fetch(ctx context.Context, repo *archive.Repository, g Geometry, fileName s
 		if p.from > at {
 			break
 		}
-		// Overlapping parts are legal (a resumed streamer re-sends): skip
-		// the bytes already written.
-		if err := copyRange(ctx, repo, g.partObject(tli, segno, p.from, p.to), dst, at-p.from); err != nil {
-			return err
+		// Overlapping parts are legal (a resumed streamer re-sends the same
+		// bytes): the bytes already placed stay.
+		w := &sliceWriter{buf: seg[p.from:p.to], skip: int(at - p.from)}
+		err := copyRange(ctx, repo, g.partObject(tli, segno, p.from, p.to), w, 0)
+		if errors.Is(err, archive.ErrNotExist) {
+			return nil, errPartVanished
+		}
+		if err != nil {
+			return nil, err
+		}
+		if w.n != int(p.to-p.from) {
+			return nil, fmt.Errorf("%w: part %s holds %d bytes, its name says %d", archive.ErrCorrupt,
+				g.partObject(tli, segno, p.from, p.to), w.n, p.to-p.from)
 		}
 		at = p.to
 	}
-	_, err = io.CopyN(dst, zeroReader{}, int64(g.SegSize-covered))
-	return err
+	return seg, nil
+}
+
+// sliceWriter fills a fixed slice, leaving its first skip bytes as they
+// are, and refuses to overflow it.
+type sliceWriter struct {
+	buf  []byte
+	skip int
+	n    int
+}
+
+func (w *sliceWriter) Write(p []byte) (int, error) {
+	if len(p) > len(w.buf)-w.n {
+		return 0, fmt.Errorf("%w: part longer than its name says", archive.ErrCorrupt)
+	}
+	start, end := w.n, w.n+len(p)
+	if end > w.skip {
+		from := max(start, w.skip)
+		copy(w.buf[from:end], p[from-start:])
+	}
+	w.n = end
+	return len(p), nil
 }
 
 func copyObject(ctx context.Context, repo *archive.Repository, name string, dst io.Writer) error {
@@ -224,12 +273,6 @@ func copyRange(ctx context.Context, repo *archive.Repository, name string, dst i
 	return err
 }
 
-type zeroReader struct{}
-
-func (zeroReader) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
-}
 
 // writer puts WAL into the repository.
 type writer struct {
