@@ -26,13 +26,22 @@ type FileStore struct {
 	root string
 }
 
+// Objects are group-readable (as pgBackRest's repositories are) so that a
+// restore running as the database's OS user can read what a streamer running
+// as another user of the same group wrote. Contents are encrypted anyway
+// unless the repository was made with --no-encryption.
+const (
+	fileMode = 0o640
+	dirMode  = 0o750
+)
+
 // OpenFile opens (creating if needed) a file store rooted at dir.
 func OpenFile(dir string) (*FileStore, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("file store %s: %w", dir, err)
 	}
-	if err := os.MkdirAll(abs, 0o700); err != nil {
+	if err := os.MkdirAll(abs, dirMode); err != nil {
 		return nil, fmt.Errorf("file store %s: %w", abs, err)
 	}
 	return &FileStore{root: abs}, nil
@@ -82,7 +91,7 @@ func (s *FileStore) writeTemp(ctx context.Context, p string, r io.Reader) (strin
 	var rnd [8]byte
 	rand.Read(rnd[:])
 	tmp := filepath.Join(filepath.Dir(p), ".tmp-"+filepath.Base(p)+"-"+hex.EncodeToString(rnd[:]))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
 	if err != nil {
 		return "", err
 	}
@@ -112,7 +121,7 @@ func (s *FileStore) mkdirs(dir string) error {
 			return err
 		}
 	}
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := os.Mkdir(dir, dirMode); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
 	return syncDir(parent)

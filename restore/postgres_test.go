@@ -169,6 +169,11 @@ func (p *pitr) restoreWith(target PostgresTarget, tsMap map[string]string) *pgx.
 		p.pg.Grant(p.t, loc)
 	}
 	r := testenv.NewPostgreSQL(p.t, testenv.PostgresOptions{DataDir: dir})
+	p.t.Cleanup(func() {
+		if p.t.Failed() {
+			p.t.Logf("restored server's log (%s):\n%s", target, r.Log())
+		}
+	})
 	ctx := context.Background()
 	c, err := pgx.Connect(ctx, r.URL("postgres"))
 	if err != nil {
@@ -223,6 +228,7 @@ func TestPointInTimeRestore(t *testing.T) {
 	p.exec("DELETE FROM orders WHERE id <= 200")
 	p.exec("INSERT INTO late VALUES (3)")
 	p.waitArchived()
+	p.stopWAL() // nothing new lands in the repository while restored servers read it
 
 	c := p.restore(PostgresTarget{LSN: mark})
 	if n := count(t, c, "orders"); n != 1500 {
@@ -354,6 +360,7 @@ func TestTablespaceRelocated(t *testing.T) {
 	}
 	p.exec("INSERT INTO far SELECT g FROM generate_series(5001, 6000) g")
 	p.waitArchived()
+	p.stopWAL()
 
 	_, err := RestorePostgres(context.Background(), PostgresConfig{Repo: p.repo, TargetDir: filepath.Join(t.TempDir(), "x"),
 		Target: PostgresTarget{Latest: true}, RestoreCommand: "false"})
@@ -380,6 +387,7 @@ func TestDeltaRestore(t *testing.T) {
 	p.backup()
 	p.exec("INSERT INTO big SELECT g, 'after' FROM generate_series(200001, 200100) g")
 	p.waitArchived()
+	p.stopWAL()
 	p.pg.Grant(t, p.repoDir, p.keyFile)
 	dir := filepath.Join(t.TempDir(), "restored")
 	cmd := fmt.Sprintf("%s wal-fetch --repo %s --identity-file %s %%f %%p", testenv.TidemarkBinary(t), p.repoDir, p.keyFile)

@@ -19,12 +19,19 @@ const (
 	exitGap            = 6
 	exitUnreachable    = 7
 	exitNotImplemented = 8
+	// exitFetchFailed is wal-fetch's answer when a file exists but cannot be
+	// served (unreadable, corrupt, store unreachable). PostgreSQL reads exit 1
+	// as "no such file" and would end recovery early and promote, silently
+	// losing the rest; above 125 it aborts recovery instead.
+	exitFetchFailed = 126
 )
 
 func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.Is(err, errFetchFailed):
+		return exitFetchFailed
 	case errors.Is(err, errUsage), errors.Is(err, archive.ErrBadURL):
 		return exitUsage
 	case errors.Is(err, errNotImplemented):

@@ -33,10 +33,15 @@ func main() {
 	stopProfile := startProfile()
 	err := a.root().ExecuteContext(ctx)
 	stopProfile()
-	if err != nil && !errors.Is(err, errQuietMissing) {
-		fmt.Fprintf(os.Stderr, "tidemark: %v\n", err)
-	}
+	printError(os.Stderr, err)
 	os.Exit(exitCode(err))
+}
+
+// printError reports err, except a quiet miss of wal-fetch.
+func printError(w io.Writer, err error) {
+	if err != nil && !errors.Is(err, errQuietMissing) {
+		fmt.Fprintf(w, "tidemark: %v\n", err)
+	}
 }
 
 // startProfile writes a CPU profile to $TIDEMARK_CPUPROFILE when it is set:
@@ -74,7 +79,9 @@ environment, never from arguments.
 
 Exit codes: 0 ok, 1 error, 2 bad usage, 3 corruption found, 4 missing or
 wrong key, 5 not found, 6 gap in the archive, 7 target unreachable,
-8 not implemented yet.`,
+8 not implemented yet; wal-fetch exits 1 for a file that is not archived
+and 126 when it cannot serve one (so PostgreSQL aborts recovery instead of
+ending it early).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
@@ -149,6 +156,8 @@ var (
 	// errQuietMissing: wal-fetch of a file that is not archived (exit 1,
 	// nothing printed: PostgreSQL asks for such files routinely).
 	errQuietMissing = errors.New("not archived")
+	// errFetchFailed: wal-fetch could not serve a file that may exist.
+	errFetchFailed = errors.New("cannot fetch (recovery must stop here, not end early)")
 )
 
 func usageErr(err error) error { return fmt.Errorf("%w (see --help): %w", err, errUsage) }

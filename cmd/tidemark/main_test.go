@@ -27,9 +27,7 @@ func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	root.SetOut(&out)
 	root.SetErr(&errb)
 	err := root.ExecuteContext(context.Background())
-	if err != nil {
-		errb.WriteString("tidemark: " + err.Error() + "\n")
-	}
+	printError(&errb, err)
 	return out.String(), errb.String(), exitCode(err)
 }
 
@@ -201,4 +199,48 @@ func TestS3RepositoryFromCLI(t *testing.T) {
 		t.Fatalf("status: %s", out)
 	}
 	expect(t, 1, "init", "--repo", repo, "--no-encryption")
+}
+
+// TestWalFetchExitCodes: a missing file is exit 1 and quiet; a file that
+// exists but cannot be served is 126, which makes PostgreSQL abort recovery
+// rather than promote early with WAL missing.
+func TestWalFetchExitCodes(t *testing.T) {
+	ctx := context.Background()
+	repo := filepath.Join(t.TempDir(), "repo")
+	key, id := keyFile(t)
+	expect(t, 0, "init", "--repo", repo, "--recipient", id.Recipient().String())
+	s, _ := archive.OpenFile(repo)
+	r, err := archive.Open(ctx, s, archive.Keys{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.BindSource(ctx, archive.Source{Engine: "postgres", ClusterID: "1", Details: map[string]string{"wal_segment_size": "16777216"}}); err != nil {
+		t.Fatal(err)
+	}
+	seg := bytes.Repeat([]byte{7}, 16<<20)
+	if _, err := r.Put(ctx, "wal/00000001/000000010000000000000003", archive.KindSegment, bytes.NewReader(seg)); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	expect(t, 0, "wal-fetch", "--repo", repo, "--identity-file", key, "000000010000000000000003", dest)
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, seg) {
+		t.Fatal("fetched segment differs")
+	}
+	_, errs := expect(t, 1, "wal-fetch", "--repo", repo, "--identity-file", key, "000000010000000000000004", dest)
+	if errs != "" {
+		t.Fatalf("missing file is not quiet: %q", errs)
+	}
+	expect(t, 1, "wal-fetch", "--repo", repo, "--identity-file", key, "00000002.history", dest)
+	// Corrupt the segment: 126, loudly, never 1.
+	path := filepath.Join(repo, "wal", "00000001", "000000010000000000000003")
+	b, _ := os.ReadFile(path)
+	b[len(b)/2] ^= 1
+	os.WriteFile(path, b, 0o600)
+	_, errs = expect(t, 126, "wal-fetch", "--repo", repo, "--identity-file", key, "000000010000000000000003", dest)
+	if !strings.Contains(errs, "corrupt") {
+		t.Fatalf("stderr: %s", errs)
+	}
+	// A wrong key is 126 as well: recovery must not go on without the WAL.
+	wrong, _ := keyFile(t)
+	expect(t, 126, "wal-fetch", "--repo", repo, "--identity-file", wrong, "000000010000000000000003", dest)
 }

@@ -37,6 +37,14 @@ func (a *app) streamPostgres(ctx context.Context, rf *repoFlags, cfg wal.Config)
 // files of future timelines), so a missing file exits 1 quietly; anything
 // else is reported loudly.
 func (a *app) walFetch(ctx context.Context, rf *repoFlags, name, dest string) error {
+	err := a.fetchWAL(ctx, rf, name, dest)
+	if err == nil || errors.Is(err, errQuietMissing) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errFetchFailed, err)
+}
+
+func (a *app) fetchWAL(ctx context.Context, rf *repoFlags, name, dest string) error {
 	r, err := rf.open(ctx, true)
 	if err != nil {
 		return err
