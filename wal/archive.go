@@ -273,7 +273,6 @@ func copyRange(ctx context.Context, repo *archive.Repository, name string, dst i
 	return err
 }
 
-
 // writer puts WAL into the repository.
 type writer struct {
 	repo *archive.Repository
