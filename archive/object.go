@@ -54,19 +54,20 @@ const (
 	KindSource       Kind = 10 // the database cluster a repository is bound to
 	KindRefs         Kind = 11 // chunk ids one manifest references
 	KindGap          Kind = 12 // a stream's record of a gap it found
+	KindLock         Kind = 13 // one generation of a repository lock lease
 )
 
 // plaintextAllowed reports whether objects of kind are stored unencrypted
 // even in an encrypted repository: bookkeeping a backup host (which holds
 // only public keys) must read back, holding no user data.
 func (k Kind) plaintextAllowed() bool {
-	return k == KindConfig || k == KindChunkIndex || k == KindSource || k == KindRefs || k == KindGap || k == KindSegmentIndex
+	return k == KindConfig || k == KindChunkIndex || k == KindSource || k == KindRefs || k == KindGap || k == KindSegmentIndex || k == KindLock
 }
 
 func (k Kind) String() string {
 	names := map[Kind]string{KindConfig: "config", KindKey: "key", KindChunk: "chunk",
 		KindChunkIndex: "chunk index", KindManifest: "manifest", KindSegment: "segment",
-		KindSegmentIndex: "segment index", KindReport: "report", KindBlob: "blob", KindSource: "source", KindRefs: "refs", KindGap: "gap record"}
+		KindSegmentIndex: "segment index", KindReport: "report", KindBlob: "blob", KindSource: "source", KindRefs: "refs", KindGap: "gap record", KindLock: "lock"}
 	if n, ok := names[k]; ok {
 		return n
 	}

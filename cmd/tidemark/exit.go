@@ -19,6 +19,7 @@ const (
 	exitGap            = 6
 	exitUnreachable    = 7
 	exitNotImplemented = 8
+	exitLocked         = 9 // another process holds the repository lock, or took it over
 	// exitFetchFailed is wal-fetch's answer when a file exists but cannot be
 	// served (unreadable, corrupt, store unreachable). PostgreSQL reads exit 1
 	// as "no such file" and would end recovery early and promote, silently
@@ -44,6 +45,8 @@ func exitCode(err error) int {
 		return exitGap
 	case errors.Is(err, restore.ErrUnreachable):
 		return exitUnreachable
+	case errors.Is(err, archive.ErrLocked), errors.Is(err, archive.ErrLockLost):
+		return exitLocked
 	case errors.Is(err, archive.ErrNotExist):
 		return exitNotFound
 	default:

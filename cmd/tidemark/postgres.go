@@ -29,7 +29,9 @@ func (a *app) streamPostgres(ctx context.Context, rf *repoFlags, cfg wal.Config)
 		return err
 	}
 	cfg.Repo, cfg.Log = r, a.log
-	return wal.Stream(ctx, cfg)
+	return r.WithLock(ctx, "stream-wal", archive.LockOptions{Purpose: "tidemark stream (PostgreSQL WAL)"}, func(ctx context.Context) error {
+		return wal.Stream(ctx, cfg)
+	})
 }
 
 // walFetch serves restore_command. PostgreSQL treats any non-zero exit as
@@ -88,7 +90,11 @@ func (a *app) backupPostgres(ctx context.Context, rf *repoFlags, cfg basebackup.
 	cfg.Repo, cfg.Log = r, a.log
 	cfg.Progress = func(done, total int64) { bar.Bytes("backup", done>>20, done, total) }
 	start := time.Now()
-	res, err := basebackup.Postgres(ctx, cfg)
+	var res *basebackup.BackupResult
+	err = r.WithLock(ctx, "maintenance", archive.LockOptions{Purpose: "tidemark backup (PostgreSQL)"}, func(ctx context.Context) error {
+		res, err = basebackup.Postgres(ctx, cfg)
+		return err
+	})
 	bar.Done()
 	if err != nil {
 		return err

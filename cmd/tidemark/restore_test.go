@@ -50,6 +50,11 @@ func TestRestoreStartReachesTarget(t *testing.T) {
 	defer c.Close(ctx)
 	c.Exec(ctx, "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
 	expect(t, 0, "backup", "--repo", repo, "--source", pg.URL("postgres"), "--fast-checkpoint")
+	// One writer per stream: a second streamer, even on another slot, is
+	// refused by the repository lock before it touches the server.
+	if _, errs := expect(t, exitLocked, "stream", "--repo", repo, "--source", pg.URL("postgres"), "--slot", "other", "--create-slot"); !strings.Contains(errs, "tidemark stream (PostgreSQL WAL)") {
+		t.Fatalf("second streamer: %s", errs)
+	}
 	c.Exec(ctx, "INSERT INTO t SELECT g FROM generate_series(1001, 1500) g")
 	c.Exec(ctx, "SELECT pg_create_restore_point('good')")
 	c.Exec(ctx, "DELETE FROM t")

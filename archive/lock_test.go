@@ -1,0 +1,73 @@
+package archive_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tidemark/tidemark/archive"
+)
+
+type lockClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *lockClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *lockClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func TestLockExcludesStealsAndReleases(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newRepo(t, archive.InitOptions{NoEncrypt: true})
+	clock := &lockClock{t: time.Now()}
+	// A frozen clock for the first holder: its lease never looks expired to
+	// itself, so it keeps renewing until a renewal finds its turn taken.
+	frozen := clock.now()
+	a, actx, err := r.AcquireLock(ctx, "maintenance", archive.LockOptions{Lease: 300 * time.Millisecond, Purpose: "test A", Now: func() time.Time { return frozen }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.AcquireLock(ctx, "maintenance", archive.LockOptions{Now: clock.now}); !errors.Is(err, archive.ErrLocked) {
+		t.Fatalf("second holder: %v, want ErrLocked", err)
+	}
+	// Past the lease, as if A's host had died: B takes over, and A learns
+	// it lost the lock at its next renewal.
+	clock.add(time.Hour)
+	b, _, err := r.AcquireLock(ctx, "maintenance", archive.LockOptions{Lease: time.Hour, Now: clock.now})
+	if err != nil {
+		t.Fatalf("stealing an expired lease: %v", err)
+	}
+	select {
+	case <-actx.Done():
+		if !errors.Is(context.Cause(actx), archive.ErrLockLost) {
+			t.Fatalf("cause %v", context.Cause(actx))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the holder whose lease was stolen was never told")
+	}
+	if _, _, err := r.AcquireLock(ctx, "maintenance", archive.LockOptions{Now: clock.now}); !errors.Is(err, archive.ErrLocked) {
+		t.Fatalf("while B holds it: %v", err)
+	}
+	if err := b.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := r.AcquireLock(ctx, "maintenance", archive.LockOptions{Now: clock.now})
+	if err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	if err := c.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = a
+}
