@@ -13,11 +13,12 @@ import (
 	"time"
 )
 
-// A base backup is committed by two objects written after all its chunks and
-// their index:
+// A base backup is committed by three objects written after all its chunks
+// and their index:
 //
 //	refs/<id>     unencrypted: the chunk ids it references (for retention,
 //	              which runs on hosts holding only public keys)
+//	catalog/<id>  unencrypted: times, positions, sizes (catalog.go)
 //	backups/<id>  encrypted manifest: files, chunk lists, engine metadata —
 //	              written last; a backup without it does not exist.
 const (
@@ -35,6 +36,9 @@ type Manifest struct {
 	Type       string          `json:"type"`
 	Started    time.Time       `json:"started"`
 	Finished   time.Time       `json:"finished"`
+	Start      string          `json:"start,omitempty"`  // engine stream position a restore replays from
+	Stop       string          `json:"stop,omitempty"`   // position from which the backup is consistent
+	Stream     string          `json:"stream,omitempty"` // archive stream it pairs with (binlog, oplog)
 	Files      []FileEntry     `json:"files"`
 	Stats      ChunkStats      `json:"stats"`
 	EngineMeta json.RawMessage `json:"engine_meta,omitempty"`
@@ -75,6 +79,9 @@ func (r *Repository) CommitManifest(ctx context.Context, m *Manifest) error {
 		}
 	}
 	if _, err := r.Put(ctx, refsPrefix+m.ID, KindRefs, bytes.NewReader(marshalChunkIndex(ids))); err != nil {
+		return fmt.Errorf("commit manifest %s: %w", m.ID, err)
+	}
+	if err := r.writeSummary(ctx, m); err != nil {
 		return fmt.Errorf("commit manifest %s: %w", m.ID, err)
 	}
 	b, err := jsonMarshal(m)

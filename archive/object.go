@@ -55,19 +55,20 @@ const (
 	KindRefs         Kind = 11 // chunk ids one manifest references
 	KindGap          Kind = 12 // a stream's record of a gap it found
 	KindLock         Kind = 13 // one generation of a repository lock lease
+	KindCatalog      Kind = 14 // unencrypted summary of one backup
 )
 
 // plaintextAllowed reports whether objects of kind are stored unencrypted
 // even in an encrypted repository: bookkeeping a backup host (which holds
 // only public keys) must read back, holding no user data.
 func (k Kind) plaintextAllowed() bool {
-	return k == KindConfig || k == KindChunkIndex || k == KindSource || k == KindRefs || k == KindGap || k == KindSegmentIndex || k == KindLock
+	return k == KindConfig || k == KindChunkIndex || k == KindSource || k == KindRefs || k == KindGap || k == KindSegmentIndex || k == KindLock || k == KindCatalog
 }
 
 func (k Kind) String() string {
 	names := map[Kind]string{KindConfig: "config", KindKey: "key", KindChunk: "chunk",
 		KindChunkIndex: "chunk index", KindManifest: "manifest", KindSegment: "segment",
-		KindSegmentIndex: "segment index", KindReport: "report", KindBlob: "blob", KindSource: "source", KindRefs: "refs", KindGap: "gap record", KindLock: "lock"}
+		KindSegmentIndex: "segment index", KindReport: "report", KindBlob: "blob", KindSource: "source", KindRefs: "refs", KindGap: "gap record", KindLock: "lock", KindCatalog: "catalog entry"}
 	if n, ok := names[k]; ok {
 		return n
 	}

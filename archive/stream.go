@@ -228,9 +228,3 @@ func (r *Repository) deleteSegment(ctx context.Context, s SegmentInfo) error {
 	}
 	return nil
 }
-
-// DeleteSegment removes a segment (retention). Deleting a segment in the
-// middle of a chain creates a break: retention deletes from the oldest end.
-func (r *Repository) DeleteSegment(ctx context.Context, s SegmentInfo) error {
-	return r.deleteSegment(ctx, s)
-}

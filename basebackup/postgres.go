@@ -121,7 +121,7 @@ func Postgres(ctx context.Context, cfg PostgresConfig) (*BackupResult, error) {
 		return nil, err
 	}
 	m := &archive.Manifest{ID: archive.NewManifestID(started), Engine: "postgres", Type: cfg.Type,
-		Started: started, Finished: time.Now().UTC(), Files: files, Stats: w.Stats(), EngineMeta: em}
+		Started: started, Finished: time.Now().UTC(), Start: meta.StartLSN, Stop: meta.StopLSN, Files: files, Stats: w.Stats(), EngineMeta: em}
 	if err := cfg.Repo.CommitManifest(ctx, m); err != nil {
 		return nil, err
 	}

@@ -109,3 +109,6 @@ func (g Geometry) parseObject(name string) (objectName, bool) {
 }
 
 func parseLSN(s string) (LSN, error) { return pglogrepl.ParseLSN(s) }
+
+// ParseLSN reads an LSN written as PostgreSQL prints it (0/3000028).
+func ParseLSN(s string) (LSN, error) { return parseLSN(s) }

@@ -38,16 +38,7 @@ func TestRestoreStartReachesTarget(t *testing.T) {
 	os.Rename(keyPath, key)
 	expect(t, 0, "init", "--repo", repo, "--recipient", id.Recipient().String())
 
-	stream := exec.Command(bin, "stream", "--repo", repo, "--source", pg.URL("postgres"), "--create-slot", "--flush-interval", "100ms")
-	if err := stream.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { stream.Process.Signal(syscall.SIGTERM); stream.Wait() }()
-	c, err := pgx.Connect(ctx, pg.URL("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
+	c := startStreaming(t, bin, pg, repo)
 	c.Exec(ctx, "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
 	expect(t, 0, "backup", "--repo", repo, "--source", pg.URL("postgres"), "--fast-checkpoint")
 	// One writer per stream: a second streamer, even on another slot, is
@@ -105,6 +96,23 @@ func TestRestoreStartReachesTarget(t *testing.T) {
 	if err := rc.QueryRow(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil || n != 1500 {
 		t.Fatalf("restored rows: %d, %v", n, err)
 	}
+}
+
+// startStreaming runs `tidemark stream` into repo until the test ends and
+// returns a connection to the server.
+func startStreaming(t *testing.T, bin string, pg *testenv.Postgres, repo string) *pgx.Conn {
+	t.Helper()
+	stream := exec.Command(bin, "stream", "--repo", repo, "--source", pg.URL("postgres"), "--create-slot", "--flush-interval", "100ms")
+	if err := stream.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stream.Process.Signal(syscall.SIGTERM); stream.Wait() })
+	c, err := pgx.Connect(context.Background(), pg.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
 }
 
 // TestRestoreStartRefusesRoot: as root, --start is refused before anything

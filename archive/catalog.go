@@ -1,0 +1,84 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// The catalog holds one unencrypted summary per backup, written just before
+// its manifest, so that retention, status and the agent can reason about
+// backups on a host that holds only public keys. It carries times,
+// positions and sizes, never file names or data.
+const catalogPrefix = "catalog/"
+
+// BackupSummary is what the catalog records of one backup.
+type BackupSummary struct {
+	ID       string    `json:"id"`
+	Engine   string    `json:"engine"`
+	Type     string    `json:"type"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	// Start and Stop are the engine's stream positions the backup is
+	// consistent between (PostgreSQL LSNs, binlog or oplog positions):
+	// a restore needs the stream from Start on.
+	Start     string `json:"start,omitempty"`
+	Stop      string `json:"stop,omitempty"`
+	Stream    string `json:"stream,omitempty"` // the archive stream it pairs with, for binlog/oplog
+	Logical   int64  `json:"logical_bytes"`
+	NewStored int64  `json:"new_stored_bytes"`
+	Files     int    `json:"files"`
+}
+
+func summarize(m *Manifest) BackupSummary {
+	return BackupSummary{ID: m.ID, Engine: m.Engine, Type: m.Type, Started: m.Started, Finished: m.Finished,
+		Start: m.Start, Stop: m.Stop, Stream: m.Stream, Logical: m.Stats.Logical, NewStored: m.Stats.NewStored, Files: len(m.Files)}
+}
+
+func (r *Repository) writeSummary(ctx context.Context, m *Manifest) error {
+	b, err := jsonMarshal(summarize(m))
+	if err != nil {
+		return err
+	}
+	if _, err := r.Put(ctx, catalogPrefix+m.ID, KindCatalog, bytes.NewReader(b)); err != nil {
+		return fmt.Errorf("write catalog entry %s: %w", m.ID, err)
+	}
+	return nil
+}
+
+// Backups returns a summary of every committed backup, oldest first. A
+// backup committed before the catalog existed is summarized from its
+// manifest, which needs the key.
+func (r *Repository) Backups(ctx context.Context) ([]BackupSummary, error) {
+	ids, err := r.ListManifests(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]BackupSummary, 0, len(ids))
+	for _, id := range ids {
+		b, err := r.ReadAll(ctx, catalogPrefix+id, KindCatalog)
+		if errors.Is(err, ErrNotExist) {
+			if !r.CanRead() {
+				return nil, fmt.Errorf("backup %s predates the catalog; its summary needs the key: %w", id, ErrNoIdentity)
+			}
+			m, err := r.ReadManifest(ctx, id)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, summarize(m))
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read catalog entry %s: %w", id, err)
+		}
+		var s BackupSummary
+		if err := json.Unmarshal(b, &s); err != nil || s.ID != id {
+			return nil, fmt.Errorf("catalog entry %s: %w", id, ErrCorrupt)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}

@@ -1,0 +1,140 @@
+package archive_test
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tidemark/tidemark/archive"
+)
+
+func summaries(times ...time.Time) []archive.BackupSummary {
+	var out []archive.BackupSummary
+	for i, t := range times {
+		out = append(out, archive.BackupSummary{ID: fmt.Sprintf("b%02d", i), Finished: t})
+	}
+	return out
+}
+
+func kept(ds []archive.Decision) string {
+	var ids []string
+	for _, d := range ds {
+		if d.Keep {
+			ids = append(ids, d.Backup.ID)
+		}
+	}
+	return strings.Join(ids, " ")
+}
+
+func TestPolicyApply(t *testing.T) {
+	day := func(d, h int) time.Time { return time.Date(2026, 3, d, h, 0, 0, 0, time.UTC) }
+	// Two backups a day, 1–10 March (b00 = 1 March 01:00 … b19 = 10 March 13:00).
+	var times []time.Time
+	for d := 1; d <= 10; d++ {
+		times = append(times, day(d, 1), day(d, 13))
+	}
+	now := day(10, 20)
+	cases := []struct {
+		name string
+		p    archive.Policy
+		want string
+	}{
+		{"last", archive.Policy{KeepLast: 3}, "b19 b18 b17"},
+		{"daily keeps each day's newest", archive.Policy{KeepDaily: 3}, "b19 b17 b15"},
+		{"weekly by ISO week", archive.Policy{KeepWeekly: 3}, "b19 b15 b01"}, // weeks: 9–10, 2–8, 1 March
+		{"monthly", archive.Policy{KeepMonthly: 5}, "b19"},
+		// 3 days back from 10 March 20:00 is 7 March 20:00: b13 (7 Mar 13:00) is the window's base.
+		{"window keeps its base", archive.Policy{Window: 3 * 24 * time.Hour}, "b19 b18 b17 b16 b15 b14 b13"},
+		{"rules combine", archive.Policy{KeepLast: 1, KeepDaily: 2, KeepYearly: 1}, "b19 b17"},
+	}
+	for _, c := range cases {
+		if got := kept(c.p.Apply(summaries(times...), now)); got != c.want {
+			t.Errorf("%s: kept %q, want %q", c.name, got, c.want)
+		}
+	}
+	// The newest backup is kept whatever the rules say.
+	if got := kept(archive.Policy{Window: time.Hour}.Apply(summaries(day(1, 1), day(2, 1)), now)); got != "b01" {
+		t.Errorf("newest not kept: %q", got)
+	}
+	if !(archive.Policy{}).Empty() {
+		t.Error("empty policy not reported")
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{"14d": 14 * 24 * time.Hour, "2w": 14 * 24 * time.Hour, "36h": 36 * time.Hour} {
+		if got, err := archive.ParseDuration(in); err != nil || got != want {
+			t.Errorf("%s: %v, %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"", "d", "-1d", "1.5d", "x"} {
+		if _, err := archive.ParseDuration(in); err == nil {
+			t.Errorf("%q accepted", in)
+		}
+	}
+}
+
+// TestExpireKeepsWhatKeptBackupsNeed: chunks shared with a kept backup
+// survive, chunks only the expired backup used are deleted, and a backup
+// taken afterwards stores such a chunk again instead of deduplicating
+// against a chunk that is gone.
+func TestExpireKeepsWhatKeptBackupsNeed(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newRepo(t, archive.InitOptions{NoEncrypt: true})
+	shared, only := mixedData(2<<20), make([]byte, 2<<20+100) // only: three chunks of its own
+	rand.Read(only)
+	commit := func(finished time.Time, files ...[]byte) *archive.Manifest {
+		m := &archive.Manifest{ID: archive.NewManifestID(finished), Engine: "test", Finished: finished}
+		for i, f := range files {
+			refs, _ := writeFile(t, r, f, archive.Aligned)
+			m.Files = append(m.Files, archive.FileEntry{Path: fmt.Sprint(i), Size: int64(len(f)), Chunks: refs})
+		}
+		if err := r.CommitManifest(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	now := time.Now()
+	old := commit(now.Add(-48*time.Hour), shared, only)
+	newer := commit(now.Add(-time.Hour), shared)
+	// An uncommitted backup's leftovers: a chunk nothing references.
+	writeFile(t, r, mixedData(1 << 20)[:12345], archive.Aligned)
+
+	dry, err := r.Expire(ctx, archive.Policy{KeepLast: 1}, now, archive.ExpireOptions{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dry.Expired) != 1 || dry.Expired[0].ID != old.ID || dry.Chunks.Objects != 4 {
+		t.Fatalf("dry run: expired %v, chunks %+v", dry.Expired, dry.Chunks)
+	}
+	if ids, _ := r.ListManifests(ctx); len(ids) != 2 {
+		t.Fatal("dry run deleted a backup")
+	}
+	res, err := r.Expire(ctx, archive.Policy{KeepLast: 1}, now, archive.ExpireOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Expired) != 1 || res.Chunks.Objects != 4 {
+		t.Fatalf("expired %v, chunks %+v", res.Expired, res.Chunks)
+	}
+	rep, err := r.Verify(ctx, nil)
+	if err != nil || !rep.OK() {
+		t.Fatalf("verify after expire: %+v, %v", rep, err)
+	}
+	if got := readBack(t, r, newer.Files[0].Chunks); string(got) != string(shared) {
+		t.Fatal("kept backup no longer reads back")
+	}
+	refs, stats := writeFile(t, r, only, archive.Aligned)
+	if stats.NewChunks != 3 || string(readBack(t, r, refs)) != string(only) {
+		t.Fatalf("re-storing an expired chunk: %+v", stats)
+	}
+	if left, _ := r.Backups(ctx); len(left) != 1 || left[0].ID != newer.ID {
+		t.Fatalf("catalog after expire: %+v", left)
+	}
+	if _, err := r.Expire(ctx, archive.Policy{}, now, archive.ExpireOptions{}); err == nil {
+		t.Fatal("an empty policy was applied")
+	}
+}

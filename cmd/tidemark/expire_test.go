@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tidemark/tidemark/internal/testenv"
+)
+
+// TestExpirePostgres: expiring the older of two backups deletes it and the
+// WAL only it needed; the newer one still restores, and a target before it
+// is refused as outside the recoverable window.
+func TestExpirePostgres(t *testing.T) {
+	ctx := context.Background()
+	pg := testenv.NewPostgreSQL(t, testenv.PostgresOptions{})
+	bin := testenv.TidemarkBinary(t)
+	base := t.TempDir()
+	repo := filepath.Join(base, "repo")
+	keyPath, id := keyFile(t)
+	expect(t, 0, "init", "--repo", repo, "--recipient", id.Recipient().String())
+	c := startStreaming(t, bin, pg, repo)
+	exec1 := func(sql string) {
+		t.Helper()
+		if _, err := c.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec1("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
+	expect(t, 0, "backup", "--repo", repo, "--source", pg.URL("postgres"), "--fast-checkpoint")
+	between := time.Now()
+	// Enough WAL between the backups that whole segments fall before the
+	// second one.
+	for i := 0; i < 3; i++ {
+		exec1("SELECT pg_switch_wal()")
+		exec1("INSERT INTO t SELECT g FROM generate_series(1, 1000) g")
+	}
+	expect(t, 0, "backup", "--repo", repo, "--source", pg.URL("postgres"), "--fast-checkpoint")
+
+	out, _ := expect(t, 0, "expire", "--repo", repo, "--keep-last", "1", "--dry-run", "--json")
+	var dry struct {
+		DryRun  bool `json:"dry_run"`
+		Backups []struct {
+			Keep bool `json:"keep"`
+		} `json:"backups"`
+		Streams struct{ Objects int } `json:"streams"`
+	}
+	if err := json.Unmarshal([]byte(out), &dry); err != nil || !dry.DryRun || len(dry.Backups) != 2 || dry.Backups[1].Keep || dry.Streams.Objects < 3 {
+		t.Fatalf("expire --dry-run: %v\n%s", err, out)
+	}
+	out, _ = expect(t, 0, "expire", "--repo", repo, "--keep-last", "1")
+	if !strings.Contains(out, "deleted: 1 backups") || !strings.Contains(out, "WAL before") {
+		t.Fatalf("expire output:\n%s", out)
+	}
+	expect(t, 0, "verify", "--repo", repo, "--identity-file", keyPath)
+	expect(t, 2, "expire", "--repo", repo)
+	expect(t, exitUnreachable, "restore", "--repo", repo, "--identity-file", keyPath, "--target-dir", filepath.Join(base, "early"),
+		"--to-time", between.Format(time.RFC3339Nano))
+	expect(t, 0, "restore", "--repo", repo, "--identity-file", keyPath, "--target-dir", filepath.Join(base, "latest"), "--latest")
+}
