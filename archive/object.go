@@ -62,7 +62,7 @@ const (
 // even in an encrypted repository: bookkeeping a backup host (which holds
 // only public keys) must read back, holding no user data.
 func (k Kind) plaintextAllowed() bool {
-	return k == KindConfig || k == KindChunkIndex || k == KindSource || k == KindRefs || k == KindGap || k == KindSegmentIndex || k == KindLock || k == KindCatalog
+	return k == KindConfig || k == KindChunkIndex || k == KindSource || k == KindRefs || k == KindGap || k == KindSegmentIndex || k == KindLock || k == KindCatalog || k == KindReport
 }
 
 func (k Kind) String() string {

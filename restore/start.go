@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -32,13 +35,13 @@ var ErrRunningAsRoot = errors.New("PostgreSQL does not run as root: run `restore
 // recovery has reached its target and the server promoted, and checks from
 // the server's log that the target was really reached. The server keeps
 // running; its log is LogFile.
-func StartRestored(ctx context.Context, dir, binDir string, port int, timeout time.Duration) (*Recovered, error) {
-	if os.Geteuid() == 0 {
+func StartRestored(ctx context.Context, dir, binDir string, port int, timeout time.Duration, as *OSUser) (*Recovered, error) {
+	if os.Geteuid() == 0 && as == nil {
 		return nil, ErrRunningAsRoot
 	}
 	logFile := filepath.Join(dir, "tidemark-restore.log")
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "pg_ctl"), "start", "-D", dir, "-l", logFile, "-W",
+	cmd := as.command(ctx, filepath.Join(binDir, "pg_ctl"), "start", "-D", dir, "-l", logFile, "-W",
 		"-o", fmt.Sprintf("-p %d -c listen_addresses=localhost -c unix_socket_directories=%s", port, dir))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("pg_ctl start: %v: %s", err, strings.TrimSpace(string(out)))
@@ -58,7 +61,7 @@ func StartRestored(ctx context.Context, dir, binDir string, port int, timeout ti
 		if time.Now().After(deadline) {
 			return rec, fmt.Errorf("recovery did not finish within %s; see %s", timeout, logFile)
 		}
-		if running(binDir, dir) {
+		if running(binDir, dir, as) {
 			seenRunning = true
 		} else if seenRunning {
 			return rec, fmt.Errorf("PostgreSQL stopped during recovery; see %s:\n%s", logFile, tail(logFile, 15))
@@ -111,8 +114,60 @@ func after(line, marker string) string {
 	return strings.TrimSpace(line)
 }
 
-func running(binDir, dir string) bool {
-	return exec.Command(filepath.Join(binDir, "pg_ctl"), "status", "-D", dir).Run() == nil
+func running(binDir, dir string, as *OSUser) bool {
+	return as.command(context.Background(), filepath.Join(binDir, "pg_ctl"), "status", "-D", dir).Run() == nil
+}
+
+// StopRestored stops a server StartRestored started (immediate mode: a
+// drill's scratch instance has nothing worth a checkpoint).
+func StopRestored(ctx context.Context, dir, binDir string, as *OSUser) error {
+	if out, err := as.command(ctx, filepath.Join(binDir, "pg_ctl"), "stop", "-D", dir, "-m", "immediate", "-w").CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_ctl stop: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// OSUser is the account PostgreSQL runs as when Tidemark runs as root (a
+// drill in the agent). nil means the current user.
+type OSUser struct {
+	Name     string
+	UID, GID uint32
+}
+
+// LookupOSUser resolves a user name.
+func LookupOSUser(name string) (*OSUser, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("run as %q: %w", name, err)
+	}
+	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("run as %q: non-numeric uid/gid", name)
+	}
+	return &OSUser{Name: name, UID: uint32(uid), GID: uint32(gid)}, nil
+}
+
+func (u *OSUser) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	if u != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.UID, Gid: u.GID}}
+		cmd.Dir = "/" // the caller's working directory may be closed to u
+	}
+	return cmd
+}
+
+// Chown hands a tree to u (no-op for nil).
+func (u *OSUser) Chown(root string) error {
+	if u == nil {
+		return nil
+	}
+	return filepath.WalkDir(root, func(p string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, int(u.UID), int(u.GID))
+	})
 }
 
 func tail(path string, n int) string {

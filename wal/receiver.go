@@ -27,6 +27,7 @@ type receiver struct {
 	buf          []byte // the current segment from its start up to received
 	received     LSN
 	durable      LSN // what the repository holds; all we ever acknowledge
+	serverEnd    LSN // the server's WAL end as last reported
 	lastFlush    time.Time
 	lastStatus   time.Time
 	pendingSince time.Time // when the oldest not yet durable WAL arrived
@@ -131,6 +132,7 @@ func (r *receiver) handle(ctx context.Context, data []byte) error {
 		if err != nil {
 			return fmt.Errorf("keepalive: %w", err)
 		}
+		r.serverEnd = max(r.serverEnd, k.ServerWALEnd)
 		if k.ReplyRequested {
 			return r.sendStatus(ctx, false)
 		}
@@ -139,6 +141,7 @@ func (r *receiver) handle(ctx context.Context, data []byte) error {
 		if err != nil {
 			return fmt.Errorf("XLogData: %w", err)
 		}
+		r.serverEnd = max(r.serverEnd, x.ServerWALEnd, x.WALStart+LSN(len(x.WALData)))
 		if x.WALStart != r.received {
 			return fmt.Errorf("XLogData at %s, expected %s: the stream is not contiguous", x.WALStart, r.received)
 		}
@@ -204,7 +207,7 @@ func (r *receiver) sendStatus(ctx context.Context, reply bool) error {
 	}
 	r.lastStatus = time.Now()
 	if r.cfg.Progress != nil {
-		r.cfg.Progress(Progress{TLI: r.tli, Durable: r.durable})
+		r.cfg.Progress(Progress{TLI: r.tli, Durable: r.durable, ServerEnd: max(r.serverEnd, r.durable)})
 	}
 	return nil
 }

@@ -35,8 +35,9 @@ type Config struct {
 
 // Progress is the streamer's position after an acknowledgment.
 type Progress struct {
-	TLI     uint32
-	Durable LSN // reported to the server as written and flushed
+	TLI       uint32
+	Durable   LSN // reported to the server as written and flushed
+	ServerEnd LSN // the server's WAL end as of its last message: Durable lags it by the unarchived WAL
 }
 
 // Errors that end streaming instead of being retried.

@@ -96,7 +96,7 @@ ending it early).`,
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "text", "log format: text or json (logs go to stderr)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
 	root.AddCommand(a.initCmd(), a.statusCmd(), a.verifyCmd(), a.streamCmd(), a.backupCmd(),
-		a.restoreCmd(), a.expireCmd(), a.agentCmd(), a.walFetchCmd())
+		a.restoreCmd(), a.expireCmd(), a.drillCmd(), a.agentCmd(), a.walFetchCmd())
 	return root
 }
 

@@ -158,7 +158,7 @@ func (a *app) restorePostgres(ctx context.Context, rf *repoFlags, cfg restore.Po
 		}
 	}
 	fmt.Fprintf(a.stdout, "starting PostgreSQL on port %d: replaying WAL from the repository…\n", so.port)
-	rec, err := restore.StartRestored(ctx, cfg.TargetDir, binDir, so.port, so.timeout)
+	rec, err := restore.StartRestored(ctx, cfg.TargetDir, binDir, so.port, so.timeout, nil)
 	if err != nil {
 		return err
 	}
