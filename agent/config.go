@@ -163,7 +163,9 @@ type fieldError struct{ key, msg string }
 
 func (c *Config) validate() []fieldError {
 	var errs []fieldError
-	bad := func(key, format string, args ...any) { errs = append(errs, fieldError{key, fmt.Sprintf(format, args...)}) }
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fieldError{key, fmt.Sprintf(format, args...)})
+	}
 	if len(c.Databases) == 0 {
 		bad("databases", "no database configured")
 	}

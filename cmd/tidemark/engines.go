@@ -273,23 +273,6 @@ Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
 	return cmd
 }
 
-func (a *app) agentCmd() *cobra.Command {
-	var config string
-	cmd := &cobra.Command{
-		Use:   "agent --config FILE",
-		Short: "Run the archiving daemon: streams, schedules, retention, drills, metrics",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if config == "" {
-				return usageErr(fmt.Errorf("--config (or TIDEMARK_CONFIG) is required"))
-			}
-			return notYet("agent", "#7")
-		},
-	}
-	cmd.Flags().StringVar(&config, "config", "", "agent config file (YAML)")
-	return cmd
-}
-
 func (a *app) walFetchCmd() *cobra.Command {
 	var rf repoFlags
 	cmd := &cobra.Command{

@@ -81,28 +81,40 @@ func (a *app) fetchWAL(ctx context.Context, rf *repoFlags, name, dest string) er
 	return nil
 }
 
-func (a *app) backupPostgres(ctx context.Context, rf *repoFlags, cfg basebackup.PostgresConfig, asJSON bool) error {
+// runBackupPostgres takes a backup under the maintenance lock; shared by
+// the command and the agent.
+func (a *app) runBackupPostgres(ctx context.Context, rf *repoFlags, cfg basebackup.PostgresConfig) (*basebackup.BackupResult, error) {
 	r, err := rf.open(ctx, false)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	bar := progress.New(a.stderr)
 	cfg.Repo, cfg.Log = r, a.log
-	cfg.Progress = func(done, total int64) { bar.Bytes("backup", done>>20, done, total) }
-	start := time.Now()
 	var res *basebackup.BackupResult
 	err = r.WithLock(ctx, "maintenance", archive.LockOptions{Purpose: "tidemark backup (PostgreSQL)"}, func(ctx context.Context) error {
 		res, err = basebackup.Postgres(ctx, cfg)
 		return err
 	})
+	if err != nil {
+		return nil, err
+	}
+	m := res.Manifest
+	a.log.Info("base backup committed", "backup", m.ID, "start_lsn", res.Meta.StartLSN, "stop_lsn", res.Meta.StopLSN,
+		"logical_bytes", m.Stats.Logical, "new_stored_bytes", m.Stats.NewStored, "wal_archived_by", res.Meta.WALArchivedBy,
+		"seconds", m.Finished.Sub(m.Started).Seconds())
+	return res, nil
+}
+
+func (a *app) backupPostgres(ctx context.Context, rf *repoFlags, cfg basebackup.PostgresConfig, asJSON bool) error {
+	bar := progress.New(a.stderr)
+	cfg.Progress = func(done, total int64) { bar.Bytes("backup", done>>20, done, total) }
+	start := time.Now()
+	res, err := a.runBackupPostgres(ctx, rf, cfg)
 	bar.Done()
 	if err != nil {
 		return err
 	}
 	st, m := res.Manifest.Stats, res.Manifest
 	secs := time.Since(start).Seconds()
-	a.log.Info("base backup committed", "backup", m.ID, "start_lsn", res.Meta.StartLSN, "stop_lsn", res.Meta.StopLSN,
-		"logical_bytes", st.Logical, "new_stored_bytes", st.NewStored, "wal_archived_by", res.Meta.WALArchivedBy, "seconds", secs)
 	if asJSON {
 		return json.NewEncoder(a.stdout).Encode(map[string]any{"backup": m.ID, "type": m.Type, "start_lsn": res.Meta.StartLSN,
 			"stop_lsn": res.Meta.StopLSN, "timeline": res.Meta.StopTimeline, "logical_bytes": st.Logical, "new_stored_bytes": st.NewStored,

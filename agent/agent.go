@@ -1,0 +1,279 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// Runner does the agent's work, with the same code paths as the commands
+// (cmd/tidemark implements it). The agent decides when; the runner how.
+type Runner interface {
+	Stream(ctx context.Context, db Database, progress func(StreamProgress)) error
+	Backup(ctx context.Context, db Database) (BackupResult, error)
+	Expire(ctx context.Context, db Database) error
+	Verify(ctx context.Context, db Database) error
+	Drill(ctx context.Context, db Database) (DrillResult, error)
+	// Repository summarizes the repository for metrics and schedules.
+	Repository(ctx context.Context, db Database) (RepoSummary, error)
+}
+
+// StreamProgress is a stream's position after an acknowledgment, in bytes
+// of the engine's stream (PostgreSQL: LSNs).
+type StreamProgress struct {
+	Durable   uint64
+	ServerEnd uint64
+}
+
+// BackupResult is what a scheduled backup reports.
+type BackupResult struct {
+	ID        string
+	Logical   int64
+	NewStored int64
+}
+
+// DrillResult is what a drill measured.
+type DrillResult struct {
+	RTO      time.Duration
+	Problems int
+}
+
+// RepoSummary feeds the repository gauges and missed-schedule detection.
+type RepoSummary struct {
+	NewestBackup time.Time // zero when there is none
+	Logical      int64     // sum of the backups' logical sizes
+	Stored       int64     // bytes the repository holds
+}
+
+// Agent supervises every configured database until its context ends.
+type Agent struct {
+	Runner  Runner
+	Log     *slog.Logger
+	Metrics *Metrics
+	Alerts  *Alerter
+	Now     func() time.Time
+	// MissedGrace is how late a scheduled backup may finish before it counts
+	// as missed (default 1 hour).
+	MissedGrace time.Duration
+	// Tick is how often schedules and RPO are checked (default 15s).
+	Tick time.Duration
+}
+
+// Run runs cfg until ctx ends, then waits for streams to flush and jobs to
+// stop.
+func (a *Agent) Run(ctx context.Context, cfg *Config) error {
+	if a.Now == nil {
+		a.Now = time.Now
+	}
+	if a.MissedGrace <= 0 {
+		a.MissedGrace = time.Hour
+	}
+	if a.Tick <= 0 {
+		a.Tick = 15 * time.Second
+	}
+	var wg sync.WaitGroup
+	for _, db := range cfg.Databases {
+		d := &dbRun{agent: a, db: db, cfg: cfg, started: a.Now()}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.run(ctx)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// dbRun is the agent's work for one database.
+type dbRun struct {
+	agent   *Agent
+	db      Database
+	cfg     *Config
+	started time.Time
+
+	mu           sync.Mutex
+	streamUp     bool
+	caughtUp     time.Time // last moment the archive held all the server's WAL
+	lastBackupOK time.Time
+}
+
+func (d *dbRun) run(ctx context.Context) {
+	log := d.agent.Log.With("database", d.db.Name)
+	if sum, err := d.agent.Runner.Repository(ctx, d.db); err != nil {
+		log.Error("cannot read the repository", "err", err)
+		d.agent.Alerts.Raise(ctx, d.db.Name, "repository", fmt.Sprintf("cannot read repository %s: %v", d.db.Repo, err))
+	} else {
+		d.lastBackupOK = sum.NewestBackup
+		d.agent.Metrics.repository(d.db.Name, sum)
+	}
+	var wg sync.WaitGroup
+	if d.db.Stream != nil && d.db.Stream.Enabled {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.superviseStream(ctx, log)
+		}()
+	}
+	c := cron.New(cron.WithParser(cronParser), cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger)))
+	add := func(s *Scheduled, job string, fn func(context.Context) error) {
+		if s == nil {
+			return
+		}
+		c.AddFunc(s.Schedule, func() { d.runJob(ctx, log, job, fn) })
+	}
+	if b := d.db.Backup; b != nil {
+		add(&b.Scheduled, "backup", d.backup)
+	}
+	if r := d.db.Retention; r != nil {
+		add(&r.Scheduled, "expire", func(ctx context.Context) error { return d.agent.Runner.Expire(ctx, d.db) })
+	}
+	add(d.db.Verify, "verify", func(ctx context.Context) error { return d.agent.Runner.Verify(ctx, d.db) })
+	if dr := d.db.Drill; dr != nil {
+		add(&dr.Scheduled, "drill", d.drill)
+	}
+	c.Start()
+	t := time.NewTicker(d.agent.Tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			<-c.Stop().Done() // running jobs see ctx cancelled and stop
+			wg.Wait()
+			return
+		case <-t.C:
+			d.watch(ctx)
+		}
+	}
+}
+
+// superviseStream keeps the stream running, restarting it with backoff.
+func (d *dbRun) superviseStream(ctx context.Context, log *slog.Logger) {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		started := d.agent.Now()
+		d.setStream(true)
+		d.agent.Metrics.streamUp.WithLabelValues(d.db.Name).Set(1)
+		err := d.agent.Runner.Stream(ctx, d.db, d.progress)
+		d.setStream(false)
+		d.agent.Metrics.streamUp.WithLabelValues(d.db.Name).Set(0)
+		if ctx.Err() != nil {
+			return
+		}
+		d.agent.Metrics.streamRestarts.WithLabelValues(d.db.Name).Inc()
+		if err == nil {
+			err = errors.New("stream ended without an error")
+		}
+		log.Error("stream stopped; restarting", "err", err, "retry_in", backoff)
+		d.agent.Alerts.Raise(ctx, d.db.Name, "stream", fmt.Sprintf("stream down: %v", err))
+		if d.agent.Now().Sub(started) > 5*time.Minute {
+			backoff = time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Minute)
+	}
+}
+
+func (d *dbRun) setStream(up bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.streamUp = up
+}
+
+func (d *dbRun) progress(p StreamProgress) {
+	now := d.agent.Now()
+	d.mu.Lock()
+	if p.Durable >= p.ServerEnd {
+		d.caughtUp = now
+	}
+	d.mu.Unlock()
+	d.agent.Metrics.lagBytes.WithLabelValues(d.db.Name).Set(float64(p.ServerEnd - min(p.Durable, p.ServerEnd)))
+	d.agent.Alerts.Resolve(context.Background(), d.db.Name, "stream")
+}
+
+// watch computes the RPO and detects missed backups from the schedule.
+func (d *dbRun) watch(ctx context.Context) {
+	now := d.agent.Now()
+	d.mu.Lock()
+	caughtUp, up, lastOK := d.caughtUp, d.streamUp, d.lastBackupOK
+	d.mu.Unlock()
+	if d.db.Stream != nil && d.db.Stream.Enabled {
+		since := caughtUp
+		if since.IsZero() {
+			since = d.started
+		}
+		rpo := now.Sub(since)
+		d.agent.Metrics.rpo.WithLabelValues(d.db.Name).Set(rpo.Seconds())
+		limit := time.Duration(d.cfg.Alerts.LagThreshold)
+		if limit <= 0 {
+			limit = 5 * time.Minute
+		}
+		if rpo > limit {
+			d.agent.Alerts.Raise(ctx, d.db.Name, "lag", fmt.Sprintf("RPO %s exceeds %s (stream up: %v)", rpo.Round(time.Second), limit, up))
+		} else {
+			d.agent.Alerts.Resolve(ctx, d.db.Name, "lag")
+		}
+	}
+	if b := d.db.Backup; b != nil {
+		sched, _ := cronParser.Parse(b.Schedule)
+		from := lastOK
+		if from.Before(d.started) {
+			from = d.started // the agent cannot be blamed for time it was not running
+		}
+		if due := sched.Next(from); now.After(due.Add(d.agent.MissedGrace)) {
+			d.agent.Alerts.Raise(ctx, d.db.Name, "missed_backup", fmt.Sprintf("no successful backup since %s; one was due at %s",
+				lastOK.UTC().Format(time.RFC3339), due.UTC().Format(time.RFC3339)))
+		}
+	}
+}
+
+// runJob runs a scheduled job with metrics and alerts.
+func (d *dbRun) runJob(ctx context.Context, log *slog.Logger, job string, fn func(context.Context) error) {
+	start := d.agent.Now()
+	log.Info("job started", "job", job)
+	err := fn(ctx)
+	took := d.agent.Now().Sub(start)
+	d.agent.Metrics.job(d.db.Name, job, start, took, err)
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		log.Error("job failed", "job", job, "err", err, "seconds", took.Seconds())
+		d.agent.Alerts.Raise(ctx, d.db.Name, job, fmt.Sprintf("%s failed: %v", job, err))
+		return
+	}
+	log.Info("job succeeded", "job", job, "seconds", took.Seconds())
+	d.agent.Alerts.Resolve(ctx, d.db.Name, job)
+	if sum, err := d.agent.Runner.Repository(ctx, d.db); err == nil {
+		d.agent.Metrics.repository(d.db.Name, sum)
+	}
+}
+
+func (d *dbRun) backup(ctx context.Context) error {
+	if _, err := d.agent.Runner.Backup(ctx, d.db); err != nil {
+		return err
+	}
+	now := d.agent.Now()
+	d.mu.Lock()
+	d.lastBackupOK = now
+	d.mu.Unlock()
+	d.agent.Metrics.lastBackup.WithLabelValues(d.db.Name).Set(float64(now.Unix()))
+	d.agent.Alerts.Resolve(ctx, d.db.Name, "missed_backup")
+	return nil
+}
+
+func (d *dbRun) drill(ctx context.Context) error {
+	res, err := d.agent.Runner.Drill(ctx, d.db)
+	if res.RTO > 0 {
+		d.agent.Metrics.drillRTO.WithLabelValues(d.db.Name).Set(res.RTO.Seconds())
+	}
+	return err
+}

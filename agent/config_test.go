@@ -1,0 +1,79 @@
+package agent
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "tidemark.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadConfig(t *testing.T) {
+	key := writeConfig(t, "AGE-SECRET-KEY-1...")
+	p := writeConfig(t, `listen: 127.0.0.1:9187
+alerts:
+  lag_threshold: 2m
+databases:
+  - name: main
+    source: postgres://tidemark@db1:5432/postgres
+    repo: s3://backups/main
+    identity_file: `+key+`
+    stream: {enabled: true, create_slot: true}
+    backup: {schedule: "0 1 * * *", fast_checkpoint: true}
+    retention: {schedule: "@daily", keep_daily: 7, pitr_window: 14d}
+    verify: {schedule: "0 4 * * 0"}
+    drill: {schedule: "0 5 * * 0", run_as: postgres}
+`)
+	c, err := LoadConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.Databases[0]
+	if !d.Stream.Enabled || d.Backup.Schedule != "0 1 * * *" || d.Retention.Policy().Window != 14*24*time.Hour ||
+		time.Duration(c.Alerts.LagThreshold) != 2*time.Minute || d.Drill.RunAs != "postgres" {
+		t.Fatalf("config %+v", c)
+	}
+}
+
+// Every mistake is reported with file, line and key, all at once.
+func TestLoadConfigErrorsNameLineAndKey(t *testing.T) {
+	p := writeConfig(t, `databases:
+  - name: main
+    source: postgres://u:secret@db1/postgres
+    repo: /var/backups/main
+    backup:
+      schedule: "61 * * * *"
+    retention:
+      schedule: "@daily"
+    verify: {schedule: "@weekly"}
+`)
+	_, err := LoadConfig(p)
+	if !errors.Is(err, ErrConfig) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, want := range []string{
+		p + ":3: databases.0.source: no passwords",
+		p + ":6: databases.0.backup.schedule: schedule \"61 * * * *\"",
+		p + ":7: databases.0.retention: no rule",
+		p + ":2: databases.0.identity_file: verify and drills read the repository",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	// A misspelt key is refused with its line, not ignored.
+	_, err = LoadConfig(writeConfig(t, "databases:\n  - name: x\n    schedul: 1\n"))
+	if err == nil || !strings.Contains(err.Error(), "line 3: field schedul not found") {
+		t.Fatalf("unknown key: %v", err)
+	}
+}

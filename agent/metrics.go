@@ -1,0 +1,102 @@
+package agent
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the agent's Prometheus series, labelled by database.
+type Metrics struct {
+	reg            *prometheus.Registry
+	streamUp       *prometheus.GaugeVec
+	streamRestarts *prometheus.CounterVec
+	rpo            *prometheus.GaugeVec
+	lagBytes       *prometheus.GaugeVec
+	lastBackup     *prometheus.GaugeVec
+	stored         *prometheus.GaugeVec
+	logical        *prometheus.GaugeVec
+	dedupRatio     *prometheus.GaugeVec
+	jobLastRun     *prometheus.GaugeVec
+	jobLastOK      *prometheus.GaugeVec
+	jobDuration    *prometheus.GaugeVec
+	jobFailures    *prometheus.CounterVec
+	drillRTO       *prometheus.GaugeVec
+	alerts         *prometheus.CounterVec
+	standing       *prometheus.GaugeVec
+}
+
+// NewMetrics registers the agent's series in a registry of its own.
+func NewMetrics() *Metrics {
+	reg := prometheus.NewRegistry()
+	db := []string{"database"}
+	gauge := func(name, help string, labels ...string) *prometheus.GaugeVec {
+		g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "tidemark", Name: name, Help: help}, labels)
+		reg.MustRegister(g)
+		return g
+	}
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tidemark", Name: name, Help: help}, labels)
+		reg.MustRegister(c)
+		return c
+	}
+	return &Metrics{
+		reg:            reg,
+		streamUp:       gauge("stream_up", "1 while the stream runs.", db...),
+		streamRestarts: counter("stream_restarts_total", "Times the stream stopped and was restarted.", db...),
+		rpo:            gauge("stream_rpo_seconds", "Seconds since the archive last held everything the server had written.", db...),
+		lagBytes:       gauge("stream_lag_bytes", "Bytes the server has written that are not durable in the repository yet.", db...),
+		lastBackup:     gauge("last_backup_success_timestamp_seconds", "When the newest base backup was committed.", db...),
+		stored:         gauge("repository_stored_bytes", "Bytes the repository holds.", db...),
+		logical:        gauge("backups_logical_bytes", "Sum of the kept base backups' logical sizes.", db...),
+		dedupRatio:     gauge("dedup_ratio", "Logical bytes of all kept backups per stored byte.", db...),
+		jobLastRun:     gauge("job_last_run_timestamp_seconds", "When a scheduled job last ran.", "database", "job"),
+		jobLastOK:      gauge("job_last_success", "1 if the job's last run succeeded, 0 if it failed.", "database", "job"),
+		jobDuration:    gauge("job_last_duration_seconds", "How long the job's last run took.", "database", "job"),
+		jobFailures:    counter("job_failures_total", "Failed runs of a scheduled job.", "database", "job"),
+		drillRTO:       gauge("drill_rto_seconds", "Restore plus recovery time measured by the last drill.", db...),
+		alerts:         counter("alerts_total", "Alerts raised.", "database", "kind"),
+		standing:       gauge("alert_active", "1 while an alert stands.", "database", "kind"),
+	}
+}
+
+func (m *Metrics) repository(db string, s RepoSummary) {
+	if !s.NewestBackup.IsZero() {
+		m.lastBackup.WithLabelValues(db).Set(float64(s.NewestBackup.Unix()))
+	}
+	m.stored.WithLabelValues(db).Set(float64(s.Stored))
+	m.logical.WithLabelValues(db).Set(float64(s.Logical))
+	if s.Stored > 0 {
+		m.dedupRatio.WithLabelValues(db).Set(float64(s.Logical) / float64(s.Stored))
+	}
+}
+
+func (m *Metrics) job(db, job string, start time.Time, took time.Duration, err error) {
+	m.jobLastRun.WithLabelValues(db, job).Set(float64(start.Unix()))
+	m.jobDuration.WithLabelValues(db, job).Set(took.Seconds())
+	if err != nil {
+		m.jobLastOK.WithLabelValues(db, job).Set(0)
+		m.jobFailures.WithLabelValues(db, job).Inc()
+		return
+	}
+	m.jobLastOK.WithLabelValues(db, job).Set(1)
+}
+
+// Handler serves /metrics and /healthz. /healthz answers 200 while no
+// alert stands and 503 with the standing alerts otherwise.
+func (m *Metrics) Handler(alerts *Alerter) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		standing := alerts.Standing()
+		w.Header().Set("Content-Type", "application/json")
+		if len(standing) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		json.NewEncoder(w).Encode(map[string]any{"ok": len(standing) == 0, "alerts": standing})
+	})
+	return mux
+}
