@@ -113,7 +113,9 @@ func (r agentRunner) Stream(ctx context.Context, db agent.Database, progress fun
 	s := db.Stream
 	return r.a.streamPostgres(ctx, dbRepoFlags(db), wal.Config{Source: db.Source, Slot: orDefault(s.Slot, "tidemark"),
 		CreateSlot: s.CreateSlot, FlushInterval: max(time.Duration(s.FlushInterval), 0),
-		Progress: func(p wal.Progress) { progress(agent.StreamProgress{Durable: uint64(p.Durable), ServerEnd: uint64(p.ServerEnd)}) }})
+		Progress: func(p wal.Progress) {
+			progress(agent.StreamProgress{Durable: uint64(p.Durable), ServerEnd: uint64(p.ServerEnd)})
+		}})
 }
 
 func (r agentRunner) Backup(ctx context.Context, db agent.Database) (agent.BackupResult, error) {
