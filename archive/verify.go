@@ -38,6 +38,11 @@ func (r *Repository) Verify(ctx context.Context, progress func(objects, bytes in
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if errors.Is(err, ErrNotExist) {
+				// Deleted since the listing by normal work (segment
+				// consolidation, lock renewal, expiry): nothing to check.
+				return nil
+			}
 			rep.Problems = append(rep.Problems, err.Error())
 		} else if strings.HasPrefix(o.Name, "chunks/") {
 			if id, err := ParseChunkID(o.Name[strings.LastIndexByte(o.Name, '/')+1:]); err == nil {
@@ -68,9 +73,19 @@ func (r *Repository) Verify(ctx context.Context, progress func(objects, bytes in
 		missing := 0
 		for _, f := range m.Files {
 			for _, c := range f.Chunks {
-				if _, ok := present[c.ID]; !ok {
-					missing++
+				if _, ok := present[c.ID]; ok {
+					continue
 				}
+				// Not in the listing: written after it (a backup committed
+				// while we verified) or really missing. Check it now.
+				if err := r.verifyObject(ctx, chunkName(c.ID)); err != nil {
+					if ctx.Err() != nil {
+						return nil, ctx.Err()
+					}
+					missing++
+					continue
+				}
+				present[c.ID] = struct{}{}
 			}
 		}
 		if missing > 0 {

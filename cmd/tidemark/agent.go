@@ -43,6 +43,7 @@ kept); SIGTERM or SIGINT flushes the streams and exits. See README.md
 		},
 	}
 	cmd.Flags().StringVar(&config, "config", "", "agent config file (YAML)")
+	cmd.AddCommand(a.agentInstallCmd())
 	return cmd
 }
 
@@ -56,6 +57,11 @@ func (a *app) runAgent(ctx context.Context, path string) error {
 	if err != nil {
 		return usageErr(err)
 	}
+	locks := newAgentLocks(a)
+	if err := locks.hold(ctx, cfg); err != nil {
+		return err
+	}
+	defer locks.releaseAll()
 	if cfg.Listen != "" {
 		l, err := net.Listen("tcp", cfg.Listen)
 		if err != nil {
@@ -84,11 +90,22 @@ func (a *app) runAgent(ctx context.Context, path string) error {
 			<-done
 			a.log.Info("agent stopped")
 			return nil
+		case err := <-locks.lost:
+			cancel()
+			<-done
+			return err
 		case <-hup:
 			next, err := agent.LoadConfig(path)
 			if err != nil {
 				a.log.Error("config reload failed; keeping the running config", "err", err)
 				alerts.Raise(ctx, "agent", "config", fmt.Sprintf("config reload failed: %v", err))
+				cancel()
+				<-done
+				continue
+			}
+			if err := locks.hold(ctx, next); err != nil {
+				a.log.Error("config reload refused; keeping the running config", "err", err)
+				alerts.Raise(ctx, "agent", "config", fmt.Sprintf("config reload refused: %v", err))
 				cancel()
 				<-done
 				continue

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// agentInstallCmd prints what runs the agent as a service; installing it
+// stays the administrator's step, so nothing is written behind their back.
+func (a *app) agentInstallCmd() *cobra.Command {
+	var (
+		config, user, envFile string
+		systemd, cron         bool
+	)
+	cmd := &cobra.Command{
+		Use:   "install (--systemd | --cron) --config FILE",
+		Short: "Print a systemd unit or a crontab entry that runs the agent",
+		Long: `Print a systemd unit (save it as /etc/systemd/system/tidemark-agent.service,
+then 'systemctl daemon-reload && systemctl enable --now tidemark-agent') or
+a crontab line (for hosts without systemd: starts the agent every minute
+when it is not running; a second agent is refused by the repository lock
+anyway).
+
+Secrets stay out of the unit: point --env-file at a root-only file holding
+TIDEMARK_SOURCE or AWS_* variables, and keep key files where the config
+names them.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if systemd == cron {
+				return usageErr(fmt.Errorf("give exactly one of --systemd or --cron"))
+			}
+			if config == "" {
+				return usageErr(fmt.Errorf("--config is required"))
+			}
+			cfgPath, err := filepath.Abs(config)
+			if err != nil {
+				return usageErr(err)
+			}
+			if _, err := os.Stat(cfgPath); err != nil {
+				return usageErr(fmt.Errorf("--config: %w", err))
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("locate the tidemark binary: %w", err)
+			}
+			if exe, err = filepath.EvalSymlinks(exe); err != nil {
+				return fmt.Errorf("locate the tidemark binary: %w", err)
+			}
+			if systemd {
+				fmt.Fprint(a.stdout, systemdUnit(exe, cfgPath, user, envFile))
+				return nil
+			}
+			fmt.Fprint(a.stdout, cronEntry(exe, cfgPath, envFile))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&systemd, "systemd", false, "print a systemd service unit")
+	f.BoolVar(&cron, "cron", false, "print a crontab entry")
+	f.StringVar(&config, "config", "", "the agent's config file")
+	f.StringVar(&user, "user", "", "systemd: run as this user (default: the unit's default, root)")
+	f.StringVar(&envFile, "env-file", "", "file of environment variables (secrets) for the agent")
+	return cmd
+}
+
+func systemdUnit(exe, config, user, envFile string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `[Unit]
+Description=Tidemark archiving agent (%s)
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=simple
+ExecStart=%s agent --config %s
+ExecReload=/bin/kill -HUP $MAINPID
+# SIGTERM flushes the streams before exit.
+KillSignal=SIGTERM
+TimeoutStopSec=60
+Restart=always
+RestartSec=5
+`, config, systemdQuote(exe), systemdQuote(config))
+	if user != "" {
+		fmt.Fprintf(&b, "User=%s\n", user)
+	}
+	if envFile != "" {
+		fmt.Fprintf(&b, "EnvironmentFile=%s\n", envFile)
+	}
+	b.WriteString(`NoNewPrivileges=true
+PrivateTmp=true
+
+[Install]
+WantedBy=multi-user.target
+`)
+	return b.String()
+}
+
+func cronEntry(exe, config, envFile string) string {
+	run := fmt.Sprintf("%s agent --config %s", shellQuote(exe), shellQuote(config))
+	if envFile != "" {
+		run = fmt.Sprintf("set -a; . %s; set +a; %s", shellQuote(envFile), run)
+	}
+	log := "/var/log/tidemark-agent.log"
+	return fmt.Sprintf("# Tidemark agent: started within a minute of boot, restarted within a minute if it stopped.\n"+
+		"* * * * * pgrep -f %s >/dev/null || (%s >>%s 2>&1 &)\n",
+		// "[a]gent" matches the agent but not the shell running this line.
+		cronEscape(shellQuote("[a]gent --config "+config)), cronEscape(run), log)
+}
+
+// systemdQuote quotes a path for ExecStart when it holds spaces.
+func systemdQuote(s string) string {
+	if !strings.ContainsAny(s, " \t\"\\") {
+		return s
+	}
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+// cronEscape: cron turns an unescaped % into a newline.
+func cronEscape(s string) string { return strings.ReplaceAll(s, "%", `\%`) }
