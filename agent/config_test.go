@@ -77,3 +77,29 @@ func TestLoadConfigErrorsNameLineAndKey(t *testing.T) {
 		t.Fatalf("unknown key: %v", err)
 	}
 }
+
+// TestReadmeExample: the config shown in README.md is valid, keys and all
+// (the files it names are checked only for readability, so they are
+// replaced by temporary ones).
+func TestReadmeExample(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "```yaml\n")
+	body, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("README.md has no yaml example")
+	}
+	secret := writeConfig(t, "x")
+	for _, f := range []string{"/etc/tidemark/webhook", "/etc/tidemark/smtp", "/etc/tidemark/restore.key"} {
+		body = strings.ReplaceAll(body, f, secret)
+	}
+	cfg, err := LoadConfig(writeConfig(t, body))
+	if err != nil {
+		t.Fatalf("README example: %v", err)
+	}
+	if len(cfg.Databases) != 1 || cfg.Databases[0].Retention.Policy().Window != 14*24*time.Hour {
+		t.Fatalf("README example parsed as %+v", cfg)
+	}
+}

@@ -84,10 +84,13 @@ func scanRecoveryLog(path string, rec *Recovered) (done bool, err error) {
 	}
 	defer f.Close()
 	var promoted, ready bool
+	var fetchErr string // restore_command's own complaint, logged before PostgreSQL's FATAL
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
+		case strings.HasPrefix(line, "tidemark: "):
+			fetchErr = line
 		case strings.Contains(line, "recovery ended before configured recovery target was reached"):
 			return false, fmt.Errorf("%w: the archive ends before the target (PostgreSQL: %s)", ErrUnreachable, after(line, "FATAL:"))
 		case strings.Contains(line, "recovery stopping"):
@@ -101,7 +104,14 @@ func scanRecoveryLog(path string, rec *Recovered) (done bool, err error) {
 		case strings.Contains(line, "database system is ready to accept connections"):
 			ready = true
 		case strings.Contains(line, "FATAL:") || strings.Contains(line, "PANIC:"):
-			return false, fmt.Errorf("recovery failed: %s", after(line, ":"))
+			msg := after(line, "FATAL:")
+			if !strings.Contains(line, "FATAL:") {
+				msg = after(line, "PANIC:")
+			}
+			if fetchErr != "" {
+				msg += " (restore_command: " + fetchErr + ")"
+			}
+			return false, fmt.Errorf("recovery failed: %s", msg)
 		}
 	}
 	return promoted && ready, sc.Err()

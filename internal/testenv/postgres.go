@@ -219,6 +219,19 @@ func (p *Postgres) GrantPath(path string) error {
 	if err := chownTree(path, p.cred); err != nil {
 		return err
 	}
+	// Set-group-ID directories give what a process running as another user
+	// (a streamer as root) writes later the server user's group, as a DBA
+	// sharing a repository between two users would set it up.
+	if p.cred != nil {
+		if err := filepath.Walk(path, func(q string, fi os.FileInfo, err error) error {
+			if err != nil || !fi.IsDir() {
+				return err
+			}
+			return os.Chmod(q, fi.Mode().Perm()|os.ModeSetgid)
+		}); err != nil {
+			return err
+		}
+	}
 	for d := filepath.Dir(path); d != "/" && d != "."; d = filepath.Dir(d) {
 		if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o005 != 0o005 {
 			if err := os.Chmod(d, fi.Mode().Perm()|0o005); err != nil {
