@@ -41,6 +41,8 @@ type S3Store struct {
 	prefix string // "" or ends with "/"
 	desc   string
 	bufs   sync.Pool
+	// pageSize is the listing page size; 0 = the service's default (1000).
+	pageSize int32
 }
 
 // OpenS3 opens s3://bucket/prefix with the standard AWS configuration chain
@@ -311,6 +313,9 @@ func (s *S3Store) List(ctx context.Context, prefix, startAfter string, fn func(O
 	in := &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(s.prefix + prefix)}
 	if startAfter != "" {
 		in.StartAfter = aws.String(s.prefix + startAfter)
+	}
+	if s.pageSize > 0 {
+		in.MaxKeys = &s.pageSize
 	}
 	p := s3.NewListObjectsV2Paginator(s.client, in)
 	for p.HasMorePages() {

@@ -20,20 +20,21 @@ import (
 // Options tunes the suite for slower backends.
 type Options struct {
 	// LargeSize is the size of the streamed large-object test; it should cross
-	// the backend's multipart threshold. Default 40 MiB.
+	// the backend's multipart threshold. Default 64 MiB.
 	LargeSize int64
 	// ManyObjects is the object count of the pagination test; it should exceed
-	// one listing page. Default 1100.
+	// one listing page (stores that can, are set to small pages by their
+	// tests). Default 1200.
 	ManyObjects int
 }
 
 // Run runs the whole suite. newStore must return an empty store each call.
 func Run(t *testing.T, newStore func(t *testing.T) archive.Store, opts Options) {
 	if opts.LargeSize == 0 {
-		opts.LargeSize = 40 << 20
+		opts.LargeSize = 64 << 20
 	}
 	if opts.ManyObjects == 0 {
-		opts.ManyObjects = 1100
+		opts.ManyObjects = 1200
 	}
 	t.Run("PutGet", func(t *testing.T) { testPutGet(t, newStore(t)) })
 	t.Run("WriteOnce", func(t *testing.T) { testWriteOnce(t, newStore(t)) })
@@ -101,6 +102,16 @@ func testWriteOnce(t *testing.T, s archive.Store) {
 	}
 	if got := get(t, s, "once", 0, -1); string(got) != "first" {
 		t.Fatalf("object changed by refused put: %q", got)
+	}
+	// The same through the multipart/resumable/staged path of a streamed
+	// object larger than any backend's part, chunk or block, refused at its
+	// commit: a small object must not be replaced by a large one.
+	err = s.Put(context.Background(), "once", &patternReader{n: 12 << 20}, -1)
+	if !errors.Is(err, archive.ErrExist) {
+		t.Fatalf("second, streamed put: err = %v, want ErrExist", err)
+	}
+	if got := get(t, s, "once", 0, -1); string(got) != "first" {
+		t.Fatalf("object changed by refused streamed put: %d bytes", len(got))
 	}
 }
 
@@ -207,6 +218,17 @@ func testListMany(t *testing.T, s archive.Store, count int) {
 	after := listNames(t, s, "many/", fmt.Sprintf("many/%06d", count-5))
 	if len(after) != 4 {
 		t.Fatalf("start-after listing gave %d names, want 4", len(after))
+	}
+	// From the middle, across the remaining pages.
+	mid := count / 2
+	after = listNames(t, s, "many/", fmt.Sprintf("many/%06d", mid))
+	if len(after) != count-mid-1 || after[0] != fmt.Sprintf("many/%06d", mid+1) {
+		t.Fatalf("start-after the middle gave %d names from %v, want %d", len(after), after[:min(1, len(after))], count-mid-1)
+	}
+	// A start-after name that is not itself stored.
+	after = listNames(t, s, "many/", fmt.Sprintf("many/%06d~", mid))
+	if len(after) != count-mid-1 {
+		t.Fatalf("start-after a missing name gave %d names, want %d", len(after), count-mid-1)
 	}
 }
 
@@ -352,6 +374,33 @@ func testFailedPut(t *testing.T, s archive.Store) {
 	if err := s.Put(cctx, "cancelled", strings.NewReader("x"), 1); err == nil {
 		t.Fatalf("put with cancelled context succeeded")
 	}
+	// Cancelled midway through a streamed upload: nothing becomes visible.
+	cctx, cancel = context.WithCancel(ctx)
+	defer cancel()
+	r := &cancellingReader{r: &patternReader{n: 24 << 20}, at: 10 << 20, cancel: cancel}
+	if err := s.Put(cctx, "cancelled-midway", r, -1); err == nil {
+		t.Fatalf("put cancelled midway succeeded")
+	}
+	if _, err := s.Stat(ctx, "cancelled-midway"); !errors.Is(err, archive.ErrNotExist) {
+		t.Fatalf("put cancelled midway left a visible object: stat err = %v", err)
+	}
+}
+
+// cancellingReader cancels its context once at bytes were read, as a caller
+// giving up mid-upload would.
+type cancellingReader struct {
+	r      io.Reader
+	n, at  int
+	cancel context.CancelFunc
+}
+
+func (c *cancellingReader) Read(p []byte) (int, error) {
+	if c.n >= c.at {
+		c.cancel()
+	}
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
 }
 
 func testBadNames(t *testing.T, s archive.Store) {
