@@ -80,14 +80,18 @@ func parseAzureURL(u *url.URL) (azureLocation, error) {
 // The account is the URL's or AZURE_STORAGE_ACCOUNT; AZURE_STORAGE_ENDPOINT
 // replaces the service URL (https://ACCOUNT.blob.core.windows.net), e.g. for
 // Azurite.
-func OpenAzure(ctx context.Context, u *url.URL) (*AzureStore, error) {
+func OpenAzure(ctx context.Context, u *url.URL) (*AzureStore, error) { return openAzure(ctx, u, nil) }
+
+// openAzure is OpenAzure over a given HTTP transport (tests inject faults
+// with it); nil is the default.
+func openAzure(ctx context.Context, u *url.URL, transport policy.Transporter) (*AzureStore, error) {
 	loc, err := parseAzureURL(u)
 	if err != nil {
 		return nil, err
 	}
 	opts := &container.ClientOptions{ClientOptions: azcore.ClientOptions{Retry: policy.RetryOptions{
 		// More patience than the default 3 retries: backups run unattended.
-		MaxRetries: 9, RetryDelay: 200 * time.Millisecond, MaxRetryDelay: 20 * time.Second}}}
+		MaxRetries: 9, RetryDelay: 200 * time.Millisecond, MaxRetryDelay: 20 * time.Second}, Transport: transport}}
 	client, desc, err := azureClient(loc, opts)
 	if err != nil {
 		return nil, fmt.Errorf("azblob %s: %w", loc.container, err)

@@ -47,7 +47,10 @@ type GCSStore struct {
 // Credentials: GOOGLE_APPLICATION_CREDENTIALS naming a service-account key
 // file, gcloud's user credentials, or the metadata server on GCP. With
 // STORAGE_EMULATOR_HOST set the client talks to that emulator without auth.
-func OpenGCS(ctx context.Context, u *url.URL) (*GCSStore, error) {
+func OpenGCS(ctx context.Context, u *url.URL) (*GCSStore, error) { return openGCS(ctx, u) }
+
+// openGCS is OpenGCS with extra client options (tests inject faults with them).
+func openGCS(ctx context.Context, u *url.URL, extra ...option.ClientOption) (*GCSStore, error) {
 	if u.Host == "" {
 		return nil, fmt.Errorf("%w: gs URL %q: no bucket", ErrBadURL, safeURL(u))
 	}
@@ -55,7 +58,7 @@ func OpenGCS(ctx context.Context, u *url.URL) (*GCSStore, error) {
 		return nil, fmt.Errorf("%w: gs URL %q: credentials and options come from the environment, not the URL", ErrBadURL, safeURL(u))
 	}
 	opts := []option.ClientOption{storage.WithJSONReads(), storage.WithDisabledClientMetrics()}
-	client, err := storage.NewClient(ctx, opts...)
+	client, err := storage.NewClient(ctx, append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("gs %s: create client (credentials from GOOGLE_APPLICATION_CREDENTIALS or application-default login): %w", u.Host, err)
 	}
