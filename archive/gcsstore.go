@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +24,13 @@ import (
 // the object in memory whatever its size. Objects smaller than a chunk go up
 // in a single request.
 const gcsChunkSize = 8 << 20
+
+// gcsSmall is the first read of a Put; gcsChunkUnit is the granularity the
+// client rounds chunk sizes to.
+const (
+	gcsSmall     = 1 << 20
+	gcsChunkUnit = 256 << 10
+)
 
 // putTokenKey is the object metadata key holding a random token per Put. When
 // a retried conditional create is refused because its own first attempt
@@ -116,13 +124,25 @@ func (s *GCSStore) put(ctx context.Context, obj *storage.ObjectHandle, r io.Read
 	// Cancelling the writer's context is how an upload is abandoned.
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The Writer allocates a whole chunk up front. Most objects (chunks, WAL
+	// parts) are far smaller: when the data ends within a small first read,
+	// size the chunk to it, which also makes it a single-request upload.
+	head := make([]byte, gcsSmall)
+	n, err := io.ReadFull(r, head)
+	chunk := gcsChunkSize
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		chunk = (n/gcsChunkUnit + 1) * gcsChunkUnit // strictly larger: one request
+	case err != nil:
+		return fmt.Errorf("read object data: %w", err)
+	}
 	w := obj.If(storage.Conditions{DoesNotExist: true}).NewWriter(wctx)
-	w.ChunkSize = gcsChunkSize
-	w.SendCRC32C = false // the writer computes and checks it for single-shot uploads itself
+	w.ChunkSize = chunk
 	w.ForceEmptyContentType = true
 	w.ContentType = "application/octet-stream"
 	w.Metadata = map[string]string{putTokenKey: token}
-	if _, err := io.Copy(w, r); err != nil {
+	// The client sends the whole object's CRC32C itself, checked by the service.
+	if _, err := io.Copy(w, io.MultiReader(bytes.NewReader(head[:n]), r)); err != nil {
 		cancel()
 		w.Close()
 		if werr := gcsClassify(err); errors.Is(werr, ErrExist) {
