@@ -3,6 +3,7 @@ package archive
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -129,7 +130,12 @@ func (s *AzureStore) put(ctx context.Context, bb *blockblob.Client, r io.Reader,
 
 // commitOne writes data as a single staged block committed under cond.
 func (s *AzureStore) commitOne(ctx context.Context, bb *blockblob.Client, data []byte, cond *blob.AccessConditions, meta map[string]*string) error {
-	id := base64.StdEncoding.EncodeToString([]byte(randomToken()))
+	// All block IDs of one blob must have one length, and the uncommitted
+	// blocks it may still hold come from UploadStream, whose IDs are 64
+	// bytes: use that length too.
+	var raw [64]byte
+	rand.Read(raw[:])
+	id := base64.StdEncoding.EncodeToString(raw[:])
 	if _, err := bb.StageBlock(ctx, id, streaming.NopCloser(bytes.NewReader(data)), nil); err != nil {
 		return azClassify(err)
 	}
