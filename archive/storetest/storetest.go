@@ -45,6 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) archive.Store, opts Options) 
 	t.Run("Delete", func(t *testing.T) { testDelete(t, newStore(t)) })
 	t.Run("Large", func(t *testing.T) { testLarge(t, newStore(t), opts.LargeSize) })
 	t.Run("ConcurrentWriters", func(t *testing.T) { testConcurrentWriters(t, newStore(t)) })
+	t.Run("ConcurrentLargeWriters", func(t *testing.T) { testConcurrentLargeWriters(t, newStore(t)) })
 	t.Run("FailedPutInvisible", func(t *testing.T) { testFailedPut(t, newStore(t)) })
 	t.Run("BadNames", func(t *testing.T) { testBadNames(t, newStore(t)) })
 }
@@ -332,6 +333,58 @@ func testConcurrentWriters(t *testing.T, s archive.Store) {
 	got := get(t, s, "contended", 0, -1)
 	if len(got) != 64<<10 || !bytes.Equal(got, bytes.Repeat(got[:1], len(got))) {
 		t.Fatalf("contended object is a mix of writers (%d bytes)", len(got))
+	}
+}
+
+// xorReader is a patternReader whose bytes are flipped by key, so each
+// writer's stream differs.
+type xorReader struct {
+	patternReader
+	key byte
+}
+
+func (x *xorReader) Read(p []byte) (int, error) {
+	n, err := x.patternReader.Read(p)
+	for i := range p[:n] {
+		p[i] ^= x.key
+	}
+	return n, err
+}
+
+// testConcurrentLargeWriters races streamed objects larger than a part,
+// chunk or block: uploads interleave and the commit decides. Exactly one
+// wins, and the object is that writer's data, whole.
+func testConcurrentLargeWriters(t *testing.T, s archive.Store) {
+	const writers, size = 3, 10 << 20
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < writers; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			err := s.Put(context.Background(), "contended-large", &xorReader{patternReader{n: size}, byte(i + 1)}, -1)
+			switch {
+			case err == nil:
+				wins.Add(1)
+			case errors.Is(err, archive.ErrExist):
+			default:
+				t.Errorf("writer %d: %v", i, err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d writers succeeded on one name, want exactly 1", wins.Load())
+	}
+	got := get(t, s, "contended-large", 0, -1)
+	if len(got) != size {
+		t.Fatalf("contended object has %d bytes, want %d", len(got), size)
+	}
+	key := got[0] ^ func() byte { b := make([]byte, 1); (&patternReader{n: 1}).Read(b); return b[0] }()
+	want := make([]byte, size)
+	io.ReadFull(&xorReader{patternReader{n: size}, key}, want)
+	if key == 0 || key > writers || !bytes.Equal(got, want) {
+		t.Fatalf("contended object is not one writer's data (key %d)", key)
 	}
 }
 
