@@ -167,10 +167,7 @@ func (s *AzureStore) Get(ctx context.Context, name string, off, length int64) (i
 		return nil, fmt.Errorf("azblob get: %w", err)
 	}
 	if length == 0 {
-		if _, err := s.Stat(ctx, name); err != nil {
-			return nil, err
-		}
-		return io.NopCloser(strings.NewReader("")), nil
+		return emptyRead(ctx, s, name, off)
 	}
 	rng := blob.HTTPRange{Offset: off}
 	if length > 0 {
@@ -179,9 +176,8 @@ func (s *AzureStore) Get(ctx context.Context, name string, off, length int64) (i
 	resp, err := bb.DownloadStream(ctx, &blob.DownloadStreamOptions{Range: rng})
 	if err != nil {
 		if bloberror.HasCode(err, bloberror.InvalidRange) {
-			// Reading from exactly the end is an empty read, not an error.
-			if info, serr := s.Stat(ctx, name); serr == nil && off == info.Size {
-				return io.NopCloser(strings.NewReader("")), nil
+			if rc, err := emptyRead(ctx, s, name, off); err == nil {
+				return rc, nil
 			}
 		}
 		return nil, fmt.Errorf("azblob get %s: %w", name, azClassify(err))

@@ -168,10 +168,7 @@ func (s *GCSStore) Get(ctx context.Context, name string, off, length int64) (io.
 		return nil, fmt.Errorf("gs get: %w", err)
 	}
 	if length == 0 {
-		if _, err := s.Stat(ctx, name); err != nil {
-			return nil, err
-		}
-		return io.NopCloser(strings.NewReader("")), nil
+		return emptyRead(ctx, s, name, off)
 	}
 	if length < 0 {
 		length = -1
@@ -180,9 +177,8 @@ func (s *GCSStore) Get(ctx context.Context, name string, off, length int64) (io.
 	if err != nil {
 		err = gcsClassify(err)
 		if gcsStatus(err) == http.StatusRequestedRangeNotSatisfiable {
-			// Reading from exactly the end is an empty read, not an error.
-			if info, serr := s.Stat(ctx, name); serr == nil && off == info.Size {
-				return io.NopCloser(strings.NewReader("")), nil
+			if rc, err := emptyRead(ctx, s, name, off); err == nil {
+				return rc, nil
 			}
 		}
 		return nil, fmt.Errorf("gs get %s: %w", name, err)

@@ -254,10 +254,7 @@ func (s *S3Store) Get(ctx context.Context, name string, off, length int64) (io.R
 		return nil, fmt.Errorf("s3 get: %w", err)
 	}
 	if length == 0 {
-		if _, err := s.Stat(ctx, name); err != nil {
-			return nil, err
-		}
-		return io.NopCloser(strings.NewReader("")), nil
+		return emptyRead(ctx, s, name, off)
 	}
 	in := &s3.GetObjectInput{Bucket: &s.bucket, Key: &key}
 	switch {
@@ -271,9 +268,8 @@ func (s *S3Store) Get(ctx context.Context, name string, off, length int64) (io.R
 		err = classify(err)
 		var ae smithy.APIError
 		if errors.As(err, &ae) && ae.ErrorCode() == "InvalidRange" {
-			// Reading from exactly the end is an empty read, not an error.
-			if info, serr := s.Stat(ctx, name); serr == nil && off == info.Size {
-				return io.NopCloser(strings.NewReader("")), nil
+			if rc, err := emptyRead(ctx, s, name, off); err == nil {
+				return rc, nil
 			}
 		}
 		return nil, fmt.Errorf("s3 get %s: %w", name, err)

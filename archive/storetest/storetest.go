@@ -307,16 +307,17 @@ func testLarge(t *testing.T, s archive.Store, size int64) {
 	}
 }
 
-func testConcurrentWriters(t *testing.T, s archive.Store) {
-	const writers = 8
+// race runs writers Puts of one name at once, each from the reader open
+// gives it, and fails unless exactly one succeeds and the others get ErrExist.
+func race(t *testing.T, s archive.Store, name string, writers int, open func(i int) io.Reader) {
+	t.Helper()
 	var wins atomic.Int32
 	var wg sync.WaitGroup
 	for i := 0; i < writers; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			data := bytes.Repeat([]byte{byte('a' + i)}, 64<<10)
-			err := s.Put(context.Background(), "contended", bytes.NewReader(data), int64(len(data)))
+			err := s.Put(context.Background(), name, open(i), -1)
 			switch {
 			case err == nil:
 				wins.Add(1)
@@ -330,6 +331,12 @@ func testConcurrentWriters(t *testing.T, s archive.Store) {
 	if wins.Load() != 1 {
 		t.Fatalf("%d writers succeeded on one name, want exactly 1", wins.Load())
 	}
+}
+
+func testConcurrentWriters(t *testing.T, s archive.Store) {
+	race(t, s, "contended", 8, func(i int) io.Reader {
+		return bytes.NewReader(bytes.Repeat([]byte{byte('a' + i)}, 64<<10))
+	})
 	got := get(t, s, "contended", 0, -1)
 	if len(got) != 64<<10 || !bytes.Equal(got, bytes.Repeat(got[:1], len(got))) {
 		t.Fatalf("contended object is a mix of writers (%d bytes)", len(got))
@@ -356,26 +363,9 @@ func (x *xorReader) Read(p []byte) (int, error) {
 // wins, and the object is that writer's data, whole.
 func testConcurrentLargeWriters(t *testing.T, s archive.Store) {
 	const writers, size = 3, 10 << 20
-	var wins atomic.Int32
-	var wg sync.WaitGroup
-	for i := 0; i < writers; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			err := s.Put(context.Background(), "contended-large", &xorReader{patternReader{n: size}, byte(i + 1)}, -1)
-			switch {
-			case err == nil:
-				wins.Add(1)
-			case errors.Is(err, archive.ErrExist):
-			default:
-				t.Errorf("writer %d: %v", i, err)
-			}
-		}(i)
-	}
-	wg.Wait()
-	if wins.Load() != 1 {
-		t.Fatalf("%d writers succeeded on one name, want exactly 1", wins.Load())
-	}
+	race(t, s, "contended-large", writers, func(i int) io.Reader {
+		return &xorReader{patternReader{n: size}, byte(i + 1)}
+	})
 	got := get(t, s, "contended-large", 0, -1)
 	if len(got) != size {
 		t.Fatalf("contended object has %d bytes, want %d", len(got), size)
