@@ -108,6 +108,13 @@ func TestAzureCredentialOptions(t *testing.T) {
 			t.Fatalf("key and SAS both set: %v", err)
 		}
 	})
+	t.Run("NoAccount", func(t *testing.T) {
+		t.Setenv("AZURE_STORAGE_ACCOUNT", "")
+		t.Setenv("AZURE_STORAGE_ENDPOINT", "")
+		if _, err := archive.OpenStore(ctx, "azblob://"+ctr+"/p"); !errors.Is(err, archive.ErrBadURL) || !strings.Contains(err.Error(), "AZURE_STORAGE_ACCOUNT") {
+			t.Fatalf("no account: %v", err)
+		}
+	})
 	t.Run("BadURLs", func(t *testing.T) {
 		for _, u := range []string{"azblob:///p", "https://example.com/c/p", "azblob://c/p?sig=secret", "https://acct.blob.core.windows.net/"} {
 			if _, err := archive.OpenStore(ctx, u); !errors.Is(err, archive.ErrBadURL) || strings.Contains(err.Error(), "secret") {
