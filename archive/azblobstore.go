@@ -56,21 +56,6 @@ func (s *AzureStore) blob(name string) (*blockblob.Client, error) {
 	return s.client.NewBlockBlobClient(s.prefix + name), nil
 }
 
-// readErrReader remembers the source's own error, so a failed upload can say
-// whether the data or the service broke.
-type readErrReader struct {
-	r   io.Reader
-	err error
-}
-
-func (e *readErrReader) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	if err != nil && err != io.EOF {
-		e.err = err
-	}
-	return n, err
-}
-
 // Put implements Store.
 func (s *AzureStore) Put(ctx context.Context, name string, r io.Reader, size int64) error {
 	bb, err := s.blob(name)

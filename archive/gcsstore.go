@@ -111,13 +111,17 @@ func (s *GCSStore) Put(ctx context.Context, name string, r io.Reader, size int64
 		return fmt.Errorf("gs put: %w", err)
 	}
 	token := randomToken()
-	if err := s.put(ctx, obj, ctxReader{ctx, r}, token); err != nil {
-		if errors.Is(err, ErrExist) && s.ownedBy(obj, token) {
-			return nil
-		}
-		return fmt.Errorf("gs put %s: %w", name, err)
+	src := &readErrReader{r: ctxReader{ctx, r}}
+	err = s.put(ctx, obj, src, token)
+	switch {
+	case err == nil:
+		return nil
+	case src.err != nil:
+		return fmt.Errorf("gs put %s: read object data: %w", name, src.err)
+	case errors.Is(err, ErrExist) && s.ownedBy(obj, token):
+		return nil
 	}
-	return nil
+	return fmt.Errorf("gs put %s: %w", name, err)
 }
 
 func (s *GCSStore) put(ctx context.Context, obj *storage.ObjectHandle, r io.Reader, token string) error {
@@ -134,7 +138,7 @@ func (s *GCSStore) put(ctx context.Context, obj *storage.ObjectHandle, r io.Read
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
 		chunk = (n/gcsChunkUnit + 1) * gcsChunkUnit // strictly larger: one request
 	case err != nil:
-		return fmt.Errorf("read object data: %w", err)
+		return err
 	}
 	w := obj.If(storage.Conditions{DoesNotExist: true}).NewWriter(wctx)
 	w.ChunkSize = chunk
@@ -143,12 +147,9 @@ func (s *GCSStore) put(ctx context.Context, obj *storage.ObjectHandle, r io.Read
 	w.Metadata = map[string]string{putTokenKey: token}
 	// The client sends the whole object's CRC32C itself, checked by the service.
 	if _, err := io.Copy(w, io.MultiReader(bytes.NewReader(head[:n]), r)); err != nil {
-		cancel()
+		cancel() // abandons the upload: nothing becomes visible
 		w.Close()
-		if werr := gcsClassify(err); errors.Is(werr, ErrExist) {
-			return werr // refused by the service while streaming
-		}
-		return fmt.Errorf("read object data: %w", err)
+		return gcsClassify(err)
 	}
 	return gcsClassify(w.Close())
 }

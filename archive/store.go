@@ -57,6 +57,21 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
+// readErrReader remembers the source's own error, so a failed upload can say
+// whether the data or the service broke.
+type readErrReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *readErrReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
+}
+
 // emptyRead serves the reads object services answer awkwardly: zero bytes,
 // or a range starting exactly at the end (refused with 416 by S3, GCS and
 // Azure), both empty reads by the contract as long as name exists and off is
