@@ -17,7 +17,8 @@ build:
 vet:
 	$(GO) vet ./...
 
-# The whole suite against real servers (PostgreSQL, MariaDB, FerretDB, MinIO)
+# The whole suite against real servers (PostgreSQL, MariaDB, FerretDB, MinIO,
+# fake-gcs-server, Azurite)
 # started by the tests themselves. Under CI=true a server that cannot start
 # fails its tests instead of skipping them.
 test: deps vet
@@ -36,6 +37,7 @@ fuzz:
 	$(GO) test ./archive -run '^$$' -fuzz '^FuzzObjectReader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./archive -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./archive -run '^$$' -fuzz '^FuzzChunkIndex$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./archive -run '^$$' -fuzz '^FuzzParseAzureURL$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./restore -run '^$$' -fuzz '^FuzzParseTime$$' -fuzztime $(FUZZTIME)
 
 clean:

@@ -13,6 +13,11 @@ import (
 //
 //	file:///path or a plain path   local disk (FileStore)
 //	s3://bucket/prefix             S3 or an S3-compatible server (S3Store)
+//	gs://bucket/prefix             Google Cloud Storage (GCSStore)
+//	azblob://container/prefix      Azure Blob Storage, account from the
+//	                               environment (AzureStore)
+//	https://ACCOUNT.blob.core.windows.net/container/prefix
+//	                               Azure Blob Storage (AzureStore)
 func OpenStore(ctx context.Context, repoURL string) (Store, error) {
 	if repoURL == "" {
 		return nil, fmt.Errorf("%w: no repository given (--repo or TIDEMARK_REPO)", ErrBadURL)
@@ -32,9 +37,20 @@ func OpenStore(ctx context.Context, repoURL string) (Store, error) {
 		return OpenFile(u.Path)
 	case "s3":
 		return OpenS3(ctx, u)
+	case "gs":
+		return OpenGCS(ctx, u)
+	case "azblob", "https":
+		return OpenAzure(ctx, u)
 	default:
-		return nil, fmt.Errorf("%w: repository URL %q: unsupported scheme %q (supported: file://, s3://)", ErrBadURL, repoURL, u.Scheme)
+		return nil, fmt.Errorf("%w: repository URL %q: unsupported scheme %q (supported: file://, s3://, gs://, azblob://, https://ACCOUNT.blob.core.windows.net/)", ErrBadURL, safeURL(u), u.Scheme)
 	}
+}
+
+// safeURL shows a URL in messages without anything that may hold a secret
+// (user info, query, fragment).
+func safeURL(u *url.URL) string {
+	v := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
+	return v.String()
 }
 
 // ErrBadURL marks a repository URL that cannot name a store.

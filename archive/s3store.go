@@ -41,6 +41,8 @@ type S3Store struct {
 	prefix string // "" or ends with "/"
 	desc   string
 	bufs   sync.Pool
+	// pageSize is the listing page size; 0 = the service's default (1000).
+	pageSize int32
 }
 
 // OpenS3 opens s3://bucket/prefix with the standard AWS configuration chain
@@ -252,10 +254,7 @@ func (s *S3Store) Get(ctx context.Context, name string, off, length int64) (io.R
 		return nil, fmt.Errorf("s3 get: %w", err)
 	}
 	if length == 0 {
-		if _, err := s.Stat(ctx, name); err != nil {
-			return nil, err
-		}
-		return io.NopCloser(strings.NewReader("")), nil
+		return emptyRead(ctx, s, name, off)
 	}
 	in := &s3.GetObjectInput{Bucket: &s.bucket, Key: &key}
 	switch {
@@ -269,9 +268,8 @@ func (s *S3Store) Get(ctx context.Context, name string, off, length int64) (io.R
 		err = classify(err)
 		var ae smithy.APIError
 		if errors.As(err, &ae) && ae.ErrorCode() == "InvalidRange" {
-			// Reading from exactly the end is an empty read, not an error.
-			if info, serr := s.Stat(ctx, name); serr == nil && off == info.Size {
-				return io.NopCloser(strings.NewReader("")), nil
+			if rc, err := emptyRead(ctx, s, name, off); err == nil {
+				return rc, nil
 			}
 		}
 		return nil, fmt.Errorf("s3 get %s: %w", name, err)
@@ -311,6 +309,9 @@ func (s *S3Store) List(ctx context.Context, prefix, startAfter string, fn func(O
 	in := &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(s.prefix + prefix)}
 	if startAfter != "" {
 		in.StartAfter = aws.String(s.prefix + startAfter)
+	}
+	if s.pageSize > 0 {
+		in.MaxKeys = &s.pageSize
 	}
 	p := s3.NewListObjectsV2Paginator(s.client, in)
 	for p.HasMorePages() {

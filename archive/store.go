@@ -6,8 +6,12 @@ package archive
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -51,6 +55,44 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// readErrReader remembers the source's own error, so a failed upload can say
+// whether the data or the service broke.
+type readErrReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *readErrReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
+}
+
+// emptyRead serves the reads object services answer awkwardly: zero bytes,
+// or a range starting exactly at the end (refused with 416 by S3, GCS and
+// Azure), both empty reads by the contract as long as name exists and off is
+// within it.
+func emptyRead(ctx context.Context, s Store, name string, off int64) (io.ReadCloser, error) {
+	info, err := s.Stat(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if off > info.Size {
+		return nil, fmt.Errorf("read %s at %d: beyond its end (%d bytes)", name, off, info.Size)
+	}
+	return io.NopCloser(strings.NewReader("")), nil
+}
+
+// randomToken is a unique tag for one write, e.g. to recognise a retried
+// conditional create that finds its own first attempt.
+func randomToken() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // ObjectInfo describes one stored object.

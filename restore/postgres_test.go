@@ -27,7 +27,8 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 type pitr struct {
 	t        *testing.T
 	pg       *testenv.Postgres
-	repoDir  string
+	repoDir  string // the file repository's directory, when on disk
+	repoURL  string // where the repository lives: repoDir or an object store URL
 	keyFile  string
 	repo     *archive.Repository
 	stopWAL  func()
@@ -35,17 +36,23 @@ type pitr struct {
 	identity *age.X25519Identity
 }
 
-func newPITR(t *testing.T) *pitr {
+func newPITR(t *testing.T) *pitr { t.Helper(); return newPITRAt(t, "") }
+
+// newPITRAt is newPITR with the repository at repoURL ("" = a local directory).
+func newPITRAt(t *testing.T, repoURL string) *pitr {
 	t.Helper()
 	pg := testenv.NewPostgreSQL(t, testenv.PostgresOptions{Conf: []string{"checkpoint_timeout=1h", "max_wal_size=2GB"}})
 	id, _ := age.GenerateX25519Identity()
 	base := t.TempDir()
 	p := &pitr{t: t, pg: pg, repoDir: filepath.Join(base, "repo"), keyFile: filepath.Join(base, "restore.key"), identity: id}
+	if p.repoURL = repoURL; repoURL == "" {
+		p.repoURL = p.repoDir
+	}
 	if err := os.WriteFile(p.keyFile, []byte(id.String()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	s, err := archive.OpenFile(p.repoDir)
+	s, err := archive.OpenStore(ctx, p.repoURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +135,10 @@ func (p *pitr) waitArchived() {
 
 func (p *pitr) backup() *basebackup.BackupResult {
 	p.t.Helper()
-	s, _ := archive.OpenFile(p.repoDir)
+	s, err := archive.OpenStore(context.Background(), p.repoURL)
+	if err != nil {
+		p.t.Fatal(err)
+	}
 	w, err := archive.Open(context.Background(), s, archive.Keys{}) // a backup host: public key only
 	if err != nil {
 		p.t.Fatal(err)
@@ -148,7 +158,7 @@ func (p *pitr) restore(target PostgresTarget) *pgx.Conn { return p.restoreWith(t
 func (p *pitr) restoreWith(target PostgresTarget, tsMap map[string]string) *pgx.Conn {
 	p.t.Helper()
 	dir := filepath.Join(p.t.TempDir(), "restored")
-	cmd := fmt.Sprintf("%s wal-fetch --repo %s --identity-file %s %%f %%p", testenv.TidemarkBinary(p.t), p.repoDir, p.keyFile)
+	cmd := fmt.Sprintf("%s wal-fetch --repo %s --identity-file %s %%f %%p", testenv.TidemarkBinary(p.t), p.repoURL, p.keyFile)
 	_, err := RestorePostgres(context.Background(), PostgresConfig{Repo: p.repo, TargetDir: dir, Target: target, Jobs: 4,
 		RestoreCommand: cmd, Log: p.log(), TablespaceMap: tsMap})
 	if err != nil {
@@ -164,7 +174,10 @@ func (p *pitr) restoreWith(target PostgresTarget, tsMap map[string]string) *pgx.
 	if out, err := exec.Command(filepath.Join(testenv.PostgresBinDir, "pg_verifybackup"), verify...).CombinedOutput(); err != nil {
 		p.t.Fatalf("pg_verifybackup: %v\n%s", err, out)
 	}
-	p.pg.Grant(p.t, p.repoDir, p.keyFile)
+	p.pg.Grant(p.t, p.keyFile)
+	if p.repoURL == p.repoDir {
+		p.pg.Grant(p.t, p.repoDir)
+	}
 	for _, loc := range tsMap {
 		p.pg.Grant(p.t, loc)
 	}
@@ -252,6 +265,45 @@ func TestPointInTimeRestore(t *testing.T) {
 	c = p.restore(PostgresTarget{Latest: true})
 	if n, l := count(t, c, "orders"), count(t, c, "late"); n != 1300 || l != 3 {
 		t.Fatalf("restore to latest: %d orders and %d late, want 1300 and 3", n, l)
+	}
+}
+
+// TestPointInTimeRestoreOnObjectStores: stream, back up and restore to a
+// time with the repository on Google Cloud Storage and on Azure Blob Storage
+// (their emulators), PostgreSQL's restore_command fetching WAL from there.
+func TestPointInTimeRestoreOnObjectStores(t *testing.T) {
+	for _, store := range []struct {
+		name string
+		repo func(t *testing.T) string // sets the environment, returns the URL
+	}{
+		{"gs", func(t *testing.T) string {
+			g := testenv.FakeGCSServer(t)
+			g.SetEnv(t)
+			return "gs://" + g.NewBucket(t) + "/pg-main"
+		}},
+		{"azblob", func(t *testing.T) string {
+			a := testenv.AzuriteServer(t)
+			a.SetEnv(t)
+			return "azblob://" + a.NewContainer(t) + "/pg-main"
+		}},
+	} {
+		t.Run(store.name, func(t *testing.T) {
+			p := newPITRAt(t, store.repo(t))
+			p.startStreaming()
+			p.exec("CREATE TABLE orders (id int primary key, note text)")
+			p.exec("INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, 1000) g")
+			p.backup()
+			p.exec("INSERT INTO orders SELECT g, 'phase 2' FROM generate_series(1001, 1500) g")
+			time.Sleep(20 * time.Millisecond)
+			markTime := time.Now()
+			time.Sleep(20 * time.Millisecond)
+			p.exec("DELETE FROM orders WHERE id <= 200")
+			p.waitArchived()
+			p.stopWAL()
+			if n := count(t, p.restore(PostgresTarget{Time: markTime}), "orders"); n != 1500 {
+				t.Fatalf("restore to time from %s: %d orders, want 1500", p.repoURL, n)
+			}
+		})
 	}
 }
 

@@ -20,20 +20,21 @@ import (
 // Options tunes the suite for slower backends.
 type Options struct {
 	// LargeSize is the size of the streamed large-object test; it should cross
-	// the backend's multipart threshold. Default 40 MiB.
+	// the backend's multipart threshold. Default 64 MiB.
 	LargeSize int64
 	// ManyObjects is the object count of the pagination test; it should exceed
-	// one listing page. Default 1100.
+	// one listing page (stores that can, are set to small pages by their
+	// tests). Default 1200.
 	ManyObjects int
 }
 
 // Run runs the whole suite. newStore must return an empty store each call.
 func Run(t *testing.T, newStore func(t *testing.T) archive.Store, opts Options) {
 	if opts.LargeSize == 0 {
-		opts.LargeSize = 40 << 20
+		opts.LargeSize = 64 << 20
 	}
 	if opts.ManyObjects == 0 {
-		opts.ManyObjects = 1100
+		opts.ManyObjects = 1200
 	}
 	t.Run("PutGet", func(t *testing.T) { testPutGet(t, newStore(t)) })
 	t.Run("WriteOnce", func(t *testing.T) { testWriteOnce(t, newStore(t)) })
@@ -44,6 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) archive.Store, opts Options) 
 	t.Run("Delete", func(t *testing.T) { testDelete(t, newStore(t)) })
 	t.Run("Large", func(t *testing.T) { testLarge(t, newStore(t), opts.LargeSize) })
 	t.Run("ConcurrentWriters", func(t *testing.T) { testConcurrentWriters(t, newStore(t)) })
+	t.Run("ConcurrentLargeWriters", func(t *testing.T) { testConcurrentLargeWriters(t, newStore(t)) })
 	t.Run("FailedPutInvisible", func(t *testing.T) { testFailedPut(t, newStore(t)) })
 	t.Run("BadNames", func(t *testing.T) { testBadNames(t, newStore(t)) })
 }
@@ -101,6 +103,16 @@ func testWriteOnce(t *testing.T, s archive.Store) {
 	}
 	if got := get(t, s, "once", 0, -1); string(got) != "first" {
 		t.Fatalf("object changed by refused put: %q", got)
+	}
+	// The same through the multipart/resumable/staged path of a streamed
+	// object larger than any backend's part, chunk or block, refused at its
+	// commit: a small object must not be replaced by a large one.
+	err = s.Put(context.Background(), "once", &patternReader{n: 12 << 20}, -1)
+	if !errors.Is(err, archive.ErrExist) {
+		t.Fatalf("second, streamed put: err = %v, want ErrExist", err)
+	}
+	if got := get(t, s, "once", 0, -1); string(got) != "first" {
+		t.Fatalf("object changed by refused streamed put: %d bytes", len(got))
 	}
 }
 
@@ -208,6 +220,17 @@ func testListMany(t *testing.T, s archive.Store, count int) {
 	if len(after) != 4 {
 		t.Fatalf("start-after listing gave %d names, want 4", len(after))
 	}
+	// From the middle, across the remaining pages.
+	mid := count / 2
+	after = listNames(t, s, "many/", fmt.Sprintf("many/%06d", mid))
+	if len(after) != count-mid-1 || after[0] != fmt.Sprintf("many/%06d", mid+1) {
+		t.Fatalf("start-after the middle gave %d names from %v, want %d", len(after), after[:min(1, len(after))], count-mid-1)
+	}
+	// A start-after name that is not itself stored.
+	after = listNames(t, s, "many/", fmt.Sprintf("many/%06d~", mid))
+	if len(after) != count-mid-1 {
+		t.Fatalf("start-after a missing name gave %d names, want %d", len(after), count-mid-1)
+	}
 }
 
 func testDelete(t *testing.T, s archive.Store) {
@@ -284,16 +307,17 @@ func testLarge(t *testing.T, s archive.Store, size int64) {
 	}
 }
 
-func testConcurrentWriters(t *testing.T, s archive.Store) {
-	const writers = 8
+// race runs writers Puts of one name at once, each from the reader open
+// gives it, and fails unless exactly one succeeds and the others get ErrExist.
+func race(t *testing.T, s archive.Store, name string, writers int, open func(i int) io.Reader) {
+	t.Helper()
 	var wins atomic.Int32
 	var wg sync.WaitGroup
 	for i := 0; i < writers; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			data := bytes.Repeat([]byte{byte('a' + i)}, 64<<10)
-			err := s.Put(context.Background(), "contended", bytes.NewReader(data), int64(len(data)))
+			err := s.Put(context.Background(), name, open(i), -1)
 			switch {
 			case err == nil:
 				wins.Add(1)
@@ -307,9 +331,50 @@ func testConcurrentWriters(t *testing.T, s archive.Store) {
 	if wins.Load() != 1 {
 		t.Fatalf("%d writers succeeded on one name, want exactly 1", wins.Load())
 	}
+}
+
+func testConcurrentWriters(t *testing.T, s archive.Store) {
+	race(t, s, "contended", 8, func(i int) io.Reader {
+		return bytes.NewReader(bytes.Repeat([]byte{byte('a' + i)}, 64<<10))
+	})
 	got := get(t, s, "contended", 0, -1)
 	if len(got) != 64<<10 || !bytes.Equal(got, bytes.Repeat(got[:1], len(got))) {
 		t.Fatalf("contended object is a mix of writers (%d bytes)", len(got))
+	}
+}
+
+// xorReader is a patternReader whose bytes are flipped by key, so each
+// writer's stream differs.
+type xorReader struct {
+	patternReader
+	key byte
+}
+
+func (x *xorReader) Read(p []byte) (int, error) {
+	n, err := x.patternReader.Read(p)
+	for i := range p[:n] {
+		p[i] ^= x.key
+	}
+	return n, err
+}
+
+// testConcurrentLargeWriters races streamed objects larger than a part,
+// chunk or block: uploads interleave and the commit decides. Exactly one
+// wins, and the object is that writer's data, whole.
+func testConcurrentLargeWriters(t *testing.T, s archive.Store) {
+	const writers, size = 3, 10 << 20
+	race(t, s, "contended-large", writers, func(i int) io.Reader {
+		return &xorReader{patternReader{n: size}, byte(i + 1)}
+	})
+	got := get(t, s, "contended-large", 0, -1)
+	if len(got) != size {
+		t.Fatalf("contended object has %d bytes, want %d", len(got), size)
+	}
+	key := got[0] ^ func() byte { b := make([]byte, 1); (&patternReader{n: 1}).Read(b); return b[0] }()
+	want := make([]byte, size)
+	io.ReadFull(&xorReader{patternReader{n: size}, key}, want)
+	if key == 0 || key > writers || !bytes.Equal(got, want) {
+		t.Fatalf("contended object is not one writer's data (key %d)", key)
 	}
 }
 
@@ -352,6 +417,33 @@ func testFailedPut(t *testing.T, s archive.Store) {
 	if err := s.Put(cctx, "cancelled", strings.NewReader("x"), 1); err == nil {
 		t.Fatalf("put with cancelled context succeeded")
 	}
+	// Cancelled midway through a streamed upload: nothing becomes visible.
+	cctx, cancel = context.WithCancel(ctx)
+	defer cancel()
+	r := &cancellingReader{r: &patternReader{n: 24 << 20}, at: 10 << 20, cancel: cancel}
+	if err := s.Put(cctx, "cancelled-midway", r, -1); err == nil {
+		t.Fatalf("put cancelled midway succeeded")
+	}
+	if _, err := s.Stat(ctx, "cancelled-midway"); !errors.Is(err, archive.ErrNotExist) {
+		t.Fatalf("put cancelled midway left a visible object: stat err = %v", err)
+	}
+}
+
+// cancellingReader cancels its context once at bytes were read, as a caller
+// giving up mid-upload would.
+type cancellingReader struct {
+	r      io.Reader
+	n, at  int
+	cancel context.CancelFunc
+}
+
+func (c *cancellingReader) Read(p []byte) (int, error) {
+	if c.n >= c.at {
+		c.cancel()
+	}
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
 }
 
 func testBadNames(t *testing.T, s archive.Store) {

@@ -77,6 +77,27 @@ Every flag can also be set from the environment: --repo is TIDEMARK_REPO,
 become underscores). Secrets are only ever read from files or the
 environment, never from arguments.
 
+Repositories (--repo) and their credentials, always from the environment
+or files, never from the URL:
+  /path, file:///path            local disk
+  s3://bucket/prefix             S3 or S3-compatible: the AWS chain
+                                 (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
+                                 AWS_PROFILE, instance roles), AWS_REGION,
+                                 AWS_ENDPOINT_URL for MinIO and the like
+  gs://bucket/prefix             Google Cloud Storage: application default
+                                 credentials, GOOGLE_APPLICATION_CREDENTIALS=
+                                 service-account key file;
+                                 STORAGE_EMULATOR_HOST for an emulator
+  azblob://container/prefix      Azure Blob Storage, account from
+                                 AZURE_STORAGE_ACCOUNT, or
+  https://ACCOUNT.blob.core.windows.net/container/prefix
+                                 first set: AZURE_STORAGE_CONNECTION_STRING,
+                                 AZURE_STORAGE_KEY or AZURE_STORAGE_KEY_FILE,
+                                 AZURE_STORAGE_SAS_TOKEN or _SAS_TOKEN_FILE,
+                                 else DefaultAzureCredential (service principal
+                                 env, managed identity, az login);
+                                 AZURE_STORAGE_ENDPOINT for Azurite
+
 Exit codes: 0 ok, 1 error, 2 bad usage, 3 corruption found, 4 missing or
 wrong key, 5 not found, 6 gap in the archive, 7 target unreachable,
 8 not implemented yet, 9 repository locked by another process

@@ -201,6 +201,37 @@ func TestS3RepositoryFromCLI(t *testing.T) {
 	expect(t, 1, "init", "--repo", repo, "--no-encryption")
 }
 
+// TestObjectStoreRepositoriesFromCLI drives init and status against
+// fake-gcs-server and Azurite through each store's standard environment, and
+// refuses a key in the URL as bad usage.
+func TestObjectStoreRepositoriesFromCLI(t *testing.T) {
+	_, id := keyFile(t)
+	for name, repo := range map[string]func(t *testing.T) string{
+		"gs": func(t *testing.T) string {
+			g := testenv.FakeGCSServer(t)
+			g.SetEnv(t)
+			return "gs://" + g.NewBucket(t) + "/pg-main"
+		},
+		"azblob": func(t *testing.T) string {
+			a := testenv.AzuriteServer(t)
+			a.SetEnv(t)
+			return "azblob://" + a.NewContainer(t) + "/pg-main"
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			repo := repo(t)
+			expect(t, 0, "init", "--repo", repo, "--recipient", id.Recipient().String())
+			if out, _ := expect(t, 0, "status", "--repo", repo, "--json"); !strings.Contains(out, `"encryption": "age-x25519"`) {
+				t.Fatalf("status: %s", out)
+			}
+			expect(t, 1, "init", "--repo", repo, "--no-encryption")
+			if _, errs := expect(t, 2, "status", "--repo", repo+"?sig=topsecret"); strings.Contains(errs, "topsecret") {
+				t.Fatalf("secret echoed: %s", errs)
+			}
+		})
+	}
+}
+
 // TestWalFetchExitCodes: a missing file is exit 1 and quiet; a file that
 // exists but cannot be served is 126, which makes PostgreSQL abort recovery
 // rather than promote early with WAL missing.

@@ -20,7 +20,9 @@ type repoFlags struct {
 }
 
 func (f *repoFlags) register(cmd *cobra.Command, needKeys bool) {
-	cmd.Flags().StringVar(&f.repo, "repo", "", "repository URL: /path, file:///path or s3://bucket/prefix (env TIDEMARK_REPO)")
+	cmd.Flags().StringVar(&f.repo, "repo", "", "repository URL: /path, file:///path, s3://bucket/prefix, gs://bucket/prefix,\n"+
+		"azblob://container/prefix or https://ACCOUNT.blob.core.windows.net/container/prefix\n"+
+		"(env TIDEMARK_REPO; store credentials come from the environment: see tidemark --help)")
 	if needKeys {
 		cmd.Flags().StringVar(&f.identityFile, "identity-file", "", "age identity file that opens an encrypted repository (env TIDEMARK_IDENTITY_FILE)")
 		cmd.Flags().StringVar(&f.passphraseFile, "passphrase-file", "", "file holding the repository passphrase (env TIDEMARK_PASSPHRASE_FILE)")

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -139,14 +140,13 @@ func (m *MinIO) Env() []string {
 }
 
 // SetEnv sets Env for the duration of a test.
-func (m *MinIO) SetEnv(t *testing.T) {
-	for _, kv := range m.Env() {
-		for i := range kv {
-			if kv[i] == '=' {
-				t.Setenv(kv[:i], kv[i+1:])
-				break
-			}
-		}
+func (m *MinIO) SetEnv(t *testing.T) { setEnv(t, m.Env()) }
+
+// setEnv sets KEY=VALUE pairs for the duration of a test.
+func setEnv(t *testing.T, kvs []string) {
+	for _, kv := range kvs {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
 	}
 }
 

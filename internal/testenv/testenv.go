@@ -1,5 +1,5 @@
 // Package testenv starts throwaway, loopback-only servers (PostgreSQL,
-// MariaDB, FerretDB, MinIO) on free ports in temporary directories, for tests,
+// MariaDB, FerretDB, MinIO, fake-gcs-server, Azurite) on free ports in temporary directories, for tests,
 // the demo and the benchmarks.
 //
 // Servers are started lazily, once per process, and shared by every test of a
@@ -28,7 +28,11 @@ import (
 const (
 	MinIOVersion    = "v0.0.0-20260212201848-7aac2a2c5b7c"
 	FerretDBVersion = "v1.24.2"
+	FakeGCSVersion  = "v1.56.1"
 )
+
+// AzuriteVersion is the npm package version `make deps` installs.
+const AzuriteVersion = "3.37.0"
 
 // CI reports whether we run under CI, where missing servers are failures.
 func CI() bool {

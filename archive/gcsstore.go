@@ -1,0 +1,269 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/storage"
+	"github.com/googleapis/gax-go/v2"
+	"google.golang.org/api/googleapi"
+	"google.golang.org/api/iterator"
+	"google.golang.org/api/option"
+)
+
+// gcsChunkSize is the resumable-upload chunk: the Writer buffers one chunk
+// (to resend it on a transient error), so a Put holds at most this much of
+// the object in memory whatever its size. Objects smaller than a chunk go up
+// in a single request.
+const gcsChunkSize = 8 << 20
+
+// gcsSmall is the first read of a Put; gcsChunkUnit is the granularity the
+// client rounds chunk sizes to.
+const (
+	gcsSmall     = 1 << 20
+	gcsChunkUnit = 256 << 10
+)
+
+// putTokenKey is the object metadata key holding a random token per Put. When
+// a retried conditional create is refused because its own first attempt
+// already landed (the response was lost), the token proves the object is
+// ours, so the Put succeeds instead of reporting a false ErrExist.
+const putTokenKey = "tidemark-put"
+
+// GCSStore keeps objects in a Google Cloud Storage bucket under a prefix.
+//
+// Write-once relies on the ifGenerationMatch=0 precondition
+// (Conditions{DoesNotExist: true}): the service creates the object only if no
+// live generation exists, atomically, and refuses with 412 otherwise.
+type GCSStore struct {
+	client   *storage.Client
+	bucket   *storage.BucketHandle
+	prefix   string // "" or ends with "/"
+	desc     string
+	pageSize int // listing page size; 0 = the service's default (1000)
+}
+
+// OpenGCS opens gs://bucket/prefix. Credentials come from Application Default
+// Credentials: GOOGLE_APPLICATION_CREDENTIALS naming a service-account key
+// file, gcloud's user credentials, or the metadata server on GCP. With
+// STORAGE_EMULATOR_HOST set the client talks to that emulator without auth.
+func OpenGCS(ctx context.Context, u *url.URL) (*GCSStore, error) { return openGCS(ctx, u) }
+
+// openGCS is OpenGCS with extra client options (tests inject faults with them).
+func openGCS(ctx context.Context, u *url.URL, extra ...option.ClientOption) (*GCSStore, error) {
+	if u.Host == "" {
+		return nil, fmt.Errorf("%w: gs URL %q: no bucket", ErrBadURL, safeURL(u))
+	}
+	if u.User != nil || u.RawQuery != "" {
+		return nil, fmt.Errorf("%w: gs URL %q: credentials and options come from the environment, not the URL", ErrBadURL, safeURL(u))
+	}
+	opts := []option.ClientOption{storage.WithJSONReads(), storage.WithDisabledClientMetrics()}
+	client, err := storage.NewClient(ctx, append(opts, extra...)...)
+	if err != nil {
+		return nil, fmt.Errorf("gs %s: create client (credentials from GOOGLE_APPLICATION_CREDENTIALS or application-default login): %w", u.Host, err)
+	}
+	// Every call we make is safe to repeat: creates are conditional (and the
+	// put token resolves a repeat that finds its own object), reads and lists
+	// have no effect, and a name is never re-created after its deletion while
+	// a delete of it could still be in flight. So retry everything transient,
+	// patiently: backups run unattended.
+	client.SetRetry(storage.WithPolicy(storage.RetryAlways),
+		storage.WithBackoff(gax.Backoff{Initial: 200 * time.Millisecond, Max: 20 * time.Second, Multiplier: 2}),
+		storage.WithMaxAttempts(10))
+	prefix := strings.Trim(u.Path, "/")
+	if prefix != "" {
+		prefix += "/"
+	}
+	desc := "gs://" + u.Host + "/" + prefix
+	if host := os.Getenv("STORAGE_EMULATOR_HOST"); host != "" {
+		desc += " (emulator " + host + ")"
+	}
+	return &GCSStore{client: client, bucket: client.Bucket(u.Host), prefix: prefix, desc: desc}, nil
+}
+
+// Location implements Store.
+func (s *GCSStore) Location() string { return s.desc }
+
+// Close releases the client's connections.
+func (s *GCSStore) Close() error { return s.client.Close() }
+
+func (s *GCSStore) object(name string) (*storage.ObjectHandle, error) {
+	if !validName(name) {
+		return nil, fmt.Errorf("invalid object name %q", name)
+	}
+	return s.bucket.Object(s.prefix + name), nil
+}
+
+// Put implements Store with a conditional, resumable upload. The object
+// becomes visible only when the final chunk is committed; a reader error or
+// a cancelled context abandons the upload session, which leaves nothing.
+func (s *GCSStore) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	obj, err := s.object(name)
+	if err != nil {
+		return fmt.Errorf("gs put: %w", err)
+	}
+	token := randomToken()
+	src := &readErrReader{r: ctxReader{ctx, r}}
+	err = s.put(ctx, obj, src, token)
+	switch {
+	case err == nil:
+		return nil
+	case src.err != nil:
+		return fmt.Errorf("gs put %s: read object data: %w", name, src.err)
+	case errors.Is(err, ErrExist) && s.ownedBy(obj, token):
+		return nil
+	}
+	return fmt.Errorf("gs put %s: %w", name, err)
+}
+
+func (s *GCSStore) put(ctx context.Context, obj *storage.ObjectHandle, r io.Reader, token string) error {
+	// Cancelling the writer's context is how an upload is abandoned.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// The Writer allocates a whole chunk up front. Most objects (chunks, WAL
+	// parts) are far smaller: when the data ends within a small first read,
+	// size the chunk to it, which also makes it a single-request upload.
+	head := make([]byte, gcsSmall)
+	n, err := io.ReadFull(r, head)
+	chunk := gcsChunkSize
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		chunk = (n/gcsChunkUnit + 1) * gcsChunkUnit // strictly larger: one request
+	case err != nil:
+		return err
+	}
+	w := obj.If(storage.Conditions{DoesNotExist: true}).NewWriter(wctx)
+	w.ChunkSize = chunk
+	w.ForceEmptyContentType = true
+	w.ContentType = "application/octet-stream"
+	w.Metadata = map[string]string{putTokenKey: token}
+	// The client sends the whole object's CRC32C itself, checked by the service.
+	if _, err := io.Copy(w, io.MultiReader(bytes.NewReader(head[:n]), r)); err != nil {
+		cancel() // abandons the upload: nothing becomes visible
+		w.Close()
+		return gcsClassify(err)
+	}
+	return gcsClassify(w.Close())
+}
+
+// ownedBy reports whether obj exists and was written by the Put holding token.
+func (s *GCSStore) ownedBy(obj *storage.ObjectHandle, token string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	attrs, err := obj.Attrs(ctx)
+	return err == nil && attrs.Metadata[putTokenKey] == token
+}
+
+// Get implements Store.
+func (s *GCSStore) Get(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
+	obj, err := s.object(name)
+	if err != nil {
+		return nil, fmt.Errorf("gs get: %w", err)
+	}
+	if length == 0 {
+		return emptyRead(ctx, s, name, off)
+	}
+	if length < 0 {
+		length = -1
+	}
+	rd, err := obj.NewRangeReader(ctx, off, length)
+	if err != nil {
+		err = gcsClassify(err)
+		if gcsStatus(err) == http.StatusRequestedRangeNotSatisfiable {
+			if rc, err := emptyRead(ctx, s, name, off); err == nil {
+				return rc, nil
+			}
+		}
+		return nil, fmt.Errorf("gs get %s: %w", name, err)
+	}
+	return rd, nil
+}
+
+// Stat implements Store.
+func (s *GCSStore) Stat(ctx context.Context, name string) (ObjectInfo, error) {
+	obj, err := s.object(name)
+	if err != nil {
+		return ObjectInfo{}, fmt.Errorf("gs stat: %w", err)
+	}
+	attrs, err := obj.Attrs(ctx)
+	if err != nil {
+		return ObjectInfo{}, fmt.Errorf("gs stat %s: %w", name, gcsClassify(err))
+	}
+	return ObjectInfo{Name: name, Size: attrs.Size, ModTime: attrs.Updated}, nil
+}
+
+// Delete implements Store.
+func (s *GCSStore) Delete(ctx context.Context, name string) error {
+	obj, err := s.object(name)
+	if err != nil {
+		return fmt.Errorf("gs delete: %w", err)
+	}
+	if err := gcsClassify(obj.Delete(ctx)); err != nil && !errors.Is(err, ErrNotExist) {
+		return fmt.Errorf("gs delete %s: %w", name, err)
+	}
+	return nil
+}
+
+// List implements Store. GCS lists names in lexical (UTF-8 byte) order;
+// StartOffset is inclusive, so the start-after name itself is skipped.
+func (s *GCSStore) List(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error {
+	q := &storage.Query{Prefix: s.prefix + prefix, Projection: storage.ProjectionNoACL}
+	if startAfter != "" {
+		q.StartOffset = s.prefix + startAfter
+	}
+	if err := q.SetAttrSelection([]string{"Name", "Size", "Updated"}); err != nil {
+		return fmt.Errorf("gs list %q: %w", prefix, err)
+	}
+	it := s.bucket.Objects(ctx, q)
+	it.PageInfo().MaxSize = s.pageSize
+	for {
+		attrs, err := it.Next()
+		if err == iterator.Done {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("gs list %q: %w", prefix, gcsClassify(err))
+		}
+		name := strings.TrimPrefix(attrs.Name, s.prefix)
+		if name <= startAfter || !validName(name) {
+			continue // the start itself, or not ours (e.g. a folder placeholder)
+		}
+		if err := fn(ObjectInfo{Name: name, Size: attrs.Size, ModTime: attrs.Updated}); err != nil {
+			return err
+		}
+	}
+}
+
+// gcsClassify maps GCS errors onto the Store contract's errors, keeping the
+// original in the chain.
+func gcsClassify(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, storage.ErrObjectNotExist):
+		return fmt.Errorf("%w: %w", ErrNotExist, err)
+	}
+	switch gcsStatus(err) {
+	case http.StatusPreconditionFailed:
+		return fmt.Errorf("%w: %w", ErrExist, err)
+	case http.StatusNotFound:
+		return fmt.Errorf("%w: %w", ErrNotExist, err)
+	}
+	return err
+}
+
+func gcsStatus(err error) int {
+	var ge *googleapi.Error
+	if errors.As(err, &ge) {
+		return ge.Code
+	}
+	return 0
+}
