@@ -208,7 +208,9 @@ func (s *AzureStore) Delete(ctx context.Context, name string) error {
 // is inclusive (and a server that ignores it still lists from the start), so
 // names up to startAfter are skipped here.
 func (s *AzureStore) List(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error {
-	opts := &container.ListBlobsFlatOptions{Prefix: new(s.prefix + prefix)}
+	// Metadata marks the directory placeholders of accounts with a
+	// hierarchical namespace (Data Lake Gen2), which are not objects.
+	opts := &container.ListBlobsFlatOptions{Prefix: new(s.prefix + prefix), Include: container.ListBlobsInclude{Metadata: true}}
 	if startAfter != "" {
 		opts.StartFrom = new(s.prefix + startAfter)
 	}
@@ -226,7 +228,7 @@ func (s *AzureStore) List(ctx context.Context, prefix, startAfter string, fn fun
 				continue
 			}
 			name := strings.TrimPrefix(*b.Name, s.prefix)
-			if name <= startAfter || !validName(name) {
+			if name <= startAfter || !validName(name) || isFolder(b.Metadata) {
 				continue
 			}
 			info := ObjectInfo{Name: name}
@@ -244,6 +246,16 @@ func (s *AzureStore) List(ctx context.Context, prefix, startAfter string, fn fun
 		}
 	}
 	return nil
+}
+
+// isFolder reports a hierarchical-namespace directory (hdi_isfolder=true).
+func isFolder(meta map[string]*string) bool {
+	for k, v := range meta {
+		if strings.EqualFold(k, "hdi_isfolder") && v != nil && strings.EqualFold(*v, "true") {
+			return true
+		}
+	}
+	return false
 }
 
 // azClassify maps Azure errors onto the Store contract's errors, keeping the
