@@ -222,4 +222,3 @@ func (f *fixture) compareWithServer(stream string) int {
 	}
 	return n
 }
-
