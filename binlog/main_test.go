@@ -26,6 +26,7 @@ type fixture struct {
 	db   *testenv.MariaDB
 	dir  string
 	repo *archive.Repository
+	keys archive.Keys
 }
 
 func newFixture(t *testing.T, db *testenv.MariaDB) *fixture {
@@ -47,7 +48,7 @@ func newFixture(t *testing.T, db *testenv.MariaDB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, db: db, dir: dir, repo: repo}
+	return &fixture{t: t, db: db, dir: dir, repo: repo, keys: archive.Keys{Identities: []age.Identity{id}}}
 }
 
 func (f *fixture) config() Config {
