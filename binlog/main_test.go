@@ -103,15 +103,10 @@ func exec(t *testing.T, c *client.Conn, stmts ...string) {
 }
 
 // masterPos is the server's current binlog end.
-func masterPos(t *testing.T, c *client.Conn) Position {
+func masterPos(t *testing.T, db *testenv.MariaDB) Position {
 	t.Helper()
-	r, err := c.Execute("SHOW MASTER STATUS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	file, _ := r.GetString(0, 0)
-	pos, _ := r.GetInt(0, 1)
-	return Position{File: file, Pos: uint32(pos)}
+	file, pos := db.BinlogEnd(t)
+	return Position{File: file, Pos: pos}
 }
 
 // waitDurable waits until the archive holds the binlog up to p.

@@ -25,7 +25,7 @@ func TestStreamMatchesServerBinlog(t *testing.T) {
 		"DELETE FROM shop.items WHERE id = 2", "COMMIT",
 		"ALTER TABLE shop.items ADD COLUMN qty INT DEFAULT 7", "FLUSH BINARY LOGS",
 		"INSERT INTO shop.items (name, price, qty) VALUES ('d', 4, 1)")
-	f.waitDurable(streamOf(db), masterPos(t, c))
+	f.waitDurable(streamOf(db), masterPos(t, db))
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -45,14 +45,14 @@ func TestStreamResumes(t *testing.T) {
 	exec(t, c, "CREATE DATABASE d", "CREATE TABLE d.t (id INT PRIMARY KEY, v VARCHAR(20))")
 	stop, _ := f.stream(f.config())
 	exec(t, c, "INSERT INTO d.t VALUES (1, 'a')")
-	f.waitDurable(streamOf(db), masterPos(t, c))
+	f.waitDurable(streamOf(db), masterPos(t, db))
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	exec(t, c, "INSERT INTO d.t VALUES (2, 'b')", "INSERT INTO d.t VALUES (3, 'c')")
 	stop, _ = f.stream(f.config())
 	exec(t, c, "INSERT INTO d.t VALUES (4, 'd')")
-	f.waitDurable(streamOf(db), masterPos(t, c))
+	f.waitDurable(streamOf(db), masterPos(t, db))
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestStreamSurvivesServerCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	f.waitDurable(streamOf(db), masterPos(t, c2))
+	f.waitDurable(streamOf(db), masterPos(t, db))
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -109,12 +109,12 @@ func TestPurgedBinlogIsAGap(t *testing.T) {
 	exec(t, c, "CREATE DATABASE d", "CREATE TABLE d.t (id INT PRIMARY KEY)")
 	stop, _ := f.stream(f.config())
 	exec(t, c, "INSERT INTO d.t VALUES (1)")
-	f.waitDurable(streamOf(db), masterPos(t, c))
+	f.waitDurable(streamOf(db), masterPos(t, db))
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	exec(t, c, "INSERT INTO d.t VALUES (2)", "FLUSH BINARY LOGS", "INSERT INTO d.t VALUES (3)")
-	file := masterPos(t, c).File
+	file := masterPos(t, db).File
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
 		// MariaDB keeps a file its binlog checkpoint has not passed, with
 		// only a note: retry until it is gone.
@@ -208,7 +208,7 @@ func TestStreamResumesAfterCrash(t *testing.T) {
 	}
 	exec(t, c, "INSERT INTO d.t (v) VALUES ('after the crash')")
 	stop, _ = f.stream(f.config())
-	f.waitDurable(streamOf(db), masterPos(t, c))
+	f.waitDurable(streamOf(db), masterPos(t, db))
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

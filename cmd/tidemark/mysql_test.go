@@ -46,14 +46,14 @@ func TestStreamMySQL(t *testing.T) {
 	}
 	defer stream.Process.Kill()
 	r := openRepo(t, repo, keyPath)
-	waitArchived(t, r, c)
+	waitArchived(t, r, db)
 	if _, errs := expect(t, exitLocked, "stream", "--repo", repo, "--source", db.URL()); !strings.Contains(errs, "MySQL/MariaDB binlog") {
 		t.Fatalf("second streamer: %s", errs)
 	}
 	if _, err := c.Execute("INSERT INTO d.t VALUES (2, 'b')"); err != nil {
 		t.Fatal(err)
 	}
-	waitArchived(t, r, c)
+	waitArchived(t, r, db)
 	stream.Process.Signal(syscall.SIGTERM)
 	if err := stream.Wait(); err != nil {
 		t.Fatalf("streamer on SIGTERM: %v\n%s", err, stderr.String())
@@ -70,7 +70,8 @@ func TestStreamMySQL(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	purgeTo(t, c, currentFile(t, c))
+	file, _ := db.BinlogEnd(t)
+	purgeTo(t, c, file)
 	if _, errs := expect(t, exitGap, "stream", "--repo", repo, "--source", db.URL()); !strings.Contains(errs, "purged") {
 		t.Fatalf("stream after purge: %s", errs)
 	}
@@ -90,34 +91,19 @@ func openRepo(t *testing.T, repo, keyPath string) *archive.Repository {
 	return r
 }
 
-func currentFile(t *testing.T, c *client.Conn) string {
-	t.Helper()
-	r, err := c.Execute("SHOW MASTER STATUS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, _ := r.GetString(0, 0)
-	return f
-}
-
 // waitArchived waits until the archive holds the server's binlog up to its
 // current end.
-func waitArchived(t *testing.T, r *archive.Repository, c *client.Conn) {
+func waitArchived(t *testing.T, r *archive.Repository, db *testenv.MariaDB) {
 	t.Helper()
-	res, err := c.Execute("SHOW MASTER STATUS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	file, _ := res.GetString(0, 0)
-	pos, _ := res.GetInt(0, 1)
-	want := binlog.Position{File: file, Pos: uint32(pos)}.String()
+	file, pos := db.BinlogEnd(t)
+	want := binlog.Position{File: file, Pos: pos}.String()
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		sts, err := mysqlStatus(context.Background(), r)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(sts) == 1 {
-			if p, err := binlog.ParsePosition(sts[0].End); err == nil && p.File == file && p.Pos >= uint32(pos) {
+			if p, err := binlog.ParsePosition(sts[0].End); err == nil && p.File == file && p.Pos >= pos {
 				return
 			}
 		}
