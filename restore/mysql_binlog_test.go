@@ -121,6 +121,15 @@ func TestReplayBinlogMariaDB(t *testing.T) {
 	}
 	run(t, c, "BEGIN", "UPDATE app.accounts SET balance = balance - 10 WHERE id = 1", "UPDATE app.accounts SET balance = balance + 10 WHERE id = 2",
 		"INSERT INTO app.events VALUES (1, 'a', '2026-05-05 05:05:05.123', REPEAT('p', 3000))", "INSERT INTO app.audit (msg) VALUES ('transfer 1->2')", "COMMIT")
+	// Statement-based events: INSERT_ID, a user variable, NOW(6) (the
+	// logged timestamp), a temporary table (the session's pseudo thread id).
+	// A ROW-format target does not log the temporary table's DDL, so it
+	// comes before the mark's last transaction.
+	run(t, c, "SET SESSION binlog_format = 'STATEMENT'", "SET @who = 'statement ✓'",
+		"INSERT INTO app.audit (msg) VALUES (CONCAT(@who, ' at ', NOW(6)))",
+		"CREATE TEMPORARY TABLE app.scratch (x INT)", "INSERT INTO app.scratch VALUES (7), (8)",
+		"INSERT INTO app.audit (msg) SELECT CONCAT('from temp ', SUM(x)) FROM app.scratch",
+		"DROP TEMPORARY TABLE app.scratch", "SET SESSION binlog_format = 'ROW'")
 	run(t, c, "ALTER TABLE app.events ADD COLUMN note VARCHAR(20) DEFAULT 'n/a'", "INSERT INTO app.events (id, kind) VALUES (2, 'b')",
 		"DELETE FROM app.accounts WHERE id BETWEEN 20 AND 25", "FLUSH BINARY LOGS", "UPDATE app.accounts SET doc = JSON_SET(doc, '$.k', 99) WHERE id < 5")
 	mark1 := checksums(t, c)
