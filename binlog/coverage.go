@@ -156,6 +156,11 @@ func planFor(ctx context.Context, repo *archive.Repository, from Position, to Ta
 			return nil, fmt.Errorf("%w: the latest state is past a break: %s", ErrNotCovered, p.brk)
 		}
 	case !to.Time.IsZero():
+		if p.brk != nil && to.Time.Unix() >= w.LastTime.Unix() {
+			// The missing part may hold commits of that very second.
+			return nil, fmt.Errorf("%w: target time %s needs the binlog past a break: %s", ErrNotCovered,
+				to.Time.UTC().Format(time.RFC3339), p.brk)
+		}
 		if to.Time.Unix() > w.LastTime.Unix() {
 			return nil, outside(fmt.Sprintf("target time %s is after the newest archived transaction", to.Time.UTC().Format(time.RFC3339)))
 		}

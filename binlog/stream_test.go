@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -213,4 +214,51 @@ func TestStreamResumesAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.compareWithServer(streamOf(db))
+}
+
+// TestCoverageNamesMissingSegment: a segment missing from the middle of
+// the archive is refused by CheckCoverage for any target past it, naming
+// the missing range, while targets before it stay reachable.
+func TestCoverageNamesMissingSegment(t *testing.T) {
+	db := testenv.NewMariaDB(t, testenv.MariaDBOptions{})
+	f := newFixture(t, db)
+	c := f.conn()
+	stop, _ := f.stream(f.config())
+	exec(t, c, "CREATE DATABASE g", "CREATE TABLE g.t (id INT PRIMARY KEY)", "FLUSH BINARY LOGS",
+		"INSERT INTO g.t VALUES (1)", "FLUSH BINARY LOGS", "INSERT INTO g.t VALUES (2)")
+	f.waitDurable(streamOf(db), masterPos(t, db))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	chain, err := f.repo.ReadStream(ctx, streamOf(db))
+	if err != nil || len(chain.Segments) < 3 {
+		t.Fatalf("want at least 3 segments: %+v %v", chain, err)
+	}
+	from := Position{File: "mysql-bin.000001", Pos: 4}
+	if err := CheckCoverage(ctx, f.repo, from, Target{Latest: true}); err != nil {
+		t.Fatalf("complete archive: %v", err)
+	}
+	mid := chain.Segments[1]
+	for _, dir := range []string{"/idx/", "/seg/"} {
+		if err := f.repo.Store().Delete(ctx, fmt.Sprintf("%s%s%016x-%016x", mid.Stream, dir, mid.First, mid.Last)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = CheckCoverage(ctx, f.repo, from, Target{Latest: true})
+	if !errors.Is(err, ErrNotCovered) || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("archive with segment %d missing: %v, want ErrNotCovered naming the range", mid.First, err)
+	}
+	t.Log(err)
+	last, _ := chain.Last()
+	if err := CheckCoverage(ctx, f.repo, from, Target{Time: last.LastTime}); !errors.Is(err, ErrNotCovered) {
+		t.Fatalf("time past the hole: %v", err)
+	}
+	before, _ := ParsePosition(chain.Segments[0].End)
+	if err := CheckCoverage(ctx, f.repo, from, Target{Position: before}); err != nil {
+		t.Fatalf("target before the hole: %v", err)
+	}
+	if _, err := NewReader(ctx, f.repo, from, Target{Latest: true}); !errors.Is(err, ErrNotCovered) {
+		t.Fatalf("reader across the hole: %v", err)
+	}
 }
