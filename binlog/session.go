@@ -57,6 +57,7 @@ func (s *streamer) session(ctx context.Context) (progressed bool, err error) {
 		RawModeEnabled: true, VerifyChecksum: true, DisableRetrySync: true,
 		HeartbeatPeriod: s.cfg.Heartbeat, ReadTimeout: 3 * s.cfg.Heartbeat,
 		DumpCommandFlag: annotateFlag(si), Logger: quietLogger(s.cfg.Log),
+		EventCacheCount: 512, // events queued between the connection and us: bounds memory
 	})
 	defer syncer.Close()
 	s.next, s.format = s.cur.Pos, nil
