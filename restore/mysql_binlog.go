@@ -75,7 +75,7 @@ func ReplayBinlog(ctx context.Context, repo *archive.Repository, conn *client.Co
 		return nil, binlogErr(err)
 	}
 	res := &BinlogReplayResult{From: from, End: from, Window: rd.Window()}
-	ap, err := newApplier(conn, opts)
+	ap, err := newBinlogApplier(conn, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +92,7 @@ func ReplayBinlog(ctx context.Context, repo *archive.Repository, conn *client.Co
 		}
 		if err := ap.apply(txn); err != nil {
 			ap.rollback()
-			return res, fmt.Errorf("replay transaction %s at %s:%d (applied through %s): %w", txnName(txn), txn.Start.File, txn.Start.Pos, res.End, err)
+			return res, fmt.Errorf("replay transaction %s at %s:%d (applied through %s): %w", binlogTxnName(txn), txn.Start.File, txn.Start.Pos, res.End, err)
 		}
 		res.Transactions++
 		res.Events += int64(len(txn.Events))
@@ -112,52 +112,52 @@ func ReplayBinlog(ctx context.Context, repo *archive.Repository, conn *client.Co
 	return res, nil
 }
 
-func txnName(t *binlog.Txn) string {
+func binlogTxnName(t *binlog.Txn) string {
 	if t.GTID != "" {
 		return t.GTID
 	}
 	return "(no GTID)"
 }
 
-// applier is one replay session's state.
-type applier struct {
+// binlogApplier is one replay session's state.
+type binlogApplier struct {
 	c       *client.Conn
 	opts    BinlogReplayOptions
 	mariadb bool
-	fde     []byte   // format description last sent
-	rows    []byte   // table map and rows events of the current statement
-	sess    sessVars // session state last set
-	gtidSet bool     // MySQL gtid_next was set and must be reset
+	fde     []byte         // format description last sent
+	rows    []byte         // table map and rows events of the current statement
+	sess    binlogSessVars // session state last set
+	gtidSet bool           // MySQL gtid_next was set and must be reset
 }
 
-func newApplier(c *client.Conn, opts BinlogReplayOptions) (*applier, error) {
+func newBinlogApplier(c *client.Conn, opts BinlogReplayOptions) (*binlogApplier, error) {
 	r, err := c.Execute("SELECT VERSION()")
 	if err != nil {
 		return nil, fmt.Errorf("replay: read target version: %w", err)
 	}
 	v, _ := r.GetString(0, 0)
-	return &applier{c: c, opts: opts, mariadb: strings.Contains(strings.ToLower(v), "mariadb"), sess: sessVars{}}, nil
+	return &binlogApplier{c: c, opts: opts, mariadb: strings.Contains(strings.ToLower(v), "mariadb"), sess: binlogSessVars{}}, nil
 }
 
-func (a *applier) exec(sql string) error {
+func (a *binlogApplier) exec(sql string) error {
 	if _, err := a.c.Execute(sql); err != nil {
-		return fmt.Errorf("%s: %w", abbreviate(sql), err)
+		return fmt.Errorf("%s: %w", shortSQL(sql), err)
 	}
 	return nil
 }
 
-func abbreviate(sql string) string {
+func shortSQL(sql string) string {
 	if len(sql) > 120 {
 		return sql[:120] + "…"
 	}
 	return sql
 }
 
-func (a *applier) binlogStatement(events []byte) error {
+func (a *binlogApplier) binlogStatement(events []byte) error {
 	return a.exec("BINLOG '" + base64.StdEncoding.EncodeToString(events) + "'")
 }
 
-func (a *applier) apply(t *binlog.Txn) error {
+func (a *binlogApplier) apply(t *binlog.Txn) error {
 	if string(a.fde) != string(t.Format.Raw) {
 		if err := a.binlogStatement(t.Format.Raw); err != nil {
 			return fmt.Errorf("format description: %w", err)
@@ -179,7 +179,7 @@ func (a *applier) apply(t *binlog.Txn) error {
 	return nil
 }
 
-func (a *applier) event(f *binlog.Format, e binlog.Event) error {
+func (a *binlogApplier) event(f *binlog.Format, e binlog.Event) error {
 	body, err := f.Body(e)
 	if err != nil {
 		return err
@@ -192,7 +192,7 @@ func (a *applier) event(f *binlog.Format, e binlog.Event) error {
 			return nil
 		}
 		a.gtidSet = true
-		return a.exec(fmt.Sprintf("SET @@session.gtid_next='%s'", gtidText(body)))
+		return a.exec(fmt.Sprintf("SET @@session.gtid_next='%s'", mysqlGTIDText(body)))
 	case replication.QUERY_EVENT, replication.MARIADB_QUERY_COMPRESSED_EVENT:
 		return a.query(e, body)
 	case replication.TABLE_MAP_EVENT:
@@ -220,12 +220,12 @@ func (a *applier) event(f *binlog.Format, e binlog.Event) error {
 		if body[0] == 1 {
 			name = "LAST_INSERT_ID"
 		}
-		return a.exec(fmt.Sprintf("SET %s=%d", name, leUint64(body[1:])))
+		return a.exec(fmt.Sprintf("SET %s=%d", name, binlogU64(body[1:])))
 	case replication.RAND_EVENT:
 		if len(body) < 16 {
 			return fmt.Errorf("%w: RAND event too short", binlog.ErrCorrupt)
 		}
-		return a.exec(fmt.Sprintf("SET @@RAND_SEED1=%d, @@RAND_SEED2=%d", leUint64(body), leUint64(body[8:])))
+		return a.exec(fmt.Sprintf("SET @@RAND_SEED1=%d, @@RAND_SEED2=%d", binlogU64(body), binlogU64(body[8:])))
 	case replication.USER_VAR_EVENT:
 		return a.userVar(body)
 	case replication.ANONYMOUS_GTID_EVENT, replication.MARIADB_ANNOTATE_ROWS_EVENT, replication.ROWS_QUERY_EVENT,
@@ -243,20 +243,20 @@ func (a *applier) event(f *binlog.Format, e binlog.Event) error {
 
 // mariaGTID keeps the archived GTID: the same domain, server id and
 // sequence number on the target as on the source.
-func (a *applier) mariaGTID(e binlog.Event, body []byte) error {
+func (a *binlogApplier) mariaGTID(e binlog.Event, body []byte) error {
 	if a.opts.SkipGTIDs || !a.mariadb || len(body) < 12 {
 		return nil
 	}
-	want := sessVars{"gtid_domain_id": fmt.Sprint(leUint32(body[8:])), "server_id": fmt.Sprint(e.ServerID)}
+	want := []sessVar{{"gtid_domain_id", fmt.Sprint(binlogU32(body[8:]))}, {"server_id", fmt.Sprint(e.ServerID)}}
 	set := a.sess.changes(want)
-	set = append(set, fmt.Sprintf("@@session.gtid_seq_no=%d", leUint64(body)))
+	set = append(set, fmt.Sprintf("@@session.gtid_seq_no=%d", binlogU64(body)))
 	if err := a.exec("SET " + strings.Join(set, ", ")); err != nil {
 		return fmt.Errorf("%w (replay with SkipGTIDs to apply under the target's own GTIDs)", err)
 	}
 	return nil
 }
 
-func (a *applier) rollback() {
+func (a *binlogApplier) rollback() {
 	a.rows = nil
 	_, _ = a.c.Execute("ROLLBACK")
 	if a.gtidSet {
@@ -267,7 +267,7 @@ func (a *applier) rollback() {
 
 // finish leaves the session as a client expects it: no pseudo-state from
 // the source.
-func (a *applier) finish() error {
+func (a *binlogApplier) finish() error {
 	_, err := a.c.Execute("SET TIMESTAMP=DEFAULT")
 	if err != nil {
 		return fmt.Errorf("replay: reset session: %w", err)

@@ -15,24 +15,15 @@ import (
 	"github.com/tidemark/tidemark/binlog"
 )
 
-// sessVars is the session state already set on the target, so each query
+// binlogSessVars is the session state already set on the target, so each query
 // event sends only what changed.
-type sessVars map[string]string
+type binlogSessVars map[string]string
 
-type kv struct{ k, v string }
+type sessVar struct{ k, v string }
 
-func (s sessVars) changes(want any) []string {
-	var pairs []kv
-	switch w := want.(type) {
-	case sessVars:
-		for k, v := range w {
-			pairs = append(pairs, kv{k, v})
-		}
-	case []kv:
-		pairs = w
-	}
+func (s binlogSessVars) changes(want []sessVar) []string {
 	var out []string
-	for _, p := range pairs {
+	for _, p := range want {
 		if s[p.k] != p.v {
 			s[p.k] = p.v
 			out = append(out, "@@session."+p.k+"="+p.v)
@@ -42,7 +33,7 @@ func (s sessVars) changes(want any) []string {
 }
 
 // query runs a statement with the session state it was logged with.
-func (a *applier) query(e binlog.Event, body []byte) error {
+func (a *binlogApplier) query(e binlog.Event, body []byte) error {
 	q, err := binlog.ParseQuery(body)
 	if err != nil {
 		return err
@@ -61,7 +52,7 @@ func (a *applier) query(e binlog.Event, body []byte) error {
 	}
 	if q.Schema != "" && a.sess["db"] != q.Schema {
 		// CREATE DATABASE is logged with the new database as its default;
-		// a replica's applier sets it without checking, a client cannot.
+		// a replica's binlogApplier sets it without checking, a client cannot.
 		_, err := a.c.Execute("USE `" + strings.ReplaceAll(q.Schema, "`", "``") + "`")
 		var me *mysql.MyError
 		switch {
@@ -88,42 +79,42 @@ func (a *applier) query(e binlog.Event, body []byte) error {
 		return nil // it failed the same way on the source, which logged it anyway
 	}
 	if err != nil {
-		return fmt.Errorf("%s: %w", abbreviate(sql), err)
+		return fmt.Errorf("%s: %w", shortSQL(sql), err)
 	}
 	return nil
 }
 
-func sessionOf(q binlog.Query, sv binlog.StatusVars) []kv {
-	w := []kv{{"pseudo_thread_id", fmt.Sprint(q.ThreadID)}}
+func sessionOf(q binlog.Query, sv binlog.StatusVars) []sessVar {
+	w := []sessVar{{"pseudo_thread_id", fmt.Sprint(q.ThreadID)}}
 	if f := sv.Flags2; f != nil {
-		w = append(w, kv{"foreign_key_checks", bit(*f&binlog.OptionNoForeignKeyChecks == 0)},
-			kv{"sql_auto_is_null", bit(*f&binlog.OptionAutoIsNull != 0)},
-			kv{"unique_checks", bit(*f&binlog.OptionRelaxedUniqueCheck == 0)},
-			kv{"autocommit", bit(*f&binlog.OptionNotAutocommit == 0)})
+		w = append(w, sessVar{"foreign_key_checks", onOff(*f&binlog.OptionNoForeignKeyChecks == 0)},
+			sessVar{"sql_auto_is_null", onOff(*f&binlog.OptionAutoIsNull != 0)},
+			sessVar{"unique_checks", onOff(*f&binlog.OptionRelaxedUniqueCheck == 0)},
+			sessVar{"autocommit", onOff(*f&binlog.OptionNotAutocommit == 0)})
 	}
 	if sv.SQLMode != nil {
-		w = append(w, kv{"sql_mode", fmt.Sprint(*sv.SQLMode)})
+		w = append(w, sessVar{"sql_mode", fmt.Sprint(*sv.SQLMode)})
 	}
 	if c := sv.Charset; c != nil {
-		w = append(w, kv{"character_set_client", fmt.Sprint(c[0])}, kv{"collation_connection", fmt.Sprint(c[1])},
-			kv{"collation_server", fmt.Sprint(c[2])})
+		w = append(w, sessVar{"character_set_client", fmt.Sprint(c[0])}, sessVar{"collation_connection", fmt.Sprint(c[1])},
+			sessVar{"collation_server", fmt.Sprint(c[2])})
 	}
 	if sv.TimeZone != nil {
-		w = append(w, kv{"time_zone", "'" + mysql.Escape(*sv.TimeZone) + "'"})
+		w = append(w, sessVar{"time_zone", "'" + mysql.Escape(*sv.TimeZone) + "'"})
 	}
 	if sv.LCTimeNames != nil {
-		w = append(w, kv{"lc_time_names", fmt.Sprint(*sv.LCTimeNames)})
+		w = append(w, sessVar{"lc_time_names", fmt.Sprint(*sv.LCTimeNames)})
 	}
 	if sv.CharsetDB != nil {
-		w = append(w, kv{"collation_database", fmt.Sprint(*sv.CharsetDB)})
+		w = append(w, sessVar{"collation_database", fmt.Sprint(*sv.CharsetDB)})
 	}
 	if ai := sv.AutoIncrement; ai != nil {
-		w = append(w, kv{"auto_increment_increment", fmt.Sprint(ai[0])}, kv{"auto_increment_offset", fmt.Sprint(ai[1])})
+		w = append(w, sessVar{"auto_increment_increment", fmt.Sprint(ai[0])}, sessVar{"auto_increment_offset", fmt.Sprint(ai[1])})
 	}
 	return w
 }
 
-func bit(b bool) string {
+func onOff(b bool) string {
 	if b {
 		return "1"
 	}
@@ -131,12 +122,12 @@ func bit(b bool) string {
 }
 
 // userVar sets a user variable a statement-based event refers to.
-func (a *applier) userVar(b []byte) error {
+func (a *binlogApplier) userVar(b []byte) error {
 	bad := fmt.Errorf("%w: user variable event", binlog.ErrCorrupt)
 	if len(b) < 4 {
 		return bad
 	}
-	n := int(leUint32(b))
+	n := int(binlogU32(b))
 	if len(b) < 4+n+1 {
 		return bad
 	}
@@ -148,7 +139,7 @@ func (a *applier) userVar(b []byte) error {
 	if len(b) < 1+1+4+4 {
 		return bad
 	}
-	typ, coll, vlen := b[1], leUint32(b[2:]), int(leUint32(b[6:]))
+	typ, coll, vlen := b[1], binlogU32(b[2:]), int(binlogU32(b[6:]))
 	if len(b) < 10+vlen {
 		return bad
 	}
@@ -168,15 +159,15 @@ func (a *applier) userVar(b []byte) error {
 		if len(val) < 8 {
 			return bad
 		}
-		lit = fmt.Sprintf("%v", math.Float64frombits(leUint64(val)))
+		lit = fmt.Sprintf("%v", math.Float64frombits(binlogU64(val)))
 	case 2: // INT_RESULT
 		if len(val) < 8 {
 			return bad
 		}
 		if unsigned {
-			lit = fmt.Sprint(leUint64(val))
+			lit = fmt.Sprint(binlogU64(val))
 		} else {
-			lit = fmt.Sprint(int64(leUint64(val)))
+			lit = fmt.Sprint(int64(binlogU64(val)))
 		}
 	default:
 		return fmt.Errorf("replay of user variables of result type %d (decimal) is not supported", typ)
@@ -184,10 +175,10 @@ func (a *applier) userVar(b []byte) error {
 	return a.exec("SET " + name + ":=" + lit)
 }
 
-func leUint32(b []byte) uint32 { return binary.LittleEndian.Uint32(b) }
-func leUint64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
+func binlogU32(b []byte) uint32 { return binary.LittleEndian.Uint32(b) }
+func binlogU64(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
 
-func gtidText(body []byte) string {
+func mysqlGTIDText(body []byte) string {
 	u, _ := uuid.FromBytes(body[1:17])
-	return fmt.Sprintf("%s:%d", u, int64(leUint64(body[17:])))
+	return fmt.Sprintf("%s:%d", u, int64(binlogU64(body[17:])))
 }
