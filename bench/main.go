@@ -15,6 +15,9 @@
 //	postgres base backup and restore of a pgbench database (scale 100)
 //	        vs pg_basebackup and pgBackRest: time, size, peak RSS; and a
 //	        second backup after 5% of the rows changed.
+//	binlog  archive lag under a MariaDB write load: tidemark stream vs
+//	        mariadb-binlog --read-from-remote-server --raw --stop-never, side
+//	        by side on one server; archived MB/s; peak RSS.
 //	object  one large object (default 10 GiB) streamed into and out of the
 //	        repository: peak RSS must stay bounded (target ≤ 64 MiB) whatever
 //	        the size; measured at three sizes to show how memory grows.
@@ -41,7 +44,8 @@ func main() {
 		}
 		return
 	}
-	suite := flag.String("suite", "all", "repo, object, wal, postgres or all")
+	suite := flag.String("suite", "all", "repo, object, wal, postgres, binlog or all")
+	binlogDur := flag.Duration("binlog-duration", 30*time.Second, "binlog suite: write load duration")
 	pgScale := flag.Int("pg-scale", 100, "postgres suite: pgbench scale of the backed-up database")
 	scale := flag.Int("pgbench-scale", 50, "wal suite: pgbench scale")
 	phase := flag.Duration("pgbench-duration", 60*time.Second, "wal suite: pgbench run per phase")
@@ -78,6 +82,11 @@ func main() {
 	}
 	if *suite == "postgres" || *suite == "all" {
 		if err := pgSuite(ctx, dir, *pgScale, max(1, *runs-1)); err != nil {
+			fatal(err)
+		}
+	}
+	if *suite == "binlog" || *suite == "all" {
+		if err := binlogSuite(ctx, dir, *binlogDur); err != nil {
 			fatal(err)
 		}
 	}
