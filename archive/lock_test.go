@@ -3,6 +3,10 @@ package archive_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -70,4 +74,36 @@ func TestLockExcludesStealsAndReleases(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = a
+}
+
+// TestLockOfDeadLocalProcessIsTaken: a holder on this host whose process is
+// gone (kill -9) does not block its restarted successor for the rest of
+// the lease; a live one does.
+func TestLockOfDeadLocalProcessIsTaken(t *testing.T) {
+	ctx := context.Background()
+	r, _ := newRepo(t, archive.InitOptions{NoEncrypt: true})
+	host, _ := os.Hostname()
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	put := func(gen int, pid int) {
+		t.Helper()
+		rec := fmt.Sprintf(`{"holder":"%s/%d/0000","purpose":"crashed streamer","acquired":"2026-01-01T00:00:00Z","expires":"%s"}`,
+			host, pid, time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+		if _, err := r.Put(ctx, fmt.Sprintf("locks/stream-wal/%016x", gen), archive.KindLock, strings.NewReader(rec)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A live process (this test's parent, the go tool) holds it: refused.
+	put(1, os.Getppid())
+	if _, _, err := r.AcquireLock(ctx, "stream-wal", archive.LockOptions{}); !errors.Is(err, archive.ErrLocked) {
+		t.Fatalf("lock of a live local process: %v, want ErrLocked", err)
+	}
+	put(2, dead.Process.Pid)
+	l, _, err := r.AcquireLock(ctx, "stream-wal", archive.LockOptions{})
+	if err != nil {
+		t.Fatalf("lock of a dead local process: %v", err)
+	}
+	l.Unlock(ctx)
 }
