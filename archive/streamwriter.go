@@ -27,6 +27,11 @@ type Position struct {
 	End    string
 	Time   time.Time
 	Events int64
+	// Header, when set, is stored at the start of every segment of the group
+	// (small and consolidated), so each segment is self-describing: a binlog
+	// segment begins with the file's magic and format description event.
+	// Readers get it back as the first bytes of the segment's data.
+	Header []byte
 }
 
 // StreamWriter appends one stream. Data handed to Append is durable once
@@ -42,6 +47,7 @@ type StreamWriter struct {
 	nextSeq uint64
 	start   string // Start of the next segment
 
+	header    []byte        // Position.Header of the current group
 	open      []SegmentInfo // committed small segments awaiting consolidation
 	openData  bytes.Buffer
 	openSince time.Time
@@ -97,6 +103,9 @@ func (w *StreamWriter) Append(ctx context.Context, data []byte, pos Position) er
 			return err
 		}
 	}
+	if pos.Header != nil {
+		w.header = pos.Header
+	}
 	if w.pending.Len() == 0 {
 		w.pendingInfo = SegmentInfo{Stream: w.stream, Group: pos.Group, Start: w.start, FirstTime: pos.Time}
 	}
@@ -118,8 +127,8 @@ func (w *StreamWriter) Flush(ctx context.Context) error {
 	if w.pending.Len() > 0 {
 		s := w.pendingInfo
 		s.First, s.Last = w.nextSeq, w.nextSeq
-		s.Bytes = int64(w.pending.Len())
-		if err := w.repo.putSegment(ctx, s, w.pending.Bytes()); err != nil {
+		s.Bytes = int64(len(w.header) + w.pending.Len())
+		if err := w.repo.putSegment(ctx, s, w.withHeader(w.pending.Bytes())); err != nil {
 			return err
 		}
 		w.nextSeq++
@@ -161,6 +170,7 @@ func (w *StreamWriter) consolidate(ctx context.Context) error {
 	m := open[0]
 	m.Last = open[len(open)-1].Last
 	m.End = open[len(open)-1].End
+	data = w.withHeader(data)
 	m.Events, m.Bytes = 0, int64(len(data))
 	for _, s := range open {
 		m.Events += s.Events
@@ -178,4 +188,11 @@ func (w *StreamWriter) consolidate(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+func (w *StreamWriter) withHeader(data []byte) []byte {
+	if len(w.header) == 0 {
+		return data
+	}
+	return append(append(make([]byte, 0, len(w.header)+len(data)), w.header...), data...)
 }

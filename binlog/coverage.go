@@ -1,0 +1,182 @@
+package binlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tidemark/tidemark/archive"
+)
+
+// Errors a restore refuses with before writing anything.
+var (
+	// ErrNotCovered: the archive does not hold the binlog from the base to
+	// the target (a break in the stream, or the base before its start).
+	ErrNotCovered = errors.New("binlog archive does not cover the range")
+	// ErrOutsideWindow: the target is not inside what the archive holds.
+	ErrOutsideWindow = errors.New("target outside the archived binlog window")
+)
+
+// Window is a recoverable range: from a base at From, every target up to
+// To (and LastTime) can be reached.
+type Window struct {
+	Stream    string
+	From, To  Position
+	FirstTime time.Time // commit time of the first archived event after From
+	LastTime  time.Time // of the newest archived transaction
+}
+
+func (w Window) String() string {
+	return fmt.Sprintf("%s (%s) to %s (%s)", w.From, w.FirstTime.UTC().Format(time.RFC3339), w.To, w.LastTime.UTC().Format(time.RFC3339))
+}
+
+// plan is the part of a stream a replay reads.
+type plan struct {
+	stream   string
+	segments []archive.SegmentInfo // from the one holding from, to the end of the chain or the first break
+	window   Window
+	brk      *archive.StreamBreak // the first break after from, if any
+}
+
+// segRange is where a segment's events lie: the file and the offsets.
+func segRange(s archive.SegmentInfo) (start, end Position, err error) {
+	if start, err = ParsePosition(s.Start); err != nil {
+		return start, end, fmt.Errorf("segment %s of %s: start: %w", s.Group, s.Stream, err)
+	}
+	if end, err = ParsePosition(s.End); err != nil {
+		return start, end, fmt.Errorf("segment %s of %s: end: %w", s.Group, s.Stream, err)
+	}
+	if start.File != s.Group {
+		start = Position{File: s.Group, Pos: 4, GTID: start.GTID}
+	}
+	return start, end, nil
+}
+
+// locate finds the binlog stream and segment that hold from.
+func locate(ctx context.Context, repo *archive.Repository, from Position) (*plan, error) {
+	streams, err := repo.Streams(ctx, StreamPrefix)
+	if err != nil {
+		return nil, err
+	}
+	var windows []string
+	for _, name := range streams {
+		chain, err := repo.ReadStream(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		for i, s := range chain.Segments {
+			start, end, err := segRange(s)
+			if err != nil {
+				return nil, err
+			}
+			if from.before(start) || (!from.before(end) && (from.File != end.File || from.Pos != end.Pos)) {
+				continue
+			}
+			// The stream from here on, up to the first break after it.
+			p := &plan{stream: name, segments: chain.Segments[i:]}
+			for _, b := range chain.Breaks {
+				if b.Before.First > s.First {
+					p.segments = chain.Segments[i:indexOf(chain.Segments, b.Before)]
+					p.brk = &b
+					break
+				}
+			}
+			lastSeg := p.segments[len(p.segments)-1]
+			_, to, err := segRange(lastSeg)
+			if err != nil {
+				return nil, err
+			}
+			p.window = Window{Stream: name, From: from, To: to, FirstTime: s.FirstTime, LastTime: lastSeg.LastTime}
+			return p, nil
+		}
+		if first, ok := firstSeg(chain); ok {
+			last, _ := chain.Last()
+			windows = append(windows, fmt.Sprintf("%s: %s to %s", name, first.Start, last.End))
+		}
+	}
+	if len(windows) == 0 {
+		return nil, fmt.Errorf("%w: no binlog is archived in this repository", ErrNotCovered)
+	}
+	return nil, fmt.Errorf("%w: the binlog from %s is not archived (archived: %v)", ErrNotCovered, from, windows)
+}
+
+func firstSeg(c *archive.StreamChain) (archive.SegmentInfo, bool) {
+	if len(c.Segments) == 0 {
+		return archive.SegmentInfo{}, false
+	}
+	return c.Segments[0], true
+}
+
+func indexOf(segs []archive.SegmentInfo, s archive.SegmentInfo) int {
+	for i, x := range segs {
+		if x.First == s.First {
+			return i
+		}
+	}
+	return len(segs)
+}
+
+// CheckCoverage verifies, without reading any segment, that the archive
+// holds every event from the base position from up to the target. It
+// fails with ErrNotCovered naming the missing range, or ErrOutsideWindow
+// naming the recoverable window.
+func CheckCoverage(ctx context.Context, repo *archive.Repository, from Position, to Target) error {
+	_, err := planFor(ctx, repo, from, to)
+	return err
+}
+
+// RecoverableWindow returns what can be reached from a base at from.
+func RecoverableWindow(ctx context.Context, repo *archive.Repository, from Position) (Window, error) {
+	p, err := locate(ctx, repo, from)
+	if err != nil {
+		return Window{}, err
+	}
+	return p.window, nil
+}
+
+func planFor(ctx context.Context, repo *archive.Repository, from Position, to Target) (*plan, error) {
+	if err := to.validate(); err != nil {
+		return nil, err
+	}
+	p, err := locate(ctx, repo, from)
+	if err != nil {
+		return nil, err
+	}
+	w := p.window
+	outside := func(why string) error {
+		if p.brk != nil {
+			return fmt.Errorf("%w: %s: the archive has a break after %s: %s", ErrNotCovered, why, w.To, p.brk)
+		}
+		return fmt.Errorf("%w: %s; from %s the archive reaches %s", ErrOutsideWindow, why, from, w)
+	}
+	switch {
+	case to.Latest:
+		if p.brk != nil {
+			return nil, fmt.Errorf("%w: the latest state is past a break: %s", ErrNotCovered, p.brk)
+		}
+	case !to.Time.IsZero():
+		if to.Time.Unix() > w.LastTime.Unix() {
+			return nil, outside(fmt.Sprintf("target time %s is after the newest archived transaction", to.Time.UTC().Format(time.RFC3339)))
+		}
+	case !to.Position.IsZero():
+		if w.To.before(to.Position) {
+			return nil, outside(fmt.Sprintf("target position %s:%d is past the archive", to.Position.File, to.Position.Pos))
+		}
+		if to.Position.before(Position{File: from.File, Pos: from.Pos}) {
+			return nil, fmt.Errorf("%w: target position %s:%d is before the base at %s", ErrOutsideWindow, to.Position.File, to.Position.Pos, from)
+		}
+	default:
+		tg, _ := parseTargetGTID(to.GTID)
+		if tg.maria != nil {
+			if st, err := ParseMariaState(from.GTID); err == nil && st.Contains(*tg.maria) {
+				return nil, fmt.Errorf("%w: the base at %s already contains GTID %s", ErrOutsideWindow, from, to.GTID)
+			}
+			st, err := ParseMariaState(w.To.GTID)
+			if err != nil || !st.Contains(*tg.maria) {
+				return nil, outside(fmt.Sprintf("GTID %s is not archived", to.GTID))
+			}
+		}
+	}
+	return p, nil
+}

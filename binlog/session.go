@@ -1,0 +1,273 @@
+package binlog
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/replication"
+
+	"github.com/tidemark/tidemark/archive"
+)
+
+// streamer is one Stream call's state, kept across reconnects.
+type streamer struct {
+	cfg    Config
+	w      *archive.StreamWriter
+	stream string
+	bound  string // cluster id the repository is bound to
+
+	// cur is the transaction boundary after the last appended unit: where
+	// a new connection resumes. next is the running offset inside the
+	// current transaction.
+	cur    Position
+	next   uint32
+	maria  MariaState
+	mysql  *mysql.MysqlGTIDSet
+	format *Format
+	header []byte // segment header (magic + format description) of headerFile
+	hfile  string
+	grp    grouper
+	events int64
+}
+
+// session is one connection's worth of streaming. progressed reports
+// whether anything was made durable, to reset the reconnect backoff.
+func (s *streamer) session(ctx context.Context) (progressed bool, err error) {
+	conn, err := s.cfg.Source.Connect(ctx)
+	if err != nil {
+		return false, err
+	}
+	si, err := inspect(conn)
+	conn.Close()
+	if err != nil {
+		return false, err
+	}
+	if err := s.check(ctx, si); err != nil {
+		return false, err
+	}
+	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
+		ServerID: s.cfg.ServerID, Flavor: si.flavor(), Host: s.cfg.Source.Host, Port: s.cfg.Source.Port,
+		User: s.cfg.Source.User, Password: s.cfg.Source.Password,
+		RawModeEnabled: true, VerifyChecksum: true, DisableRetrySync: true,
+		HeartbeatPeriod: s.cfg.Heartbeat, ReadTimeout: 3 * s.cfg.Heartbeat,
+		DumpCommandFlag: annotateFlag(si), Logger: quietLogger(s.cfg.Log),
+	})
+	defer syncer.Close()
+	s.next, s.format = s.cur.Pos, nil
+	s.grp.reset()
+	st, err := syncer.StartSync(mysql.Position{Name: s.cur.File, Pos: s.cur.Pos})
+	if err != nil {
+		return false, classify(err, s.cur)
+	}
+	s.cfg.Log.Info("streaming binlog", "server", s.cfg.Source.Addr(), "version", si.Version, "from", s.cur.String(),
+		"stream", s.stream, "replica_server_id", s.cfg.ServerID)
+	var flushAt time.Time
+	for {
+		ectx, cancel := ctx, context.CancelFunc(func() {})
+		if !flushAt.IsZero() {
+			ectx, cancel = context.WithDeadline(ctx, flushAt)
+		}
+		ev, err := st.GetEvent(ectx)
+		cancel()
+		if err == nil {
+			err = s.handle(ctx, append([]byte(nil), ev.RawData...))
+		} else if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			err = nil
+		} else if ctx.Err() == nil {
+			err = classify(err, s.cur)
+		}
+		if err != nil {
+			return progressed, err
+		}
+		if s.w.Pending() > 0 && flushAt.IsZero() {
+			flushAt = time.Now().Add(s.cfg.FlushInterval)
+		}
+		if !flushAt.IsZero() && !time.Now().Before(flushAt) {
+			if err := s.w.Flush(ctx); err != nil {
+				return progressed, err
+			}
+			flushAt, progressed = time.Time{}, true
+			s.report()
+		}
+	}
+}
+
+// check verifies the server on every connect: the same server, the file to
+// resume from still there, its GTID history not behind the archive's. The
+// first connect binds the repository and opens the stream.
+func (s *streamer) check(ctx context.Context, si *serverInfo) error {
+	if !si.LogBin {
+		return fmt.Errorf("%w: binary logging is off (start the server with --log-bin)", ErrUnsupported)
+	}
+	if !strings.EqualFold(si.Checksum, "CRC32") {
+		s.cfg.Log.Warn("binlog_checksum is not CRC32: archived events cannot be verified", "binlog_checksum", si.Checksum)
+	}
+	if !strings.EqualFold(si.Format, "ROW") {
+		s.cfg.Log.Warn("binlog_format is not ROW: statement-based events replay only as exactly as the server logged them", "binlog_format", si.Format)
+	}
+	if s.w == nil {
+		if err := s.open(ctx, si); err != nil {
+			return err
+		}
+	} else if si.clusterID() != s.bound {
+		return fmt.Errorf("%w: the server at %s is now %s, the archive holds %s", ErrGap, s.cfg.Source.Addr(), si.clusterID(), s.bound)
+	}
+	if !si.hasFile(s.cur.File) {
+		oldest := "none"
+		if len(si.Files) > 0 {
+			oldest = si.Files[0]
+		}
+		return fmt.Errorf("%w: binlog %s, needed to continue from %s, is no longer on the server (purged?); its oldest is %s",
+			ErrGap, s.cur.File, s.cur, oldest)
+	}
+	if si.MariaDB && s.maria != nil {
+		srv, err := ParseMariaState(si.GTIDState)
+		if err != nil {
+			return fmt.Errorf("server gtid_binlog_state: %w", err)
+		}
+		for d, g := range s.maria {
+			sg, ok := srv[d]
+			if !ok {
+				return fmt.Errorf("%w: GTID domain %d (archived up to %s) is gone from the server (gtid_binlog_state %q)", ErrGap, d, g, si.GTIDState)
+			}
+			if sg.Seq < g.Seq {
+				return fmt.Errorf("%w: the server's GTID %s is behind the archive's %s: its history is not the archived one", ErrGap, sg, g)
+			}
+		}
+	}
+	return nil
+}
+
+func (s *streamer) open(ctx context.Context, si *serverInfo) error {
+	src, err := s.cfg.Repo.BindSource(ctx, archive.Source{Engine: "mysql", ClusterID: si.clusterID(),
+		Details: map[string]string{"version": si.Version, "hostname": si.Hostname, "server_id": fmt.Sprint(si.ServerID)}})
+	if err != nil {
+		return err
+	}
+	s.bound, s.stream = src.ClusterID, si.streamName()
+	w, err := s.cfg.Repo.OpenStream(ctx, s.stream, archive.StreamWriterOptions{MaxSegmentBytes: s.cfg.MaxSegmentBytes, MaxSegmentAge: s.cfg.MaxSegmentAge})
+	if err != nil {
+		return fmt.Errorf("open binlog stream %s: %w", s.stream, err)
+	}
+	if last, ok := w.Durable(); ok {
+		if s.cur, err = ParsePosition(last.End); err != nil {
+			return fmt.Errorf("stream %s ends at an unreadable position: %w", s.stream, err)
+		}
+	} else {
+		s.cur = s.cfg.Start
+		if s.cur.IsZero() {
+			if len(si.Files) == 0 {
+				return fmt.Errorf("%w: the server lists no binary logs", ErrUnsupported)
+			}
+			s.cur = Position{File: si.Files[0], Pos: 4}
+		}
+		w.Restart(s.cur.String())
+	}
+	if err := s.setGTIDState(si, s.cur.GTID); err != nil {
+		return err
+	}
+	s.w = w
+	return nil
+}
+
+func (s *streamer) setGTIDState(si *serverInfo, state string) error {
+	var err error
+	if si.MariaDB {
+		s.maria, err = ParseMariaState(state)
+	} else if state != "" {
+		var set mysql.GTIDSet
+		set, err = mysql.ParseMysqlGTIDSet(state)
+		if err == nil {
+			s.mysql = set.(*mysql.MysqlGTIDSet)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("archived GTID state %q: %w", state, err)
+	}
+	return nil
+}
+
+func (s *streamer) gtidString() string {
+	switch {
+	case s.maria != nil:
+		return s.maria.String()
+	case s.mysql != nil:
+		return s.mysql.String()
+	}
+	return ""
+}
+
+func (s *streamer) report() {
+	d, ok := s.w.Durable()
+	if !ok || s.cfg.Progress == nil {
+		return
+	}
+	p, _ := ParsePosition(d.End)
+	s.cfg.Progress(Progress{Stream: s.stream, Durable: p, EventTime: d.LastTime, Events: s.events})
+}
+
+// classify turns the server's "binlog purged" error into a gap.
+func classify(err error, at Position) error {
+	var me *mysql.MyError
+	if (errors.As(err, &me) && me.Code == mysql.ER_MASTER_FATAL_ERROR_READING_BINLOG) || strings.Contains(err.Error(), "ERROR 1236") {
+		return fmt.Errorf("%w: the server cannot send the binlog from %s: %v", ErrGap, at, err)
+	}
+	return fmt.Errorf("binlog stream from %s: %w", at, err)
+}
+
+func annotateFlag(si *serverInfo) uint16 {
+	if si.MariaDB {
+		return replication.BINLOG_SEND_ANNOTATE_ROWS_EVENT // archive what the file holds
+	}
+	return 0
+}
+
+// quietLogger keeps go-mysql's per-connection chatter at debug level.
+func quietLogger(l *slog.Logger) *slog.Logger {
+	return slog.New(levelShift{l.Handler()})
+}
+
+type levelShift struct{ slog.Handler }
+
+func (h levelShift) Enabled(ctx context.Context, l slog.Level) bool {
+	if l < slog.LevelError {
+		l = slog.LevelDebug
+	}
+	return h.Handler.Enabled(ctx, l)
+}
+
+func (h levelShift) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level < slog.LevelError {
+		r.Level = slog.LevelDebug
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h levelShift) WithAttrs(a []slog.Attr) slog.Handler { return levelShift{h.Handler.WithAttrs(a)} }
+func (h levelShift) WithGroup(n string) slog.Handler      { return levelShift{h.Handler.WithGroup(n)} }
+
+// mariaGTIDList decodes a MariaDB Gtid_list event: the binlog state at the
+// start of a file.
+func mariaGTIDList(body []byte) (MariaState, error) {
+	if len(body) < 4 {
+		return nil, fmt.Errorf("%w: GTID list event too short", ErrCorrupt)
+	}
+	n := int(binary.LittleEndian.Uint32(body) & 0x0fffffff)
+	body = body[4:]
+	if len(body) < n*16 {
+		return nil, fmt.Errorf("%w: GTID list of %d entries in %d bytes", ErrCorrupt, n, len(body))
+	}
+	st := MariaState{}
+	for i := range n {
+		b := body[i*16:]
+		g := MariaGTID{Domain: binary.LittleEndian.Uint32(b), Server: binary.LittleEndian.Uint32(b[4:]), Seq: binary.LittleEndian.Uint64(b[8:])}
+		st[g.Domain] = g
+	}
+	return st, nil
+}

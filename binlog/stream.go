@@ -1,0 +1,126 @@
+package binlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/tidemark/tidemark/archive"
+)
+
+// Config configures Stream.
+type Config struct {
+	Repo     *archive.Repository
+	Source   Source
+	ServerID uint32 // replica server id; 0 derives one from the repository id
+	// FlushInterval bounds how long arrived events stay in memory only
+	// (default 1s): the RPO under load.
+	FlushInterval time.Duration
+	// Heartbeat is the period the server is asked to send heartbeats at
+	// when idle (default 5s); a link silent for three periods is dropped
+	// and re-established.
+	Heartbeat time.Duration
+	// Start is where an empty archive begins; zero means the start of the
+	// oldest binlog file the server still has.
+	Start Position
+	// Segment size/age caps (archive defaults when zero).
+	MaxSegmentBytes int64
+	MaxSegmentAge   time.Duration
+	Log             *slog.Logger
+	// Progress, when set, is called after every flush that made events
+	// durable (tests, metrics).
+	Progress func(Progress)
+}
+
+// Progress is the streamer's state after a flush.
+type Progress struct {
+	Stream    string
+	Durable   Position  // what the repository holds
+	EventTime time.Time // commit time of the newest durable transaction
+	Events    int64     // events archived by this process
+}
+
+// Errors that end streaming instead of being retried.
+var (
+	// ErrGap: history the archive needs is gone from the server, or the
+	// server's history is not the archived one.
+	ErrGap = errors.New("gap in the binlog archive")
+	// ErrUnsupported: the server is not configured for archiving.
+	ErrUnsupported = errors.New("server cannot be archived")
+)
+
+// Stream archives the source's binlog until ctx is cancelled, reconnecting
+// with backoff after transient failures. It returns nil after a clean stop
+// and an error for what retrying cannot fix: a gap (recorded in the
+// repository, so status shows it), a foreign server, corrupt events.
+func Stream(ctx context.Context, cfg Config) error {
+	if cfg.FlushInterval <= 0 {
+		cfg.FlushInterval = time.Second
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 5 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.ServerID == 0 {
+		cfg.ServerID = DefaultServerID(cfg.Repo.Config().ID)
+	}
+	s := &streamer{cfg: cfg}
+	backoff := time.Second
+	for {
+		progressed, err := s.session(ctx)
+		if ctx.Err() != nil {
+			return s.stop(nil)
+		}
+		if errors.Is(err, ErrGap) {
+			cfg.Log.Error("gap in the binlog archive: streaming stops; a new base backup is needed", "err", err)
+			if rerr := s.recordGap(err); rerr != nil {
+				return fmt.Errorf("%w (and recording it failed: %v)", err, rerr)
+			}
+			return s.stop(err)
+		}
+		if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrUnsupported) || errors.Is(err, archive.ErrSourceMismatch) ||
+			errors.Is(err, archive.ErrExist) || errors.Is(err, archive.ErrLockLost) {
+			return s.stop(err)
+		}
+		if progressed {
+			backoff = time.Second
+		}
+		cfg.Log.Error("binlog streaming interrupted; reconnecting", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return s.stop(nil)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// stop makes what arrived durable on the way out. A failed final flush
+// loses nothing the server does not still have, but the stop is not clean.
+func (s *streamer) stop(err error) error {
+	if s.w == nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if ferr := s.w.Close(ctx); ferr != nil {
+		ferr = fmt.Errorf("final flush of the binlog archive: %w", ferr)
+		if err == nil {
+			return ferr
+		}
+		return fmt.Errorf("%w (%v)", err, ferr)
+	}
+	s.report()
+	return err
+}
+
+func (s *streamer) recordGap(gapErr error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return s.cfg.Repo.RecordGap(ctx, archive.GapRecord{Engine: "mysql", Detected: time.Now().UTC(),
+		From: s.cur.String(), Reason: gapErr.Error()})
+}
