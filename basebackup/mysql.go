@@ -6,10 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/binlog"
 )
 
 // MySQLConfig configures a MySQL/MariaDB base backup.
@@ -49,12 +49,8 @@ type MySQLMeta struct {
 
 // Position is the binlog position the snapshot is consistent with, in the
 // binlog stream's notation (FILE:POS[#GTID]).
-func (m MySQLMeta) Position() string {
-	s := m.BinlogFile + ":" + strconv.FormatUint(uint64(m.BinlogPos), 10)
-	if m.GTID != "" {
-		s += "#" + m.GTID
-	}
-	return s
+func (m MySQLMeta) Position() binlog.Position {
+	return binlog.Position{File: m.BinlogFile, Pos: m.BinlogPos, GTID: m.GTID}
 }
 
 // MySQLSchemaFile is the backup file holding the MySQLSchema.
@@ -80,11 +76,14 @@ func MySQL(ctx context.Context, cfg MySQLConfig) (*MySQLResult, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	srv, err := ParseMySQLURL(cfg.Source, cfg.Password)
+	srv, err := binlog.ParseSource(cfg.Source)
 	if err != nil {
 		return nil, err
 	}
-	coord, err := srv.Connect(ctx)
+	if cfg.Password != "" {
+		srv.Password = cfg.Password
+	}
+	coord, err := ConnectRaw(ctx, srv)
 	if err != nil {
 		return nil, err
 	}
@@ -93,14 +92,17 @@ func MySQL(ctx context.Context, cfg MySQLConfig) (*MySQLResult, error) {
 	if _, err := coord.Execute("SET SESSION sql_mode = ''"); err != nil {
 		return nil, fmt.Errorf("set sql_mode: %w", err)
 	}
-	id, err := identify(coord)
+	id, err := binlog.Identify(coord)
 	if err != nil {
 		return nil, err
+	}
+	if !id.LogBin {
+		return nil, fmt.Errorf("the server has binary logging off (log_bin): a base backup without binlog coordinates cannot be rolled forward")
 	}
 	if !id.MariaDB {
 		return nil, fmt.Errorf("base backups of MySQL (%s) are not implemented yet: only MariaDB's consistent-snapshot coordinates are supported", id.Version)
 	}
-	if _, err := cfg.Repo.BindSource(ctx, archive.Source{Engine: "mysql", ClusterID: id.clusterID(),
+	if _, err := cfg.Repo.BindSource(ctx, archive.Source{Engine: "mysql", ClusterID: id.ClusterID,
 		Details: map[string]string{"version": id.Version, "hostname": id.Hostname, "server_id": fmt.Sprint(id.ServerID)}}); err != nil {
 		return nil, err
 	}
@@ -130,7 +132,7 @@ func MySQL(ctx context.Context, cfg MySQLConfig) (*MySQLResult, error) {
 		return nil, fmt.Errorf("store schema: %w", err)
 	}
 	files = append([]archive.FileEntry{{Path: MySQLSchemaFile, Size: int64(len(sj)), Mode: 0o600, ModTime: snap.taken, Chunks: refs}}, files...)
-	meta := MySQLMeta{ServerVersion: id.Version, ServerID: id.ServerID, ClusterID: id.clusterID(), BinlogFile: snap.file,
+	meta := MySQLMeta{ServerVersion: id.Version, ServerID: id.ServerID, ClusterID: id.ClusterID, BinlogFile: snap.file,
 		BinlogPos: snap.pos, GTID: snap.gtid, SnapshotTime: snap.taken, LockHeldMS: ms(snap.lockHeld), DDLBlockedMS: ms(snap.ddlBlocked),
 		RowFormat: RowVersion, WithUsers: cfg.WithUsers}
 	for _, db := range schema.Databases {
@@ -149,9 +151,9 @@ func MySQL(ctx context.Context, cfg MySQLConfig) (*MySQLResult, error) {
 	}
 	// A logical snapshot is consistent at one point: a restore replays the
 	// binlog from there, so Start and Stop are the same position.
-	pos := meta.Position()
+	pos := meta.Position().String()
 	m := &archive.Manifest{ID: archive.NewManifestID(started), Engine: "mysql", Type: "full", Started: started,
-		Finished: time.Now().UTC(), Start: pos, Stop: pos, Stream: id.streamName(), Files: files, Stats: w.Stats(), EngineMeta: em}
+		Finished: time.Now().UTC(), Start: pos, Stop: pos, Stream: id.Stream, Files: files, Stats: w.Stats(), EngineMeta: em}
 	if err := cfg.Repo.CommitManifest(ctx, m); err != nil {
 		return nil, err
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
+
+	"github.com/tidemark/tidemark/binlog"
 )
 
 // snapshot is a consistent read view shared by every worker connection,
@@ -34,10 +36,10 @@ func (s *snapshot) close() {
 // blocked (BACKUP STAGE BLOCK_COMMIT) only while the already connected
 // workers open their snapshots — milliseconds. DDL is blocked from before
 // the schema is read until then, so the definitions match the data.
-func openSnapshot(ctx context.Context, cfg MySQLConfig, srv MySQLServer, coord *client.Conn) (*snapshot, *MySQLSchema, error) {
+func openSnapshot(ctx context.Context, cfg MySQLConfig, srv binlog.Source, coord *client.Conn) (*snapshot, *MySQLSchema, error) {
 	s := &snapshot{}
 	for i := 0; i < cfg.Jobs; i++ {
-		c, err := srv.Connect(ctx)
+		c, err := ConnectRaw(ctx, srv)
 		if err != nil {
 			s.close()
 			return nil, nil, err
@@ -96,7 +98,13 @@ func openSnapshot(ctx context.Context, cfg MySQLConfig, srv MySQLServer, coord *
 		s.close()
 		return nil, nil, fmt.Errorf("BINLOG_GTID_POS(%s, %d): %w", s.file, s.pos, err)
 	}
-	s.gtid, _ = r.GetString(0, 0)
+	g, _ := r.GetString(0, 0)
+	st, err := binlog.ParseMariaState(g)
+	if err != nil {
+		s.close()
+		return nil, nil, fmt.Errorf("BINLOG_GTID_POS(%s, %d) = %q: %w", s.file, s.pos, g, err)
+	}
+	s.gtid = st.String() // canonical, as the binlog stream writes positions
 	return s, schema, nil
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/basebackup"
+	"github.com/tidemark/tidemark/binlog"
 )
 
 // ErrTargetExists: a database the backup holds exists on the target.
@@ -21,11 +22,13 @@ var ErrTargetExists = errors.New("target database exists")
 
 // loadSession prepares a connection for loading rows exactly as stored:
 // raw bytes (binary character set), UTC for TIMESTAMP, zero dates and
-// zero auto-increment values kept, no checks the source already made.
+// zero auto-increment values kept, no checks the source already made —
+// and strict, so a value the target would alter is an error, never a
+// silently different row.
 var loadSession = []string{
 	"SET NAMES binary",
 	"SET SESSION time_zone = '+00:00'",
-	"SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
+	"SET SESSION sql_mode = 'STRICT_ALL_TABLES,ALLOW_INVALID_DATES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
 	"SET SESSION foreign_key_checks = 0",
 	"SET SESSION unique_checks = 0",
 }
@@ -38,8 +41,8 @@ var ddlSession = []string{
 	"SET SESSION foreign_key_checks = 0",
 }
 
-func connectWith(ctx context.Context, srv basebackup.MySQLServer, setup []string) (*client.Conn, error) {
-	c, err := srv.Connect(ctx)
+func connectWith(ctx context.Context, srv binlog.Source, setup []string) (*client.Conn, error) {
+	c, err := basebackup.ConnectRaw(ctx, srv)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +169,7 @@ func splitSecondaryKeys(create string) (string, []string) {
 // loader loads table parts on several connections.
 type loader struct {
 	cfg   MySQLConfig
-	srv   basebackup.MySQLServer
+	srv   binlog.Source
 	files map[string]archive.FileEntry
 	done  atomic.Int64
 	total int64
@@ -272,11 +275,20 @@ func (l *loader) load(ctx context.Context, c *client.Conn, j loadJob) error {
 		return fmt.Errorf("%s: %w: %v", j.file.Path, archive.ErrCorrupt, err)
 	}
 	names := make([]string, len(cols))
+	marks := make([]string, len(cols))
 	for i, col := range cols {
 		names[i] = basebackup.QuoteIdent(col.Name)
+		marks[i] = placeholder(j.table.Columns[i].DataType)
 	}
 	head := "INSERT INTO " + tableName(j.db, j.table.Name) + " (" + strings.Join(names, ", ") + ") VALUES "
-	tuple := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
+	enums := enumColumns(j.table)
+	if len(enums) > 0 {
+		// The empty "error value" of an ENUM (index 0, stored by a
+		// non-strict insert on the source) is refused in strict mode: such
+		// tables load non-strict, and every warning is checked below.
+		head = "SET STATEMENT sql_mode = 'ALLOW_INVALID_DATES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION' FOR " + head
+	}
+	tuple := "(" + strings.Join(marks, ", ") + ")"
 	per := min(maxBatchRows, maxBatchParams/len(cols))
 	stmts := map[int]*client.Stmt{}
 	defer func() {
@@ -297,8 +309,12 @@ func (l *loader) load(ctx context.Context, c *client.Conn, j loadJob) error {
 			}
 			stmts[n] = st
 		}
-		if _, err := st.Execute(args...); err != nil {
+		r, err := st.Execute(args...)
+		if err != nil {
 			return fmt.Errorf("insert into %s.%s: %w", j.db, j.table.Name, err)
+		}
+		if r.Warnings > 0 {
+			return onlyEnumErrorValues(c, j, enums)
 		}
 		return nil
 	}
@@ -349,6 +365,45 @@ func (l *loader) load(ctx context.Context, c *client.Conn, j loadJob) error {
 	return nil
 }
 
+func enumColumns(t *basebackup.MySQLTable) map[string]bool {
+	m := map[string]bool{}
+	for _, c := range t.Columns {
+		if c.DataType == "enum" {
+			m[c.Name] = true
+		}
+	}
+	return m
+}
+
+// onlyEnumErrorValues accepts the warnings of an insert only when each is
+// an ENUM column's empty error value: the table was created from the
+// source's definition, so no other value can be truncated.
+func onlyEnumErrorValues(c *client.Conn, j loadJob, enums map[string]bool) error {
+	r, err := c.Execute("SHOW WARNINGS")
+	if err != nil {
+		return fmt.Errorf("insert into %s.%s: read warnings: %w", j.db, j.table.Name, err)
+	}
+	for i := range r.RowNumber() {
+		code, _ := r.GetInt(i, 1)
+		msg, _ := r.GetString(i, 2)
+		col, _, _ := strings.Cut(strings.TrimPrefix(msg, "Data truncated for column '"), "'")
+		if code != 1265 || !enums[col] {
+			return fmt.Errorf("insert into %s.%s: the target changed a value: %s", j.db, j.table.Name, msg)
+		}
+	}
+	return nil
+}
+
+// placeholder is the value expression for a column: UUID and INET types
+// arrive in their text form, which a binary string would not be parsed as.
+func placeholder(dataType string) string {
+	switch dataType {
+	case "uuid", "inet6", "inet4":
+		return "CONVERT(? USING utf8mb4)"
+	}
+	return "?"
+}
+
 func sameColumns(got []basebackup.RowColumn, want []basebackup.MySQLColumn) error {
 	if len(got) != len(want) {
 		return fmt.Errorf("%d columns, the schema has %d", len(got), len(want))
@@ -362,7 +417,7 @@ func sameColumns(got []basebackup.RowColumn, want []basebackup.MySQLColumn) erro
 }
 
 // addKeys builds the deferred secondary indexes, one table per connection.
-func addKeys(ctx context.Context, jobs int, srv basebackup.MySQLServer, deferred map[string][]string) error {
+func addKeys(ctx context.Context, jobs int, srv binlog.Source, deferred map[string][]string) error {
 	var tables []string
 	for t := range deferred {
 		tables = append(tables, t)
