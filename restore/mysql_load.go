@@ -132,7 +132,9 @@ func createTables(c *client.Conn, s *basebackup.MySQLSchema) (map[string][]strin
 	return deferred, nil
 }
 
-func tableName(db, t string) string { return basebackup.QuoteIdent(db) + "." + basebackup.QuoteIdent(t) }
+func tableName(db, t string) string {
+	return basebackup.QuoteIdent(db) + "." + basebackup.QuoteIdent(t)
+}
 
 // splitSecondaryKeys removes secondary indexes from a CREATE TABLE so they
 // are built once, sorted, after the load instead of row by row. Tables
