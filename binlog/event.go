@@ -159,9 +159,9 @@ func verifyCRC(raw []byte) error {
 	return nil
 }
 
-// body returns an event's body without header and checksum, verifying the
+// Body returns an event's body without header and checksum, verifying the
 // checksum when the format has one.
-func (f *Format) body(e Event) ([]byte, error) {
+func (f *Format) Body(e Event) ([]byte, error) {
 	if !f.Checksum {
 		return e.Raw[headerLen:], nil
 	}
@@ -178,9 +178,9 @@ func (f *Format) postHeaderLen(t replication.EventType) int {
 	return int(f.postHeader[t-1])
 }
 
-// rowsStmtEnd reports whether a rows event ends its statement (the table
+// RowsStmtEnd reports whether a rows event ends its statement (the table
 // maps before it are then released).
-func (f *Format) rowsStmtEnd(e Event, body []byte) bool {
+func (f *Format) RowsStmtEnd(e Event, body []byte) bool {
 	ph := f.postHeaderLen(e.Type)
 	idLen := 6
 	if ph == 6 {
@@ -201,7 +201,7 @@ type Query struct {
 	SQL        string
 }
 
-func parseQuery(body []byte) (Query, error) {
+func ParseQuery(body []byte) (Query, error) {
 	const fixed = 4 + 4 + 1 + 2 + 2
 	if len(body) < fixed {
 		return Query{}, fmt.Errorf("%w: query event too short", ErrCorrupt)

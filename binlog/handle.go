@@ -55,7 +55,7 @@ func (s *streamer) fakeRotate(e Event) error {
 	body := e.Raw[headerLen:]
 	if s.format != nil {
 		var err error
-		if body, err = s.format.body(e); err != nil {
+		if body, err = s.format.Body(e); err != nil {
 			return err
 		}
 	}
@@ -105,7 +105,7 @@ func (s *streamer) formatDescription(e Event) error {
 
 func (s *streamer) appendUnit(ctx context.Context, u *Unit) error {
 	first := u.Events[0]
-	body, err := s.format.body(first)
+	body, err := s.format.Body(first)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -206,7 +205,7 @@ func (f *fixture) compareWithServer(stream string) int {
 			f.t.Fatalf("archived file %s is not on the server", file)
 		}
 		want = want[1:] // the format description is the segments' header
-		if len(evs) > len(want) {
+		if len(evs) != len(want) {
 			f.t.Fatalf("%s: %d archived events, the server's file has %d", file, len(evs), len(want))
 		}
 		for i := range evs {
@@ -216,7 +215,10 @@ func (f *fixture) compareWithServer(stream string) int {
 		}
 		n += len(evs)
 	}
+	for file := range srv {
+		if _, ok := arch[file]; !ok {
+			f.t.Fatalf("server file %s is not archived", file)
+		}
+	}
 	return n
 }
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }

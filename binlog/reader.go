@@ -111,7 +111,7 @@ func (r *Reader) Next(ctx context.Context) (*Txn, error) {
 		end := Position{File: r.pos.File, Pos: r.next, GTID: r.pos.GTID}
 		if !u.Txn {
 			if u.Events[0].Type == replication.ROTATE_EVENT {
-				body, _ := r.seg.Format.body(u.Events[0])
+				body, _ := r.seg.Format.Body(u.Events[0])
 				if end.File, end.Pos, err = rotateOf(body); err != nil {
 					return nil, err
 				}
@@ -154,7 +154,7 @@ func (r *Reader) nextEvent(ctx context.Context) (Event, error) {
 			return Event{}, fmt.Errorf("%w: a transaction spans files at %s", ErrCorrupt, info.Start)
 		}
 		r.seg, r.evIdx = seg, 0
-		if start.File != r.pos.File || r.segIdx == 0 {
+		if start.File != r.pos.File || r.segIdx == 0 || start.Pos == 4 {
 			r.pos = Position{File: start.File, Pos: start.Pos, GTID: r.pos.GTID}
 			r.next = start.Pos
 			if r.next == 4 && seg.Format.Raw != nil {

@@ -1,7 +1,11 @@
 package binlog
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/tidemark/tidemark/internal/testenv"
 )
@@ -50,4 +54,74 @@ func TestStreamResumes(t *testing.T) {
 	}
 	n := f.compareWithServer(streamOf(db))
 	t.Logf("%d events identical", n)
+}
+
+// TestStreamSurvivesServerCrash: the server killed and restarted under
+// load; the streamer reconnects and the archive is still exactly the
+// server's binlog (which now spans a new file).
+func TestStreamSurvivesServerCrash(t *testing.T) {
+	db := testenv.NewMariaDB(t, testenv.MariaDBOptions{})
+	f := newFixture(t, db)
+	c := f.conn()
+	exec(t, c, "CREATE DATABASE d", "CREATE TABLE d.t (id INT PRIMARY KEY AUTO_INCREMENT, v VARCHAR(50))")
+	stop, _ := f.stream(f.config())
+	load := func(n int) {
+		c, err := db.Conn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for i := range n {
+			exec(t, c, fmt.Sprintf("INSERT INTO d.t (v) VALUES ('row %d')", i))
+		}
+	}
+	load(50)
+	db.Kill()
+	if err := db.Start(); err != nil {
+		t.Fatal(err)
+	}
+	load(50)
+	c2, err := db.Conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	f.waitDurable(streamOf(db), masterPos(t, c2))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.compareWithServer(streamOf(db)); n < 100*4 {
+		t.Fatalf("only %d events archived", n)
+	}
+}
+
+// TestPurgedBinlogIsAGap: when the binlog the archive must continue from
+// was purged on the server, streaming stops with ErrGap and the gap is
+// recorded for status.
+func TestPurgedBinlogIsAGap(t *testing.T) {
+	db := testenv.NewMariaDB(t, testenv.MariaDBOptions{})
+	f := newFixture(t, db)
+	c := f.conn()
+	exec(t, c, "CREATE DATABASE d", "CREATE TABLE d.t (id INT PRIMARY KEY)")
+	stop, _ := f.stream(f.config())
+	exec(t, c, "INSERT INTO d.t VALUES (1)")
+	f.waitDurable(streamOf(db), masterPos(t, c))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, c, "INSERT INTO d.t VALUES (2)", "FLUSH BINARY LOGS", "INSERT INTO d.t VALUES (3)")
+	exec(t, c, "PURGE BINARY LOGS TO '"+masterPos(t, c).File+"'")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := Stream(ctx, f.config())
+	if !errors.Is(err, ErrGap) {
+		t.Fatalf("stream after purge: %v, want ErrGap", err)
+	}
+	gaps, err := f.repo.Gaps(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gaps) != 1 || gaps[0].Engine != "mysql" || gaps[0].From == "" {
+		t.Fatalf("recorded gaps: %+v", gaps)
+	}
 }

@@ -44,7 +44,7 @@ type grouper struct {
 // add consumes one non-artificial event and returns a unit when it
 // completes one.
 func (g *grouper) add(f *Format, e Event) (*Unit, error) {
-	body, err := f.body(e)
+	body, err := f.Body(e)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +68,7 @@ func (g *grouper) add(f *Format, e Event) (*Unit, error) {
 	}
 	if g.cur == nil {
 		if e.Type == replication.QUERY_EVENT {
-			q, err := parseQuery(body)
+			q, err := ParseQuery(body)
 			if err != nil {
 				return nil, err
 			}
@@ -93,7 +93,7 @@ func (g *grouper) add(f *Format, e Event) (*Unit, error) {
 	case replication.XID_EVENT, replication.XA_PREPARE_LOG_EVENT, replication.TRANSACTION_PAYLOAD_EVENT:
 		done = true
 	case replication.QUERY_EVENT, replication.MARIADB_QUERY_COMPRESSED_EVENT:
-		q, err := parseQuery(body)
+		q, err := ParseQuery(body)
 		if err != nil {
 			return nil, err
 		}

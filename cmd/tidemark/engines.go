@@ -91,7 +91,7 @@ repository. Runs until interrupted; SIGINT/SIGTERM flush and exit cleanly.
 				return a.streamPostgres(cmd.Context(), &rf, wal.Config{Source: source, Slot: slot, CreateSlot: createSlot,
 					NoSlot: noSlot, Synchronous: synchronous, FlushInterval: flushInterval})
 			case engineMySQL:
-				return notYet("stream from MySQL/MariaDB", "#5")
+				return a.streamMySQL(cmd.Context(), &rf, source, serverID, flushInterval)
 			default:
 				return notYet("stream from MongoDB", "#9")
 			}

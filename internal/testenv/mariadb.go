@@ -23,6 +23,7 @@ type MariaDB struct {
 	DataDir  string
 
 	dir  string
+	args []string
 	proc *process
 }
 
@@ -98,11 +99,20 @@ func StartMariaDB(o MariaDBOptions) (*MariaDB, error) {
 	if os.Geteuid() == 0 {
 		args = append(args, "--user=root")
 	}
-	args = append(args, o.Args...)
-	proc, err := startProcess("MariaDB", filepath.Join(dir, "error.log"), nil, nil, mariadbd, args...)
-	if err != nil {
+	m.args = append(args, o.Args...)
+	if err := m.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
+	}
+	return m, nil
+}
+
+// Start starts the server (again, after Stop or Kill) on the same data
+// directory and port.
+func (m *MariaDB) Start() error {
+	proc, err := startProcess("MariaDB", filepath.Join(m.dir, "error.log"), nil, nil, mariadbd, m.args...)
+	if err != nil {
+		return err
 	}
 	m.proc = proc
 	if err := proc.waitReady(func(ctx context.Context) error {
@@ -114,10 +124,10 @@ func StartMariaDB(o MariaDBOptions) (*MariaDB, error) {
 		_, err = c.Execute("SELECT 1")
 		return err
 	}); err != nil {
-		m.Destroy()
-		return nil, err
+		m.Stop()
+		return err
 	}
-	return m, nil
+	return nil
 }
 
 // Addr is host:port.
