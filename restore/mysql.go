@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -229,5 +228,3 @@ func targetServer(cfg MySQLConfig) (binlog.Source, error) {
 	}
 	return srv, nil
 }
-
-var errNoReplay = errors.New("binlog replay is not available in this build")
