@@ -80,7 +80,9 @@ type mark struct {
 
 // nextSecond waits until a new wall-clock second starts: binlog times have
 // whole seconds, so a time mark must not share its second with later writes.
-func nextSecond() { time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 20*time.Millisecond))) }
+func nextSecond() {
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 20*time.Millisecond)))
+}
 
 func TestMySQLPointInTimeRestore(t *testing.T) {
 	src := testenv.NewMariaDB(t, testenv.MariaDBOptions{})
