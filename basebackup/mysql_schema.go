@@ -1,12 +1,15 @@
 package basebackup
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/go-mysql-org/go-mysql/mysql"
 )
 
 // MySQLSchema is everything a restore recreates besides table rows; stored
@@ -67,7 +70,7 @@ var systemSchemas = []string{"mysql", "information_schema", "performance_schema"
 
 // readSchema reads the definitions of the selected databases. It runs with
 // DDL blocked, so the definitions match the snapshot taken right after.
-func readSchema(c *client.Conn, only []string, withUsers bool) (*MySQLSchema, error) {
+func readSchema(c *client.Conn, only []string, withUsers bool, log *slog.Logger) (*MySQLSchema, error) {
 	rows, err := query(c, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME")
 	if err != nil {
 		return nil, fmt.Errorf("list databases: %w", err)
@@ -93,7 +96,7 @@ func readSchema(c *client.Conn, only []string, withUsers bool) (*MySQLSchema, er
 		s.Databases = append(s.Databases, *db)
 	}
 	if withUsers {
-		if s.Users, err = readUsers(c); err != nil {
+		if s.Users, err = readUsers(c, log); err != nil {
 			return nil, err
 		}
 	}
@@ -273,7 +276,7 @@ func readObject(c *client.Conn, kind, db, name string) (*MySQLObject, error) {
 
 // readUsers returns CREATE USER and GRANT statements for every account but
 // MariaDB's internal ones.
-func readUsers(c *client.Conn) ([]string, error) {
+func readUsers(c *client.Conn, log *slog.Logger) ([]string, error) {
 	users, err := query(c, "SELECT User, Host FROM mysql.user WHERE is_role = 'N' AND User NOT IN ('mariadb.sys', 'mysql.sys', 'mysql.session', 'mysql.infoschema') ORDER BY User, Host")
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
@@ -282,6 +285,13 @@ func readUsers(c *client.Conn) ([]string, error) {
 	for _, u := range users {
 		acct := "'" + strings.ReplaceAll(string(u["User"]), "'", "''") + "'@'" + strings.ReplaceAll(string(u["Host"]), "'", "''") + "'"
 		cr, err := query(c, "SHOW CREATE USER "+acct)
+		var merr *mysql.MyError
+		if errors.As(err, &merr) && merr.Code == mysql.ER_PASSWORD_NO_MATCH {
+			// In mysql.user but not loaded: a host name under
+			// skip-name-resolve. Nobody can log in with it.
+			log.Warn("account not backed up: the server ignores it (a host name with skip-name-resolve?)", "account", acct)
+			continue
+		}
 		if err != nil || len(cr) != 1 {
 			return nil, fmt.Errorf("SHOW CREATE USER %s: %v", acct, err)
 		}

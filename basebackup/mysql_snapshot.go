@@ -61,7 +61,7 @@ func openSnapshot(ctx context.Context, cfg MySQLConfig, srv binlog.Source, coord
 		}
 	}
 	ddlFrom := time.Now()
-	schema, err := readSchema(coord, cfg.Databases, cfg.WithUsers)
+	schema, err := readSchema(coord, cfg.Databases, cfg.WithUsers, cfg.Log)
 	if err != nil {
 		return fail(err)
 	}

@@ -188,10 +188,15 @@ func LoadMySQLBase(ctx context.Context, cfg MySQLConfig, plan *MySQLPlan) (*MySQ
 		return nil, err
 	}
 	defer ddl.Close()
+	// Like the rows (see loader.run), the definitions are not binlogged on
+	// the target: a replica of it would otherwise get tables without rows.
+	if _, err := ddl.Execute("SET SESSION sql_log_bin = 0"); err != nil {
+		cfg.Log.Debug("creating definitions with binary logging on", "err", err)
+	}
 	if err := checkTargetEmpty(ddl, &schema, cfg.Force); err != nil {
 		return nil, err
 	}
-	if err := createUsers(ddl, &schema); err != nil {
+	if err := createUsers(ddl, &schema, false); err != nil {
 		return nil, err
 	}
 	deferred, err := createTables(ddl, &schema)
@@ -206,6 +211,9 @@ func LoadMySQLBase(ctx context.Context, cfg MySQLConfig, plan *MySQLPlan) (*MySQ
 		return nil, err
 	}
 	if err := createObjects(ddl, &schema); err != nil {
+		return nil, err
+	}
+	if err := createUsers(ddl, &schema, true); err != nil {
 		return nil, err
 	}
 	res := &MySQLResult{Plan: plan, LoadTime: time.Since(start)}

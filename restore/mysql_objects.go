@@ -9,10 +9,14 @@ import (
 	"github.com/tidemark/tidemark/basebackup"
 )
 
-// createUsers runs the backup's CREATE USER IF NOT EXISTS and GRANT
-// statements, before any object that names a definer.
-func createUsers(c *client.Conn, s *basebackup.MySQLSchema) error {
+// createUsers runs the backup's CREATE USER IF NOT EXISTS statements
+// (before any object that names a definer), or with grants its GRANT
+// statements (after the objects they name exist).
+func createUsers(c *client.Conn, s *basebackup.MySQLSchema, grants bool) error {
 	for _, stmt := range s.Users {
+		if strings.HasPrefix(stmt, "CREATE USER ") == grants {
+			continue
+		}
 		if _, err := c.Execute(stmt); err != nil {
 			return fmt.Errorf("restore users: %s: %w", firstWords(stmt), err)
 		}

@@ -141,6 +141,9 @@ func TestMySQLPointInTimeRestore(t *testing.T) {
 	latest := takeMark()
 	st.waitFor(t, latest.pos)
 	st.stop(t)
+	if problems, err := VerifyMySQLBases(context.Background(), repo); err != nil || len(problems) > 0 {
+		t.Fatalf("verify of a complete archive: %v %q", err, problems)
+	}
 
 	restoreTo := func(t *testing.T, to binlog.Target) *testenv.MariaDB {
 		dst := testenv.NewMariaDB(t, testenv.MariaDBOptions{ServerID: 2})
@@ -191,6 +194,10 @@ func TestMySQLPointInTimeRestore(t *testing.T) {
 			if err := repo.Store().Delete(context.Background(), victim.Stream+dir+key); err != nil {
 				t.Fatal(err)
 			}
+		}
+		problems, err := VerifyMySQLBases(context.Background(), repo)
+		if err != nil || len(problems) != 1 || !strings.Contains(problems[0], base.Manifest.ID) {
+			t.Fatalf("verify after deleting a segment: %v %q", err, problems)
 		}
 		dst := testenv.NewMariaDB(t, testenv.MariaDBOptions{ServerID: 3})
 		_, err = RestoreMySQL(context.Background(), MySQLConfig{Repo: repo, Target: dst.URL(), To: binlog.Target{Latest: true}})

@@ -181,6 +181,20 @@ func digest(t *testing.T, c *client.Conn, db string) map[string]string {
 	return out
 }
 
+func grants(t *testing.T, c *client.Conn, account string) string {
+	t.Helper()
+	r, err := c.Execute("SHOW GRANTS FOR " + account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for i := range r.RowNumber() {
+		g, _ := r.GetString(i, 0)
+		out = append(out, g)
+	}
+	return strings.Join(out, "\n")
+}
+
 func showCreate(t *testing.T, c *client.Conn, kind, fq string, col int) []byte {
 	t.Helper()
 	r, err := c.Execute("SHOW CREATE " + kind + " " + fq)
@@ -224,9 +238,16 @@ func TestMySQLBaseRoundTripExact(t *testing.T) {
 	src := testenv.MariaDBServer(t)
 	c := connect(t, src)
 	tortureSchema(t, c, "torture1")
+	mustExec(t, c, "CREATE USER 'app'@'10.0.0.%' IDENTIFIED BY 'app-pw'", "GRANT SELECT, INSERT ON torture1.* TO 'app'@'10.0.0.%'",
+		"GRANT EXECUTE ON FUNCTION torture1.twice TO 'app'@'10.0.0.%'")
+	wantGrants := grants(t, c, "'app'@'10.0.0.%'")
 	want := digest(t, c, "torture1")
 	repo := mysqlRepo(t)
-	res := backupMySQL(t, repo, src, "torture1")
+	res, err := basebackup.MySQL(context.Background(), basebackup.MySQLConfig{Repo: repo, Source: src.URL(), Jobs: 3,
+		Databases: []string{"torture1"}, PartRows: 1000, WithUsers: true})
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
 	if res.Meta.BinlogFile == "" || res.Meta.BinlogPos < 4 || res.Meta.GTID == "" {
 		t.Fatalf("backup has no binlog coordinates: %+v", res.Meta)
 	}
@@ -256,6 +277,9 @@ func TestMySQLBaseRoundTripExact(t *testing.T) {
 	}
 	dc := connect(t, dst)
 	compareDigests(t, "restored", digest(t, dc, "torture1"), want)
+	if got := grants(t, dc, "'app'@'10.0.0.%'"); got != wantGrants {
+		t.Errorf("restored grants %q, want %q", got, wantGrants)
+	}
 	// Routines work, not only exist.
 	r, err := dc.Execute("SELECT torture1.twice(21)")
 	if err != nil {
