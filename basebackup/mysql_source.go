@@ -3,6 +3,7 @@ package basebackup
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 
 	"github.com/go-mysql-org/go-mysql/client"
@@ -13,11 +14,13 @@ import (
 
 // ConnectRaw opens a session with the connection character set binary,
 // so values and names arrive as the server's raw bytes, and UTC as the
-// time zone, so TIMESTAMP values are what is stored.
-func ConnectRaw(ctx context.Context, s binlog.Source) (*client.Conn, error) {
-	c, err := s.Connect(ctx)
+// time zone, so TIMESTAMP values are what is stored. Options apply before
+// the handshake (capabilities such as CLIENT_LOCAL_FILES).
+func ConnectRaw(ctx context.Context, s binlog.Source, options ...client.Option) (*client.Conn, error) {
+	var d net.Dialer
+	c, err := client.ConnectWithDialer(ctx, "tcp", s.Addr(), s.User, s.Password, "", d.DialContext, options...)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("connect to %s: %w", s.Addr(), err)
 	}
 	for _, q := range []string{"SET NAMES binary", "SET SESSION time_zone = '+00:00'"} {
 		if _, err := c.Execute(q); err != nil {

@@ -23,10 +23,24 @@ type MySQLConfig struct {
 	// Databases restores only these (default: all in the backup).
 	Databases []string
 	// Force drops target databases that exist instead of refusing.
-	Force    bool
-	Log      *slog.Logger
-	Progress func(done, total int64)
+	Force bool
+	// LoadMethod is how rows are sent: LoadInsert (default) or LoadInfile.
+	LoadMethod string
+	Log        *slog.Logger
+	Progress   func(done, total int64)
 }
+
+// Load methods.
+// Measured on 400,000 rows (64 MB) with 2 connections on 2 shared cores:
+// insert 6.2–7.4 s, infile 7.4–7.6 s; insert is the default as it is no
+// slower and needs no local_infile.
+const (
+	// LoadInsert sends multi-row prepared INSERTs.
+	LoadInsert = "insert"
+	// LoadInfile streams rows as LOAD DATA LOCAL INFILE text (the server
+	// must allow local_infile).
+	LoadInfile = "infile"
+)
 
 // MySQLPlan is what a restore will do, decided before anything is written.
 type MySQLPlan struct {

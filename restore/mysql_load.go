@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/basebackup"
@@ -41,8 +42,8 @@ var ddlSession = []string{
 	"SET SESSION foreign_key_checks = 0",
 }
 
-func connectWith(ctx context.Context, srv binlog.Source, setup []string) (*client.Conn, error) {
-	c, err := basebackup.ConnectRaw(ctx, srv)
+func connectWith(ctx context.Context, srv binlog.Source, setup []string, options ...client.Option) (*client.Conn, error) {
+	c, err := basebackup.ConnectRaw(ctx, srv, options...)
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +202,12 @@ func (l *loader) run(ctx context.Context, s *basebackup.MySQLSchema) error {
 	return parallel(ctx, l.cfg.Jobs, len(jobs), func(ctx context.Context, c *client.Conn, i int) error {
 		return l.load(ctx, c, jobs[i])
 	}, func(ctx context.Context) (*client.Conn, error) {
-		c, err := connectWith(ctx, l.srv, loadSession)
+		c, err := connectWith(ctx, l.srv, loadSession, func(c *client.Conn) error {
+			if l.cfg.LoadMethod == LoadInfile {
+				return c.SetCapability(mysql.CLIENT_LOCAL_FILES)
+			}
+			return nil
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -251,17 +257,15 @@ feed:
 	return context.Cause(ctx)
 }
 
-// maxBatchParams stays under the protocol's 65535 placeholders, and
-// maxBatchBytes well under the default max_allowed_packet.
-const (
-	maxBatchRows   = 1000
-	maxBatchParams = 65535
-	maxBatchBytes  = 4 << 20
-)
+// rowSink sends rows to the target in batches.
+type rowSink interface {
+	add(basebackup.Row) error
+	flush() error
+	close()
+}
 
-// load reads one part's row stream from the repository and inserts it in
-// multi-row prepared statements: the binary protocol carries every value
-// as its exact bytes or binary number.
+// load reads one part's row stream from the repository and sends it to the
+// target by the configured method.
 func (l *loader) load(ctx context.Context, c *client.Conn, j loadJob) error {
 	pr, pw := io.Pipe()
 	go func() {
@@ -276,55 +280,16 @@ func (l *loader) load(ctx context.Context, c *client.Conn, j loadJob) error {
 	if err := sameColumns(cols, j.table.Columns); err != nil {
 		return fmt.Errorf("%s: %w: %v", j.file.Path, archive.ErrCorrupt, err)
 	}
-	names := make([]string, len(cols))
-	marks := make([]string, len(cols))
-	for i, col := range cols {
-		names[i] = basebackup.QuoteIdent(col.Name)
-		marks[i] = placeholder(j.table.Columns[i].DataType)
+	var sink rowSink
+	if l.cfg.LoadMethod == LoadInfile {
+		sink = newInfileLoader(c, j, cols)
+	} else {
+		sink = newInsertLoader(c, j, cols)
 	}
-	head := "INSERT INTO " + tableName(j.db, j.table.Name) + " (" + strings.Join(names, ", ") + ") VALUES "
-	enums := enumColumns(j.table)
-	if len(enums) > 0 {
-		// The empty "error value" of an ENUM (index 0, stored by a
-		// non-strict insert on the source) is refused in strict mode: such
-		// tables load non-strict, and every warning is checked below.
-		head = "SET STATEMENT sql_mode = 'ALLOW_INVALID_DATES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION' FOR " + head
-	}
-	tuple := "(" + strings.Join(marks, ", ") + ")"
-	per := min(maxBatchRows, maxBatchParams/len(cols))
-	stmts := map[int]*client.Stmt{}
-	defer func() {
-		for _, s := range stmts {
-			s.Close()
-		}
-	}()
-	flush := func(args []any) error {
-		n := len(args) / len(cols)
-		if n == 0 {
-			return nil
-		}
-		st, ok := stmts[n]
-		if !ok {
-			var err error
-			if st, err = c.Prepare(head + strings.TrimSuffix(strings.Repeat(tuple+", ", n), ", ")); err != nil {
-				return fmt.Errorf("prepare insert into %s: %w", j.table.Name, err)
-			}
-			stmts[n] = st
-		}
-		r, err := st.Execute(args...)
-		if err != nil {
-			return fmt.Errorf("insert into %s.%s: %w", j.db, j.table.Name, err)
-		}
-		if r.Warnings > 0 {
-			return onlyEnumErrorValues(c, j, enums)
-		}
-		return nil
-	}
+	defer sink.close()
 	var (
-		args  = make([]any, 0, per*len(cols))
-		bytes int
-		rows  int64
-		row   basebackup.Row
+		rows int64
+		row  basebackup.Row
 	)
 	for {
 		row, err = rr.Next(row[:0])
@@ -335,25 +300,11 @@ func (l *loader) load(ctx context.Context, c *client.Conn, j loadJob) error {
 			return fmt.Errorf("%s: %w: %v", j.file.Path, archive.ErrCorrupt, err)
 		}
 		rows++
-		for _, v := range row {
-			switch x := v.(type) {
-			case []byte:
-				bytes += len(x)
-			case string:
-				bytes += len(x)
-			default:
-				bytes += 8
-			}
-			args = append(args, v)
-		}
-		if len(args)/len(cols) >= per || bytes >= maxBatchBytes {
-			if err := flush(args); err != nil {
-				return err
-			}
-			args, bytes = args[:0], 0
+		if err := sink.add(row); err != nil {
+			return err
 		}
 	}
-	if err := flush(args); err != nil {
+	if err := sink.flush(); err != nil {
 		return err
 	}
 	var want basebackup.PartExtra

@@ -290,13 +290,14 @@ func TestMySQLBaseRoundTripExact(t *testing.T) {
 	}
 
 	// A second restore into the same server is refused before writing,
-	// and --force replaces the database.
+	// and --force replaces the database, here loading by LOAD DATA LOCAL
+	// INFILE: as exact as the inserts.
 	_, err = LoadMySQLBase(context.Background(), cfg, planOf(t, res))
 	if !errors.Is(err, ErrTargetExists) || !strings.Contains(err.Error(), "torture1") {
 		t.Fatalf("restore over an existing database: %v", err)
 	}
 	mustExec(t, dc, "DELETE FROM torture1.nopk")
-	cfg.Force = true
+	cfg.Force, cfg.LoadMethod = true, LoadInfile
 	if _, err := LoadMySQLBase(context.Background(), cfg, planOf(t, res)); err != nil {
 		t.Fatalf("restore --force: %v", err)
 	}

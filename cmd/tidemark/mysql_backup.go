@@ -23,6 +23,7 @@ type mysqlFlags struct {
 	withUsers    bool
 	force        bool
 	passwordFile string
+	loadMethod   string
 }
 
 func (m *mysqlFlags) registerBackup(f *pflag.FlagSet) {
@@ -33,6 +34,7 @@ func (m *mysqlFlags) registerBackup(f *pflag.FlagSet) {
 
 func (m *mysqlFlags) registerRestore(f *pflag.FlagSet) {
 	f.StringSliceVar(&m.databases, "databases", nil, "MySQL/MariaDB: restore only these databases of the backup")
+	f.StringVar(&m.loadMethod, "load-method", restore.LoadInsert, "MySQL/MariaDB: how rows are loaded: insert (multi-row prepared INSERTs) or infile (LOAD DATA LOCAL INFILE; the server must allow local_infile)")
 	f.BoolVar(&m.force, "force", false, "MySQL/MariaDB: drop and replace target databases that exist (default: refuse)")
 	f.StringVar(&m.passwordFile, "password-file", "", "MySQL/MariaDB: file holding the target password (or put the URL with its password in TIDEMARK_TARGET)")
 }
@@ -130,13 +132,16 @@ func (a *app) restoreMySQL(ctx context.Context, rf *repoFlags, target string, to
 	if err != nil {
 		return err
 	}
+	if mf.loadMethod != restore.LoadInsert && mf.loadMethod != restore.LoadInfile {
+		return usageErr(fmt.Errorf("--load-method %q: want insert or infile", mf.loadMethod))
+	}
 	r, err := rf.open(ctx, true)
 	if err != nil {
 		return err
 	}
 	bar := progress.New(a.stderr)
 	cfg := restore.MySQLConfig{Repo: r, Target: target, Password: pw, To: to, Jobs: jobs, Databases: mf.databases, Force: mf.force,
-		Log: a.log, Progress: func(done, total int64) { bar.Bytes("restore", done>>20, done, total) }}
+		LoadMethod: mf.loadMethod, Log: a.log, Progress: func(done, total int64) { bar.Bytes("restore", done>>20, done, total) }}
 	res, err := restore.RestoreMySQL(ctx, cfg)
 	bar.Done()
 	if err != nil {
