@@ -43,6 +43,7 @@ type MySQLMeta struct {
 	RowFormat     int       `json:"row_format"`
 	Databases     []string  `json:"databases"`
 	Tables        int       `json:"tables"`
+	LockedTables  int       `json:"locked_tables,omitempty"` // non-transactional, copied under the lock
 	Rows          int64     `json:"rows"`
 	WithUsers     bool      `json:"with_users,omitempty"`
 }
@@ -116,13 +117,15 @@ func MySQL(ctx context.Context, cfg MySQLConfig) (*MySQLResult, error) {
 		return nil, err
 	}
 	defer snap.close()
+	defer snap.release(coord)
 	cfg.Log.Info("snapshot open", "binlog_file", snap.file, "binlog_pos", snap.pos, "gtid", snap.gtid,
-		"commits_blocked", snap.lockHeld, "ddl_blocked", snap.ddlBlocked, "connections", len(snap.workers))
+		"connections", len(snap.workers), "non_transactional_tables_under_lock", schema.hasLocked())
 	d := &dumper{cfg: cfg, chunks: w, snap: snap}
 	files, err := d.run(ctx, coord, schema)
 	if err != nil {
 		return nil, err
 	}
+	cfg.Log.Info("tables copied", "commits_blocked", snap.lockHeld, "ddl_blocked", snap.ddlBlocked)
 	sj, err := json.Marshal(schema)
 	if err != nil {
 		return nil, err
@@ -140,6 +143,9 @@ func MySQL(ctx context.Context, cfg MySQLConfig) (*MySQLResult, error) {
 		meta.Tables += len(db.Tables)
 		for _, t := range db.Tables {
 			meta.Rows += t.Rows
+			if t.Locked {
+				meta.LockedTables++
+			}
 		}
 	}
 	if err := w.Commit(ctx); err != nil {

@@ -42,25 +42,76 @@ type dumper struct {
 	total  int64
 }
 
-// run dumps every table's parts on the snapshot's connections, largest
-// first, and fills in each table's parts and row count.
+// run dumps every table's parts on the snapshot's connections and fills
+// in each table's parts and row count. Non-transactional tables are not in
+// the snapshot: they are copied first, while the snapshot's lock still
+// blocks writes to them, which is then released; transactional tables are
+// split into key ranges and copied from the snapshot, largest first.
 func (d *dumper) run(ctx context.Context, coord *client.Conn, schema *MySQLSchema) ([]archive.FileEntry, error) {
-	var parts []*part
+	var locked, parts []*part
 	for di := range schema.Databases {
 		db := &schema.Databases[di]
 		for ti := range db.Tables {
+			if t := &db.Tables[ti]; t.Locked {
+				locked = append(locked, d.name(schema, &part{db: di, table: ti, est: t.estBytes}))
+			}
+		}
+	}
+	d.total = sumEst(locked)
+	err := d.dumpAll(ctx, schema, locked)
+	if rerr := d.snap.release(coord); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	for di := range schema.Databases {
+		db := &schema.Databases[di]
+		for ti := range db.Tables {
+			if db.Tables[ti].Locked {
+				continue
+			}
 			ps, err := d.plan(coord, db.Name, &db.Tables[ti])
 			if err != nil {
 				return nil, fmt.Errorf("plan %s.%s: %w", db.Name, db.Tables[ti].Name, err)
 			}
 			for i, p := range ps {
 				p.db, p.table, p.seq = di, ti, i
-				p.path = fmt.Sprintf("data/%s/%s/%06d", url.PathEscape(db.Name), url.PathEscape(db.Tables[ti].Name), i)
-				d.total += p.est
+				parts = append(parts, d.name(schema, p))
 			}
-			parts = append(parts, ps...)
 		}
 	}
+	d.total += sumEst(parts)
+	if err := d.dumpAll(ctx, schema, parts); err != nil {
+		return nil, err
+	}
+	all := append(locked, parts...)
+	files := make([]archive.FileEntry, 0, len(all))
+	for _, p := range all {
+		t := &schema.Databases[p.db].Tables[p.table]
+		t.Parts = append(t.Parts, p.path)
+		t.Rows += p.rows
+		files = append(files, p.file)
+	}
+	return files, nil
+}
+
+func (d *dumper) name(schema *MySQLSchema, p *part) *part {
+	db := schema.Databases[p.db]
+	p.path = fmt.Sprintf("data/%s/%s/%06d", url.PathEscape(db.Name), url.PathEscape(db.Tables[p.table].Name), p.seq)
+	return p
+}
+
+func sumEst(ps []*part) int64 {
+	var n int64
+	for _, p := range ps {
+		n += p.est
+	}
+	return n
+}
+
+// dumpAll dumps parts on the snapshot's connections, largest first.
+func (d *dumper) dumpAll(ctx context.Context, schema *MySQLSchema, parts []*part) error {
 	order := append([]*part(nil), parts...)
 	sort.SliceStable(order, func(i, j int) bool { return order[i].est > order[j].est })
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -89,17 +140,7 @@ feed:
 	}
 	close(work)
 	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
-		return nil, err
-	}
-	files := make([]archive.FileEntry, 0, len(parts))
-	for _, p := range parts {
-		t := &schema.Databases[p.db].Tables[p.table]
-		t.Parts = append(t.Parts, p.path)
-		t.Rows += p.rows
-		files = append(files, p.file)
-	}
-	return files, nil
+	return context.Cause(ctx)
 }
 
 // plan splits a table into primary-key ranges. Only a single integer key

@@ -41,8 +41,10 @@ type MySQLTable struct {
 	PrimaryKey []string      `json:"primary_key,omitempty"`
 	Parts      []string      `json:"parts"` // backup file paths of its row streams, in key order
 	Rows       int64         `json:"rows"`
-	estRows    int64
-	estBytes   int64
+	// Locked: a non-transactional table, copied while writes were blocked.
+	Locked   bool `json:"locked,omitempty"`
+	estRows  int64
+	estBytes int64
 }
 
 // MySQLColumn is a stored column.
@@ -63,6 +65,17 @@ type MySQLObject struct {
 	CharsetClient       string `json:"character_set_client"`
 	CollationConnection string `json:"collation_connection"`
 	DatabaseCollation   string `json:"database_collation,omitempty"`
+}
+
+func (s *MySQLSchema) hasLocked() bool {
+	for _, db := range s.Databases {
+		for _, t := range db.Tables {
+			if t.Locked {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // systemSchemas are never backed up as data.
@@ -128,16 +141,21 @@ func readDatabase(c *client.Conn, name string) (*MySQLDatabase, error) {
 		default:
 			return nil, fmt.Errorf("table %s is a %s, which base backups do not support yet", tn, typ)
 		}
-		if !strings.EqualFold(engine, "InnoDB") {
-			// Their rows are not in the transactional snapshot: a copy
-			// would be inconsistent with the binlog coordinates.
-			return nil, fmt.Errorf("table %s uses the non-transactional engine %s: only InnoDB tables can be copied consistently with the binlog position; convert it (ALTER TABLE … ENGINE=InnoDB) or leave its database out with --databases", tn, engine)
+		locked := false
+		switch strings.ToLower(engine) {
+		case "innodb":
+		case "myisam", "aria", "memory", "csv", "archive":
+			// Not in the transactional snapshot: copied while writes to
+			// them are blocked, which lengthens the lock.
+			locked = true
+		default:
+			return nil, fmt.Errorf("table %s uses the engine %s, which base backups cannot copy consistently with the binlog position; leave its database out with --databases", tn, engine)
 		}
 		tb, err := readTable(c, name, tn)
 		if err != nil {
 			return nil, fmt.Errorf("table %s: %w", tn, err)
 		}
-		tb.Engine = engine
+		tb.Engine, tb.Locked = engine, locked
 		tb.estRows, _ = strconv.ParseInt(string(t["TABLE_ROWS"]), 10, 64)
 		tb.estBytes, _ = strconv.ParseInt(string(t["DATA_LENGTH"]), 10, 64)
 		db.Tables = append(db.Tables, *tb)

@@ -19,8 +19,26 @@ type snapshot struct {
 	pos        uint32
 	gtid       string
 	taken      time.Time
-	lockHeld   time.Duration // commits blocked (BACKUP STAGE BLOCK_COMMIT)
-	ddlBlocked time.Duration // DDL blocked while the schema was read
+	lockFrom   time.Time     // commits blocked since (BACKUP STAGE BLOCK_COMMIT)
+	ddlFrom    time.Time     // DDL blocked since
+	lockHeld   time.Duration // commits were blocked this long
+	ddlBlocked time.Duration // DDL was blocked this long
+	released   bool
+}
+
+// release ends the backup stage: commits and DDL run again.
+func (s *snapshot) release(coord *client.Conn) error {
+	if s.released {
+		return nil
+	}
+	s.released = true
+	_, err := coord.Execute("BACKUP STAGE END")
+	end := time.Now()
+	s.lockHeld, s.ddlBlocked = end.Sub(s.lockFrom), end.Sub(s.ddlFrom)
+	if err != nil {
+		return fmt.Errorf("BACKUP STAGE END: %w", err)
+	}
+	return nil
 }
 
 func (s *snapshot) close() {
@@ -30,7 +48,8 @@ func (s *snapshot) close() {
 }
 
 // openSnapshot reads the schema and opens one snapshot per worker at one
-// point of the binlog. MariaDB's START TRANSACTION WITH CONSISTENT SNAPSHOT
+// point of the binlog, and returns with the backup stage still held: the
+// caller copies non-transactional tables and then releases it. MariaDB's START TRANSACTION WITH CONSISTENT SNAPSHOT
 // reports the binlog position its read view matches (binlog_snapshot_*),
 // per connection; to share that point across connections, commits are
 // blocked (BACKUP STAGE BLOCK_COMMIT) only while the already connected
@@ -60,15 +79,17 @@ func openSnapshot(ctx context.Context, cfg MySQLConfig, srv binlog.Source, coord
 			return fail(fmt.Errorf("%s (needs the RELOAD privilege): %w", q, err))
 		}
 	}
-	ddlFrom := time.Now()
+	s.ddlFrom = time.Now()
 	schema, err := readSchema(coord, cfg.Databases, cfg.WithUsers, cfg.Log)
 	if err != nil {
 		return fail(err)
 	}
+	// BLOCK_COMMIT also blocks every write to non-transactional tables
+	// (MyISAM, Aria): held until they are copied, when there are any.
 	if _, err := coord.Execute("BACKUP STAGE BLOCK_COMMIT"); err != nil {
 		return fail(fmt.Errorf("BACKUP STAGE BLOCK_COMMIT: %w", err))
 	}
-	lockFrom := time.Now()
+	s.lockFrom = time.Now()
 	for i, w := range s.workers {
 		if _, err := w.Execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"); err != nil {
 			return fail(fmt.Errorf("worker %d: start snapshot: %w", i, err))
@@ -86,15 +107,16 @@ func openSnapshot(ctx context.Context, cfg MySQLConfig, srv binlog.Source, coord
 		}
 	}
 	s.taken = time.Now().UTC()
-	if _, err := coord.Execute("BACKUP STAGE END"); err != nil {
-		return fail(fmt.Errorf("BACKUP STAGE END: %w", err))
+	if !schema.hasLocked() {
+		if err := s.release(coord); err != nil {
+			return fail(err)
+		}
 	}
-	end := time.Now()
-	s.lockHeld, s.ddlBlocked = end.Sub(lockFrom), end.Sub(ddlFrom)
 	// BINLOG_GTID_POS maps the file/offset to the GTID position; the current
 	// @@gtid_binlog_pos would not match the snapshot.
 	r, err := coord.Execute("SELECT BINLOG_GTID_POS(?, ?)", s.file, s.pos)
 	if err != nil {
+		s.release(coord)
 		s.close()
 		return nil, nil, fmt.Errorf("BINLOG_GTID_POS(%s, %d): %w", s.file, s.pos, err)
 	}
@@ -102,6 +124,7 @@ func openSnapshot(ctx context.Context, cfg MySQLConfig, srv binlog.Source, coord
 	st, err := binlog.ParseMariaState(g)
 	if err != nil {
 		s.close()
+		s.release(coord)
 		return nil, nil, fmt.Errorf("BINLOG_GTID_POS(%s, %d) = %q: %w", s.file, s.pos, g, err)
 	}
 	s.gtid = st.String() // canonical, as the binlog stream writes positions

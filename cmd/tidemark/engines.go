@@ -141,7 +141,8 @@ MySQL/MariaDB: a logical backup from one consistent snapshot shared by
 binlog position and GTID it is consistent with; schema (tables by exact
 SHOW CREATE, views, routines, triggers, events, --with-users accounts) and
 rows by primary-key range in a typed binary format, as deduplicated,
-compressed, encrypted chunks. InnoDB tables only.`,
+compressed, encrypted chunks. Non-transactional tables (MyISAM, Aria) are
+copied while commits stay blocked.`,
 		Short: "Take a base backup into the repository",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
