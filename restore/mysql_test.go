@@ -335,4 +335,3 @@ func TestMySQLNonTransactionalTables(t *testing.T) {
 		t.Fatalf("backup of a sequence: %v", err)
 	}
 }
-
