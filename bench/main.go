@@ -41,7 +41,8 @@ func main() {
 		}
 		return
 	}
-	suite := flag.String("suite", "all", "repo, object, wal, postgres or all")
+	suite := flag.String("suite", "all", "repo, object, wal, postgres, mysql or all")
+	mysqlFlag := flag.String("mysql-size", "1GiB", "mysql suite: data size of the backed-up database")
 	pgScale := flag.Int("pg-scale", 100, "postgres suite: pgbench scale of the backed-up database")
 	scale := flag.Int("pgbench-scale", 50, "wal suite: pgbench scale")
 	phase := flag.Duration("pgbench-duration", 60*time.Second, "wal suite: pgbench run per phase")
@@ -55,6 +56,10 @@ func main() {
 		fatal(err)
 	}
 	objSize, err := parseSize(*objFlag)
+	if err != nil {
+		fatal(err)
+	}
+	mysqlSize, err := parseSize(*mysqlFlag)
 	if err != nil {
 		fatal(err)
 	}
@@ -78,6 +83,11 @@ func main() {
 	}
 	if *suite == "postgres" || *suite == "all" {
 		if err := pgSuite(ctx, dir, *pgScale, max(1, *runs-1)); err != nil {
+			fatal(err)
+		}
+	}
+	if *suite == "mysql" || *suite == "all" {
+		if err := mysqlSuite(ctx, dir, mysqlSize, max(1, *runs-1)); err != nil {
 			fatal(err)
 		}
 	}
