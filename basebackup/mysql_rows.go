@@ -370,7 +370,7 @@ func parseDate(s string) (y, m, d uint64, err error) {
 
 // parseClock parses H+:MM:SS[.ffffff] into seconds and microseconds.
 func parseClock(s string, maxHour uint64) (secs, micro uint64, err error) {
-	bad := fmt.Errorf("time %q", s)
+	bad := errBadClock(s)
 	clock, frac, hasFrac := cut(s, '.')
 	h, rest, ok := cut(clock, ':')
 	if !ok || len(rest) != 5 || rest[2] != ':' {
@@ -397,6 +397,12 @@ func parseClock(s string, maxHour uint64) (secs, micro uint64, err error) {
 	}
 	return hh*3600 + mm*60 + ss, micro, nil
 }
+
+// errBadClock is built only when returned: this runs for every temporal
+// value of a backup.
+type errBadClock string
+
+func (e errBadClock) Error() string { return fmt.Sprintf("time %q", string(e)) }
 
 func cut(s string, sep byte) (before, after string, found bool) {
 	for i := 0; i < len(s); i++ {
