@@ -17,6 +17,7 @@ import (
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/basebackup"
+	"github.com/tidemark/tidemark/binlog"
 	"github.com/tidemark/tidemark/internal/testenv"
 )
 
@@ -333,5 +334,13 @@ func TestMySQLNonTransactionalTables(t *testing.T) {
 	_, err := basebackup.MySQL(context.Background(), basebackup.MySQLConfig{Repo: mysqlRepo(t), Source: src.URL(), Databases: []string{"seqdb"}})
 	if err == nil || !strings.Contains(err.Error(), "s1 is a SEQUENCE") {
 		t.Fatalf("backup of a sequence: %v", err)
+	}
+}
+
+func TestMySQLPartialRestoreRefused(t *testing.T) {
+	_, err := RestoreMySQL(context.Background(), MySQLConfig{Repo: mysqlRepo(t), Target: "mysql://root@127.0.0.1:1/",
+		Databases: []string{"shop"}, To: binlog.Target{Latest: true}})
+	if err == nil || !strings.Contains(err.Error(), "--databases") {
+		t.Fatalf("partial restore: %v", err)
 	}
 }
