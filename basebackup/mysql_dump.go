@@ -143,13 +143,14 @@ feed:
 	return context.Cause(ctx)
 }
 
-// plan splits a table into primary-key ranges. Only a single integer key
-// is split (by value, between its minimum and maximum): ranges over other
-// keys would have to be compared in the column's collation. The first and
-// last ranges are open, so rows outside the sampled bounds are never lost.
+// plan splits a table into primary-key ranges by the value of the key's
+// first column, when that is an integer (a composite key's rows with one
+// leading value stay in one range): ranges over other types would have to
+// be compared in the column's collation. The first and last ranges are
+// open, so rows outside the sampled bounds are never lost.
 func (d *dumper) plan(coord *client.Conn, db string, t *MySQLTable) ([]*part, error) {
 	whole := []*part{{est: t.estBytes}}
-	if len(t.PrimaryKey) != 1 || t.estRows <= d.cfg.PartRows {
+	if len(t.PrimaryKey) == 0 || t.estRows <= d.cfg.PartRows {
 		return whole, nil
 	}
 	var kind ColumnKind

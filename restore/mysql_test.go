@@ -100,9 +100,11 @@ func tortureSchema(t *testing.T, c *client.Conn, db string) {
 		"INSERT INTO big SELECT seq, MD5(seq), seq % 97 FROM seq_1_to_5000",
 		"CREATE TABLE child (id INT AUTO_INCREMENT PRIMARY KEY, big_id BIGINT NOT NULL, FOREIGN KEY (big_id) REFERENCES big (id))",
 		"INSERT INTO child (big_id) SELECT seq FROM seq_1_to_50",
+		"CREATE TABLE comp (a INT, b VARCHAR(10), c BLOB, PRIMARY KEY (a, b))",
+		"INSERT INTO comp SELECT seq DIV 2, CONCAT('k', seq), NULL FROM seq_1_to_3000",
 		"CREATE TABLE nopk (a INT, b VARCHAR(10))",
 		"INSERT INTO nopk VALUES (1, 'x'), (1, 'x'), (NULL, NULL)",
-		"ANALYZE TABLE torture, big, child, nopk",
+		"ANALYZE TABLE torture, big, child, comp, nopk",
 		"CREATE VIEW b_view AS SELECT id, n FROM big",
 		"CREATE VIEW a_view AS SELECT id, n FROM b_view WHERE n > 10",
 		"CREATE FUNCTION twice(x INT) RETURNS INT DETERMINISTIC RETURN x * 2",
@@ -251,14 +253,17 @@ func TestMySQLBaseRoundTripExact(t *testing.T) {
 	if res.Meta.BinlogFile == "" || res.Meta.BinlogPos < 4 || res.Meta.GTID == "" {
 		t.Fatalf("backup has no binlog coordinates: %+v", res.Meta)
 	}
-	bigParts := 0
+	bigParts, compParts := 0, 0
 	for _, f := range res.Manifest.Files {
 		if strings.HasPrefix(f.Path, "data/torture1/big/") {
 			bigParts++
 		}
+		if strings.HasPrefix(f.Path, "data/torture1/comp/") {
+			compParts++
+		}
 	}
-	if bigParts < 3 {
-		t.Fatalf("table big (5000 rows, 1000 per part) stored in %d parts", bigParts)
+	if bigParts < 3 || compParts < 2 {
+		t.Fatalf("tables big (5000 rows) and comp (3000 rows, composite key), 1000 rows per part, stored in %d and %d parts", bigParts, compParts)
 	}
 	// The manifest is what a restore finds.
 	m, err := repo.ReadManifest(context.Background(), res.Manifest.ID)
@@ -266,7 +271,7 @@ func TestMySQLBaseRoundTripExact(t *testing.T) {
 		t.Fatalf("manifest: %v %+v", err, m)
 	}
 	var meta basebackup.MySQLMeta
-	if err := json.Unmarshal(m.EngineMeta, &meta); err != nil || meta.Tables != 4 || meta.Rows != 4+5000+50+3 {
+	if err := json.Unmarshal(m.EngineMeta, &meta); err != nil || meta.Tables != 5 || meta.Rows != 4+5000+50+3000+3 {
 		t.Fatalf("engine meta %+v: %v", meta, err)
 	}
 
