@@ -26,8 +26,12 @@ type MySQLConfig struct {
 	Force bool
 	// LoadMethod is how rows are sent: LoadInsert (default) or LoadInfile.
 	LoadMethod string
-	Log        *slog.Logger
-	Progress   func(done, total int64)
+	// DeferIndexesAbove: tables with more row-stream bytes than this get
+	// their secondary indexes built after the load (default: a quarter of
+	// the target's InnoDB buffer pool).
+	DeferIndexesAbove int64
+	Log               *slog.Logger
+	Progress          func(done, total int64)
 }
 
 // Load methods.
@@ -218,7 +222,7 @@ func LoadMySQLBase(ctx context.Context, cfg MySQLConfig, plan *MySQLPlan) (*MySQ
 	if err := createUsers(ddl, &schema, false); err != nil {
 		return nil, err
 	}
-	deferred, err := createTables(ddl, &schema)
+	deferred, err := createTables(ddl, &schema, files, cfg.DeferIndexesAbove)
 	if err != nil {
 		return nil, err
 	}

@@ -105,9 +105,22 @@ func checkTargetEmpty(c *client.Conn, s *basebackup.MySQLSchema, force bool) err
 }
 
 // createTables creates databases and tables; it returns, per table, the
-// secondary indexes left to add after the load.
-func createTables(c *client.Conn, s *basebackup.MySQLSchema) (map[string][]string, error) {
+// secondary indexes left to add after the load. Indexes are deferred only
+// for tables larger than a quarter of the target's buffer pool: measured
+// on 400,000 rows (75 MB) with three secondary indexes that fit in memory,
+// building them afterwards was 10-20% slower than maintaining them row by
+// row; once they outgrow memory, row-by-row maintenance turns into random
+// I/O and a sorted build afterwards wins.
+func createTables(c *client.Conn, s *basebackup.MySQLSchema, files map[string]archive.FileEntry, deferAbove int64) (map[string][]string, error) {
 	deferred := map[string][]string{}
+	if deferAbove <= 0 {
+		r, err := c.Execute("SELECT @@innodb_buffer_pool_size")
+		if err != nil {
+			return nil, fmt.Errorf("read the target's buffer pool size: %w", err)
+		}
+		pool, _ := r.GetInt(0, 0)
+		deferAbove = int64(pool / 4)
+	}
 	for _, db := range s.Databases {
 		if _, err := c.Execute(db.Create); err != nil {
 			return nil, fmt.Errorf("create database %s: %w", db.Name, err)
@@ -116,8 +129,12 @@ func createTables(c *client.Conn, s *basebackup.MySQLSchema) (map[string][]strin
 			return nil, fmt.Errorf("use %s: %w", db.Name, err)
 		}
 		for _, t := range db.Tables {
+			var size int64
+			for _, p := range t.Parts {
+				size += files[p].Size
+			}
 			base, keys := splitSecondaryKeys(t.Create)
-			if len(keys) > 0 {
+			if len(keys) > 0 && size > deferAbove {
 				if _, err := c.Execute(base); err == nil {
 					deferred[tableName(db.Name, t.Name)] = keys
 					continue
