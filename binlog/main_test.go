@@ -26,6 +26,7 @@ type fixture struct {
 	db   *testenv.MariaDB
 	dir  string
 	repo *archive.Repository
+	keys archive.Keys
 }
 
 func newFixture(t *testing.T, db *testenv.MariaDB) *fixture {
@@ -47,7 +48,7 @@ func newFixture(t *testing.T, db *testenv.MariaDB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, db: db, dir: dir, repo: repo}
+	return &fixture{t: t, db: db, dir: dir, repo: repo, keys: archive.Keys{Identities: []age.Identity{id}}}
 }
 
 func (f *fixture) config() Config {
@@ -102,15 +103,10 @@ func exec(t *testing.T, c *client.Conn, stmts ...string) {
 }
 
 // masterPos is the server's current binlog end.
-func masterPos(t *testing.T, c *client.Conn) Position {
+func masterPos(t *testing.T, db *testenv.MariaDB) Position {
 	t.Helper()
-	r, err := c.Execute("SHOW MASTER STATUS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	file, _ := r.GetString(0, 0)
-	pos, _ := r.GetInt(0, 1)
-	return Position{File: file, Pos: uint32(pos)}
+	file, pos := db.BinlogEnd(t)
+	return Position{File: file, Pos: pos}
 }
 
 // waitDurable waits until the archive holds the binlog up to p.

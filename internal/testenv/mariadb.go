@@ -154,6 +154,24 @@ func (m *MariaDB) Exec(t testing.TB, sql string, args ...any) {
 	}
 }
 
+// BinlogEnd returns the server's current binlog file and end offset
+// (SHOW MASTER STATUS).
+func (m *MariaDB) BinlogEnd(t testing.TB) (file string, pos uint32) {
+	t.Helper()
+	c, err := m.Conn()
+	if err != nil {
+		t.Fatalf("connect to MariaDB: %v", err)
+	}
+	defer c.Close()
+	r, err := c.Execute("SHOW MASTER STATUS")
+	if err != nil {
+		t.Fatalf("SHOW MASTER STATUS: %v", err)
+	}
+	file, _ = r.GetString(0, 0)
+	n, _ := r.GetInt(0, 1)
+	return file, uint32(n)
+}
+
 // Stop shuts the server down cleanly.
 func (m *MariaDB) Stop() {
 	if m.proc != nil {
