@@ -118,7 +118,8 @@ func TestMySQLPointInTimeRestore(t *testing.T) {
 	wg.Wait()
 
 	takeMark := func() mark {
-		m := mark{digest: digest(t, c, "shop"), pos: masterPos(t, c), gtid: one(t, c, "SELECT @@gtid_binlog_pos"), time: time.Now()}
+		file, pos := src.BinlogEnd(t)
+		m := mark{digest: digest(t, c, "shop"), pos: binlog.Position{File: file, Pos: pos}, gtid: one(t, c, "SELECT @@gtid_binlog_pos"), time: time.Now()}
 		nextSecond()
 		return m
 	}
