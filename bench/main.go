@@ -44,8 +44,9 @@ func main() {
 		}
 		return
 	}
-	suite := flag.String("suite", "all", "repo, object, wal, postgres, binlog or all")
+	suite := flag.String("suite", "all", "repo, object, wal, postgres, binlog, mysql or all")
 	binlogDur := flag.Duration("binlog-duration", 30*time.Second, "binlog suite: write load duration")
+	mysqlFlag := flag.String("mysql-size", "1GiB", "mysql suite: data size of the backed-up database")
 	pgScale := flag.Int("pg-scale", 100, "postgres suite: pgbench scale of the backed-up database")
 	scale := flag.Int("pgbench-scale", 50, "wal suite: pgbench scale")
 	phase := flag.Duration("pgbench-duration", 60*time.Second, "wal suite: pgbench run per phase")
@@ -59,6 +60,10 @@ func main() {
 		fatal(err)
 	}
 	objSize, err := parseSize(*objFlag)
+	if err != nil {
+		fatal(err)
+	}
+	mysqlSize, err := parseSize(*mysqlFlag)
 	if err != nil {
 		fatal(err)
 	}
@@ -87,6 +92,11 @@ func main() {
 	}
 	if *suite == "binlog" || *suite == "all" {
 		if err := binlogSuite(ctx, dir, *binlogDur); err != nil {
+			fatal(err)
+		}
+	}
+	if *suite == "mysql" || *suite == "all" {
+		if err := mysqlSuite(ctx, dir, mysqlSize, max(1, *runs-1)); err != nil {
 			fatal(err)
 		}
 	}

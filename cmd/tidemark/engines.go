@@ -118,6 +118,7 @@ func (a *app) backupCmd() *cobra.Command {
 		jobs           int
 		asJSON         bool
 		slot           string
+		my             mysqlFlags
 	)
 	cmd := &cobra.Command{
 		Use: "backup --repo URL --source URL",
@@ -133,7 +134,15 @@ streamer runs. Every backup restores on its own (no chains).
 --type: every backup stores only the chunks the repository does not hold
 yet, so in storage terms every type is incremental against everything in
 the repository. PostgreSQL 15 and 16 send the whole cluster for every
-type; the type is recorded in the manifest for your retention policy.`,
+type; the type is recorded in the manifest for your retention policy.
+
+MySQL/MariaDB: a logical backup from one consistent snapshot shared by
+--jobs connections (commits are blocked only while they open it), with the
+binlog position and GTID it is consistent with; schema (tables by exact
+SHOW CREATE, views, routines, triggers, events, --with-users accounts) and
+rows by primary-key range in a typed binary format, as deduplicated,
+compressed, encrypted chunks. Non-transactional tables (MyISAM, Aria) are
+copied while commits stay blocked.`,
 		Short: "Take a base backup into the repository",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -154,7 +163,7 @@ type; the type is recorded in the manifest for your retention policy.`,
 				return a.backupPostgres(cmd.Context(), &rf, basebackup.PostgresConfig{Source: source, Slot: slot,
 					Type: typ, FastCheckpoint: fastCheckpoint, Jobs: jobs}, asJSON)
 			case engineMySQL:
-				return notYet("base backup of MySQL/MariaDB", "#6")
+				return a.backupMySQL(cmd.Context(), &rf, source, jobs, my, asJSON)
 			default:
 				return notYet("base backup of MongoDB", "#9")
 			}
@@ -166,8 +175,9 @@ type; the type is recorded in the manifest for your retention policy.`,
 	f.StringVar(&typ, "type", "full", "full, incremental or differential")
 	f.BoolVar(&fastCheckpoint, "fast-checkpoint", false, "PostgreSQL: request an immediate checkpoint instead of a spread one")
 	f.StringVar(&slot, "slot", "tidemark", "PostgreSQL: the streamer's replication slot (created if missing, to hold the backup's WAL)")
-	f.IntVar(&jobs, "jobs", 4, "parallel compress/encrypt/upload workers")
+	f.IntVar(&jobs, "jobs", 4, "parallel compress/encrypt/upload workers (MySQL: also connections sharing the snapshot)")
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	my.registerBackup(f)
 	return cmd
 }
 
@@ -184,6 +194,7 @@ func (a *app) restoreCmd() *cobra.Command {
 		port                                  int
 		pgBinDir                              string
 		startTimeout                          time.Duration
+		my                                    mysqlFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "restore --repo URL (--to-time T | --latest | engine targets) (--target-dir DIR | --target URL)",
@@ -242,7 +253,14 @@ Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
 					return err
 				}
 				if eng == engineMySQL {
-					return notYet("restore of MySQL/MariaDB", "#6")
+					if toLSN != "" || toXID != "" || toName != "" || toTS != "" {
+						return usageErr(fmt.Errorf("MySQL/MariaDB restores take --to-time, --to-gtid, --to-position or --latest"))
+					}
+					to, err := mysqlTarget(latest, toTime, toGTID, toPosition)
+					if err != nil {
+						return usageErr(err)
+					}
+					return a.restoreMySQL(cmd.Context(), &rf, target, to, jobs, my)
 				}
 				return notYet("restore of MongoDB", "#9")
 			}
@@ -269,7 +287,8 @@ Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
 	f.BoolVar(&delta, "delta", false, "PostgreSQL: reuse an existing data directory, fetching only chunks that differ (the server must be stopped)")
 	f.BoolVar(&exclusive, "exclusive", false, "PostgreSQL: stop just before the target instead of just after it")
 	f.StringArrayVar(&tablespaceMap, "tablespace-map", nil, "PostgreSQL: restore a tablespace elsewhere, OID=/new/dir or /old/dir=/new/dir (repeatable)")
-	f.IntVar(&jobs, "jobs", 4, "parallel download/decrypt workers")
+	f.IntVar(&jobs, "jobs", 4, "parallel download/decrypt workers (MySQL: also loading connections)")
+	my.registerRestore(f)
 	return cmd
 }
 
