@@ -113,7 +113,7 @@ func TestMySQLPointInTimeRestore(t *testing.T) {
 
 	takeMark := func() mark {
 		file, pos := src.BinlogEnd(t)
-		m := mark{digest: digest(t, c, "shop"), pos: binlog.Position{File: file, Pos: pos}, gtid: one(t, c, "SELECT @@gtid_binlog_pos"), time: time.Now()}
+		m := mark{digest: digest(t, c, "shop"), pos: binlog.Position{File: file, Pos: pos}, gtid: binlogOne(t, c, "SELECT @@gtid_binlog_pos"), time: time.Now()}
 		nextSecond()
 		return m
 	}
@@ -202,7 +202,7 @@ func TestMySQLPointInTimeRestore(t *testing.T) {
 		if !strings.Contains(err.Error(), victim.Start) && !strings.Contains(err.Error(), victim.Group) {
 			t.Errorf("the error does not name the missing range (%s – %s): %v", victim.Start, victim.End, err)
 		}
-		if n := one(t, connect(t, dst), "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'shop'"); n != "0" {
+		if n := binlogOne(t, connect(t, dst), "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'shop'"); n != "0" {
 			t.Fatalf("the refused restore wrote to the target")
 		}
 	})
