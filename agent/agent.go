@@ -26,8 +26,12 @@ type Runner interface {
 // StreamProgress is a stream's position after an acknowledgment, in bytes
 // of the engine's stream (PostgreSQL: LSNs).
 type StreamProgress struct {
+	// Byte positions, for streams that know the server's end (WAL).
 	Durable   uint64
 	ServerEnd uint64
+	// CaughtUpAt, for streams that know times instead (binlog): everything
+	// the server wrote up to then is durable.
+	CaughtUpAt time.Time
 }
 
 // BackupResult is what a scheduled backup reports.
@@ -191,11 +195,18 @@ func (d *dbRun) setStream(up bool) {
 func (d *dbRun) progress(p StreamProgress) {
 	now := d.agent.Now()
 	d.mu.Lock()
-	if p.Durable >= p.ServerEnd {
+	switch {
+	case !p.CaughtUpAt.IsZero():
+		if p.CaughtUpAt.After(d.caughtUp) {
+			d.caughtUp = p.CaughtUpAt
+		}
+	case p.Durable >= p.ServerEnd:
 		d.caughtUp = now
 	}
 	d.mu.Unlock()
-	d.agent.Metrics.lagBytes.WithLabelValues(d.db.Name).Set(float64(p.ServerEnd - min(p.Durable, p.ServerEnd)))
+	if p.CaughtUpAt.IsZero() {
+		d.agent.Metrics.lagBytes.WithLabelValues(d.db.Name).Set(float64(p.ServerEnd - min(p.Durable, p.ServerEnd)))
+	}
 	d.agent.Alerts.Resolve(context.Background(), d.db.Name, "stream")
 }
 

@@ -51,6 +51,7 @@ type Database struct {
 	Name           string `yaml:"name"`
 	Source         string `yaml:"source"`
 	Repo           string `yaml:"repo"`
+	PasswordFile   string `yaml:"password_file"`   // MySQL/MariaDB: the source's password (PostgreSQL: ~/.pgpass)
 	IdentityFile   string `yaml:"identity_file"`   // verify and drills read the repository
 	PassphraseFile string `yaml:"passphrase_file"` // alternatively, for passphrase repositories
 
@@ -104,6 +105,22 @@ type DrillJob struct {
 	Scheduled `yaml:",inline"`
 	RunAs     string `yaml:"run_as"`  // PostgreSQL refuses to run as root: the user to run it as
 	WorkDir   string `yaml:"workdir"` // scratch space (default: the system temp dir)
+}
+
+// Engine names the database engine of the source: postgres, mysql, or ""
+// for a URL of another scheme.
+func (d Database) Engine() string {
+	u, err := url.Parse(d.Source)
+	if err != nil {
+		return ""
+	}
+	switch u.Scheme {
+	case "postgres", "postgresql":
+		return "postgres"
+	case "mysql", "mariadb":
+		return "mysql"
+	}
+	return ""
 }
 
 // Duration reads "90s", "5m", "14d", "2w".
@@ -193,11 +210,17 @@ func (c *Config) validate() []fieldError {
 			bad(k("name"), "%q is used twice", d.Name)
 		}
 		names[d.Name] = true
-		if u, err := url.Parse(d.Source); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-			bad(k("source"), "a postgres:// URL is required (MySQL and MongoDB sources follow with their engines)")
-		} else if _, set := u.User.Password(); set {
-			bad(k("source"), "no passwords in the config: use ~/.pgpass or PGPASSFILE")
+		switch u, err := url.Parse(d.Source); {
+		case err != nil || (d.Engine() != "postgres" && d.Engine() != "mysql"):
+			bad(k("source"), "a postgres:// or mysql:// URL is required (MongoDB sources follow with their engine)")
+		case u.User != nil && func() bool { _, set := u.User.Password(); return set }():
+			bad(k("source"), "no passwords in the config: use ~/.pgpass or PGPASSFILE (PostgreSQL) or password_file (MySQL)")
+		case d.Engine() == "postgres" && d.PasswordFile != "":
+			bad(k("password_file"), "PostgreSQL reads its password from ~/.pgpass or PGPASSFILE")
+		case d.Engine() == "mysql" && d.Drill != nil:
+			bad(k("drill"), "drills restore PostgreSQL only so far; verify checks MySQL repositories")
 		}
+		checkFile(k("password_file"), d.PasswordFile)
 		if d.Repo == "" {
 			bad(k("repo"), "a repository URL is required")
 		}

@@ -45,8 +45,11 @@ func (e Event) Start() uint32 { return e.LogPos - uint32(len(e.Raw)) }
 // Artificial events (the fake rotate and format description sent on
 // connect, heartbeats) describe the connection, not the binlog.
 func (e Event) Artificial() bool {
-	return e.Flags&flagArtificial != 0 || e.LogPos == 0 || e.Type == replication.HEARTBEAT_EVENT ||
-		e.Type == replication.HEARTBEAT_LOG_EVENT_V2
+	return e.Flags&flagArtificial != 0 || e.LogPos == 0 || isHeartbeat(e.Type)
+}
+
+func isHeartbeat(t replication.EventType) bool {
+	return t == replication.HEARTBEAT_EVENT || t == replication.HEARTBEAT_LOG_EVENT_V2
 }
 
 // Time is the header time.

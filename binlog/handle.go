@@ -24,7 +24,7 @@ func (s *streamer) handle(ctx context.Context, raw []byte) error {
 		return err
 	}
 	switch {
-	case e.Type == replication.HEARTBEAT_EVENT || e.Type == replication.HEARTBEAT_LOG_EVENT_V2:
+	case isHeartbeat(e.Type):
 		return nil
 	case e.Type == replication.ROTATE_EVENT && e.Artificial():
 		return s.fakeRotate(e)

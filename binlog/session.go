@@ -78,6 +78,9 @@ func (s *streamer) session(ctx context.Context) (progressed bool, err error) {
 		cancel()
 		if err == nil {
 			err = s.handle(ctx, append([]byte(nil), ev.RawData...))
+			if err == nil && isHeartbeat(ev.Header.EventType) && s.w.Pending() == 0 {
+				s.reportCaughtUp()
+			}
 		} else if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 			err = nil
 		} else if ctx.Err() == nil {
@@ -211,6 +214,17 @@ func (s *streamer) report() {
 	}
 	p, _ := ParsePosition(d.End)
 	s.cfg.Progress(Progress{Stream: s.stream, Durable: p, EventTime: d.LastTime, Events: s.events})
+}
+
+// reportCaughtUp tells the caller the archive holds all the server sent:
+// the server sends heartbeats only when it has nothing else to send.
+func (s *streamer) reportCaughtUp() {
+	d, ok := s.w.Durable()
+	if !ok || s.cfg.Progress == nil {
+		return
+	}
+	p, _ := ParsePosition(d.End)
+	s.cfg.Progress(Progress{Stream: s.stream, Durable: p, EventTime: d.LastTime, Events: s.events, CaughtUp: true})
 }
 
 // classify turns the server's "binlog purged" error into a gap.

@@ -40,6 +40,9 @@ type Progress struct {
 	Durable   Position  // what the repository holds
 	EventTime time.Time // commit time of the newest durable transaction
 	Events    int64     // events archived by this process
+	// CaughtUp: a heartbeat came while nothing was pending, so the
+	// repository holds everything the server had written.
+	CaughtUp bool
 }
 
 // Errors that end streaming instead of being retried.

@@ -16,6 +16,7 @@ import (
 	"github.com/tidemark/tidemark/agent"
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/basebackup"
+	"github.com/tidemark/tidemark/binlog"
 	"github.com/tidemark/tidemark/wal"
 )
 
@@ -128,6 +129,20 @@ func dbRepoFlags(db agent.Database) *repoFlags {
 
 func (r agentRunner) Stream(ctx context.Context, db agent.Database, progress func(agent.StreamProgress)) error {
 	s := db.Stream
+	if db.Engine() == engineMySQL {
+		pw, err := (&mysqlFlags{passwordFile: db.PasswordFile}).password()
+		if err != nil {
+			return err
+		}
+		return r.a.streamMySQL(ctx, dbRepoFlags(db), db.Source, pw, 0, orDefaultDuration(time.Duration(s.FlushInterval), time.Second),
+			func(p binlog.Progress) {
+				at := p.EventTime // the newest durable commit: nothing older is missing
+				if p.CaughtUp {
+					at = time.Now()
+				}
+				progress(agent.StreamProgress{CaughtUpAt: at})
+			})
+	}
 	return r.a.streamPostgres(ctx, dbRepoFlags(db), wal.Config{Source: db.Source, Slot: orDefault(s.Slot, "tidemark"),
 		CreateSlot: s.CreateSlot, FlushInterval: max(time.Duration(s.FlushInterval), 0),
 		Progress: func(p wal.Progress) {
@@ -137,6 +152,18 @@ func (r agentRunner) Stream(ctx context.Context, db agent.Database, progress fun
 
 func (r agentRunner) Backup(ctx context.Context, db agent.Database) (agent.BackupResult, error) {
 	b := db.Backup
+	if db.Engine() == engineMySQL {
+		pw, err := (&mysqlFlags{passwordFile: db.PasswordFile}).password()
+		if err != nil {
+			return agent.BackupResult{}, err
+		}
+		res, err := r.a.runBackupMySQL(ctx, dbRepoFlags(db), basebackup.MySQLConfig{Source: db.Source, Password: pw, Jobs: max(b.Jobs, 4)})
+		if err != nil {
+			return agent.BackupResult{}, err
+		}
+		st := res.Manifest.Stats
+		return agent.BackupResult{ID: res.Manifest.ID, Logical: st.Logical, NewStored: st.NewStored}, nil
+	}
 	slot := "tidemark"
 	if db.Stream != nil && db.Stream.Slot != "" {
 		slot = db.Stream.Slot
@@ -221,6 +248,13 @@ func (r agentRunner) Repository(ctx context.Context, db agent.Database) (agent.R
 	}
 	_, s.Stored, err = repo.StoredSize(ctx, "")
 	return s, err
+}
+
+func orDefaultDuration(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
 }
 
 func orDefault(s, def string) string {

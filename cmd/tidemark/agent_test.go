@@ -41,6 +41,95 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// agentRun is an agent running in-process for a test.
+type agentRun struct {
+	t      *testing.T
+	listen string
+	logs   lockedBuffer
+	stop   context.CancelFunc
+	done   chan int
+}
+
+func startAgent(t *testing.T, config, listen string) *agentRun {
+	t.Helper()
+	ctx, stop := context.WithCancel(context.Background())
+	ar := &agentRun{t: t, listen: listen, stop: stop, done: make(chan int, 1)}
+	t.Cleanup(stop)
+	go func() {
+		a := &app{stdout: io.Discard, stderr: &ar.logs}
+		root := a.root()
+		root.SetArgs([]string{"agent", "--config", config, "--log-format", "json"})
+		err := root.ExecuteContext(ctx)
+		printError(&ar.logs, err)
+		ar.done <- exitCode(err)
+	}()
+	return ar
+}
+
+func (ar *agentRun) fail(format string, args ...any) {
+	ar.t.Helper()
+	ar.t.Fatalf(format+"\nagent log:\n%s", append(args, ar.logs.String())...)
+}
+
+// metric scrapes one series from /metrics; -1 when absent.
+func (ar *agentRun) metric(name string) float64 {
+	resp, err := http.Get("http://" + ar.listen + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(b)
+	if m == nil {
+		return -1
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
+
+func (ar *agentRun) waitFor(what string, cond func() bool) {
+	ar.t.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); !cond(); time.Sleep(100 * time.Millisecond) {
+		select {
+		case code := <-ar.done:
+			ar.fail("agent exited %d while waiting for %s", code, what)
+		default:
+		}
+		if time.Now().After(deadline) {
+			ar.fail("timed out waiting for %s", what)
+		}
+	}
+}
+
+// shutdown stops the agent as SIGTERM would and expects a clean exit.
+func (ar *agentRun) shutdown() {
+	ar.t.Helper()
+	ar.stop()
+	if code := <-ar.done; code != 0 {
+		ar.fail("agent exit %d on shutdown", code)
+	}
+}
+
+// statusOf reads `status --json`.
+func statusOf(t *testing.T, repo string) statusReport {
+	t.Helper()
+	out, _ := expect(t, 0, "status", "--repo", repo, "--json")
+	var st statusReport
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	return st
+}
+
+func agentListen(t *testing.T) string {
+	t.Helper()
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", port)
+}
+
 // TestAgentPostgres runs the agent in-process against a real PostgreSQL:
 // it streams and takes scheduled backups and verifies; a killed stream is
 // restarted (and alerted); metrics show it all; a second agent on the
@@ -67,11 +156,7 @@ func TestAgentPostgres(t *testing.T) {
 	defer hook.Close()
 	hookFile := filepath.Join(dir, "webhook")
 	os.WriteFile(hookFile, []byte(hook.URL+"\n"), 0o600)
-	port, err := testenv.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	listen := agentListen(t)
 	config := filepath.Join(dir, "tidemark.yaml")
 	writeConfig := func(jobs string) {
 		t.Helper()
@@ -99,57 +184,11 @@ databases:
       schedule: "@every 3s"
 `)
 
-	var logs lockedBuffer
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	done := make(chan int, 1)
-	go func() {
-		a := &app{stdout: io.Discard, stderr: &logs}
-		root := a.root()
-		root.SetArgs([]string{"agent", "--config", config, "--log-format", "json"})
-		err := root.ExecuteContext(runCtx)
-		printError(&logs, err)
-		done <- exitCode(err)
-	}()
-	fail := func(format string, args ...any) {
-		t.Helper()
-		t.Fatalf(format+"\nagent log:\n%s", append(args, logs.String())...)
-	}
-	metric := func(name string) float64 {
-		resp, err := http.Get("http://" + listen + "/metrics")
-		if err != nil {
-			return -1
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(b)
-		if m == nil {
-			return -1
-		}
-		v, _ := strconv.ParseFloat(string(m[1]), 64)
-		return v
-	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(2 * time.Minute); !cond(); time.Sleep(100 * time.Millisecond) {
-			select {
-			case code := <-done:
-				fail("agent exited %d while waiting for %s", code, what)
-			default:
-			}
-			if time.Now().After(deadline) {
-				fail("timed out waiting for %s", what)
-			}
-		}
-	}
+	ar := startAgent(t, config, listen)
+	metric, waitFor, fail := ar.metric, ar.waitFor, ar.fail
 	backups := func() []string {
-		out, _ := expect(t, 0, "status", "--repo", repo, "--json")
-		var st statusReport
-		if err := json.Unmarshal([]byte(out), &st); err != nil {
-			t.Fatal(err)
-		}
 		var ids []string
-		for _, b := range st.Backups {
+		for _, b := range statusOf(t, repo).Backups {
 			ids = append(ids, b.ID)
 		}
 		return ids
@@ -218,18 +257,13 @@ databases:
 		t.Fatalf("retention kept %v, then %v", kept, again)
 	}
 
-	stop()
-	if code := <-done; code != 0 {
-		t.Fatalf("agent exit %d on shutdown\n%s", code, logs.String())
-	}
+	ar.shutdown()
 
 	// The oldest kept backup still restores (planner and WAL coverage
 	// checked, every file verified against its manifest).
-	out, _ := expect(t, 0, "status", "--repo", repo, "--json")
-	var st statusReport
-	json.Unmarshal([]byte(out), &st)
+	st := statusOf(t, repo)
 	if len(st.Backups) != 2 || st.LastVerify == nil || !st.LastVerify.OK || len(st.Recoverable) != 1 || st.Recoverable[0].Earliest == nil {
-		t.Fatalf("status after the agent: %s", out)
+		t.Fatalf("status after the agent: %+v", st)
 	}
 	oldest := st.Backups[0].Finished.Add(time.Second).UTC().Format(time.RFC3339Nano)
 	expect(t, 0, "restore", "--repo", repo, "--identity-file", key, "--to-time", oldest,
@@ -243,4 +277,51 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestAgentMySQL: the agent streams a MariaDB binlog and takes scheduled
+// backups; the RPO it reports stays small while the stream keeps up, and
+// status shows a recoverable window over the binlog.
+func TestAgentMySQL(t *testing.T) {
+	src := testenv.NewMariaDB(t, testenv.MariaDBOptions{})
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	key, id := keyFile(t)
+	expect(t, 0, "init", "--repo", repo, "--recipient", id.Recipient().String())
+	src.Exec(t, "CREATE DATABASE shop")
+	src.Exec(t, "CREATE TABLE shop.t (id INT PRIMARY KEY, v VARCHAR(20))")
+	src.Exec(t, "INSERT INTO shop.t VALUES (1, 'a'), (2, 'b')")
+	pw := filepath.Join(dir, "password")
+	os.WriteFile(pw, []byte(src.Password+"\n"), 0o600)
+	listen := agentListen(t)
+	config := filepath.Join(dir, "tidemark.yaml")
+	os.WriteFile(config, []byte(fmt.Sprintf(`listen: %s
+alerts:
+  lag_threshold: 1m
+databases:
+  - name: shop
+    source: %s
+    password_file: %s
+    repo: %s
+    identity_file: %s
+    stream: {enabled: true, flush_interval: 200ms}
+    backup: {schedule: "@every 2s", jobs: 2}
+    verify: {schedule: "@every 3s"}
+`, listen, src.URL(), pw, repo, key)), 0o600)
+	ar := startAgent(t, config, listen)
+	ar.waitFor("two backups, the stream and a verify", func() bool {
+		return ar.metric(`tidemark_stream_up{database="shop"}`) == 1 && len(statusOf(t, repo).Backups) >= 2 &&
+			ar.metric(`tidemark_job_last_success{database="shop",job="verify"}`) == 1
+	})
+	src.Exec(t, "INSERT INTO shop.t VALUES (3, 'c')")
+	ar.waitFor("a small RPO after a write", func() bool {
+		rpo := ar.metric(`tidemark_stream_rpo_seconds{database="shop"}`)
+		return rpo >= 0 && rpo < 30
+	})
+	ar.shutdown()
+	st := statusOf(t, repo)
+	if len(st.Binlog) != 1 || len(st.Recoverable) != 1 || st.Recoverable[0].Earliest == nil || st.Recoverable[0].Latest == nil ||
+		len(st.Recoverable[0].Gaps) != 0 || st.LastVerify == nil || !st.LastVerify.OK {
+		t.Fatalf("status after the agent: %+v", st)
+	}
 }

@@ -63,6 +63,7 @@ func (a *app) streamCmd() *cobra.Command {
 		synchronous   bool
 		flushInterval time.Duration
 		serverID      uint32
+		my            mysqlFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "stream --repo URL --source URL",
@@ -91,7 +92,11 @@ repository. Runs until interrupted; SIGINT/SIGTERM flush and exit cleanly.
 				return a.streamPostgres(cmd.Context(), &rf, wal.Config{Source: source, Slot: slot, CreateSlot: createSlot,
 					NoSlot: noSlot, Synchronous: synchronous, FlushInterval: flushInterval})
 			case engineMySQL:
-				return a.streamMySQL(cmd.Context(), &rf, source, serverID, flushInterval)
+				pw, err := my.password()
+				if err != nil {
+					return err
+				}
+				return a.streamMySQL(cmd.Context(), &rf, source, pw, serverID, flushInterval, nil)
 			default:
 				return notYet("stream from MongoDB", "#9")
 			}
@@ -106,6 +111,7 @@ repository. Runs until interrupted; SIGINT/SIGTERM flush and exit cleanly.
 	f.BoolVar(&synchronous, "synchronous", false, "PostgreSQL: report flush as soon as WAL is durable, for use as a synchronous standby (RPO 0)")
 	f.DurationVar(&flushInterval, "flush-interval", time.Second, "make arrived data durable in the repository at least this often")
 	f.Uint32Var(&serverID, "server-id", 0, "MySQL/MariaDB: replica server id (default derived from the repository id)")
+	my.registerPassword(f)
 	return cmd
 }
 

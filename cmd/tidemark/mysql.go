@@ -16,10 +16,14 @@ import (
 // so two streamers never write one repository. The password, if any, comes
 // with the URL from TIDEMARK_SOURCE (engineOf refuses it on the command
 // line).
-func (a *app) streamMySQL(ctx context.Context, rf *repoFlags, source string, serverID uint32, flushInterval time.Duration) error {
+func (a *app) streamMySQL(ctx context.Context, rf *repoFlags, source, password string, serverID uint32, flushInterval time.Duration,
+	progress func(binlog.Progress)) error {
 	src, err := binlog.ParseSource(source)
 	if err != nil {
 		return usageErr(err)
+	}
+	if password != "" {
+		src.Password = password
 	}
 	r, err := rf.open(ctx, false)
 	if err != nil {
@@ -27,7 +31,10 @@ func (a *app) streamMySQL(ctx context.Context, rf *repoFlags, source string, ser
 	}
 	cfg := binlog.Config{Repo: r, Source: src, ServerID: serverID, FlushInterval: flushInterval, Log: a.log,
 		Progress: func(p binlog.Progress) {
-			a.log.Debug("binlog durable", "stream", p.Stream, "position", p.Durable.String(), "event_time", p.EventTime)
+			a.log.Debug("binlog durable", "stream", p.Stream, "position", p.Durable.String(), "event_time", p.EventTime, "caught_up", p.CaughtUp)
+			if progress != nil {
+				progress(p)
+			}
 		}}
 	err = r.WithLock(ctx, "stream-mysql", archive.LockOptions{Purpose: "tidemark stream (MySQL/MariaDB binlog)"}, func(ctx context.Context) error {
 		return binlog.Stream(ctx, cfg)

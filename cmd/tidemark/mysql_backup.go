@@ -29,6 +29,10 @@ type mysqlFlags struct {
 func (m *mysqlFlags) registerBackup(f *pflag.FlagSet) {
 	f.StringSliceVar(&m.databases, "databases", nil, "MySQL/MariaDB: back up only these databases (default: all but the system schemas)")
 	f.BoolVar(&m.withUsers, "with-users", false, "MySQL/MariaDB: also back up accounts and their grants")
+	m.registerPassword(f)
+}
+
+func (m *mysqlFlags) registerPassword(f *pflag.FlagSet) {
 	f.StringVar(&m.passwordFile, "password-file", "", "MySQL/MariaDB: file holding the source password (or put the URL with its password in TIDEMARK_SOURCE)")
 }
 

@@ -27,6 +27,7 @@ type statusReport struct {
 	Recoverable []recoverableStatus     `json:"recoverable"`
 	WAL         []walStatus             `json:"wal,omitempty"`
 	Streams     []streamStatus          `json:"streams,omitempty"`
+	Binlog      []binlogStatus          `json:"binlog,omitempty"`
 	Gaps        []archive.GapRecord     `json:"gaps"`
 	Backups     []archive.BackupSummary `json:"backups"`
 	LastVerify  *verifyReport           `json:"last_verify,omitempty"`
@@ -98,6 +99,9 @@ repository stores. Needs no key: it reads only unencrypted bookkeeping.`,
 			if rep.Streams, err = changeStreams(ctx, r); err != nil {
 				return err
 			}
+			if rep.Binlog, err = mysqlStatus(ctx, r); err != nil {
+				return err
+			}
 			if rep.Gaps, err = r.Gaps(ctx); err != nil {
 				return err
 			}
@@ -159,7 +163,11 @@ func (a *app) printStatus(rep *statusReport) {
 		fmt.Fprintf(w, "last drill  %s %s: RTO %.1fs, %d tables, %d rows, %d indexes checked, %d problems\n", d.Started.UTC().Format(time.RFC3339),
 			okWord(d.OK), d.RTOSeconds, d.Tables, d.Rows, d.IndexesChecked, d.Problems)
 	}
+	printMySQLStatus(w, rep.Binlog)
 	for _, s := range rep.Streams {
+		if strings.HasPrefix(s.Stream, "binlog") {
+			continue // shown with its files and GTIDs above
+		}
 		fmt.Fprintf(w, "stream      %s: %s – %s, %d segments, %d events, %s; %s – %s\n", s.Stream, s.Start, s.End, s.Segments, s.Events,
 			humanBytes(s.Bytes), s.FirstTime.UTC().Format(time.RFC3339), s.LastTime.UTC().Format(time.RFC3339))
 	}

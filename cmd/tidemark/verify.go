@@ -84,6 +84,15 @@ func (a *app) verifyRepo(ctx context.Context, r *archive.Repository, progress fu
 		return nil, 0, err
 	}
 	rep.Problems = append(rep.Problems, walProblems...)
+	// Each engine's stream continuity and its bases' coverage; every check
+	// finds nothing in a repository of another engine.
+	for _, check := range []func(context.Context, *archive.Repository) ([]string, error){verifyMySQLStream, verifyMySQL} {
+		problems, err := check(ctx, r)
+		if err != nil {
+			return nil, 0, err
+		}
+		rep.Problems = append(rep.Problems, problems...)
+	}
 	gaps, err := r.Gaps(ctx)
 	if err != nil {
 		return nil, 0, err
