@@ -217,8 +217,6 @@ func (c *Config) validate() []fieldError {
 			bad(k("source"), "no passwords in the config: use ~/.pgpass or PGPASSFILE (PostgreSQL) or password_file (MySQL)")
 		case d.Engine() == "postgres" && d.PasswordFile != "":
 			bad(k("password_file"), "PostgreSQL reads its password from ~/.pgpass or PGPASSFILE")
-		case d.Engine() == "mysql" && d.Drill != nil:
-			bad(k("drill"), "drills restore PostgreSQL only so far; verify checks MySQL repositories")
 		}
 		checkFile(k("password_file"), d.PasswordFile)
 		if d.Repo == "" {

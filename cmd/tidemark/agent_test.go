@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/restore"
 )
 
 // lockedBuffer collects the agent's logs, written from its goroutines.
@@ -323,5 +324,14 @@ databases:
 	if len(st.Binlog) != 1 || len(st.Recoverable) != 1 || st.Recoverable[0].Earliest == nil || st.Recoverable[0].Latest == nil ||
 		len(st.Recoverable[0].Gaps) != 0 || st.LastVerify == nil || !st.LastVerify.OK {
 		t.Fatalf("status after the agent: %+v", st)
+	}
+	// A drill restores everything into a scratch MariaDB and checks it.
+	out, _ := expect(t, 0, "drill", "--repo", repo, "--identity-file", key, "--json")
+	var rep restore.DrillReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || !rep.OK || rep.Engine != "mysql" || rep.Tables != 1 || rep.Rows != 3 {
+		t.Fatalf("drill: %v\n%s", err, out)
+	}
+	if st := statusOf(t, repo); st.LastDrill == nil || st.LastDrill.Rows != 3 {
+		t.Fatalf("status after the drill: %+v", st.LastDrill)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/binlog"
 	"github.com/tidemark/tidemark/restore"
 )
 
@@ -36,7 +37,10 @@ func (a *app) drillCmd() *cobra.Command {
 		Short: "Prove a repository restores: restore into a scratch server, check it, measure the RTO",
 		Long: `Restore into a scratch directory, start a throwaway PostgreSQL on a free
 port (local socket only), recover to the target, then check every B-tree
-index with amcheck and count every table's rows in every database. The
+index with amcheck and count every table's rows in every database. For a
+MySQL/MariaDB repository: a throwaway MariaDB on a free loopback port (one
+account with a random password), the base loaded and the binlog replayed,
+then CHECK TABLE ... EXTENDED and a row count for every table. The
 scratch server is stopped and removed afterwards. The result (durations,
 counts, outcome — no names) is stored in the repository as a report, which
 status shows. Exits non-zero when the drill cannot run or its checks find
@@ -74,7 +78,7 @@ the key file, since recovery fetches WAL with tidemark wal-fetch as that user.`,
 	f := cmd.Flags()
 	f.StringVar(&o.toTime, "to-time", "", "recover to this time (RFC 3339 or 'YYYY-MM-DD HH:MM:SS[+TZ]')")
 	f.BoolVar(&o.randomPoint, "random-point", false, "recover to a random time between the oldest and newest backup")
-	f.StringVar(&o.runAs, "run-as", "postgres", "when running as root: the OS user the scratch PostgreSQL runs as")
+	f.StringVar(&o.runAs, "run-as", "postgres", "when running as root: the OS user the scratch server runs as (MariaDB: mysql unless set)")
 	f.StringVar(&o.workDir, "workdir", "", "where the scratch directory goes (default: the temp dir)")
 	f.StringVar(&o.binDir, "pg-bindir", "", "PostgreSQL binaries (default: found from the backup's version)")
 	f.StringVar(&o.user, "db-user", "postgres", "database superuser the checks connect as")
@@ -105,6 +109,9 @@ func (a *app) drill(ctx context.Context, r *archive.Repository, rf *repoFlags, o
 		lo, hi := backups[0].Finished, backups[len(backups)-1].Finished
 		target = restore.PostgresTarget{Time: lo.Add(time.Duration(rand.Int64N(int64(hi.Sub(lo)) + 1)))}
 	}
+	if src, err := r.Source(ctx); err == nil && src.Engine == engineMySQL {
+		return a.drillMySQL(ctx, r, target.Time, o)
+	}
 	var as *restore.OSUser
 	if os.Geteuid() == 0 {
 		var err error
@@ -118,6 +125,31 @@ func (a *app) drill(ctx context.Context, r *archive.Repository, rf *repoFlags, o
 	}
 	rep, err := restore.DrillPostgres(ctx, restore.DrillConfig{Repo: r, Target: target, RestoreCommand: rc, WorkDir: o.workDir,
 		As: as, BinDir: o.binDir, User: o.user, Jobs: o.jobs, Timeout: o.timeout, Log: a.log})
+	if err == nil && !rep.OK {
+		err = fmt.Errorf("drill: %w: %d problems found (see the log)", archive.ErrVerifyFailed, rep.Problems)
+	}
+	return rep, err
+}
+
+// drillMySQL restores into a scratch MariaDB; at is the target time, zero
+// for everything archived.
+func (a *app) drillMySQL(ctx context.Context, r *archive.Repository, at time.Time, o drillOpts) (*restore.DrillReport, error) {
+	to := binlog.Target{Latest: true}
+	if !at.IsZero() {
+		to = binlog.Target{Time: at}
+	}
+	var as *restore.OSUser
+	if os.Geteuid() == 0 {
+		name := o.runAs
+		if name == "" || name == "postgres" {
+			name = "mysql"
+		}
+		var err error
+		if as, err = restore.LookupOSUser(name); err != nil {
+			return nil, usageErr(err)
+		}
+	}
+	rep, err := restore.DrillMySQL(ctx, restore.MySQLDrillConfig{Repo: r, To: to, WorkDir: o.workDir, As: as, Jobs: o.jobs, Log: a.log})
 	if err == nil && !rep.OK {
 		err = fmt.Errorf("drill: %w: %d problems found (see the log)", archive.ErrVerifyFailed, rep.Problems)
 	}
