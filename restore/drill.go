@@ -59,9 +59,7 @@ func DrillPostgres(ctx context.Context, cfg DrillConfig) (*DrillReport, error) {
 	if cfg.User == "" {
 		cfg.User = "postgres"
 	}
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
-	}
+	cfg.Log = orDiscard(cfg.Log)
 	scratch, err := os.MkdirTemp(cfg.WorkDir, "tidemark-drill-")
 	if err != nil {
 		return rep, fmt.Errorf("drill: %w", err)
@@ -199,4 +197,11 @@ func collect(rows pgx.Rows, err error) ([]string, error) {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
 }

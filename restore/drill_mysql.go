@@ -40,12 +40,10 @@ const drillAccount = "tidemark_drill"
 // table and counts its rows. An error means the drill could not run.
 func DrillMySQL(ctx context.Context, cfg MySQLDrillConfig) (*DrillReport, error) {
 	rep := &DrillReport{Job: "drill", Engine: "mysql", Started: time.Now().UTC(), Target: cfg.To.String()}
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
-	}
+	cfg.Log = orDiscard(cfg.Log)
 	scratch, err := os.MkdirTemp(cfg.WorkDir, "tidemark-drill-")
 	if err != nil {
-		return rep, fmt.Errorf("drill: %w", err)
+		return rep, fmt.Errorf("drill: scratch directory: %w", err)
 	}
 	defer os.RemoveAll(scratch)
 	srv, stop, err := startScratchMariaDB(ctx, scratch, cfg)
@@ -221,4 +219,3 @@ func tailBytes(b []byte, n int) []byte {
 	}
 	return b
 }
-
