@@ -37,7 +37,7 @@ type InitOptions struct {
 	Passphrase  []byte   // passphrase mode: a repository key is generated and wrapped with it
 	NoEncrypt   bool     // must be set explicitly to create an unencrypted repository
 	Compression string   // "zstd" (default) or "none"
-	Level       int      // zstd level 1..4, default 2
+	Level       int      // zstd level 1..4, default 1
 }
 
 // Keys open an existing repository's objects. Both may be empty on a host
@@ -87,7 +87,7 @@ func newConfig(o InitOptions) (*Config, *age.X25519Identity, error) {
 		cfg.Compression = "zstd"
 	}
 	if cfg.Level == 0 && cfg.Compression == "zstd" {
-		cfg.Level = 2
+		cfg.Level = 1
 	}
 	var id [16]byte
 	rand.Read(id[:])

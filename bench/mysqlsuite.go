@@ -75,7 +75,7 @@ func mysqlSuite(ctx context.Context, dir string, size int64, runs int) error {
 			tmStored = dirSize(repo) - before
 		}
 		dump := filepath.Join(dir, fmt.Sprintf("dump-%d.sql.zst", run))
-		s, _, err = measureCmd(exec.Command("bash", "-c", fmt.Sprintf("mariadb-dump --host=%s --port=%d --user=%s --single-transaction --master-data=2 --quick --databases bench | zstd -q -2 -T2 -o %q",
+		s, _, err = measureCmd(exec.Command("bash", "-c", fmt.Sprintf("mariadb-dump --host=%s --port=%d --user=%s --single-transaction --master-data=2 --quick --databases bench | zstd -q -1 -T2 -o %q",
 			src.Host, src.Port, src.User, dump)), nil)
 		if err != nil {
 			return err

@@ -43,7 +43,7 @@ func repoSuite(ctx context.Context, dir string, size int64, runs int) error {
 		return err
 	}
 	s3env := minio.Env()
-	fmt.Printf("repo suite: %.0f MiB of mixed data (random + text), age encryption, zstd level 2, %d runs, A B A B order\n", mib(size), runs)
+	fmt.Printf("repo suite: %.0f MiB of mixed data (random + text), age encryption, zstd level 1, %d runs, A B A B order\n", mib(size), runs)
 
 	results := map[string][]sample{}
 	var dedupPct []float64
@@ -84,7 +84,7 @@ func repoSuite(ctx context.Context, dir string, size int64, runs int) error {
 		// B: the anchor pipeline on the same input, right after A.
 		out := filepath.Join(dir, fmt.Sprintf("anchor-%d.zst.age", run))
 		pub := id.Recipient().String()
-		s, _, err := measureCmd(exec.Command("bash", "-c", fmt.Sprintf("zstd -q -2 -T0 -c %q | age -r %s -o %q", input, pub, out)), nil)
+		s, _, err := measureCmd(exec.Command("bash", "-c", fmt.Sprintf("zstd -q -1 -T0 -c %q | age -r %s -o %q", input, pub, out)), nil)
 		if err != nil {
 			return err
 		}
