@@ -93,7 +93,7 @@ repository. Runs until interrupted; SIGINT/SIGTERM flush and exit cleanly.
 			case engineMySQL:
 				return notYet("stream from MySQL/MariaDB", "#5")
 			default:
-				return notYet("stream from MongoDB", "#9")
+				return a.streamMongo(cmd.Context(), &rf, source, flushInterval)
 			}
 		},
 	}
@@ -156,7 +156,7 @@ type; the type is recorded in the manifest for your retention policy.`,
 			case engineMySQL:
 				return notYet("base backup of MySQL/MariaDB", "#6")
 			default:
-				return notYet("base backup of MongoDB", "#9")
+				return a.backupMongo(cmd.Context(), &rf, source, jobs, asJSON)
 			}
 		},
 	}
@@ -184,6 +184,8 @@ func (a *app) restoreCmd() *cobra.Command {
 		port                                  int
 		pgBinDir                              string
 		startTimeout                          time.Duration
+		namespaces                            []string
+		force                                 bool
 	)
 	cmd := &cobra.Command{
 		Use:   "restore --repo URL (--to-time T | --latest | engine targets) (--target-dir DIR | --target URL)",
@@ -244,7 +246,11 @@ Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
 				if eng == engineMySQL {
 					return notYet("restore of MySQL/MariaDB", "#6")
 				}
-				return notYet("restore of MongoDB", "#9")
+				if toLSN != "" || toXID != "" || toName != "" || toGTID != "" || toPosition != "" {
+					return usageErr(fmt.Errorf("MongoDB targets are --to-time, --to-ts or --latest"))
+				}
+				return a.restoreMongo(cmd.Context(), &rf, mongoRestoreArgs{target: target, toTime: toTime, toTS: toTS,
+					latest: latest, namespaces: namespaces, force: force, jobs: jobs})
 			}
 			return nil
 		},
@@ -269,6 +275,8 @@ Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
 	f.BoolVar(&delta, "delta", false, "PostgreSQL: reuse an existing data directory, fetching only chunks that differ (the server must be stopped)")
 	f.BoolVar(&exclusive, "exclusive", false, "PostgreSQL: stop just before the target instead of just after it")
 	f.StringArrayVar(&tablespaceMap, "tablespace-map", nil, "PostgreSQL: restore a tablespace elsewhere, OID=/new/dir or /old/dir=/new/dir (repeatable)")
+	f.StringArrayVar(&namespaces, "ns", nil, "MongoDB: restore only this namespace, db.collection or db.* (repeatable)")
+	f.BoolVar(&force, "force", false, "MongoDB: replace target collections that already exist")
 	f.IntVar(&jobs, "jobs", 4, "parallel download/decrypt workers")
 	return cmd
 }

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/basebackup"
+	"github.com/tidemark/tidemark/internal/progress"
+	"github.com/tidemark/tidemark/oplog"
+	"github.com/tidemark/tidemark/restore"
+)
+
+// Lock names of the MongoDB commands: one streamer per repository; backups
+// and restores share the maintenance lock with expire and verify.
+const mongoStreamLock = "stream-mongodb"
+
+func (a *app) streamMongo(ctx context.Context, rf *repoFlags, source string, flushInterval time.Duration) error {
+	r, err := rf.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	cfg := oplog.Config{Repo: r, Source: source, FlushInterval: flushInterval, Log: a.log}
+	err = r.WithLock(ctx, mongoStreamLock, archive.LockOptions{Purpose: "tidemark stream (MongoDB oplog)"}, func(ctx context.Context) error {
+		return oplog.Stream(ctx, cfg)
+	})
+	return mongoGap(err)
+}
+
+// mongoGap gives a lost oplog range the gap exit code.
+func mongoGap(err error) error {
+	if errors.Is(err, oplog.ErrRollover) {
+		return fmt.Errorf("%w: %w", restore.ErrGap, err)
+	}
+	return err
+}
+
+func (a *app) backupMongo(ctx context.Context, rf *repoFlags, source string, jobs int, asJSON bool) error {
+	r, err := rf.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	bar := progress.New(a.stderr)
+	cfg := basebackup.MongoConfig{Repo: r, Source: source, Jobs: jobs, Log: a.log,
+		Progress: func(docs, bytes int64) { bar.Bytes("backup", docs, bytes, 0) }}
+	started := time.Now()
+	var res *basebackup.MongoResult
+	err = r.WithLock(ctx, "maintenance", archive.LockOptions{Purpose: "tidemark backup (MongoDB)"}, func(ctx context.Context) error {
+		res, err = basebackup.Mongo(ctx, cfg)
+		return err
+	})
+	bar.Done()
+	if err != nil {
+		return mongoGap(err)
+	}
+	m, meta, st := res.Manifest, res.Meta, res.Manifest.Stats
+	secs := time.Since(started).Seconds()
+	a.log.Info("base backup committed", "backup", m.ID, "start_ts", meta.StartTS, "stop_ts", meta.StopTS,
+		"documents", meta.Documents, "logical_bytes", st.Logical, "new_stored_bytes", st.NewStored, "seconds", secs)
+	if asJSON {
+		return json.NewEncoder(a.stdout).Encode(map[string]any{"backup": m.ID, "type": m.Type, "flavour": meta.Flavour,
+			"start_ts": meta.StartTS, "stop_ts": meta.StopTS, "collections": meta.Collections, "documents": meta.Documents,
+			"logical_bytes": st.Logical, "new_stored_bytes": st.NewStored, "new_chunks": st.NewChunks,
+			"deduplicated_chunks": st.DedupChunks, "seconds": secs, "oplog_archived_by": meta.OplogArchivedBy})
+	}
+	fmt.Fprintf(a.stdout, "backup %s committed (%s %s): oplog %s – %s\n", m.ID, meta.Flavour, meta.Version, meta.StartTS, meta.StopTS)
+	fmt.Fprintf(a.stdout, "  %d collections, %d documents, %s logical, %s newly stored, %.1fs, %.0f documents/s\n",
+		meta.Collections, meta.Documents, humanBytes(st.Logical), humanBytes(st.NewStored), secs, float64(meta.Documents)/secs)
+	fmt.Fprintf(a.stdout, "  oplog %s – %s archived by the %s\n", meta.StartTS, meta.StopTS, meta.OplogArchivedBy)
+	return nil
+}
+
+type mongoRestoreArgs struct {
+	target, toTime, toTS string
+	latest               bool
+	namespaces           []string
+	force                bool
+	jobs                 int
+}
+
+func (a *app) restoreMongo(ctx context.Context, rf *repoFlags, args mongoRestoreArgs) error {
+	to := restore.MongoTarget{Latest: args.latest}
+	var err error
+	if args.toTS != "" {
+		if to.TS, err = oplog.ParseTS(args.toTS); err != nil {
+			return usageErr(fmt.Errorf("--to-ts: %w", err))
+		}
+		if to.TS.IsZero() {
+			return usageErr(fmt.Errorf("--to-ts 0:0 names no oplog entry"))
+		}
+	}
+	if args.toTime != "" {
+		if to.Time, err = restore.ParseTime(args.toTime); err != nil {
+			return usageErr(err)
+		}
+	}
+	if args.jobs < 1 {
+		return usageErr(fmt.Errorf("--jobs must be at least 1"))
+	}
+	r, err := rf.open(ctx, true)
+	if err != nil {
+		return err
+	}
+	bar := progress.New(a.stderr)
+	cfg := restore.MongoConfig{Repo: r, TargetURL: args.target, To: to, Namespaces: args.namespaces, Force: args.force,
+		Jobs: args.jobs, Log: a.log, Progress: func(phase string, n int64) { bar.Bytes(phase, n, 0, 0) }}
+	started := time.Now()
+	res, err := restore.RestoreMongo(ctx, cfg)
+	bar.Done()
+	if err != nil {
+		return err
+	}
+	p := res.Plan
+	fmt.Fprintf(a.stdout, "restored backup %s (%d collections, %d documents) and replayed %d oplog operations %s – %s in %.1fs\n",
+		p.Backup.ID, res.Collections, res.Documents, res.Ops, p.From, p.To, time.Since(started).Seconds())
+	if !res.Last.IsZero() {
+		fmt.Fprintf(a.stdout, "  target %s: last replayed entry %s written %s\n", to, res.Last, res.LastTime.UTC().Format(time.RFC3339Nano))
+	} else {
+		fmt.Fprintf(a.stdout, "  target %s: the base itself (no oplog entries after its start)\n", to)
+	}
+	return nil
+}

@@ -1,0 +1,20 @@
+package oplog
+
+// FerretDB's differences from MongoDB's oplog, for capture. (Replay's are
+// in restore/mongodb_ferretdb.go.) FerretDB v1 writes the oplog entry after
+// the data write, outside its transaction, so under concurrent writers an
+// entry can become visible after one with a later ts, and its tailable
+// cursors die whenever a batch comes back short. The tailer therefore
+// re-reads a window before its last timestamp each time it re-issues the
+// find and drops what it has seen by the entry's _id.
+
+// ferretOverlap is how far back a re-read reaches, in seconds of ts.
+const ferretOverlap = 2
+
+// ferretOverlapStart is where a re-read from last begins.
+func ferretOverlapStart(last TS) TS {
+	if last.T <= ferretOverlap {
+		return TS{}
+	}
+	return TS{T: last.T - ferretOverlap}
+}
