@@ -67,6 +67,9 @@ func Range(c *archive.StreamChain, from, to TS) ([]archive.SegmentInfo, error) {
 			span = &spans[i]
 		}
 	}
+	if span == nil && spans[len(spans)-1].End.Less(from) {
+		return nil, fmt.Errorf("%w: archived up to %s, the range starts at %s", ErrBeyond, spans[len(spans)-1].End, from)
+	}
 	if span == nil {
 		return nil, fmt.Errorf("%w: nothing archived covers %s (archived: %s)", ErrMissing, from, describe(spans))
 	}

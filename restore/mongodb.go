@@ -190,15 +190,19 @@ func RestoreMongo(ctx context.Context, cfg MongoConfig) (*MongoResult, error) {
 		return nil, err
 	}
 	res := &MongoResult{Plan: plan, Collections: len(colls)}
+	t0 := time.Now()
 	if res.Documents, err = l.load(ctx, colls); err != nil {
 		return nil, err
 	}
 	if err := l.indexes(ctx, colls); err != nil {
 		return nil, err
 	}
+	t1 := time.Now()
 	if err := replayMongo(ctx, cfg, plan, c, include, res); err != nil {
 		return nil, err
 	}
+	cfg.Log.Debug("restored", "backup", plan.Backup.ID, "documents", res.Documents, "load", t1.Sub(t0),
+		"ops", res.Ops, "replay", time.Since(t1))
 	return res, nil
 }
 
