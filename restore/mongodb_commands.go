@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -97,10 +98,10 @@ func (a *mongoApplier) command(ns string, o bson.Raw, e oplog.Entry) error {
 			return nil
 		}
 		var spec bson.D
-		for _, el := range elems[1:] {
-			spec = append(spec, bson.E{Key: el.Key(), Value: el.Value()})
+		if err := bson.Unmarshal(o, &spec); err != nil {
+			return err
 		}
-		return createIndexes(a, db, coll, bson.A{spec})
+		return createIndexes(a, db, coll, []bson.D{spec[1:]})
 	case "commitIndexBuild":
 		coll := elems[0].Value().StringValue()
 		if !a.wanted(db + "." + coll) {
@@ -114,9 +115,13 @@ func (a *mongoApplier) command(ns string, o bson.Raw, e oplog.Entry) error {
 		if err != nil {
 			return err
 		}
-		arr := bson.A{}
+		var arr []bson.D
 		for _, v := range vals {
-			arr = append(arr, v)
+			var spec bson.D
+			if err := v.Unmarshal(&spec); err != nil {
+				return fmt.Errorf("commitIndexBuild index: %w", err)
+			}
+			arr = append(arr, spec)
 		}
 		return createIndexes(a, db, coll, arr)
 	case "startIndexBuild", "abortIndexBuild":
@@ -133,9 +138,26 @@ func (a *mongoApplier) command(ns string, o bson.Raw, e oplog.Entry) error {
 	}
 }
 
-func createIndexes(a *mongoApplier, db, coll string, specs bson.A) error {
-	cmd := bson.D{{Key: "createIndexes", Value: coll}, {Key: "indexes", Value: specs}}
-	return a.c.Database(db).RunCommand(a.ctx, cmd).Err()
+func createIndexes(a *mongoApplier, db, coll string, specs []bson.D) error {
+	return runCreateIndexes(a.ctx, a.c, db, coll, specs)
+}
+
+// runCreateIndexes builds indexes from specs as listIndexes or the oplog
+// gives them, leaving out what describes the old index rather than the
+// wanted one (its format version, the namespace of old servers).
+func runCreateIndexes(ctx context.Context, c *mongo.Client, db, coll string, specs []bson.D) error {
+	var arr bson.A
+	for _, s := range specs {
+		if name, _ := get(s, "name"); name == "_id_" {
+			continue
+		}
+		arr = append(arr, del(del(cloneD(s), "ns"), "v"))
+	}
+	if len(arr) == 0 {
+		return nil
+	}
+	cmd := bson.D{{Key: "createIndexes", Value: coll}, {Key: "indexes", Value: arr}}
+	return c.Database(db).RunCommand(ctx, cmd).Err()
 }
 
 // applyOps: a batch applied as a unit (no session), or a transaction's

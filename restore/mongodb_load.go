@@ -225,22 +225,15 @@ func readDoc(r io.Reader) (bson.Raw, error) {
 // with the collection).
 func (l *mongoLoader) indexes(ctx context.Context, colls []mongoColl) error {
 	for _, c := range colls {
-		var specs bson.A
+		var specs []bson.D
 		for _, j := range c.meta.Indexes {
 			var spec bson.D
 			if err := bson.UnmarshalExtJSON(j, true, &spec); err != nil {
 				return fmt.Errorf("index of %s: %w: %v", c.ns(), archive.ErrCorrupt, err)
 			}
-			if name, _ := get(spec, "name"); name == "_id_" {
-				continue
-			}
-			specs = append(specs, del(del(spec, "ns"), "v"))
+			specs = append(specs, spec)
 		}
-		if len(specs) == 0 {
-			continue
-		}
-		cmd := bson.D{{Key: "createIndexes", Value: c.name}, {Key: "indexes", Value: specs}}
-		if err := l.c.Database(c.db).RunCommand(ctx, cmd).Err(); err != nil {
+		if err := runCreateIndexes(ctx, l.c, c.db, c.name, specs); err != nil {
 			return fmt.Errorf("build indexes of %s: %w", c.ns(), err)
 		}
 	}
