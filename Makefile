@@ -37,6 +37,9 @@ fuzz:
 	$(GO) test ./archive -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./archive -run '^$$' -fuzz '^FuzzChunkIndex$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./restore -run '^$$' -fuzz '^FuzzParseTime$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./oplog -run '^$$' -fuzz '^FuzzSegmentReader$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./oplog -run '^$$' -fuzz '^FuzzParseTS$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./restore -run '^$$' -fuzz '^FuzzApplyUpdate$$' -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin

@@ -28,6 +28,16 @@ func (a *mongoApplier) command(ns string, o bson.Raw, e oplog.Entry) error {
 		return fmt.Errorf("command entry: %v", err)
 	}
 	name := elems[0].Key()
+	// Most commands name their collection (or namespace) in the first
+	// field; a value of another type is a damaged entry, not a guess.
+	arg, isString := elems[0].Value().StringValueOK()
+	switch name {
+	case "applyOps", "commitTransaction", "abortTransaction", "dropDatabase":
+	default:
+		if !isString {
+			return fmt.Errorf("command %s: its argument is %s, not a name", name, elems[0].Value().Type)
+		}
+	}
 	db, _, _ := strings.Cut(ns, ".")
 	ctx := a.ctx
 	switch name {
@@ -45,23 +55,23 @@ func (a *mongoApplier) command(ns string, o bson.Raw, e oplog.Entry) error {
 		delete(a.txns, txnKey(e))
 		return nil
 	case "create":
-		target := db + "." + elems[0].Value().StringValue()
+		target := db + "." + arg
 		if !a.wanted(target) {
 			return nil
 		}
 		return tolerate(a.c.Database(db).RunCommand(ctx, o).Err(), codeNamespaceExists)
 	case "drop":
-		if !a.wanted(db + "." + elems[0].Value().StringValue()) {
+		if !a.wanted(db + "." + arg) {
 			return nil
 		}
 		return tolerate(a.c.Database(db).RunCommand(ctx, o).Err(), codeNamespaceNotFound)
 	case "collMod", "convertToCapped", "emptycapped":
-		if !a.wanted(db + "." + elems[0].Value().StringValue()) {
+		if !a.wanted(db + "." + arg) {
 			return nil
 		}
 		return tolerate(a.c.Database(db).RunCommand(ctx, o).Err(), codeNamespaceNotFound)
 	case "renameCollection":
-		from := elems[0].Value().StringValue()
+		from := arg
 		to, _ := o.Lookup("to").StringValueOK()
 		if !a.wanted(from) && !a.wanted(to) {
 			return nil
@@ -93,7 +103,7 @@ func (a *mongoApplier) command(ns string, o bson.Raw, e oplog.Entry) error {
 		}
 		return nil
 	case "createIndexes":
-		coll := elems[0].Value().StringValue()
+		coll := arg
 		if !a.wanted(db + "." + coll) {
 			return nil
 		}
@@ -103,7 +113,7 @@ func (a *mongoApplier) command(ns string, o bson.Raw, e oplog.Entry) error {
 		}
 		return createIndexes(a, db, coll, []bson.D{spec[1:]})
 	case "commitIndexBuild":
-		coll := elems[0].Value().StringValue()
+		coll := arg
 		if !a.wanted(db + "." + coll) {
 			return nil
 		}
@@ -127,7 +137,7 @@ func (a *mongoApplier) command(ns string, o bson.Raw, e oplog.Entry) error {
 	case "startIndexBuild", "abortIndexBuild":
 		return nil // the index appears at commitIndexBuild
 	case "dropIndexes", "deleteIndexes":
-		coll := elems[0].Value().StringValue()
+		coll := arg
 		if !a.wanted(db + "." + coll) {
 			return nil
 		}

@@ -146,7 +146,7 @@ func applySubDiff(cur any, sub bson.D) (any, error) {
 func applyArrayDiff(arr bson.A, diff bson.D) (bson.A, error) {
 	if l, ok := get(diff, "l"); ok {
 		n, ok := toInt(l)
-		if !ok || n < 0 {
+		if !ok || n < 0 || n > maxArrayIndex {
 			return nil, fmt.Errorf("array diff: bad length %v", l)
 		}
 		arr = resize(arr, n)
@@ -159,7 +159,7 @@ func applyArrayDiff(arr bson.A, diff bson.D) (bson.A, error) {
 			return nil, fmt.Errorf("array diff: unknown key %q", e.Key)
 		}
 		idx, err := strconv.Atoi(e.Key[1:])
-		if err != nil || idx < 0 {
+		if err != nil || idx < 0 || idx > maxArrayIndex {
 			return nil, fmt.Errorf("array diff: bad index in %q", e.Key)
 		}
 		if idx >= len(arr) {
@@ -181,6 +181,11 @@ func applyArrayDiff(arr bson.A, diff bson.D) (bson.A, error) {
 	}
 	return arr, nil
 }
+
+// maxArrayIndex bounds array positions: a 16 MiB document cannot hold
+// more elements, so a larger one is a damaged entry (and must not make
+// replay allocate without bound).
+const maxArrayIndex = 16 << 20
 
 func resize(arr bson.A, n int) bson.A {
 	if n <= len(arr) {
@@ -235,7 +240,7 @@ func setIn(cur any, path []string, v any) (any, error) {
 	switch c := cur.(type) {
 	case bson.A:
 		idx, err := strconv.Atoi(path[0])
-		if err != nil || idx < 0 {
+		if err != nil || idx < 0 || idx > maxArrayIndex {
 			return nil, fmt.Errorf("cannot use %q to index an array", path[0])
 		}
 		arr := append(bson.A(nil), c...)

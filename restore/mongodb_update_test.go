@@ -93,3 +93,26 @@ func TestApplyUpdateRefusesUnknownForms(t *testing.T) {
 		}
 	}
 }
+
+// FuzzApplyUpdate feeds update entries' o (bytes from the archive) to the
+// appliers of every form: they may refuse, never panic.
+func FuzzApplyUpdate(f *testing.F) {
+	for _, s := range []string{`{"$v": 2, "diff": {"sarr": {"a": true, "l": 2, "u1": 20, "s0": {"u": {"x": 1}}}}}`,
+		`{"$set": {"a.0.b": 1}, "$unset": {"c.1": true}}`, `{"x": 1}`, `{"$v": 2, "diff": {"sb": {"sc": {"a": true, "l": 1}}}}`} {
+		var d bson.D
+		bson.UnmarshalExtJSON([]byte(s), false, &d)
+		b, _ := bson.Marshal(d)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if bson.Raw(data).Validate() != nil {
+			return
+		}
+		doc := bson.D{{Key: "_id", Value: 1}, {Key: "a", Value: bson.A{bson.D{{Key: "b", Value: 1}}}}, {Key: "c", Value: bson.A{1, 2}}}
+		if _, err := ApplyUpdate(doc, data); err == nil {
+			if _, err := bson.Marshal(doc); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
