@@ -86,7 +86,7 @@ func (r *Repository) AcquireLock(ctx context.Context, name string, o LockOptions
 	if err != nil {
 		return nil, nil, err
 	}
-	if cur != nil && !cur.Released && now.Before(cur.Expires) {
+	if cur != nil && !cur.Released && now.Before(cur.Expires) && !holderDead(cur.Holder) {
 		return nil, nil, fmt.Errorf("%w: lock %q held by %s (%s) since %s, lease until %s", ErrLocked, name, cur.Holder,
 			cur.Purpose, cur.Acquired.UTC().Format(time.RFC3339), cur.Expires.UTC().Format(time.RFC3339))
 	}

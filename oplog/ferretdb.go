@@ -6,7 +6,13 @@ package oplog
 // entry can become visible after one with a later ts, and its tailable
 // cursors die whenever a batch comes back short. The tailer therefore
 // re-reads a window before its last timestamp each time it re-issues the
-// find and drops what it has seen by the entry's _id.
+// find and drops what it has seen by the entry's _id. It also re-issues the
+// find when a cursor stays idle, as a cursor can stall while entries arrive.
+
+// ferretIdleAwaits is how many empty await rounds a FerretDB cursor gets
+// before the tailer re-issues the find: its tailable cursors have been seen
+// to stop returning entries that keep arriving.
+const ferretIdleAwaits = 3
 
 // ferretOverlap is how far back a re-read reaches, in seconds of ts.
 const ferretOverlap = 2

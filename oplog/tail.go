@@ -148,6 +148,7 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 		return false, t.cursorErr(ctx, oplog, err)
 	}
 	defer cur.Close(context.WithoutCancel(ctx))
+	t.cfg.Log.Debug("tailing the oplog", "from", from, "last", t.last)
 	// The cursor is open: if the resume point is still in the oplog now,
 	// nothing between it and what the cursor returns can be lost.
 	if err := t.checkResume(ctx, oplog); err != nil {
@@ -159,8 +160,10 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 			return false, err
 		}
 	}
+	idle := 0
 	for {
 		if cur.TryNext(ctx) {
+			idle = 0
 			e, err := ParseEntry(bson.Raw(cur.Current))
 			if err != nil {
 				return progressed, fmt.Errorf("read oplog after %s: %w", t.last, err)
@@ -189,6 +192,11 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 				return progressed, t.cursorErr(ctx, oplog, err)
 			}
 			if cur.ID() == 0 {
+				return progressed, nil
+			}
+			// FerretDB's await cursors can stall for good while entries
+			// keep coming: an idle one is replaced by a fresh find.
+			if idle++; t.src.Flavour == FlavourFerretDB && idle >= ferretIdleAwaits {
 				return progressed, nil
 			}
 		}
@@ -256,6 +264,7 @@ func (t *tailer) flush(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	t.cfg.Log.Debug("oplog durable", "end", end)
 	if t.cfg.Progress != nil {
 		t.cfg.Progress(end)
 	}

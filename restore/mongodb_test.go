@@ -3,12 +3,11 @@ package restore
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -16,7 +15,6 @@ import (
 	"filippo.io/age"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/basebackup"
@@ -131,53 +129,16 @@ func (p *mongoPITR) mark() mark {
 	return m
 }
 
-// stateHash hashes every document of every user collection in _id order.
 func stateHash(t *testing.T, c *mongo.Client) string {
 	t.Helper()
-	ctx := context.Background()
-	h := sha256.New()
-	dbs, err := c.ListDatabaseNames(ctx, bson.D{})
+	h, err := testenv.MongoStateHash(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, db := range dbs {
-		if oplog.Internal(db + ".x") {
-			continue
-		}
-		colls, err := c.Database(db).ListCollectionNames(ctx, bson.D{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sortStrings(colls)
-		for _, coll := range colls {
-			cur, err := c.Database(db).Collection(coll).Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			fmt.Fprintf(h, "%s.%s\n", db, coll)
-			n := 0
-			for cur.Next(ctx) {
-				h.Write(cur.Current)
-				n++
-			}
-			if cur.Err() != nil {
-				t.Fatal(cur.Err())
-			}
-			fmt.Fprintf(h, "%d\n", n)
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	return h
 }
 
-func sortStrings(s []string) {
-	for i := range s {
-		for j := i + 1; j < len(s); j++ {
-			if s[j] < s[i] {
-				s[i], s[j] = s[j], s[i]
-			}
-		}
-	}
-}
+func sortStrings(s []string) { sort.Strings(s) }
 
 // phase writes concurrently from four clients: inserts, $set updates,
 // $unset, replaceOne and deletes over ids [lo, hi), and a new collection.
@@ -245,7 +206,7 @@ func (p *mongoPITR) backup() *basebackup.MongoResult {
 func (p *mongoPITR) restoreInto(to MongoTarget) (string, *MongoResult) {
 	p.t.Helper()
 	target := testenv.NewFerretDB(p.t)
-	res, err := RestoreMongo(context.Background(), MongoConfig{Repo: p.repo, TargetURL: target.URL(), To: to, Jobs: 3, Log: slog.New(slog.NewTextHandler(testLog{p.t}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	res, err := RestoreMongo(context.Background(), MongoConfig{Repo: p.repo, TargetURL: target.URL(), To: to, Jobs: 3, Log: p.log})
 	if err != nil {
 		p.t.Fatalf("restore to %s: %v", to, err)
 	}

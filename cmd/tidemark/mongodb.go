@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/tidemark/tidemark/archive"
@@ -122,4 +123,75 @@ func (a *app) restoreMongo(ctx context.Context, rf *repoFlags, args mongoRestore
 		fmt.Fprintf(a.stdout, "  target %s: the base itself (no oplog entries after its start)\n", to)
 	}
 	return nil
+}
+
+// oplogStatus is what status shows of a MongoDB repository's oplog.
+type oplogStatus struct {
+	Stream  string              `json:"stream"`
+	Flavour string              `json:"flavour"`
+	Spans   []oplogSpan         `json:"spans"`
+	Breaks  []string            `json:"breaks"`
+	Gaps    []archive.GapRecord `json:"gaps"`
+}
+
+type oplogSpan struct {
+	Start     string    `json:"start_ts"`
+	End       string    `json:"end_ts"`
+	FirstTime time.Time `json:"first_time"`
+	LastTime  time.Time `json:"last_time"`
+}
+
+// mongoStatus describes the archived oplog: its continuous spans (a
+// restore can reach any point inside one from a base within it), the
+// breaks between them and recorded gaps. nil for other engines.
+func mongoStatus(ctx context.Context, r *archive.Repository) (*oplogStatus, error) {
+	src, err := r.Source(ctx)
+	if errors.Is(err, archive.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil || src.Engine != oplog.Engine {
+		return nil, err
+	}
+	st := &oplogStatus{Stream: oplog.StreamName(src.Details["set_name"]), Flavour: src.Details["flavour"], Spans: []oplogSpan{}, Breaks: []string{}}
+	chain, err := r.ReadStream(ctx, st.Stream)
+	if err != nil {
+		return nil, err
+	}
+	spans, err := oplog.Spans(chain)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range spans {
+		st.Spans = append(st.Spans, oplogSpan{Start: s.Start.String(), End: s.End.String(), FirstTime: s.FirstTime.UTC(), LastTime: s.LastTime.UTC()})
+	}
+	for _, b := range chain.Breaks {
+		st.Breaks = append(st.Breaks, b.String())
+	}
+	gaps, err := r.Gaps(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range gaps {
+		if g.Engine == oplog.Engine {
+			st.Gaps = append(st.Gaps, g)
+		}
+	}
+	return st, nil
+}
+
+func (s *oplogStatus) print(w io.Writer) {
+	for _, sp := range s.Spans {
+		fmt.Fprintf(w, "oplog       %s (%s): %s (%s) – %s (%s)\n", s.Stream, s.Flavour, sp.Start,
+			sp.FirstTime.Format(time.RFC3339), sp.End, sp.LastTime.Format(time.RFC3339))
+	}
+	for _, b := range s.Breaks {
+		fmt.Fprintf(w, "GAP         %s\n", b)
+	}
+}
+
+// verifyMongo lists what stops a MongoDB repository's bases from
+// restoring: breaks in the oplog, bases whose window is not archived,
+// undecodable segments.
+func verifyMongo(ctx context.Context, r *archive.Repository) ([]string, error) {
+	return restore.VerifyMongoOplog(ctx, r)
 }

@@ -24,6 +24,7 @@ type statusReport struct {
 	Compression string               `json:"compression"`
 	Source      *archive.Source      `json:"source,omitempty"`
 	WAL         []walStatus          `json:"wal,omitempty"`
+	Oplog       *oplogStatus         `json:"oplog,omitempty"`
 	Gaps        []archive.GapRecord  `json:"gaps"`
 	Backups     []string             `json:"backups"`
 	Areas       map[string]areaUsage `json:"areas"`
@@ -90,6 +91,9 @@ stores. Needs no key: it reads only unencrypted bookkeeping.`,
 			if rep.Gaps, err = r.Gaps(ctx); err != nil {
 				return err
 			}
+			if rep.Oplog, err = mongoStatus(ctx, r); err != nil {
+				return err
+			}
 			if asJSON {
 				enc := json.NewEncoder(a.stdout)
 				enc.SetIndent("", "  ")
@@ -106,6 +110,9 @@ stores. Needs no key: it reads only unencrypted bookkeeping.`,
 				for _, g := range w.Gaps {
 					fmt.Fprintf(a.stdout, "GAP         %s\n", g)
 				}
+			}
+			if rep.Oplog != nil {
+				rep.Oplog.print(a.stdout)
 			}
 			for _, g := range rep.Gaps {
 				fmt.Fprintf(a.stdout, "GAP         %s stream stopped at %s (%s): %s\n", g.Engine, g.From, g.Detected.Format(time.RFC3339), g.Reason)

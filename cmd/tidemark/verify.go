@@ -84,6 +84,11 @@ func (a *app) verifyRepo(ctx context.Context, r *archive.Repository, progress fu
 		return nil, 0, err
 	}
 	rep.Problems = append(rep.Problems, walProblems...)
+	oplogProblems, err := verifyMongo(ctx, r)
+	if err != nil {
+		return nil, 0, err
+	}
+	rep.Problems = append(rep.Problems, oplogProblems...)
 	gaps, err := r.Gaps(ctx)
 	if err != nil {
 		return nil, 0, err
