@@ -73,7 +73,9 @@ repository. Runs until interrupted; SIGINT/SIGTERM flush and exit cleanly.
 
   postgres://   WAL from a physical replication slot
   mysql://      binlog events, registered as a replica
-  mongodb://    the oplog (local.oplog.rs)`,
+  mongodb://    the oplog (local.oplog.rs), majority-committed entries only;
+                a rolled-over oplog is recorded as a gap (exit 6). FerretDB
+                (with a capped local.oplog.rs) is supported as a flavour.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			eng, err := engineOf("source", source)
@@ -133,7 +135,12 @@ streamer runs. Every backup restores on its own (no chains).
 --type: every backup stores only the chunks the repository does not hold
 yet, so in storage terms every type is incremental against everything in
 the repository. PostgreSQL 15 and 16 send the whole cluster for every
-type; the type is recorded in the manifest for your retention policy.`,
+type; the type is recorded in the manifest for your retention policy.
+
+MongoDB: the oplog position before, every collection scanned in parallel
+(raw BSON documents, options, indexes, views), the position after; the
+manifest is committed once the oplog between them is archived (by the
+running streamer, or by the backup itself).`,
 		Short: "Take a base backup into the repository",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -193,6 +200,12 @@ func (a *app) restoreCmd() *cobra.Command {
 		Long: `Pick the newest base backup that can reach the target, check that the
 archived stream is continuous from it to the target — refusing, with the
 missing range named, before anything is written — then restore and replay.
+
+MongoDB (--target mongodb://…): collections are created with their
+options, documents inserted in parallel, indexes built, then the oplog is
+replayed idempotently through ordinary writes up to --to-time, --to-ts T:I
+or --latest. --ns db.coll or db.* selects namespaces; collections that
+exist in the target are refused unless --force.
 
 Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
 (2026-11-25 14:03:00.5+00).`,
