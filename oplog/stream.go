@@ -32,6 +32,10 @@ type Config struct {
 	Progress func(durable TS)
 	// Connect overrides how the client is made (tests); default mongo.Connect.
 	Connect func(ctx context.Context, url string) (*mongo.Client, error)
+
+	// majority replaces hello's majority commit point (tests: FerretDB
+	// has none, so a test sets one to see entries held back).
+	majority func(ctx context.Context) (TS, bool, error)
 }
 
 // Errors that end streaming instead of being retried.

@@ -167,7 +167,7 @@ func inserted(entries []Entry, ns string) map[string]bool {
 	ids := map[string]bool{}
 	for _, e := range entries {
 		if e.Op == "i" && e.NS == ns {
-			ids[e.O.Lookup("_id").String()] = true
+			ids[fmt.Sprint(e.O.Lookup("_id").AsInt64())] = true
 		}
 	}
 	return ids
@@ -220,5 +220,50 @@ func TestStreamRolloverIsAGap(t *testing.T) {
 	gaps, err := x.repo.Gaps(ctx)
 	if err != nil || len(gaps) != 1 || gaps[0].Engine != Engine || gaps[0].To != newest.String() {
 		t.Fatalf("gaps = %+v, %v", gaps, err)
+	}
+}
+
+// TestStreamHoldsBackUncommitted: entries past the majority commit point
+// are not archived (they could roll back) until the point passes them.
+func TestStreamHoldsBackUncommitted(t *testing.T) {
+	x := newFixture(t, testenv.FerretDBServer(t))
+	ctx := context.Background()
+	insert(t, x.c, "held", 0, 1) // the stream starts after this entry
+	var mu sync.Mutex
+	var commit TS
+	cfg := x.config()
+	cfg.majority = func(context.Context) (TS, bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return commit, true, nil
+	}
+	s := x.start(cfg)
+	insert(t, x.c, "held", 1, 10)
+	committed, _, err := Newest(ctx, x.c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	commit = committed
+	mu.Unlock()
+	insert(t, x.c, "held", 11, 10) // not majority-committed yet
+	time.Sleep(500 * time.Millisecond)
+	s.mu.Lock()
+	d := s.durable
+	s.mu.Unlock()
+	if d != committed {
+		t.Fatalf("durable %s, want the commit point %s", d, committed)
+	}
+	newest, _, _ := Newest(ctx, x.c)
+	mu.Lock()
+	commit = newest
+	mu.Unlock()
+	x.waitDurable(s)
+	s.stop(t)
+	got := inserted(x.archived(), "app.held")
+	for i := 1; i <= 20; i++ {
+		if !got[fmt.Sprint(i)] {
+			t.Fatalf("insert %d not archived (%d archived)", i, len(got))
+		}
 	}
 }

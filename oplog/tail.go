@@ -154,9 +154,13 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 	if err := t.checkResume(ctx, oplog); err != nil {
 		return false, err
 	}
+	readMajority := t.cfg.majority
+	if readMajority == nil && t.src.Flavour == FlavourMongoDB {
+		readMajority = func(ctx context.Context) (TS, bool, error) { return ReadMajority(ctx, c) }
+	}
 	majority, hasMajority := TS{}, false
-	if t.src.Flavour == FlavourMongoDB {
-		if majority, hasMajority, err = ReadMajority(ctx, c); err != nil {
+	if readMajority != nil {
+		if majority, hasMajority, err = readMajority(ctx); err != nil {
 			return false, err
 		}
 	}
@@ -177,7 +181,7 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 				if err := sleep(ctx, 20*time.Millisecond); err != nil {
 					return progressed, err
 				}
-				if majority, _, err = ReadMajority(ctx, c); err != nil {
+				if majority, _, err = readMajority(ctx); err != nil {
 					return progressed, err
 				}
 			}
