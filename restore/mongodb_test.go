@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"filippo.io/age"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/basebackup"
@@ -187,6 +189,51 @@ func (p *mongoPITR) phase(n int, lo, hi int) {
 	}
 }
 
+// schema creates what a base backup must carry besides documents: a
+// capped collection and secondary indexes (unique, compound, sparse).
+func (p *mongoPITR) schema() {
+	p.t.Helper()
+	ctx := context.Background()
+	db := p.c.Database("app")
+	if err := db.CreateCollection(ctx, "capped", options.CreateCollection().SetCapped(true).SetSizeInBytes(1<<20)); err != nil {
+		p.t.Fatal(err)
+	}
+	if _, err := db.Collection("capped").InsertOne(ctx, bson.D{{Key: "_id", Value: 1}, {Key: "log", Value: "x"}}); err != nil {
+		p.t.Fatal(err)
+	}
+	if _, err := db.Collection("a").Indexes().CreateMany(ctx, []mongo.IndexModel{
+		{Keys: bson.D{{Key: "phase", Value: 1}, {Key: "v", Value: -1}}},
+		{Keys: bson.D{{Key: "tags", Value: 1}}, Options: options.Index().SetSparse(true)},
+		{Keys: bson.D{{Key: "uniq", Value: 1}}, Options: options.Index().SetUnique(true).SetName("uniq_idx")},
+	}); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// schemaOf describes collections' options and indexes for comparison.
+func schemaOf(t *testing.T, c *mongo.Client) string {
+	t.Helper()
+	ctx := context.Background()
+	cur, err := c.Database("app").ListCollections(ctx, bson.D{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for cur.Next(ctx) {
+		name := cur.Current.Lookup("name").StringValue()
+		out = append(out, name+" "+cur.Current.Lookup("options").String())
+		specs, err := c.Database("app").Collection(name).Indexes().ListSpecifications(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range specs {
+			out = append(out, fmt.Sprintf("%s index %s %s unique=%v sparse=%v", name, s.Name, s.KeysDocument, s.Unique != nil && *s.Unique, s.Sparse != nil && *s.Sparse))
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, "\n")
+}
+
 func (p *mongoPITR) backup() *basebackup.MongoResult {
 	p.t.Helper()
 	ctx := context.Background()
@@ -215,12 +262,16 @@ func (p *mongoPITR) restoreInto(to MongoTarget) (string, *MongoResult) {
 		p.t.Fatal(err)
 	}
 	defer c.Disconnect(context.Background())
+	if got, want := schemaOf(p.t, c), schemaOf(p.t, p.c); got != want {
+		p.t.Errorf("restored collections and indexes:\n%s\nsource:\n%s", got, want)
+	}
 	return stateHash(p.t, c), res
 }
 
 func TestMongoPITRFerretDB(t *testing.T) {
 	p := newMongoPITR(t)
 	p.stream()
+	p.schema()
 	p.phase(0, 0, 400)
 	b := p.backup()
 	if b.Meta.Flavour != oplog.FlavourFerretDB || b.Meta.Documents == 0 {
