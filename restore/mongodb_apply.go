@@ -37,6 +37,7 @@ type mongoApplier struct {
 	done    sync.WaitGroup
 	txns    map[string]*txnBuffer
 	applied atomic.Int64
+	skipped map[string]bool // time-series namespaces already warned about
 }
 
 // write is one document write: a top-level entry or an op inside applyOps.
@@ -54,7 +55,7 @@ type txnBuffer struct {
 
 func newMongoApplier(ctx context.Context, c *mongo.Client, flavour string, jobs int, include func(string) bool, log *slog.Logger) *mongoApplier {
 	ctx, cancel := context.WithCancelCause(ctx)
-	a := &mongoApplier{c: c, flavour: flavour, include: include, log: log, ctx: ctx, cancel: cancel, txns: map[string]*txnBuffer{}}
+	a := &mongoApplier{c: c, flavour: flavour, include: include, log: log, ctx: ctx, cancel: cancel, txns: map[string]*txnBuffer{}, skipped: map[string]bool{}}
 	for range max(jobs, 1) {
 		ch := make(chan write, 64)
 		a.workers = append(a.workers, ch)
@@ -128,6 +129,13 @@ func (a *mongoApplier) wanted(ns string) bool {
 // dispatch routes a document write to the worker owning its _id.
 func (a *mongoApplier) dispatch(w write) error {
 	if !a.wanted(w.ns) {
+		if db, coll, _ := strings.Cut(w.ns, "."); strings.HasPrefix(coll, "system.buckets.") && !a.skipped[w.ns] &&
+			(a.include == nil || a.include(db+"."+strings.TrimPrefix(coll, "system.buckets."))) {
+			// Never silent: the restore will lack these measurements.
+			a.skipped[w.ns] = true
+			a.log.Warn("time-series writes are not replayed: the restored collection holds only the base backup's measurements",
+				"collection", db+"."+strings.TrimPrefix(coll, "system.buckets."))
+		}
 		return nil
 	}
 	id, err := docID(w)
