@@ -163,7 +163,7 @@ running streamer, or by the backup itself).`,
 			case engineMySQL:
 				return notYet("base backup of MySQL/MariaDB", "#6")
 			default:
-				return a.backupMongo(cmd.Context(), &rf, source, jobs, asJSON)
+				return a.backupMongo(cmd.Context(), &rf, source, typ, jobs, asJSON)
 			}
 		},
 	}

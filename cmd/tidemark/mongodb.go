@@ -39,7 +39,12 @@ func mongoGap(err error) error {
 	return err
 }
 
-func (a *app) backupMongo(ctx context.Context, rf *repoFlags, source string, jobs int, asJSON bool) error {
+func (a *app) backupMongo(ctx context.Context, rf *repoFlags, source, typ string, jobs int, asJSON bool) error {
+	if typ != "full" {
+		// Every MongoDB base is a full scan (stored deduplicated): saying
+		// otherwise in the manifest would mislead retention.
+		return usageErr(fmt.Errorf("--type %s: MongoDB base backups are full scans (each stores only chunks the repository lacks)", typ))
+	}
 	r, err := rf.open(ctx, false)
 	if err != nil {
 		return err
