@@ -47,7 +47,8 @@ type MongoMeta struct {
 	StopTime    time.Time `json:"stop_time"` // wall clock when StopTS was read
 	Collections int       `json:"collections"`
 	Documents   int64     `json:"documents"`
-	// OplogArchivedBy says who made StartTS..StopTS durable: "streamer" or "backup".
+	// OplogArchivedBy says who made StartTS..StopTS durable: "streamer",
+	// "backup", or "none needed" when nothing was written during the scan.
 	OplogArchivedBy string `json:"oplog_archived_by"`
 }
 
@@ -198,6 +199,12 @@ func ensureOplog(ctx context.Context, cfg MongoConfig, src oplog.Source, start, 
 			return false, nil
 		}
 		return err == nil, err
+	}
+	if start == stop {
+		// Nothing was written during the scan: the base restores to stop
+		// by itself, and a streamer starting on an empty stream begins at
+		// the newest base's start.
+		return "none needed", nil
 	}
 	if ok, err := reached(); ok || (err != nil && !errors.Is(err, oplog.ErrMissing)) {
 		return "streamer", err

@@ -95,6 +95,14 @@ func (t *tailer) open(ctx context.Context, oplog *mongo.Collection) error {
 	start := t.cfg.StartAt
 	t.trusted = t.cfg.StartSeen
 	if start.IsZero() {
+		// An empty stream continues from the newest base backup's start,
+		// so a base taken before any streamer ran can still be restored
+		// past its end (the check below proves the oplog reaches back).
+		if start, err = newestBaseStart(ctx, t.cfg.Repo); err != nil {
+			return err
+		}
+	}
+	if start.IsZero() {
 		newest, ok, err := edge(ctx, oplog, -1)
 		if err != nil {
 			return err
@@ -112,6 +120,25 @@ func (t *tailer) open(ctx context.Context, oplog *mongo.Collection) error {
 	t.w = w
 	t.cfg.Log.Info("starting oplog stream", "stream", t.src.StreamName(), "at", start, "flavour", t.src.Flavour)
 	return nil
+}
+
+// newestBaseStart is the start of the newest MongoDB base backup (zero
+// when there is none).
+func newestBaseStart(ctx context.Context, repo *archive.Repository) (TS, error) {
+	backups, err := repo.Backups(ctx)
+	if err != nil {
+		return TS{}, err
+	}
+	for i := len(backups) - 1; i >= 0; i-- {
+		if backups[i].Engine == Engine {
+			ts, err := ParseTS(backups[i].Start)
+			if err != nil {
+				return TS{}, fmt.Errorf("backup %s starts at %q: %w", backups[i].ID, backups[i].Start, archive.ErrCorrupt)
+			}
+			return ts, nil
+		}
+	}
+	return TS{}, nil
 }
 
 // Newest returns the newest oplog entry's timestamp; ok is false when the
