@@ -267,3 +267,21 @@ func TestStreamHoldsBackUncommitted(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamFromBeforeAnEmptyOplog: a start no entry precedes is no gap
+// while the oplog is empty (a capped collection drops entries only to make
+// room), and is one once entries exist that could have pushed others out.
+func TestStreamFromBeforeAnEmptyOplog(t *testing.T) {
+	x := newFixture(t, testenv.NewFerretDB(t))
+	cfg := x.config()
+	cfg.StartAt = TS{T: uint32(time.Now().Unix() - 5)}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := Stream(ctx, cfg); err != nil {
+		t.Fatalf("stream over an empty oplog: %v", err)
+	}
+	insert(t, x.c, "a", 0, 1)
+	if err := Stream(context.Background(), cfg); !errors.Is(err, ErrRollover) {
+		t.Fatalf("stream from before the oldest entry: %v, want ErrRollover", err)
+	}
+}

@@ -328,6 +328,12 @@ func (t *tailer) checkResume(ctx context.Context, oplog *mongo.Collection) error
 	if !errors.Is(err, mongo.ErrNoDocuments) {
 		return fmt.Errorf("check the oplog still holds %s: %w", t.last, err)
 	}
+	// A capped collection drops entries only to make room for new ones,
+	// so an empty oplog has lost nothing (a fresh FerretDB after a base
+	// backup of it).
+	if _, any, err := edge(ctx, oplog, 1); err != nil || !any {
+		return err
+	}
 	return t.rollover(ctx, oplog, "the oplog no longer holds the archive's end")
 }
 
