@@ -1,5 +1,7 @@
 package oplog
 
+import "go.mongodb.org/mongo-driver/v2/mongo/options"
+
 // FerretDB's differences from MongoDB's oplog, for capture. (Replay's are
 // in restore/mongodb_ferretdb.go.) FerretDB v1 writes the oplog entry after
 // the data write, outside its transaction, so under concurrent writers an
@@ -23,4 +25,12 @@ func ferretOverlapStart(last TS) TS {
 		return TS{}
 	}
 	return TS{T: last.T - ferretOverlap}
+}
+
+// ferretCursor makes the tailing cursor tailable without await: FerretDB
+// serves an await getMore by re-running the query every 10 ms until data
+// or the timeout, each run scanning the oplog (it has no index on ts), so
+// the tailer paces its own getMores instead.
+func ferretCursor(o *options.FindOptionsBuilder) *options.FindOptionsBuilder {
+	return o.SetCursorType(options.Tailable).SetMaxAwaitTime(0)
 }

@@ -169,8 +169,11 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 	if t.src.Flavour == FlavourFerretDB {
 		from = ferretOverlapStart(t.last)
 	}
-	cur, err := oplog.Find(ctx, bson.D{{Key: "ts", Value: bson.D{{Key: "$gte", Value: from.BSON()}}}},
-		options.Find().SetCursorType(options.TailableAwait).SetMaxAwaitTime(t.awaitTime()).SetBatchSize(tailBatch))
+	opts := options.Find().SetCursorType(options.TailableAwait).SetMaxAwaitTime(t.awaitTime()).SetBatchSize(tailBatch)
+	if t.src.Flavour == FlavourFerretDB {
+		opts = ferretCursor(opts)
+	}
+	cur, err := oplog.Find(ctx, bson.D{{Key: "ts", Value: bson.D{{Key: "$gte", Value: from.BSON()}}}}, opts)
 	if err != nil {
 		return false, t.cursorErr(ctx, oplog, err)
 	}
@@ -227,8 +230,13 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 			}
 			// FerretDB's await cursors can stall for good while entries
 			// keep coming: an idle one is replaced by a fresh find.
-			if idle++; t.src.Flavour == FlavourFerretDB && idle >= ferretIdleAwaits {
-				return progressed, nil
+			if idle++; t.src.Flavour == FlavourFerretDB {
+				if idle >= ferretIdleAwaits {
+					return progressed, nil
+				}
+				if err := sleep(ctx, t.awaitTime()); err != nil { // the server does not wait
+					return progressed, err
+				}
 			}
 		}
 		if err := t.flushDue(ctx); err != nil {
