@@ -41,7 +41,8 @@ func main() {
 		}
 		return
 	}
-	suite := flag.String("suite", "all", "repo, object, wal, postgres or all")
+	suite := flag.String("suite", "all", "repo, object, wal, postgres, mongodb or all")
+	mongoDocs := flag.Int("mongo-docs", 100000, "mongodb suite: documents in the backed-up collection")
 	pgScale := flag.Int("pg-scale", 100, "postgres suite: pgbench scale of the backed-up database")
 	scale := flag.Int("pgbench-scale", 50, "wal suite: pgbench scale")
 	phase := flag.Duration("pgbench-duration", 60*time.Second, "wal suite: pgbench run per phase")
@@ -78,6 +79,11 @@ func main() {
 	}
 	if *suite == "postgres" || *suite == "all" {
 		if err := pgSuite(ctx, dir, *pgScale, max(1, *runs-1)); err != nil {
+			fatal(err)
+		}
+	}
+	if *suite == "mongodb" || *suite == "all" {
+		if err := mongoSuite(ctx, dir, *mongoDocs, max(1, *runs-1)); err != nil {
 			fatal(err)
 		}
 	}
