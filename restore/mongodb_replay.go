@@ -37,9 +37,27 @@ func replayMongo(ctx context.Context, cfg MongoConfig, plan *MongoPlan, c *mongo
 		return nil
 	}
 	err := func() error {
+		var covered uint64 // sequence numbers read so far
+		after := plan.From
 		for _, s := range plan.Segments {
-			if err := r.segment(ctx, cfg, plan, s, apply); err != nil {
+			if s.Last <= covered {
+				continue // read as part of a consolidated segment
+			}
+			err := r.segment(ctx, cfg, plan, s, after, apply)
+			if errors.Is(err, archive.ErrNotExist) {
+				// The streamer consolidated it meanwhile: read the segment
+				// that replaced it, skipping what was already replayed
+				// (older than the reorder window by ts, newer by key).
+				if s, err = consolidated(ctx, cfg, s); err == nil {
+					err = r.segment(ctx, cfg, plan, s, after, apply)
+				}
+			}
+			if err != nil {
 				return err
+			}
+			covered = s.Last
+			if end, err := oplog.ParseTS(s.End); err == nil && end.T > 2*reorderWindow {
+				after = maxTS(plan.From, oplog.TS{T: end.T - 2*reorderWindow})
 			}
 		}
 		for r.Len() > 0 {
@@ -76,7 +94,7 @@ func (r *reorder) Pop() any {
 	return e
 }
 
-func (r *reorder) segment(ctx context.Context, cfg MongoConfig, plan *MongoPlan, s archive.SegmentInfo, apply func(oplog.Entry) error) error {
+func (r *reorder) segment(ctx context.Context, cfg MongoConfig, plan *MongoPlan, s archive.SegmentInfo, after oplog.TS, apply func(oplog.Entry) error) error {
 	rc, err := cfg.Repo.OpenSegment(ctx, s)
 	if err != nil {
 		return err
@@ -91,7 +109,7 @@ func (r *reorder) segment(ctx context.Context, cfg MongoConfig, plan *MongoPlan,
 		if err != nil {
 			return fmt.Errorf("segment %s %d-%d: %w", s.Stream, s.First, s.Last, err)
 		}
-		if !plan.From.Less(e.TS) || plan.To.Less(e.TS) || (!cfg.To.Time.IsZero() && entryTime(e).After(cfg.To.Time)) {
+		if !after.Less(e.TS) || plan.To.Less(e.TS) || (!cfg.To.Time.IsZero() && entryTime(e).After(cfg.To.Time)) {
 			continue
 		}
 		if _, dup := r.seen[e.Key]; dup {
@@ -111,6 +129,27 @@ func (r *reorder) segment(ctx context.Context, cfg MongoConfig, plan *MongoPlan,
 			r.prune()
 		}
 	}
+}
+
+// consolidated finds the segment that now holds s's sequence numbers.
+func consolidated(ctx context.Context, cfg MongoConfig, s archive.SegmentInfo) (archive.SegmentInfo, error) {
+	chain, err := cfg.Repo.ReadStream(ctx, s.Stream)
+	if err != nil {
+		return s, err
+	}
+	for _, c := range chain.Segments {
+		if c.First <= s.First && s.First <= c.Last {
+			return c, nil
+		}
+	}
+	return s, fmt.Errorf("segment %s %d-%d is gone and nothing replaced it: %w", s.Stream, s.First, s.Last, archive.ErrCorrupt)
+}
+
+func maxTS(a, b oplog.TS) oplog.TS {
+	if a.Less(b) {
+		return b
+	}
+	return a
 }
 
 // prune forgets keys too old to recur.
