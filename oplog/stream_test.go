@@ -230,7 +230,10 @@ func TestStreamHoldsBackUncommitted(t *testing.T) {
 	ctx := context.Background()
 	insert(t, x.c, "held", 0, 1) // the stream starts after this entry
 	var mu sync.Mutex
-	var commit TS
+	commit, _, err := Newest(ctx, x.c) // a replica set's majority point is never zero
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := x.config()
 	cfg.majority = func(context.Context) (TS, bool, error) {
 		mu.Lock()

@@ -51,7 +51,7 @@ func (t *tailer) session(ctx context.Context) (progressed bool, err error) {
 	}
 	oplog := c.Database("local").Collection("oplog.rs")
 	if t.w == nil {
-		if err := t.open(ctx, oplog); err != nil {
+		if err := t.open(ctx, c, oplog); err != nil {
 			return false, err
 		}
 	}
@@ -78,7 +78,7 @@ const requeryDelay = 100 * time.Millisecond
 
 // open starts the writer where the archive ends, or for a new stream at
 // StartAt or the newest oplog entry.
-func (t *tailer) open(ctx context.Context, oplog *mongo.Collection) error {
+func (t *tailer) open(ctx context.Context, c *mongo.Client, oplog *mongo.Collection) error {
 	w, err := t.cfg.Repo.OpenStream(ctx, t.src.StreamName(), archive.StreamWriterOptions{})
 	if err != nil {
 		return err
@@ -109,6 +109,16 @@ func (t *tailer) open(ctx context.Context, oplog *mongo.Collection) error {
 		}
 		if ok {
 			start = newest
+			// Never start past the majority commit point: entries between
+			// it and the newest could roll back, and would otherwise be
+			// taken as already behind the stream.
+			if read := t.majorityReader(c); read != nil {
+				if m, has, err := read(ctx); err != nil {
+					return err
+				} else if has && m.Less(start) {
+					start = m
+				}
+			}
 		} else {
 			// An empty oplog (a fresh FerretDB): nothing before now can be
 			// missed, and this process watches from here.
@@ -175,19 +185,22 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 	}
 	cur, err := oplog.Find(ctx, bson.D{{Key: "ts", Value: bson.D{{Key: "$gte", Value: from.BSON()}}}}, opts)
 	if err != nil {
-		return false, t.cursorErr(ctx, oplog, err)
+		if err := t.cursorErr(ctx, oplog, err); !errors.Is(err, errRestarted) {
+			return false, err
+		}
+		return false, nil
 	}
 	defer cur.Close(context.WithoutCancel(ctx))
 	t.cfg.Log.Debug("tailing the oplog", "from", from, "last", t.last)
 	// The cursor is open: if the resume point is still in the oplog now,
 	// nothing between it and what the cursor returns can be lost.
 	if err := t.checkResume(ctx, oplog); err != nil {
+		if errors.Is(err, errRestarted) {
+			return false, nil // re-issue the find from the new start
+		}
 		return false, err
 	}
-	readMajority := t.cfg.majority
-	if readMajority == nil && t.src.Flavour == FlavourMongoDB {
-		readMajority = func(ctx context.Context) (TS, bool, error) { return ReadMajority(ctx, c) }
-	}
+	readMajority := t.majorityReader(c)
 	majority, hasMajority := TS{}, false
 	if readMajority != nil {
 		if majority, hasMajority, err = readMajority(ctx); err != nil {
@@ -223,20 +236,18 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 			}
 		} else {
 			if err := cur.Err(); err != nil {
-				return progressed, t.cursorErr(ctx, oplog, err)
+				if err := t.cursorErr(ctx, oplog, err); !errors.Is(err, errRestarted) {
+					return progressed, err
+				}
+				return progressed, nil
 			}
 			if cur.ID() == 0 {
 				return progressed, nil
 			}
 			// FerretDB's await cursors can stall for good while entries
 			// keep coming: an idle one is replaced by a fresh find.
-			if idle++; t.src.Flavour == FlavourFerretDB {
-				if idle >= ferretIdleAwaits {
-					return progressed, nil
-				}
-				if err := sleep(ctx, t.awaitTime()); err != nil { // the server does not wait
-					return progressed, err
-				}
+			if idle++; t.src.Flavour == FlavourFerretDB && idle >= ferretIdleAwaits {
+				return progressed, nil
 			}
 		}
 		if err := t.flushDue(ctx); err != nil {
@@ -246,6 +257,18 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 }
 
 const tailBatch = 256
+
+// majorityReader returns how to read the majority commit point, nil when
+// the server has none (FerretDB).
+func (t *tailer) majorityReader(c *mongo.Client) func(context.Context) (TS, bool, error) {
+	if t.cfg.majority != nil {
+		return t.cfg.majority
+	}
+	if t.src.Flavour == FlavourMongoDB {
+		return func(ctx context.Context) (TS, bool, error) { return ReadMajority(ctx, c) }
+	}
+	return nil
+}
 
 func (t *tailer) awaitTime() time.Duration {
 	return max(t.cfg.FlushInterval/2, 10*time.Millisecond)
@@ -364,7 +387,42 @@ func (t *tailer) rollover(ctx context.Context, oplog *mongo.Collection, why stri
 	if err := t.cfg.Repo.RecordGap(context.WithoutCancel(ctx), g); err != nil {
 		return fmt.Errorf("%w (and recording it failed: %v)", gapErr, err)
 	}
-	return gapErr
+	return t.continueAfterGap(ctx, oplog, gapErr)
+}
+
+// errRestarted: the stream continues from a new base after a gap; the
+// find is re-issued from there.
+var errRestarted = errors.New("stream restarted after a gap")
+
+// continueAfterGap restarts the stream at a point a base backup needs —
+// the newest base's start, or StartAt of a backup archiving its own window
+// — when that lies after the lost range and the oplog still holds it: the
+// remedy for a gap is a new base, and its oplog must then be archived. The
+// chain shows the break; the gap stays recorded. Otherwise gapErr stands.
+func (t *tailer) continueAfterGap(ctx context.Context, oplog *mongo.Collection, gapErr error) error {
+	restart, err := newestBaseStart(ctx, t.cfg.Repo)
+	if err != nil {
+		return fmt.Errorf("%w (and reading backups failed: %v)", gapErr, err)
+	}
+	if restart.Less(t.cfg.StartAt) {
+		restart = t.cfg.StartAt
+	}
+	if !t.last.Less(restart) {
+		return gapErr
+	}
+	if err := oplog.FindOne(ctx, bson.D{{Key: "ts", Value: bson.D{{Key: "$lte", Value: restart.BSON()}}}}).Err(); err != nil {
+		return gapErr // the new base's start is gone too
+	}
+	// Closed, not just flushed: segments before the gap must never be
+	// consolidated with segments after it, which would hide the break.
+	if err := t.w.Close(ctx); err != nil {
+		return err
+	}
+	t.cfg.Log.Error("oplog gap recorded; continuing from the newest base backup's start", "gap", gapErr, "from", restart)
+	t.w.Restart(restart.String())
+	t.last, t.real = restart, true
+	clear(t.seen)
+	return errRestarted
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

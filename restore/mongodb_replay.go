@@ -109,7 +109,7 @@ func (r *reorder) segment(ctx context.Context, cfg MongoConfig, plan *MongoPlan,
 		if err != nil {
 			return fmt.Errorf("segment %s %d-%d: %w", s.Stream, s.First, s.Last, err)
 		}
-		if !after.Less(e.TS) || plan.To.Less(e.TS) || (!cfg.To.Time.IsZero() && entryTime(e).After(cfg.To.Time)) {
+		if !after.Less(e.TS) || outside(cfg.To, plan.To, e) {
 			continue
 		}
 		if _, dup := r.seen[e.Key]; dup {
@@ -159,6 +159,16 @@ func (r *reorder) prune() {
 			delete(r.seen, k)
 		}
 	}
+}
+
+// outside reports an entry past the target: for a time target by its
+// wall clock alone (a late FerretDB entry can carry a ts past the segment
+// that TimeTS chose while written before the target time), else by ts.
+func outside(to MongoTarget, toTS oplog.TS, e oplog.Entry) bool {
+	if !to.Time.IsZero() {
+		return entryTime(e).After(to.Time)
+	}
+	return toTS.Less(e.TS)
 }
 
 func entryTime(e oplog.Entry) time.Time {

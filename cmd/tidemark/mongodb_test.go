@@ -314,6 +314,40 @@ func TestMongoStreamExitCodes(t *testing.T) {
 	if len(st.Spans) != 1 || len(st.Breaks) != 0 {
 		t.Fatalf("status spans %+v", st)
 	}
+	// The remedy: a new base. The next streamer continues from its start
+	// (the chain shows the break) and the base restores to the latest.
+	expect(t, 0, "backup", "--repo", m.repo, "--source", m.src.URL())
+	stream, exited := m.startStream(testenv.TidemarkBinary(t))
+	for i := 10; i < 20; i++ {
+		if _, err := m.c.Database("app").Collection("x").InsertOne(ctx, bson.D{{Key: "_id", Value: i}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.waitArchived(exited)
+	stream.Process.Signal(syscall.SIGTERM)
+	if err := <-exited; err != nil {
+		t.Fatalf("streamer after the new base: %v", err)
+	}
+	if st, err = mongoStatus(ctx, r); err != nil || len(st.Spans) != 2 || len(st.Breaks) != 1 {
+		t.Fatalf("status after the new base: %+v, %v", st, err)
+	}
+	if problems, err := verifyMongo(ctx, r); err != nil || len(problems) != 0 {
+		t.Fatalf("verify after the new base: %v, %v", problems, err)
+	}
+	want, err := testenv.MongoStateHash(ctx, m.c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := testenv.NewFerretDB(t)
+	expect(t, 0, "restore", "--repo", m.repo, "--identity-file", m.key, "--target", target.URL(), "--latest")
+	tc, err := target.Client(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Disconnect(ctx)
+	if got, err := testenv.MongoStateHash(ctx, tc); err != nil || got != want {
+		t.Fatalf("restore after the gap differs from the source (%v)", err)
+	}
 }
 
 type testLogWriter struct{ t *testing.T }
