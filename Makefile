@@ -43,6 +43,9 @@ fuzz:
 	$(GO) test ./binlog -run '^$$' -fuzz '^FuzzParseSegment$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./binlog -run '^$$' -fuzz '^FuzzParsePosition$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./binlog -run '^$$' -fuzz '^FuzzParseStatusVars$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./oplog -run '^$$' -fuzz '^FuzzSegmentReader$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./oplog -run '^$$' -fuzz '^FuzzParseTS$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./restore -run '^$$' -fuzz '^FuzzApplyUpdate$$' -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -87,7 +86,7 @@ func (r *Repository) AcquireLock(ctx context.Context, name string, o LockOptions
 	if err != nil {
 		return nil, nil, err
 	}
-	if cur != nil && !cur.Released && now.Before(cur.Expires) && !holderDead(cur.Holder, host) {
+	if cur != nil && !cur.Released && now.Before(cur.Expires) && !holderDead(cur.Holder) {
 		return nil, nil, fmt.Errorf("%w: lock %q held by %s (%s) since %s, lease until %s", ErrLocked, name, cur.Holder,
 			cur.Purpose, cur.Acquired.UTC().Format(time.RFC3339), cur.Expires.UTC().Format(time.RFC3339))
 	}
@@ -214,23 +213,4 @@ func (r *Repository) WithLock(ctx context.Context, name string, o LockOptions, f
 		err = uerr
 	}
 	return err
-}
-
-// holderDead reports whether a holder recorded by this host is a process
-// that no longer exists: a streamer killed with -9 and restarted by its
-// supervisor takes its lock back at once instead of waiting out the lease.
-// Holders on other hosts are judged by their lease alone.
-func holderDead(holder, host string) bool {
-	parts := strings.Split(holder, "/")
-	if len(parts) != 3 || parts[0] != host {
-		return false
-	}
-	pid, err := strconv.Atoi(parts[1])
-	if err != nil || pid <= 0 {
-		return false
-	}
-	if pid == os.Getpid() {
-		return false // this process: a holder still running here
-	}
-	return syscall.Kill(pid, 0) == syscall.ESRCH
 }

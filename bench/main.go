@@ -44,9 +44,10 @@ func main() {
 		}
 		return
 	}
-	suite := flag.String("suite", "all", "repo, object, wal, postgres, binlog, mysql or all")
+	suite := flag.String("suite", "all", "repo, object, wal, postgres, binlog, mysql, mongodb or all")
 	binlogDur := flag.Duration("binlog-duration", 30*time.Second, "binlog suite: write load duration")
 	mysqlFlag := flag.String("mysql-size", "1GiB", "mysql suite: data size of the backed-up database")
+	mongoDocs := flag.Int("mongo-docs", 100000, "mongodb suite: documents in the backed-up collection")
 	pgScale := flag.Int("pg-scale", 100, "postgres suite: pgbench scale of the backed-up database")
 	scale := flag.Int("pgbench-scale", 50, "wal suite: pgbench scale")
 	phase := flag.Duration("pgbench-duration", 60*time.Second, "wal suite: pgbench run per phase")
@@ -97,6 +98,11 @@ func main() {
 	}
 	if *suite == "mysql" || *suite == "all" {
 		if err := mysqlSuite(ctx, dir, mysqlSize, max(1, *runs-1)); err != nil {
+			fatal(err)
+		}
+	}
+	if *suite == "mongodb" || *suite == "all" {
+		if err := mongoSuite(ctx, dir, *mongoDocs, max(1, *runs-1)); err != nil {
 			fatal(err)
 		}
 	}

@@ -3,7 +3,6 @@ package restore
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -17,9 +16,6 @@ import (
 	"github.com/tidemark/tidemark/basebackup"
 	"github.com/tidemark/tidemark/binlog"
 )
-
-// ErrTargetExists: a database the backup holds exists on the target.
-var ErrTargetExists = errors.New("target database exists")
 
 // loadSession prepares a connection for loading rows exactly as stored:
 // raw bytes (binary character set), UTC for TIMESTAMP, zero dates and

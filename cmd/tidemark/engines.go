@@ -74,7 +74,9 @@ repository. Runs until interrupted; SIGINT/SIGTERM flush and exit cleanly.
 
   postgres://   WAL from a physical replication slot
   mysql://      binlog events, registered as a replica
-  mongodb://    the oplog (local.oplog.rs)`,
+  mongodb://    the oplog (local.oplog.rs), majority-committed entries only;
+                a rolled-over oplog is recorded as a gap (exit 6). FerretDB
+                (with a capped local.oplog.rs) is supported as a flavour.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			eng, err := engineOf("source", source)
@@ -98,7 +100,7 @@ repository. Runs until interrupted; SIGINT/SIGTERM flush and exit cleanly.
 				}
 				return a.streamMySQL(cmd.Context(), &rf, source, pw, serverID, flushInterval, nil)
 			default:
-				return notYet("stream from MongoDB", "#9")
+				return a.streamMongo(cmd.Context(), &rf, source, flushInterval)
 			}
 		},
 	}
@@ -148,7 +150,13 @@ binlog position and GTID it is consistent with; schema (tables by exact
 SHOW CREATE, views, routines, triggers, events, --with-users accounts) and
 rows by primary-key range in a typed binary format, as deduplicated,
 compressed, encrypted chunks. Non-transactional tables (MyISAM, Aria) are
-copied while commits stay blocked.`,
+copied while commits stay blocked.
+
+MongoDB: the oplog position before, every collection scanned in parallel
+(raw BSON documents, options, indexes, views), the position after; the
+manifest is committed once the oplog between them is archived (by the
+running streamer, or by the backup itself).`,
+
 		Short: "Take a base backup into the repository",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -171,7 +179,7 @@ copied while commits stay blocked.`,
 			case engineMySQL:
 				return a.backupMySQL(cmd.Context(), &rf, source, jobs, my, asJSON)
 			default:
-				return notYet("base backup of MongoDB", "#9")
+				return a.backupMongo(cmd.Context(), &rf, source, typ, jobs, asJSON)
 			}
 		},
 	}
@@ -201,6 +209,7 @@ func (a *app) restoreCmd() *cobra.Command {
 		pgBinDir                              string
 		startTimeout                          time.Duration
 		my                                    mysqlFlags
+		namespaces                            []string
 	)
 	cmd := &cobra.Command{
 		Use:   "restore --repo URL (--to-time T | --latest | engine targets) (--target-dir DIR | --target URL)",
@@ -208,6 +217,12 @@ func (a *app) restoreCmd() *cobra.Command {
 		Long: `Pick the newest base backup that can reach the target, check that the
 archived stream is continuous from it to the target — refusing, with the
 missing range named, before anything is written — then restore and replay.
+
+MongoDB (--target mongodb://…): collections are created with their
+options, documents inserted in parallel, indexes built, then the oplog is
+replayed idempotently through ordinary writes up to --to-time, --to-ts T:I
+or --latest. --ns db.coll or db.* selects namespaces; collections that
+exist in the target are refused unless --force.
 
 Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
 (2026-11-25 14:03:00.5+00).`,
@@ -268,7 +283,11 @@ Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
 					}
 					return a.restoreMySQL(cmd.Context(), &rf, target, to, jobs, my)
 				}
-				return notYet("restore of MongoDB", "#9")
+				if toLSN != "" || toXID != "" || toName != "" || toGTID != "" || toPosition != "" {
+					return usageErr(fmt.Errorf("MongoDB targets are --to-time, --to-ts or --latest"))
+				}
+				return a.restoreMongo(cmd.Context(), &rf, mongoRestoreArgs{target: target, toTime: toTime, toTS: toTS,
+					latest: latest, namespaces: namespaces, force: my.force, jobs: jobs})
 			}
 			return nil
 		},
@@ -295,6 +314,7 @@ Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
 	f.StringArrayVar(&tablespaceMap, "tablespace-map", nil, "PostgreSQL: restore a tablespace elsewhere, OID=/new/dir or /old/dir=/new/dir (repeatable)")
 	f.IntVar(&jobs, "jobs", 4, "parallel download/decrypt workers (MySQL: also loading connections)")
 	my.registerRestore(f)
+	f.StringArrayVar(&namespaces, "ns", nil, "MongoDB: restore only this namespace, db.collection or db.* (repeatable)")
 	return cmd
 }
 

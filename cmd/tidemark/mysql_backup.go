@@ -39,7 +39,7 @@ func (m *mysqlFlags) registerPassword(f *pflag.FlagSet) {
 func (m *mysqlFlags) registerRestore(f *pflag.FlagSet) {
 	f.StringSliceVar(&m.databases, "databases", nil, "MySQL/MariaDB: restore only these databases of the backup (refused for now: the binlog replay applies every database)")
 	f.StringVar(&m.loadMethod, "load-method", restore.LoadInsert, "MySQL/MariaDB: how rows are loaded: insert (multi-row prepared INSERTs) or infile (LOAD DATA LOCAL INFILE; the server must allow local_infile)")
-	f.BoolVar(&m.force, "force", false, "MySQL/MariaDB: drop and replace target databases that exist (default: refuse)")
+	f.BoolVar(&m.force, "force", false, "MySQL/MariaDB: drop and replace target databases that exist; MongoDB: target collections (default: refuse)")
 	f.StringVar(&m.passwordFile, "password-file", "", "MySQL/MariaDB: file holding the target password (or put the URL with its password in TIDEMARK_TARGET)")
 }
 

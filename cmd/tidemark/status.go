@@ -28,6 +28,7 @@ type statusReport struct {
 	WAL         []walStatus             `json:"wal,omitempty"`
 	Streams     []streamStatus          `json:"streams,omitempty"`
 	Binlog      []binlogStatus          `json:"binlog,omitempty"`
+	Oplog       *oplogStatus            `json:"oplog,omitempty"`
 	Gaps        []archive.GapRecord     `json:"gaps"`
 	Backups     []archive.BackupSummary `json:"backups"`
 	LastVerify  *verifyReport           `json:"last_verify,omitempty"`
@@ -105,6 +106,9 @@ repository stores. Needs no key: it reads only unencrypted bookkeeping.`,
 			if rep.Gaps, err = r.Gaps(ctx); err != nil {
 				return err
 			}
+			if rep.Oplog, err = mongoStatus(ctx, r); err != nil {
+				return err
+			}
 			if rep.LastVerify, rep.LastDrill, err = lastReports(ctx, r); err != nil {
 				return err
 			}
@@ -164,9 +168,12 @@ func (a *app) printStatus(rep *statusReport) {
 			okWord(d.OK), d.RTOSeconds, d.Tables, d.Rows, d.IndexesChecked, d.Problems)
 	}
 	printMySQLStatus(w, rep.Binlog)
+	if rep.Oplog != nil {
+		rep.Oplog.print(w)
+	}
 	for _, s := range rep.Streams {
-		if strings.HasPrefix(s.Stream, "binlog") {
-			continue // shown with its files and GTIDs above
+		if strings.HasPrefix(s.Stream, "binlog") || (rep.Oplog != nil && s.Stream == rep.Oplog.Stream) {
+			continue // shown with its engine's details above
 		}
 		fmt.Fprintf(w, "stream      %s: %s – %s, %d segments, %d events, %s; %s – %s\n", s.Stream, s.Start, s.End, s.Segments, s.Events,
 			humanBytes(s.Bytes), s.FirstTime.UTC().Format(time.RFC3339), s.LastTime.UTC().Format(time.RFC3339))

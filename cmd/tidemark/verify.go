@@ -86,7 +86,7 @@ func (a *app) verifyRepo(ctx context.Context, r *archive.Repository, progress fu
 	rep.Problems = append(rep.Problems, walProblems...)
 	// Each engine's stream continuity and its bases' coverage; every check
 	// finds nothing in a repository of another engine.
-	for _, check := range []func(context.Context, *archive.Repository) ([]string, error){verifyMySQLStream, verifyMySQL} {
+	for _, check := range []func(context.Context, *archive.Repository) ([]string, error){verifyMySQLStream, verifyMySQL, verifyMongo} {
 		problems, err := check(ctx, r)
 		if err != nil {
 			return nil, 0, err

@@ -1,0 +1,36 @@
+package oplog
+
+import "go.mongodb.org/mongo-driver/v2/mongo/options"
+
+// FerretDB's differences from MongoDB's oplog, for capture. (Replay's are
+// in restore/mongodb_ferretdb.go.) FerretDB v1 writes the oplog entry after
+// the data write, outside its transaction, so under concurrent writers an
+// entry can become visible after one with a later ts, and its tailable
+// cursors die whenever a batch comes back short. The tailer therefore
+// re-reads a window before its last timestamp each time it re-issues the
+// find and drops what it has seen by the entry's _id. It also re-issues the
+// find when a cursor stays idle, as a cursor can stall while entries arrive.
+
+// ferretIdleAwaits is how many empty await rounds a FerretDB cursor gets
+// before the tailer re-issues the find: its tailable cursors have been seen
+// to stop returning entries that keep arriving.
+const ferretIdleAwaits = 3
+
+// ferretOverlap is how far back a re-read reaches, in seconds of ts.
+const ferretOverlap = 2
+
+// ferretOverlapStart is where a re-read from last begins.
+func ferretOverlapStart(last TS) TS {
+	if last.T <= ferretOverlap {
+		return TS{}
+	}
+	return TS{T: last.T - ferretOverlap}
+}
+
+// ferretCursor adjusts the tailing cursor for FerretDB. It stays
+// tailable with await: FerretDB then re-runs the query every 10 ms, which
+// costs it CPU on a large oplog, but a cursor without await was seen to
+// miss late entries more often between the tailer's own re-reads.
+func ferretCursor(o *options.FindOptionsBuilder) *options.FindOptionsBuilder {
+	return o
+}
