@@ -51,7 +51,7 @@ type Database struct {
 	Name           string `yaml:"name"`
 	Source         string `yaml:"source"`
 	Repo           string `yaml:"repo"`
-	PasswordFile   string `yaml:"password_file"`   // MySQL/MariaDB: the source's password (PostgreSQL: ~/.pgpass)
+	PasswordFile   string `yaml:"password_file"`   // MySQL, MongoDB: the source's password (PostgreSQL: ~/.pgpass)
 	IdentityFile   string `yaml:"identity_file"`   // verify and drills read the repository
 	PassphraseFile string `yaml:"passphrase_file"` // alternatively, for passphrase repositories
 
@@ -107,7 +107,7 @@ type DrillJob struct {
 	WorkDir   string `yaml:"workdir"` // scratch space (default: the system temp dir)
 }
 
-// Engine names the database engine of the source: postgres, mysql, or ""
+// Engine names the database engine of the source: postgres, mysql, mongodb, or ""
 // for a URL of another scheme.
 func (d Database) Engine() string {
 	u, err := url.Parse(d.Source)
@@ -119,6 +119,8 @@ func (d Database) Engine() string {
 		return "postgres"
 	case "mysql", "mariadb":
 		return "mysql"
+	case "mongodb", "mongodb+srv":
+		return "mongodb"
 	}
 	return ""
 }
@@ -211,12 +213,14 @@ func (c *Config) validate() []fieldError {
 		}
 		names[d.Name] = true
 		switch u, err := url.Parse(d.Source); {
-		case err != nil || (d.Engine() != "postgres" && d.Engine() != "mysql"):
-			bad(k("source"), "a postgres:// or mysql:// URL is required (MongoDB sources follow with their engine)")
+		case err != nil || d.Engine() == "":
+			bad(k("source"), "a postgres://, mysql:// or mongodb:// URL is required")
 		case u.User != nil && func() bool { _, set := u.User.Password(); return set }():
 			bad(k("source"), "no passwords in the config: use ~/.pgpass or PGPASSFILE (PostgreSQL) or password_file (MySQL)")
 		case d.Engine() == "postgres" && d.PasswordFile != "":
 			bad(k("password_file"), "PostgreSQL reads its password from ~/.pgpass or PGPASSFILE")
+		case d.Engine() == "mongodb" && d.Drill != nil:
+			bad(k("drill"), "drills restore PostgreSQL and MySQL so far; verify checks MongoDB repositories")
 		}
 		checkFile(k("password_file"), d.PasswordFile)
 		if d.Repo == "" {

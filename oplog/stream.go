@@ -30,6 +30,10 @@ type Config struct {
 	Log   *slog.Logger
 	// Progress, when set, is called after each flush with the durable end.
 	Progress func(durable TS)
+	// CaughtUp, when set, is called at a flush when the cursor had nothing
+	// more to return and nothing is pending: the archive holds the oplog
+	// as of then (the agent's RPO on an idle database).
+	CaughtUp func(at time.Time)
 	// Connect overrides how the client is made (tests); default mongo.Connect.
 	Connect func(ctx context.Context, url string) (*mongo.Client, error)
 

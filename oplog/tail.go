@@ -27,6 +27,7 @@ type tailer struct {
 	trusted bool // last is an artificial start this process saw the oplog empty at
 	seen    map[string]TS
 	flushed time.Time
+	drained time.Time // when the cursor last came back empty; zero after an entry
 }
 
 const cappedPositionLost = 136
@@ -211,6 +212,7 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 	for {
 		if cur.TryNext(ctx) {
 			idle = 0
+			t.drained = time.Time{}
 			e, err := ParseEntry(bson.Raw(cur.Current))
 			if err != nil {
 				return progressed, fmt.Errorf("read oplog after %s: %w", t.last, err)
@@ -243,6 +245,9 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 			}
 			if cur.ID() == 0 {
 				return progressed, nil
+			}
+			if t.drained.IsZero() {
+				t.drained = time.Now()
 			}
 			// FerretDB's await cursors can stall for good while entries
 			// keep coming: an idle one is replaced by a fresh find.
@@ -329,6 +334,9 @@ func (t *tailer) flush(ctx context.Context) error {
 	t.cfg.Log.Debug("oplog durable", "end", end)
 	if t.cfg.Progress != nil {
 		t.cfg.Progress(end)
+	}
+	if t.cfg.CaughtUp != nil && !t.drained.IsZero() && t.w.Pending() == 0 {
+		t.cfg.CaughtUp(t.drained)
 	}
 	if !t.cfg.Until.IsZero() && !end.Less(t.cfg.Until) {
 		return errDone

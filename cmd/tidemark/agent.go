@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
@@ -129,8 +130,16 @@ func dbRepoFlags(db agent.Database) *repoFlags {
 
 func (r agentRunner) Stream(ctx context.Context, db agent.Database, progress func(agent.StreamProgress)) error {
 	s := db.Stream
+	if db.Engine() == engineMongoDB {
+		src, err := mongoSource(db)
+		if err != nil {
+			return err
+		}
+		return r.a.streamMongo(ctx, dbRepoFlags(db), src, orDefaultDuration(time.Duration(s.FlushInterval), time.Second),
+			func(at time.Time) { progress(agent.StreamProgress{CaughtUpAt: at}) })
+	}
 	if db.Engine() == engineMySQL {
-		pw, err := (&mysqlFlags{passwordFile: db.PasswordFile}).password()
+		pw, err := readPasswordFile(db.PasswordFile)
 		if err != nil {
 			return err
 		}
@@ -152,8 +161,20 @@ func (r agentRunner) Stream(ctx context.Context, db agent.Database, progress fun
 
 func (r agentRunner) Backup(ctx context.Context, db agent.Database) (agent.BackupResult, error) {
 	b := db.Backup
+	if db.Engine() == engineMongoDB {
+		src, err := mongoSource(db)
+		if err != nil {
+			return agent.BackupResult{}, err
+		}
+		res, err := r.a.runBackupMongo(ctx, dbRepoFlags(db), basebackup.MongoConfig{Source: src, Jobs: max(b.Jobs, 4)})
+		if err != nil {
+			return agent.BackupResult{}, err
+		}
+		st := res.Manifest.Stats
+		return agent.BackupResult{ID: res.Manifest.ID, Logical: st.Logical, NewStored: st.NewStored}, nil
+	}
 	if db.Engine() == engineMySQL {
-		pw, err := (&mysqlFlags{passwordFile: db.PasswordFile}).password()
+		pw, err := readPasswordFile(db.PasswordFile)
 		if err != nil {
 			return agent.BackupResult{}, err
 		}
@@ -248,6 +269,24 @@ func (r agentRunner) Repository(ctx context.Context, db agent.Database) (agent.R
 	}
 	_, s.Stored, err = repo.StoredSize(ctx, "")
 	return s, err
+}
+
+// mongoSource puts the password from the database's password file into its
+// URL, in memory only.
+func mongoSource(db agent.Database) (string, error) {
+	if db.PasswordFile == "" {
+		return db.Source, nil
+	}
+	pw, err := readPasswordFile(db.PasswordFile)
+	if err != nil {
+		return "", err
+	}
+	u, err := url.Parse(db.Source)
+	if err != nil {
+		return "", fmt.Errorf("database %s: source: %w", db.Name, err)
+	}
+	u.User = url.UserPassword(u.User.Username(), pw)
+	return u.String(), nil
 }
 
 func orDefaultDuration(d, def time.Duration) time.Duration {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/restore"
@@ -280,50 +281,77 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// TestAgentMySQL: the agent streams a MariaDB binlog and takes scheduled
-// backups; the RPO it reports stays small while the stream keeps up, and
-// status shows a recoverable window over the binlog.
-func TestAgentMySQL(t *testing.T) {
-	src := testenv.NewMariaDB(t, testenv.MariaDBOptions{})
+// agentWithBackups inits a repository, starts an agent that streams name's
+// source (extra: more config lines for it) with backups every 2 s and
+// verifies every 3 s, and waits until two backups and a verify are done.
+func agentWithBackups(t *testing.T, name, source, extra string) (ar *agentRun, repo, key string) {
+	t.Helper()
 	dir := t.TempDir()
-	repo := filepath.Join(dir, "repo")
+	repo = filepath.Join(dir, "repo")
 	key, id := keyFile(t)
 	expect(t, 0, "init", "--repo", repo, "--recipient", id.Recipient().String())
-	src.Exec(t, "CREATE DATABASE shop")
-	src.Exec(t, "CREATE TABLE shop.t (id INT PRIMARY KEY, v VARCHAR(20))")
-	src.Exec(t, "INSERT INTO shop.t VALUES (1, 'a'), (2, 'b')")
-	pw := filepath.Join(dir, "password")
-	os.WriteFile(pw, []byte(src.Password+"\n"), 0o600)
 	listen := agentListen(t)
 	config := filepath.Join(dir, "tidemark.yaml")
 	os.WriteFile(config, []byte(fmt.Sprintf(`listen: %s
 alerts:
   lag_threshold: 1m
 databases:
-  - name: shop
+  - name: %s
     source: %s
-    password_file: %s
     repo: %s
     identity_file: %s
     stream: {enabled: true, flush_interval: 200ms}
     backup: {schedule: "@every 2s", jobs: 2}
     verify: {schedule: "@every 3s"}
-`, listen, src.URL(), pw, repo, key)), 0o600)
-	ar := startAgent(t, config, listen)
+%s`, listen, name, source, repo, key, extra)), 0o600)
+	ar = startAgent(t, config, listen)
 	ar.waitFor("two backups, the stream and a verify", func() bool {
-		return ar.metric(`tidemark_stream_up{database="shop"}`) == 1 && len(statusOf(t, repo).Backups) >= 2 &&
-			ar.metric(`tidemark_job_last_success{database="shop",job="verify"}`) == 1
+		return ar.metric(`tidemark_stream_up{database="`+name+`"}`) == 1 && len(statusOf(t, repo).Backups) >= 2 &&
+			ar.metric(`tidemark_job_last_success{database="`+name+`",job="verify"}`) == 1
 	})
-	src.Exec(t, "INSERT INTO shop.t VALUES (3, 'c')")
-	ar.waitFor("a small RPO after a write", func() bool {
-		rpo := ar.metric(`tidemark_stream_rpo_seconds{database="shop"}`)
+	return ar, repo, key
+}
+
+// waitSmallRPO waits for the agent's RPO of name to come under 30 s (it
+// would read as the age of the archive's newest change, or not at all, if
+// the stream's progress did not reach the agent).
+func (ar *agentRun) waitSmallRPO(name string) {
+	ar.t.Helper()
+	ar.waitFor("a small RPO", func() bool {
+		rpo := ar.metric(`tidemark_stream_rpo_seconds{database="` + name + `"}`)
 		return rpo >= 0 && rpo < 30
 	})
-	ar.shutdown()
-	st := statusOf(t, repo)
-	if len(st.Binlog) != 1 || len(st.Recoverable) != 1 || st.Recoverable[0].Earliest == nil || st.Recoverable[0].Latest == nil ||
+}
+
+// checkWindow: one recoverable window with both ends and no gap, and a
+// stored verify report that passed.
+func checkWindow(t *testing.T, st statusReport) {
+	t.Helper()
+	if len(st.Recoverable) != 1 || st.Recoverable[0].Earliest == nil || st.Recoverable[0].Latest == nil ||
 		len(st.Recoverable[0].Gaps) != 0 || st.LastVerify == nil || !st.LastVerify.OK {
 		t.Fatalf("status after the agent: %+v", st)
+	}
+}
+
+// TestAgentMySQL: the agent streams a MariaDB binlog and takes scheduled
+// backups; the RPO it reports stays small while the stream keeps up,
+// status shows a recoverable window over the binlog, and a drill restores
+// it into a scratch MariaDB.
+func TestAgentMySQL(t *testing.T) {
+	src := testenv.NewMariaDB(t, testenv.MariaDBOptions{})
+	src.Exec(t, "CREATE DATABASE shop")
+	src.Exec(t, "CREATE TABLE shop.t (id INT PRIMARY KEY, v VARCHAR(20))")
+	src.Exec(t, "INSERT INTO shop.t VALUES (1, 'a'), (2, 'b')")
+	pw := filepath.Join(t.TempDir(), "password")
+	os.WriteFile(pw, []byte(src.Password+"\n"), 0o600)
+	ar, repo, key := agentWithBackups(t, "shop", src.URL(), "    password_file: "+pw+"\n")
+	src.Exec(t, "INSERT INTO shop.t VALUES (3, 'c')")
+	ar.waitSmallRPO("shop")
+	ar.shutdown()
+	st := statusOf(t, repo)
+	checkWindow(t, st)
+	if len(st.Binlog) != 1 {
+		t.Fatalf("status binlog: %+v", st.Binlog)
 	}
 	// A drill restores everything into a scratch MariaDB and checks it.
 	out, _ := expect(t, 0, "drill", "--repo", repo, "--identity-file", key, "--json")
@@ -333,5 +361,35 @@ databases:
 	}
 	if st := statusOf(t, repo); st.LastDrill == nil || st.LastDrill.Rows != 3 {
 		t.Fatalf("status after the drill: %+v", st.LastDrill)
+	}
+}
+
+// TestAgentMongo: the agent tails a FerretDB oplog and takes scheduled
+// backups; the RPO stays small while the stream keeps up, and status shows
+// a recoverable window over the oplog.
+func TestAgentMongo(t *testing.T) {
+	ctx := context.Background()
+	src := testenv.NewFerretDB(t)
+	c, err := src.Client(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect(ctx)
+	coll := c.Database("app").Collection("items")
+	for i := range 3 {
+		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: i}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ar, repo, _ := agentWithBackups(t, "app", src.URL(), "")
+	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 3}}); err != nil {
+		t.Fatal(err)
+	}
+	ar.waitSmallRPO("app")
+	ar.shutdown()
+	st := statusOf(t, repo)
+	checkWindow(t, st)
+	if st.Oplog == nil {
+		t.Fatal("status shows no oplog")
 	}
 }

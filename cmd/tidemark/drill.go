@@ -109,8 +109,13 @@ func (a *app) drill(ctx context.Context, r *archive.Repository, rf *repoFlags, o
 		lo, hi := backups[0].Finished, backups[len(backups)-1].Finished
 		target = restore.PostgresTarget{Time: lo.Add(time.Duration(rand.Int64N(int64(hi.Sub(lo)) + 1)))}
 	}
-	if src, err := r.Source(ctx); err == nil && src.Engine == engineMySQL {
-		return a.drillMySQL(ctx, r, target.Time, o)
+	if src, err := r.Source(ctx); err == nil {
+		switch src.Engine {
+		case engineMySQL:
+			return a.drillMySQL(ctx, r, target.Time, o)
+		case engineMongoDB:
+			return nil, notYet("drills of MongoDB repositories (verify checks them)", "#7")
+		}
 	}
 	var as *restore.OSUser
 	if os.Geteuid() == 0 {

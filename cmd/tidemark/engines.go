@@ -100,7 +100,7 @@ repository. Runs until interrupted; SIGINT/SIGTERM flush and exit cleanly.
 				}
 				return a.streamMySQL(cmd.Context(), &rf, source, pw, serverID, flushInterval, nil)
 			default:
-				return a.streamMongo(cmd.Context(), &rf, source, flushInterval)
+				return a.streamMongo(cmd.Context(), &rf, source, flushInterval, nil)
 			}
 		},
 	}

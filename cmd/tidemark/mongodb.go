@@ -19,12 +19,18 @@ import (
 // and restores share the maintenance lock with expire and verify.
 const mongoStreamLock = "stream-mongodb"
 
-func (a *app) streamMongo(ctx context.Context, rf *repoFlags, source string, flushInterval time.Duration) error {
+// streamMongo archives the oplog under its stream lock; caughtUp, when set,
+// hears when the archive last held everything (for the agent's RPO).
+func (a *app) streamMongo(ctx context.Context, rf *repoFlags, source string, flushInterval time.Duration, caughtUp func(time.Time)) error {
 	r, err := rf.open(ctx, false)
 	if err != nil {
 		return err
 	}
 	cfg := oplog.Config{Repo: r, Source: source, FlushInterval: flushInterval, Log: a.log}
+	if caughtUp != nil {
+		cfg.Progress = func(durable oplog.TS) { caughtUp(time.Unix(int64(durable.T), 0)) }
+		cfg.CaughtUp = caughtUp
+	}
 	err = r.WithLock(ctx, mongoStreamLock, archive.LockOptions{Purpose: "tidemark stream (MongoDB oplog)"}, func(ctx context.Context) error {
 		return oplog.Stream(ctx, cfg)
 	})
@@ -45,22 +51,13 @@ func (a *app) backupMongo(ctx context.Context, rf *repoFlags, source, typ string
 		// otherwise in the manifest would mislead retention.
 		return usageErr(fmt.Errorf("--type %s: MongoDB base backups are full scans (each stores only chunks the repository lacks)", typ))
 	}
-	r, err := rf.open(ctx, false)
-	if err != nil {
-		return err
-	}
 	bar := progress.New(a.stderr)
-	cfg := basebackup.MongoConfig{Repo: r, Source: source, Jobs: jobs, Log: a.log,
-		Progress: func(docs, bytes int64) { bar.Bytes("backup", docs, bytes, 0) }}
 	started := time.Now()
-	var res *basebackup.MongoResult
-	err = r.WithLock(ctx, "maintenance", archive.LockOptions{Purpose: "tidemark backup (MongoDB)"}, func(ctx context.Context) error {
-		res, err = basebackup.Mongo(ctx, cfg)
-		return err
-	})
+	res, err := a.runBackupMongo(ctx, rf, basebackup.MongoConfig{Source: source, Jobs: jobs,
+		Progress: func(docs, bytes int64) { bar.Bytes("backup", docs, bytes, 0) }})
 	bar.Done()
 	if err != nil {
-		return mongoGap(err)
+		return err
 	}
 	m, meta, st := res.Manifest, res.Meta, res.Manifest.Stats
 	secs := time.Since(started).Seconds()
@@ -77,6 +74,22 @@ func (a *app) backupMongo(ctx context.Context, rf *repoFlags, source, typ string
 		meta.Collections, meta.Documents, humanBytes(st.Logical), humanBytes(st.NewStored), secs, float64(meta.Documents)/secs)
 	fmt.Fprintf(a.stdout, "  oplog %s – %s archived by the %s\n", meta.StartTS, meta.StopTS, meta.OplogArchivedBy)
 	return nil
+}
+
+// runBackupMongo takes a backup under the maintenance lock; shared by the
+// command and the agent.
+func (a *app) runBackupMongo(ctx context.Context, rf *repoFlags, cfg basebackup.MongoConfig) (*basebackup.MongoResult, error) {
+	r, err := rf.open(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Repo, cfg.Log = r, a.log
+	var res *basebackup.MongoResult
+	err = r.WithLock(ctx, "maintenance", archive.LockOptions{Purpose: "tidemark backup (MongoDB)"}, func(ctx context.Context) error {
+		res, err = basebackup.Mongo(ctx, cfg)
+		return err
+	})
+	return res, mongoGap(err)
 }
 
 type mongoRestoreArgs struct {

@@ -43,13 +43,17 @@ func (m *mysqlFlags) registerRestore(f *pflag.FlagSet) {
 	f.StringVar(&m.passwordFile, "password-file", "", "MySQL/MariaDB: file holding the target password (or put the URL with its password in TIDEMARK_TARGET)")
 }
 
-func (m *mysqlFlags) password() (string, error) {
-	if m.passwordFile == "" {
+func (m *mysqlFlags) password() (string, error) { return readPasswordFile(m.passwordFile) }
+
+// readPasswordFile reads a password kept in a file (its final newline
+// dropped); "" when no file is given.
+func readPasswordFile(path string) (string, error) {
+	if path == "" {
 		return "", nil
 	}
-	b, err := os.ReadFile(m.passwordFile)
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", usageErr(fmt.Errorf("--password-file: %w", err))
+		return "", usageErr(fmt.Errorf("password file: %w", err))
 	}
 	return strings.TrimRight(string(b), "\r\n"), nil
 }
