@@ -7,8 +7,10 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/tidemark/tidemark/basebackup"
 )
@@ -127,9 +129,16 @@ func (l *infileLoader) flush() error {
 	if l.buf.Len() == 0 {
 		return nil
 	}
-	r, err := l.c.ExecQueryRelayLocalInfile(l.stmt, func([]byte) (io.Reader, error) {
-		return bytes.NewReader(l.buf.Bytes()), nil
-	})
+	load := func() (*mysql.Result, error) {
+		return l.c.ExecQueryRelayLocalInfile(l.stmt, func([]byte) (io.Reader, error) {
+			return bytes.NewReader(l.buf.Bytes()), nil
+		})
+	}
+	r, err := load()
+	for attempt := 1; err != nil && lockConflict(err) && attempt <= 8; attempt++ { // as for inserts
+		time.Sleep(time.Duration(attempt*attempt) * 20 * time.Millisecond)
+		r, err = load()
+	}
 	l.buf.Reset()
 	if err != nil {
 		return fmt.Errorf("load data into %s.%s: %w", l.j.db, l.j.table.Name, err)

@@ -1,10 +1,13 @@
 package restore
 
 import (
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/tidemark/tidemark/basebackup"
 )
@@ -85,6 +88,13 @@ func (l *insertLoader) flush() error {
 		l.stmts[n] = st
 	}
 	r, err := st.Execute(l.args...)
+	// Parallel loaders of one table's ranges can deadlock on InnoDB's gap
+	// locks. Each INSERT runs on its own (autocommit): the loser's
+	// statement was rolled back whole, so sending it again is exact.
+	for attempt := 1; err != nil && lockConflict(err) && attempt <= 8; attempt++ {
+		time.Sleep(time.Duration(attempt*attempt) * 20 * time.Millisecond)
+		r, err = st.Execute(l.args...)
+	}
 	l.args, l.nbytes = l.args[:0], 0
 	if err != nil {
 		return fmt.Errorf("insert into %s.%s: %w", l.j.db, l.j.table.Name, err)
@@ -99,4 +109,11 @@ func (l *insertLoader) close() {
 	for _, s := range l.stmts {
 		s.Close()
 	}
+}
+
+// lockConflict: a deadlock or lock wait timeout, after which the server has
+// rolled the statement back.
+func lockConflict(err error) bool {
+	var me *mysql.MyError
+	return errors.As(err, &me) && (me.Code == mysql.ER_LOCK_DEADLOCK || me.Code == mysql.ER_LOCK_WAIT_TIMEOUT)
 }
