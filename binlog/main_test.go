@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"filippo.io/age"
 	"github.com/go-mysql-org/go-mysql/client"
 
 	"github.com/tidemark/tidemark/archive"
@@ -31,24 +30,8 @@ type fixture struct {
 
 func newFixture(t *testing.T, db *testenv.MariaDB) *fixture {
 	t.Helper()
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	s, err := archive.OpenFile(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, err := archive.Init(ctx, s, archive.InitOptions{Recipients: []string{id.Recipient().String()}}); err != nil {
-		t.Fatal(err)
-	}
-	repo, err := archive.Open(ctx, s, archive.Keys{Identities: []age.Identity{id}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fixture{t: t, db: db, dir: dir, repo: repo, keys: archive.Keys{Identities: []age.Identity{id}}}
+	r := testenv.NewRepo(t)
+	return &fixture{t: t, db: db, dir: r.Dir, repo: r.Repository, keys: r.Keys}
 }
 
 func (f *fixture) config() Config {

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"filippo.io/age"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
@@ -30,22 +29,8 @@ type fixture struct {
 
 func newFixture(t *testing.T, f *testenv.FerretDB) *fixture {
 	t.Helper()
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := archive.OpenFile(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	if _, err := archive.Init(ctx, s, archive.InitOptions{Recipients: []string{id.Recipient().String()}}); err != nil {
-		t.Fatal(err)
-	}
-	repo, err := archive.Open(ctx, s, archive.Keys{Identities: []age.Identity{id}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := testenv.NewRepo(t).Repository
 	c, err := f.Client(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"filippo.io/age"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -38,22 +37,8 @@ type mongoPITR struct {
 
 func newMongoPITR(t *testing.T) *mongoPITR {
 	t.Helper()
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := archive.OpenFile(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	if _, err := archive.Init(ctx, s, archive.InitOptions{Recipients: []string{id.Recipient().String()}}); err != nil {
-		t.Fatal(err)
-	}
-	repo, err := archive.Open(ctx, s, archive.Keys{Identities: []age.Identity{id}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := testenv.NewRepo(t).Repository
 	src := testenv.NewFerretDB(t)
 	c, err := src.Client(ctx)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"filippo.io/age"
 	"github.com/go-mysql-org/go-mysql/client"
 
 	"github.com/tidemark/tidemark/archive"
@@ -19,23 +18,7 @@ import (
 
 func newBinlogRepo(t *testing.T) *archive.Repository {
 	t.Helper()
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := archive.OpenFile(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, err := archive.Init(ctx, s, archive.InitOptions{Recipients: []string{id.Recipient().String()}}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := archive.Open(ctx, s, archive.Keys{Identities: []age.Identity{id}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return testenv.NewRepo(t).Repository
 }
 
 func binlogConn(t *testing.T, db *testenv.MariaDB) *client.Conn {

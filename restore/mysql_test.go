@@ -7,11 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"filippo.io/age"
 	"github.com/go-mysql-org/go-mysql/client"
 	"github.com/go-mysql-org/go-mysql/mysql"
 
@@ -24,20 +22,7 @@ import (
 // mysqlRepo creates an encrypted repository.
 func mysqlRepo(t *testing.T) *archive.Repository {
 	t.Helper()
-	ctx := context.Background()
-	id, _ := age.GenerateX25519Identity()
-	s, err := archive.OpenFile(filepath.Join(t.TempDir(), "repo"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := archive.Init(ctx, s, archive.InitOptions{Recipients: []string{id.Recipient().String()}}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := archive.Open(ctx, s, archive.Keys{Identities: []age.Identity{id}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return testenv.NewRepo(t).Repository
 }
 
 func mustExec(t *testing.T, c *client.Conn, stmts ...string) {
