@@ -118,12 +118,16 @@ func (s *streamer) appendUnit(ctx context.Context, u *Unit) error {
 			return err
 		}
 	}
+	before, _ := s.w.Durable()
 	if err := s.w.Append(ctx, u.Bytes(), archive.Position{Group: s.cur.File, End: end.String(), Time: u.Time,
 		Events: int64(len(u.Events)), Header: s.header}); err != nil {
 		return err
 	}
 	s.events += int64(len(u.Events))
 	s.cur, s.next = end, end.Pos
+	if after, _ := s.w.Durable(); after.Last != before.Last {
+		s.report() // a unit too big to hold was made durable inside Append
+	}
 	return nil
 }
 

@@ -262,3 +262,30 @@ func TestCoverageNamesMissingSegment(t *testing.T) {
 		t.Fatalf("reader across the hole: %v", err)
 	}
 }
+
+// TestProgressForTransactionBiggerThanASegment: a transaction larger than
+// a segment is made durable inside Append, and Progress says so at once,
+// without waiting for a flush (here an hour away).
+func TestProgressForTransactionBiggerThanASegment(t *testing.T) {
+	db := testenv.NewMariaDB(t, testenv.MariaDBOptions{})
+	f := newFixture(t, db)
+	c := f.conn()
+	exec(t, c, "CREATE DATABASE d", "CREATE TABLE d.t (id INT PRIMARY KEY, v LONGTEXT)")
+	var durable atomic.Value
+	cfg := f.config()
+	// No flush and no heartbeat for an hour: only Append can make it durable.
+	cfg.FlushInterval, cfg.Heartbeat, cfg.MaxSegmentBytes = time.Hour, time.Hour, 64<<10
+	cfg.Progress = func(p Progress) { durable.Store(p.Durable) }
+	stop, _ := f.stream(cfg)
+	defer stop()
+	exec(t, c, "INSERT INTO d.t VALUES (1, REPEAT('x', 300000))")
+	want := masterPos(t, db)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		if p, ok := durable.Load().(Position); ok && !p.before(want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no progress reported up to %s (last: %v)", want, durable.Load())
+		}
+	}
+}
