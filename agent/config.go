@@ -105,6 +105,7 @@ type DrillJob struct {
 	Scheduled `yaml:",inline"`
 	RunAs     string `yaml:"run_as"`  // PostgreSQL refuses to run as root: the user to run it as
 	WorkDir   string `yaml:"workdir"` // scratch space (default: the system temp dir)
+	Target    string `yaml:"target"`  // MongoDB: an empty scratch server to restore into
 }
 
 // Engine names the database engine of the source: postgres, mysql, mongodb, or ""
@@ -219,8 +220,8 @@ func (c *Config) validate() []fieldError {
 			bad(k("source"), "no passwords in the config: use ~/.pgpass or PGPASSFILE (PostgreSQL) or password_file (MySQL)")
 		case d.Engine() == "postgres" && d.PasswordFile != "":
 			bad(k("password_file"), "PostgreSQL reads its password from ~/.pgpass or PGPASSFILE")
-		case d.Engine() == "mongodb" && d.Drill != nil:
-			bad(k("drill"), "drills restore PostgreSQL and MySQL so far; verify checks MongoDB repositories")
+		case d.Engine() == "mongodb" && d.Drill != nil && d.Drill.Target == "":
+			bad(k("drill.target"), "MongoDB drills need an empty scratch server to restore into (a mongodb:// URL)")
 		}
 		checkFile(k("password_file"), d.PasswordFile)
 		if d.Repo == "" {

@@ -237,7 +237,7 @@ func (r agentRunner) Drill(ctx context.Context, db agent.Database) (agent.DrillR
 		return agent.DrillResult{}, err
 	}
 	d := db.Drill
-	rep, err := r.a.drill(ctx, repo, rf, drillOpts{randomPoint: true, runAs: orDefault(d.RunAs, "postgres"), workDir: d.WorkDir,
+	rep, err := r.a.drill(ctx, repo, rf, drillOpts{randomPoint: true, runAs: orDefault(d.RunAs, "postgres"), workDir: d.WorkDir, target: d.Target,
 		user: "postgres", jobs: 4, timeout: 30 * time.Minute})
 	var res agent.DrillResult
 	if rep != nil {

@@ -381,7 +381,7 @@ func TestAgentMongo(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ar, repo, _ := agentWithBackups(t, "app", src.URL(), "")
+	ar, repo, key := agentWithBackups(t, "app", src.URL(), "")
 	if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: 3}}); err != nil {
 		t.Fatal(err)
 	}
@@ -391,5 +391,26 @@ func TestAgentMongo(t *testing.T) {
 	checkWindow(t, st)
 	if st.Oplog == nil {
 		t.Fatal("status shows no oplog")
+	}
+	// A drill restores into a scratch server, reads everything back, finds
+	// the indexes, and empties the server again: a second drill runs too.
+	scratch := testenv.NewFerretDB(t)
+	for range 2 {
+		out, _ := expect(t, 0, "drill", "--repo", repo, "--identity-file", key, "--target", scratch.URL(), "--json")
+		var rep restore.DrillReport
+		if err := json.Unmarshal([]byte(out), &rep); err != nil || !rep.OK || rep.Engine != "mongodb" || rep.Tables != 1 ||
+			rep.Rows != 4 || rep.IndexesChecked < 1 {
+			t.Fatalf("drill: %v\n%s", err, out)
+		}
+	}
+	if st := statusOf(t, repo); st.LastDrill == nil || st.LastDrill.Rows != 4 {
+		t.Fatalf("status after the drill: %+v", st.LastDrill)
+	}
+	// A scratch server holding data is refused before anything is written.
+	if _, err := coll.Database().Client().Database("other").Collection("x").InsertOne(ctx, bson.D{{Key: "_id", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs := expect(t, 1, "drill", "--repo", repo, "--identity-file", key, "--target", src.URL()); !strings.Contains(errs, "empty server") {
+		t.Fatalf("drill into a server with data: %s", errs)
 	}
 }
