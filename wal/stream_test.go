@@ -39,24 +39,8 @@ type fixture struct {
 func newFixture(t *testing.T, extraConf ...string) *fixture {
 	t.Helper()
 	pg := testenv.NewPostgreSQL(t, testenv.PostgresOptions{Conf: append(append([]string{}, pgConf...), extraConf...)})
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	s, err := archive.OpenFile(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, err := archive.Init(ctx, s, archive.InitOptions{Recipients: []string{id.Recipient().String()}}); err != nil {
-		t.Fatal(err)
-	}
-	repo, err := archive.Open(ctx, s, archive.Keys{Identities: []age.Identity{id}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &fixture{t: t, dir: dir, identity: id, pg: pg, repo: repo, g: Geometry{SegSize: 16 << 20}}
+	r := testenv.NewRepo(t)
+	return &fixture{t: t, dir: r.Dir, identity: r.Identity, pg: pg, repo: r.Repository, g: Geometry{SegSize: 16 << 20}}
 }
 
 func (f *fixture) config() Config {

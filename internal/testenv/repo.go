@@ -12,8 +12,9 @@ import (
 // Repo is an age-encrypted file repository in dir, opened with its key.
 type Repo struct {
 	*archive.Repository
-	Dir  string
-	Keys archive.Keys
+	Dir      string
+	Keys     archive.Keys
+	Identity *age.X25519Identity // to write a key file for the CLI or restore_command
 }
 
 // NewRepo creates an encrypted repository in a fresh temporary directory,
@@ -38,5 +39,5 @@ func NewRepo(t testing.TB) *Repo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Repo{Repository: r, Dir: dir, Keys: keys}
+	return &Repo{Repository: r, Dir: dir, Keys: keys, Identity: id}
 }
