@@ -326,8 +326,22 @@ func TestGapWhenSlotDroppedAndWALRemoved(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	// Someone drops the slot; the server moves on and recycles WAL.
+	// Someone drops the slot; the server moves on and recycles WAL. The
+	// walsender may outlive the client's disconnect by a moment, keeping
+	// the slot active: wait for it to let go.
 	ctx := context.Background()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var active bool
+		if err := c.QueryRow(ctx, "SELECT active FROM pg_replication_slots WHERE slot_name = 'tidemark'").Scan(&active); err != nil {
+			t.Fatal(err)
+		}
+		if !active {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the slot stayed active after the streamer stopped")
+		}
+	}
 	if _, err := c.Exec(ctx, "SELECT pg_drop_replication_slot('tidemark')"); err != nil {
 		t.Fatal(err)
 	}
