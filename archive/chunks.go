@@ -54,9 +54,23 @@ type ChunkRef struct {
 	Size uint32  `json:"size"` // plaintext bytes
 }
 
+// chunkID names data. Format 2 keys the HMAC with the SHA-256 of the
+// content rather than the content itself: the object's own checksum is that
+// same SHA-256, so each chunk is hashed once when written and once when read.
 func (r *Repository) chunkID(data []byte) ChunkID {
+	if r.cfg.Version == 1 {
+		m := hmac.New(sha256.New, r.cfg.chunkIDKey())
+		m.Write(data)
+		var id ChunkID
+		copy(id[:], m.Sum(nil))
+		return id
+	}
+	return r.chunkIDOfSum(sha256.Sum256(data))
+}
+
+func (r *Repository) chunkIDOfSum(sum [32]byte) ChunkID {
 	m := hmac.New(sha256.New, r.cfg.chunkIDKey())
-	m.Write(data)
+	m.Write(sum[:])
 	var id ChunkID
 	copy(id[:], m.Sum(nil))
 	return id
@@ -88,22 +102,32 @@ type ChunkStats struct {
 	DedupChunks int64 // chunks the repository already had
 }
 
-// ChunkWriter stores files as deduplicated chunks with parallel workers and
-// records what it stored in a chunk index on Commit.
+// ChunkWriter stores files as deduplicated chunks with parallel workers,
+// gathered into packs, and records what it stored in a chunk index on
+// Commit.
 type ChunkWriter struct {
 	repo *Repository
 	jobs int
+	// packCtx outlives WriteFile calls: packs span files. Abort cancels it.
+	packCtx    context.Context
+	cancelPack context.CancelFunc
 
 	mu       sync.Mutex
-	known    map[ChunkID]struct{} // in the repository or being stored now
+	known    map[ChunkID]indexEntry // in the repository or being stored now
 	added    []indexEntry
 	stats    ChunkStats
-	inflight chan struct{} // bounds buffered chunks: memory stays ~ jobs × chunk size
-	bufs     [24]sync.Pool // by size class, see buffer
+	open     int              // packs started and not yet closed
+	inflight chan struct{}    // bounds chunks in work: memory stays ~ jobs × chunk size
+	idle     chan *packWriter // open packs no worker is writing to
+	bufs     [24]sync.Pool    // by size class, see buffer
+	sealed   sync.Pool        // *bytes.Buffer for sealed chunk objects
 }
 
 // NewChunkWriter loads the chunk index and returns a writer with jobs workers.
 func (r *Repository) NewChunkWriter(ctx context.Context, jobs int) (*ChunkWriter, error) {
+	if r.cfg.Version == 1 {
+		return nil, fmt.Errorf("repository %s is format version 1, which this build reads but no longer adds backups to: initialise a new repository for new backups", r.store.Location())
+	}
 	if jobs < 1 {
 		jobs = 1
 	}
@@ -111,7 +135,9 @@ func (r *Repository) NewChunkWriter(ctx context.Context, jobs int) (*ChunkWriter
 	if err != nil {
 		return nil, err
 	}
-	return &ChunkWriter{repo: r, jobs: jobs, known: known, inflight: make(chan struct{}, 2*jobs)}, nil
+	pctx, cancel := context.WithCancel(ctx)
+	return &ChunkWriter{repo: r, jobs: jobs, known: known, packCtx: pctx, cancelPack: cancel,
+		inflight: make(chan struct{}, 2*jobs), idle: make(chan *packWriter, jobs)}, nil
 }
 
 // Stats returns the counts so far.
@@ -122,12 +148,14 @@ func (w *ChunkWriter) Stats() ChunkStats {
 }
 
 // WriteFile cuts src into chunks, stores the ones the repository lacks, and
-// returns the file's chunk references in order.
+// returns the file's chunk references in order. Hashing, compression and
+// encryption run on up to 2×jobs chunks at once; reading src is the only
+// serial part.
 func (w *ChunkWriter) WriteFile(ctx context.Context, src io.Reader, mode ChunkMode) ([]ChunkRef, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var (
-		refs []ChunkRef
+		refs []*ChunkRef
 		wg   sync.WaitGroup
 	)
 	next := w.splitter(src, mode)
@@ -141,34 +169,72 @@ func (w *ChunkWriter) WriteFile(ctx context.Context, src io.Reader, mode ChunkMo
 			wg.Wait()
 			return nil, fmt.Errorf("read file data: %w", err)
 		}
-		id := w.repo.chunkID(buf)
-		refs = append(refs, ChunkRef{ID: id, Size: uint32(len(buf))})
-		if !w.claim(id, len(buf)) {
-			w.release(buf)
-			continue
-		}
 		select {
 		case w.inflight <- struct{}{}:
 		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
+			w.release(buf)
 			break
 		}
+		ref := &ChunkRef{Size: uint32(len(buf))}
+		refs = append(refs, ref)
 		wg.Add(1)
-		go func(id ChunkID, buf []byte) {
+		go func() {
 			defer wg.Done()
 			defer func() { <-w.inflight }()
 			defer w.release(buf)
-			if err := w.store(ctx, id, buf); err != nil {
+			if err := w.chunk(ctx, ref, buf); err != nil {
 				cancel(err)
 			}
-		}(id, buf)
+		}()
 	}
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil {
 		return nil, err
 	}
-	return refs, nil
+	out := make([]ChunkRef, len(refs))
+	for i, r := range refs {
+		out[i] = *r
+	}
+	return out, nil
+}
+
+// chunk names one chunk and, when the repository lacks it, seals it and
+// adds it to a pack.
+func (w *ChunkWriter) chunk(ctx context.Context, ref *ChunkRef, data []byte) error {
+	sum := sha256.Sum256(data)
+	ref.ID = w.repo.chunkIDOfSum(sum)
+	if !w.claim(ref.ID, len(data)) {
+		return nil
+	}
+	obj := w.sealedBuffer()
+	defer w.sealed.Put(obj)
+	ow, err := w.repo.chunks.newWriterSummed(obj, KindChunk, sum)
+	if err != nil {
+		return err
+	}
+	ow.Write(data) // into memory: cannot fail
+	if err := ow.Close(); err != nil {
+		return fmt.Errorf("seal chunk %s: %w", ref.ID, err)
+	}
+	if err := w.addToPack(ctx, ref.ID, obj.Bytes(), len(data)); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stats.NewChunks++
+	w.stats.NewPlain += int64(len(data))
+	w.stats.NewStored += int64(obj.Len())
+	return nil
+}
+
+func (w *ChunkWriter) sealedBuffer() *bytes.Buffer {
+	if b, ok := w.sealed.Get().(*bytes.Buffer); ok {
+		b.Reset()
+		return b
+	}
+	return new(bytes.Buffer)
 }
 
 // claim records id as known; it reports whether the caller must store it.
@@ -181,30 +247,67 @@ func (w *ChunkWriter) claim(id ChunkID, size int) bool {
 		w.stats.DedupChunks++
 		return false
 	}
-	w.known[id] = struct{}{}
+	w.known[id] = indexEntry{id: id}
 	return true
 }
 
-func (w *ChunkWriter) store(ctx context.Context, id ChunkID, data []byte) error {
-	st, err := putWith(ctx, w.repo.store, w.repo.chunks, chunkName(id), KindChunk, bytes.NewReader(data))
-	if errors.Is(err, ErrExist) {
-		// Stored by an earlier session that died before writing its index.
-		// Same name means same content (the name is a keyed hash of it).
-		st, err = PutStat{Plain: int64(len(data))}, nil
-		if info, serr := w.repo.store.Stat(ctx, chunkName(id)); serr == nil {
-			st.Stored = info.Size
+// addToPack appends a sealed chunk to an open pack: an idle one, a new one
+// while fewer than jobs are open, or else the next to become idle. A pack
+// that reached its target size is closed here, and its chunks become
+// indexable once the store holds it.
+func (w *ChunkWriter) addToPack(ctx context.Context, id ChunkID, obj []byte, plain int) error {
+	var p *packWriter
+	select {
+	case p = <-w.idle:
+	default:
+		w.mu.Lock()
+		start := w.open < w.jobs
+		if start {
+			w.open++
+		}
+		w.mu.Unlock()
+		if start {
+			var err error
+			if p, err = w.repo.newPackWriter(w.packCtx); err != nil {
+				w.packDone(nil)
+				return err
+			}
+		} else {
+			select {
+			case p = <-w.idle:
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
 		}
 	}
+	if err := p.add(id, obj, plain); err != nil {
+		p.abort(err)
+		w.packDone(nil)
+		return err
+	}
+	if p.size < packTarget {
+		w.idle <- p
+		return nil
+	}
+	err := p.close()
+	w.packDone(p)
 	if err != nil {
 		return err
 	}
+	return nil
+}
+
+// packDone accounts for a pack that was closed (p) or abandoned (nil).
+func (w *ChunkWriter) packDone(p *packWriter) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.added = append(w.added, indexEntry{id: id, plain: uint32(len(data)), stored: uint32(st.Stored)})
-	w.stats.NewChunks++
-	w.stats.NewPlain += st.Plain
-	w.stats.NewStored += st.Stored
-	return nil
+	w.open--
+	if p == nil {
+		return
+	}
+	for _, e := range p.entries {
+		w.added = append(w.added, indexEntry{id: e.id, pack: p.id, off: e.off, length: e.length, plain: e.plain, stored: e.length})
+	}
 }
 
 // buffer returns a pooled buffer of n bytes. Buffers are pooled by
@@ -264,10 +367,23 @@ func (w *ChunkWriter) splitter(src io.Reader, mode ChunkMode) func() ([]byte, er
 	}
 }
 
-// Commit writes the index of the chunks this writer stored. Call it before
-// writing the manifest that references them; a writer with nothing new
-// writes nothing.
+// Commit closes the open packs and writes the index of the chunks this
+// writer stored. Call it, after every WriteFile returned, before writing the
+// manifest that references them; a writer with nothing new writes nothing.
 func (w *ChunkWriter) Commit(ctx context.Context) error {
+	for {
+		select {
+		case p := <-w.idle:
+			err := p.close()
+			w.packDone(p)
+			if err != nil {
+				return err
+			}
+			continue
+		default:
+		}
+		break
+	}
 	w.mu.Lock()
 	added := w.added
 	w.added = nil
@@ -276,6 +392,21 @@ func (w *ChunkWriter) Commit(ctx context.Context) error {
 		return nil
 	}
 	return w.repo.writeChunkIndex(ctx, added)
+}
+
+// Abort abandons the packs still open (after a failure): the store keeps
+// nothing of them. A no-op after Commit.
+func (w *ChunkWriter) Abort() {
+	defer w.cancelPack()
+	for {
+		select {
+		case p := <-w.idle:
+			p.abort(errors.New("backup abandoned"))
+			w.packDone(nil)
+		default:
+			return
+		}
+	}
 }
 
 // ReadChunks writes the plaintext of refs, in order, to dst, fetching up to
@@ -320,25 +451,102 @@ func (r *Repository) ReadChunks(ctx context.Context, refs []ChunkRef, dst io.Wri
 }
 
 func (r *Repository) readChunk(ctx context.Context, ref ChunkRef) ([]byte, error) {
-	name := chunkName(ref.ID)
-	rc, err := getWith(ctx, r.store, r.chunks, name, KindChunk)
+	return r.ReadChunkInto(ctx, ref, nil)
+}
+
+// ReadChunkInto fetches and verifies one chunk into buf (reallocated when
+// too small) and returns the chunk's bytes. The object's checksum, its
+// authentication when encrypted, its size and that its content hashes to
+// its id are all checked.
+func (r *Repository) ReadChunkInto(ctx context.Context, ref ChunkRef, buf []byte) ([]byte, error) {
+	where, rc, err := r.openChunk(ctx, ref.ID)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	data := make([]byte, 0, ref.Size)
-	buf := bytes.NewBuffer(data)
-	if _, err := io.Copy(buf, io.LimitReader(rc, int64(ref.Size)+1)); err != nil {
-		return nil, err
+	or, err := r.chunks.NewReader(rc, KindChunk)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
 	}
-	data = buf.Bytes()
-	if len(data) != int(ref.Size) {
-		return nil, fmt.Errorf("chunk %s: %w: %d bytes, manifest says %d", name, ErrCorrupt, len(data), ref.Size)
+	defer or.Close()
+	want := int(ref.Size)
+	if cap(buf) < want+1 {
+		buf = make([]byte, want+1)
 	}
-	if r.chunkID(data) != ref.ID {
-		return nil, fmt.Errorf("chunk %s: %w: content does not match its id", name, ErrCorrupt)
+	buf = buf[:want+1] // one more byte than expected: a longer chunk is caught
+	n, err := io.ReadFull(or, buf)
+	switch {
+	case err == nil:
+		return nil, fmt.Errorf("%s: %w: longer than the %d bytes the manifest says", where, ErrCorrupt, want)
+	case err != io.ErrUnexpectedEOF && err != io.EOF:
+		return nil, fmt.Errorf("%s: %w", where, err)
+	case n != want:
+		return nil, fmt.Errorf("%s: %w: %d bytes, manifest says %d", where, ErrCorrupt, n, want)
+	}
+	data := buf[:n]
+	id := r.chunkIDOfSum(or.Sum())
+	if r.cfg.Version == 1 {
+		id = r.chunkID(data)
+	}
+	if id != ref.ID {
+		return nil, fmt.Errorf("%s: %w: content does not match its id", where, ErrCorrupt)
 	}
 	return data, nil
+}
+
+// openChunk opens the stored bytes of a chunk object and says where they
+// are, for error messages.
+func (r *Repository) openChunk(ctx context.Context, id ChunkID) (string, io.ReadCloser, error) {
+	if r.cfg.Version == 1 {
+		name := chunkName(id)
+		rc, err := r.store.Get(ctx, name, 0, -1)
+		if err != nil {
+			return "", nil, fmt.Errorf("get chunk %s: %w", name, err)
+		}
+		return "chunk " + name, rc, nil
+	}
+	e, err := r.locate(ctx, id)
+	if err != nil {
+		return "", nil, err
+	}
+	where := fmt.Sprintf("chunk %s (pack %s at %d)", id, e.pack.name(), e.off)
+	rc, err := r.store.Get(ctx, e.pack.name(), int64(e.off), int64(e.length))
+	if err != nil {
+		return "", nil, fmt.Errorf("get %s: %w", where, err)
+	}
+	return where, rc, nil
+}
+
+// locate finds where a chunk lives, loading the chunk indexes on first use
+// and again when they do not list it (a backup may have committed since).
+func (r *Repository) locate(ctx context.Context, id ChunkID) (indexEntry, error) {
+	r.locMu.Lock()
+	defer r.locMu.Unlock()
+	if e, ok := r.locs[id]; ok {
+		return e, nil
+	}
+	locs, err := r.loadChunkIndex(ctx)
+	if err != nil {
+		return indexEntry{}, err
+	}
+	r.locs = locs
+	if e, ok := locs[id]; ok {
+		return e, nil
+	}
+	return indexEntry{}, fmt.Errorf("chunk %s: %w: no chunk index lists it", id, ErrNotExist)
+}
+
+// ChunkLocation says which object holds a chunk and at which byte range
+// (for tests and diagnostics).
+func (r *Repository) ChunkLocation(ctx context.Context, id ChunkID) (name string, off, length int64, err error) {
+	if r.cfg.Version == 1 {
+		return chunkName(id), 0, -1, nil
+	}
+	e, err := r.locate(ctx, id)
+	if err != nil {
+		return "", 0, 0, err
+	}
+	return e.pack.name(), int64(e.off), int64(e.length), nil
 }
 
 // ChunkMatches reports whether data is exactly the chunk ref names, so a

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,25 +89,41 @@ func TestChunkDedupContentDefinedSurvivesShift(t *testing.T) {
 	}
 }
 
+// TestSwappedChunkDetected: a valid chunk object put in another chunk's
+// place (same size, so the pack still parses) is caught by the id check.
 func TestSwappedChunkDetected(t *testing.T) {
-	r, dir := newRepo(t, archive.InitOptions{NoEncrypt: true})
+	ctx := context.Background()
+	r, dir := newRepo(t, archive.InitOptions{NoEncrypt: true, Compression: "none"})
 	a, b := mixedData(1<<20), mixedData(1<<20)
 	refsA, _ := writeFile(t, r, a, archive.Aligned)
 	refsB, _ := writeFile(t, r, b, archive.Aligned)
-	path := func(id archive.ChunkID) string {
-		h := id.String()
-		return filepath.Join(dir, "chunks", h[:2], h)
-	}
-	objB, err := os.ReadFile(path(refsB[0].ID))
+	packA, offA, lenA, err := r.ChunkLocation(ctx, refsA[0].ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path(refsA[0].ID), objB, 0o600); err != nil {
+	packB, offB, lenB, err := r.ChunkLocation(ctx, refsB[0].ID)
+	if err != nil || lenA != lenB {
+		t.Fatalf("locations: %d vs %d bytes, %v", lenA, lenB, err)
+	}
+	bytesB, err := os.ReadFile(filepath.Join(dir, packB))
+	if err != nil {
 		t.Fatal(err)
 	}
-	err = r.ReadChunks(context.Background(), refsA, &bytes.Buffer{}, 1)
-	if !errors.Is(err, archive.ErrCorrupt) {
+	f, err := os.OpenFile(filepath.Join(dir, packA), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bytesB[offB:offB+lenB], offA); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	err = r.ReadChunks(ctx, refsA, &bytes.Buffer{}, 1)
+	if !errors.Is(err, archive.ErrCorrupt) || !strings.Contains(err.Error(), packA) {
 		t.Fatalf("swapped chunk: %v", err)
+	}
+	rep, err := r.Verify(ctx, nil)
+	if err != nil || rep.OK() || !strings.Contains(strings.Join(rep.Problems, "\n"), packA) {
+		t.Fatalf("verify over a swapped chunk: %+v, %v", rep, err)
 	}
 }
 

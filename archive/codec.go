@@ -77,7 +77,8 @@ type ObjectWriter struct {
 	enc     io.WriteCloser // age stream, or nil
 	frames  *frameWriter
 	zw      *zstd.Encoder // nil when uncompressed
-	h       hash.Hash
+	h       hash.Hash     // nil when the caller supplied sum
+	sum     [32]byte
 	n       uint64
 	closed  bool
 	release func()
@@ -123,7 +124,9 @@ func (c *Codec) encoder() *zstd.Encoder {
 	if zw, ok := c.encoders.Get().(*zstd.Encoder); ok {
 		return zw
 	}
-	opts := []zstd.EOption{zstd.WithEncoderLevel(c.level), zstd.WithEncoderConcurrency(c.concurrency)}
+	// No zstd content checksum: every object's end frame already carries
+	// the plaintext's SHA-256, which readers check.
+	opts := []zstd.EOption{zstd.WithEncoderLevel(c.level), zstd.WithEncoderConcurrency(c.concurrency), zstd.WithEncoderCRC(false)}
 	if c.concurrency == 1 {
 		// Chunk codecs run one encoder per worker on objects of a few MiB:
 		// a small window loses nothing there and keeps memory per worker low.
@@ -136,12 +139,28 @@ func (c *Codec) encoder() *zstd.Encoder {
 	return zw
 }
 
+// newWriterSummed starts an object whose whole plaintext the caller has
+// in memory and has already hashed: sum becomes the end frame's SHA-256
+// without hashing the same bytes again. Only for data written from the same
+// buffer that was hashed.
+func (c *Codec) newWriterSummed(w io.Writer, kind Kind, sum [32]byte) (*ObjectWriter, error) {
+	ow, err := c.NewWriter(w, kind)
+	if err != nil {
+		return nil, err
+	}
+	ow.h = nil
+	ow.sum = sum
+	return ow, nil
+}
+
 // Write implements io.Writer.
 func (ow *ObjectWriter) Write(p []byte) (int, error) {
 	if ow.closed {
 		return 0, errors.New("write to closed object")
 	}
-	ow.h.Write(p)
+	if ow.h != nil {
+		ow.h.Write(p)
+	}
 	ow.n += uint64(len(p))
 	if ow.zw != nil {
 		return ow.zw.Write(p)
@@ -163,7 +182,10 @@ func (ow *ObjectWriter) Close() error {
 			return fmt.Errorf("compress: %w", err)
 		}
 	}
-	if err := ow.frames.end(ow.n, ow.h.Sum(nil)); err != nil {
+	if ow.h != nil {
+		copy(ow.sum[:], ow.h.Sum(nil))
+	}
+	if err := ow.frames.end(ow.n, ow.sum[:]); err != nil {
 		return err
 	}
 	if ow.enc != nil {
@@ -175,11 +197,7 @@ func (ow *ObjectWriter) Close() error {
 }
 
 // Sum returns the SHA-256 of the plaintext written, valid after Close.
-func (ow *ObjectWriter) Sum() [32]byte {
-	var s [32]byte
-	copy(s[:], ow.h.Sum(nil))
-	return s
-}
+func (ow *ObjectWriter) Sum() [32]byte { return ow.sum }
 
 // Len returns the plaintext length written.
 func (ow *ObjectWriter) Len() uint64 { return ow.n }
@@ -187,7 +205,7 @@ func (ow *ObjectWriter) Len() uint64 { return ow.n }
 // ObjectReader opens one object. It returns io.EOF only once the whole
 // object verified; any corruption surfaces as an error wrapping ErrCorrupt.
 type ObjectReader struct {
-	r       io.Reader
+	r       *verifyingReader
 	release func()
 }
 
@@ -285,6 +303,10 @@ func (c *Codec) decoder() *zstd.Decoder {
 
 // Read implements io.Reader.
 func (or *ObjectReader) Read(p []byte) (int, error) { return or.r.Read(p) }
+
+// Sum returns the SHA-256 of the plaintext, valid once Read returned
+// io.EOF (that is, once it verified).
+func (or *ObjectReader) Sum() [32]byte { return or.r.sum }
 
 // Close returns pooled resources; it does not close the underlying reader.
 func (or *ObjectReader) Close() error {

@@ -11,8 +11,10 @@ import (
 	"filippo.io/age"
 )
 
-// ConfigVersion is the repository layout version this build writes and reads.
-const ConfigVersion = 1
+// ConfigVersion is the repository layout version this build writes. It
+// reads version 1 too: there chunks are objects of their own, named by the
+// HMAC of their content, and backups cannot be added (see docs/format.md).
+const ConfigVersion = 2
 
 // Encryption modes recorded in the config.
 const (
@@ -67,7 +69,7 @@ func (c *Config) validate() error {
 	if c.Format != configFormat {
 		return fmt.Errorf("%w: not a Tidemark repository config (format %q)", ErrCorrupt, c.Format)
 	}
-	if c.Version != ConfigVersion {
+	if c.Version != ConfigVersion && c.Version != 1 {
 		return fmt.Errorf("%w: repository version %d (this build reads version %d)", ErrUnsupported, c.Version, ConfigVersion)
 	}
 	if c.ID == "" {

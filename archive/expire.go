@@ -131,6 +131,9 @@ func (r *Repository) pruneChunks(ctx context.Context, keptIDs []string, dryRun b
 	if err != nil {
 		return t, fmt.Errorf("expire: %w", err)
 	}
+	if r.cfg.Version != 1 {
+		return r.prunePacks(ctx, refs, dryRun)
+	}
 	var doomed []string
 	if err := r.store.List(ctx, "chunks/", "", func(o ObjectInfo) error {
 		id, err := ParseChunkID(o.Name[strings.LastIndexByte(o.Name, '/')+1:])
@@ -152,6 +155,69 @@ func (r *Repository) pruneChunks(ctx context.Context, keptIDs []string, dryRun b
 	if err := r.rewriteChunkIndex(ctx, refs); err != nil {
 		return t, err
 	}
+	for _, name := range doomed {
+		if err := r.store.Delete(ctx, name); err != nil && !errors.Is(err, ErrNotExist) {
+			return t, fmt.Errorf("expire: delete %s: %w", name, err)
+		}
+	}
+	return t, nil
+}
+
+// prunePacks deletes the packs that hold no chunk a kept backup references
+// (including packs no index lists: left by a backup that died before its
+// commit). A pack with any live chunk is kept whole, its unreferenced
+// chunks too (they stay indexed: a later backup may deduplicate against
+// them); their bytes are reported as not reclaimed.
+func (r *Repository) prunePacks(ctx context.Context, refs map[ChunkID]struct{}, dryRun bool) (Trimmed, error) {
+	var t Trimmed
+	idx, err := r.loadChunkIndex(ctx)
+	if err != nil {
+		return t, fmt.Errorf("expire: %w", err)
+	}
+	live := map[packID]bool{}
+	keep := map[ChunkID]struct{}{}
+	var deadInLive int64
+	for id, e := range idx {
+		if _, ok := refs[id]; ok {
+			live[e.pack] = true
+		}
+	}
+	for id, e := range idx {
+		if !live[e.pack] {
+			continue
+		}
+		keep[id] = struct{}{}
+		if _, ok := refs[id]; !ok {
+			deadInLive += int64(e.length)
+		}
+	}
+	var doomed []string
+	if err := r.store.List(ctx, packPrefix, "", func(o ObjectInfo) error {
+		p, err := parsePackName(o.Name)
+		if err != nil {
+			return err
+		}
+		if !live[p] {
+			doomed = append(doomed, o.Name)
+			t.Objects++
+			t.Bytes += o.Size
+		}
+		return nil
+	}); err != nil {
+		return t, fmt.Errorf("expire: list packs: %w", err)
+	}
+	if deadInLive > 0 {
+		t.Detail = append(t.Detail, fmt.Sprintf("%d bytes of unreferenced chunks stay inside packs that still hold referenced ones", deadInLive))
+	}
+	if dryRun || len(doomed) == 0 && len(keep) == len(idx) {
+		return t, nil
+	}
+	if err := r.rewriteChunkIndex(ctx, keep); err != nil {
+		return t, err
+	}
+	r.locMu.Lock()
+	r.locs = nil
+	r.locMu.Unlock()
 	for _, name := range doomed {
 		if err := r.store.Delete(ctx, name); err != nil && !errors.Is(err, ErrNotExist) {
 			return t, fmt.Errorf("expire: delete %s: %w", name, err)

@@ -92,7 +92,8 @@ func FuzzParseConfig(f *testing.F) {
 
 // FuzzChunkIndex: any payload parses or errors; parsed ones re-encode exactly.
 func FuzzChunkIndex(f *testing.F) {
-	f.Add(marshalChunkIndex([]indexEntry{{plain: 1, stored: 2}}))
+	f.Add(marshalRefs([]indexEntry{{plain: 1, stored: 2}}))
+	f.Add(marshalChunkIndex([]indexEntry{{pack: packID{1}, off: 12, length: 40, plain: 7}}))
 	f.Add([]byte{1})
 	f.Add([]byte{2, 0, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -100,8 +101,40 @@ func FuzzChunkIndex(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !bytes.Equal(marshalChunkIndex(entries), b) {
+		again := marshalChunkIndex(entries)
+		if b[0] == 1 {
+			again = marshalRefs(entries)
+		}
+		if !bytes.Equal(again, b) {
 			t.Fatal("chunk index does not re-encode to the same bytes")
+		}
+	})
+}
+
+// FuzzPackTrailer: any pack tail parses or errors; parsed members lie in
+// order between the header and the trailer, and re-encode exactly.
+func FuzzPackTrailer(f *testing.F) {
+	f.Add(append(make([]byte, 40), marshalPackTrailer([]packEntry{{id: ChunkID{1}, off: 12, length: 20, plain: 9}, {off: 32, length: 8}})...), int64(0))
+	f.Add(marshalPackTrailer(nil), int64(5))
+	f.Fuzz(func(t *testing.T, tail []byte, extra int64) {
+		if extra < 0 || extra > 1<<20 {
+			return
+		}
+		size := int64(len(tail)) + extra
+		entries, err := parsePackTrailer(tail, size)
+		if err != nil {
+			return
+		}
+		trailer := marshalPackTrailer(entries)
+		if !bytes.HasSuffix(tail, trailer) {
+			t.Fatal("pack trailer does not re-encode to the same bytes")
+		}
+		next := int64(headerLen)
+		for _, e := range entries {
+			if int64(e.off) < next || e.length == 0 || int64(e.off)+int64(e.length) > size-int64(len(trailer)) {
+				t.Fatalf("member %+v out of place in a pack of %d bytes", e, size)
+			}
+			next = int64(e.off) + int64(e.length)
 		}
 	})
 }

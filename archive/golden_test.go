@@ -42,8 +42,8 @@ func TestWriteGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, o := range map[string]archive.InitOptions{
-		"v1-plain": {NoEncrypt: true},
-		"v1-age":   {Recipients: []string{id.Recipient().String()}},
+		"v2-plain": {NoEncrypt: true},
+		"v2-age":   {Recipients: []string{id.Recipient().String()}},
 	} {
 		dir := filepath.Join("testdata", "golden", name)
 		s, err := archive.OpenFile(dir)
@@ -89,7 +89,7 @@ func TestGoldenRepositoriesStillOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(goldenContent())
-	for _, name := range []string{"v1-plain", "v1-age"} {
+	for _, name := range []string{"v1-plain", "v1-age", "v2-plain", "v2-age"} {
 		t.Run(name, func(t *testing.T) {
 			s, err := archive.OpenFile(filepath.Join("testdata", "golden", name))
 			if err != nil {
@@ -113,6 +113,9 @@ func TestGoldenRepositoriesStillOpen(t *testing.T) {
 			rep, err := r.Verify(ctx, nil)
 			if err != nil || !rep.OK() {
 				t.Fatalf("verify golden: %+v, %v", rep, err)
+			}
+			if _, err := r.NewChunkWriter(ctx, 1); (err == nil) != (r.Config().Version == archive.ConfigVersion) {
+				t.Fatalf("chunk writer on a version %d repository: %v", r.Config().Version, err)
 			}
 		})
 	}

@@ -78,7 +78,7 @@ func (r *Repository) CommitManifest(ctx context.Context, m *Manifest) error {
 			}
 		}
 	}
-	if _, err := r.Put(ctx, refsPrefix+m.ID, KindRefs, bytes.NewReader(marshalChunkIndex(ids))); err != nil {
+	if _, err := r.Put(ctx, refsPrefix+m.ID, KindRefs, bytes.NewReader(marshalRefs(ids))); err != nil {
 		return fmt.Errorf("commit manifest %s: %w", m.ID, err)
 	}
 	if err := r.writeSummary(ctx, m); err != nil {
@@ -152,6 +152,18 @@ func (r *Repository) UnreferencedChunks(ctx context.Context) ([]ChunkID, error) 
 		return nil, err
 	}
 	var out []ChunkID
+	if r.cfg.Version != 1 {
+		idx, err := r.loadChunkIndex(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for id := range idx {
+			if _, ok := refs[id]; !ok {
+				out = append(out, id)
+			}
+		}
+		return out, nil
+	}
 	err = r.store.List(ctx, "chunks/", "", func(o ObjectInfo) error {
 		id, err := ParseChunkID(o.Name[strings.LastIndexByte(o.Name, '/')+1:])
 		if err != nil {

@@ -56,6 +56,7 @@ const (
 	KindGap          Kind = 12 // a stream's record of a gap it found
 	KindLock         Kind = 13 // one generation of a repository lock lease
 	KindCatalog      Kind = 14 // unencrypted summary of one backup
+	KindPack         Kind = 15 // container of chunk objects (format version 2)
 )
 
 // plaintextAllowed reports whether objects of kind are stored unencrypted
@@ -68,7 +69,7 @@ func (k Kind) plaintextAllowed() bool {
 func (k Kind) String() string {
 	names := map[Kind]string{KindConfig: "config", KindKey: "key", KindChunk: "chunk",
 		KindChunkIndex: "chunk index", KindManifest: "manifest", KindSegment: "segment",
-		KindSegmentIndex: "segment index", KindReport: "report", KindBlob: "blob", KindSource: "source", KindRefs: "refs", KindGap: "gap record", KindLock: "lock", KindCatalog: "catalog entry"}
+		KindSegmentIndex: "segment index", KindReport: "report", KindBlob: "blob", KindSource: "source", KindRefs: "refs", KindGap: "gap record", KindLock: "lock", KindCatalog: "catalog entry", KindPack: "pack"}
 	if n, ok := names[k]; ok {
 		return n
 	}
@@ -288,6 +289,7 @@ type verifyingReader struct {
 	h      hash.Hash
 	n      uint64
 	done   bool
+	sum    [32]byte // set once verified
 }
 
 func newVerifyingReader(r io.Reader, frames *frameReader) *verifyingReader {
@@ -325,5 +327,6 @@ func (v *verifyingReader) verify() error {
 	if !bytes.Equal(v.h.Sum(nil), v.frames.sum[:]) {
 		return fmt.Errorf("%w: SHA-256 of data does not match the end frame", ErrCorrupt)
 	}
+	v.sum = v.frames.sum
 	return nil
 }

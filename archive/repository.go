@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"filippo.io/age"
@@ -29,6 +30,9 @@ type Repository struct {
 	codec  *Codec // big objects: WAL segments, manifests (parallel zstd)
 	chunks *Codec // chunk objects: parallelism comes from the chunk workers
 	meta   *Codec // unencrypted bookkeeping a write-only host reads back (Kind.plaintextAllowed)
+
+	locMu sync.Mutex
+	locs  map[ChunkID]indexEntry // where chunks live, loaded on first read
 }
 
 // InitOptions configure a new repository.

@@ -101,13 +101,29 @@ func TestExpireKeepsWhatKeptBackupsNeed(t *testing.T) {
 	old := commit(now.Add(-48*time.Hour), shared, only)
 	newer := commit(now.Add(-time.Hour), shared)
 	// An uncommitted backup's leftovers: a chunk nothing references.
-	writeFile(t, r, mixedData(1 << 20)[:12345], archive.Aligned)
+	leftover, _ := writeFile(t, r, mixedData(1 << 20)[:12345], archive.Aligned)
+	// The packs that must go: those of the expired backup's own chunks (a
+	// writer spreads chunks over up to --jobs packs) and the leftover's.
+	doomed := map[string]bool{}
+	for _, c := range append(old.Files[1].Chunks, leftover...) {
+		name, _, _, err := r.ChunkLocation(ctx, c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doomed[name] = true
+	}
+	for _, c := range old.Files[0].Chunks {
+		if name, _, _, _ := r.ChunkLocation(ctx, c.ID); doomed[name] {
+			t.Fatal("a shared chunk is in a pack of the expired backup's own chunks")
+		}
+	}
+	want := int64(len(doomed))
 
 	dry, err := r.Expire(ctx, archive.Policy{KeepLast: 1}, now, archive.ExpireOptions{DryRun: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dry.Expired) != 1 || dry.Expired[0].ID != old.ID || dry.Chunks.Objects != 4 {
+	if len(dry.Expired) != 1 || dry.Expired[0].ID != old.ID || dry.Chunks.Objects != want {
 		t.Fatalf("dry run: expired %v, chunks %+v", dry.Expired, dry.Chunks)
 	}
 	if ids, _ := r.ListManifests(ctx); len(ids) != 2 {
@@ -117,7 +133,7 @@ func TestExpireKeepsWhatKeptBackupsNeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Expired) != 1 || res.Chunks.Objects != 4 {
+	if len(res.Expired) != 1 || res.Chunks.Objects != want {
 		t.Fatalf("expired %v, chunks %+v", res.Expired, res.Chunks)
 	}
 	rep, err := r.Verify(ctx, nil)

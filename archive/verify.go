@@ -34,6 +34,24 @@ func (r *Repository) Verify(ctx context.Context, progress func(objects, bytes in
 	rep := &VerifyReport{}
 	present := make(map[ChunkID]struct{})
 	err := r.store.List(ctx, "", "", func(o ObjectInfo) error {
+		if strings.HasPrefix(o.Name, packPrefix) {
+			members, err := r.verifyPack(ctx, o.Name, o.Size)
+			for _, id := range members {
+				present[id] = struct{}{}
+			}
+			if err != nil && !errors.Is(err, ErrNotExist) {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				rep.Problems = append(rep.Problems, err.Error())
+			}
+			rep.Objects++
+			rep.Bytes += o.Size
+			if progress != nil {
+				progress(rep.Objects, rep.Bytes)
+			}
+			return nil
+		}
 		if err := r.verifyObject(ctx, o.Name); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -78,7 +96,7 @@ func (r *Repository) Verify(ctx context.Context, progress func(objects, bytes in
 				}
 				// Not in the listing: written after it (a backup committed
 				// while we verified) or really missing. Check it now.
-				if err := r.verifyObject(ctx, chunkName(c.ID)); err != nil {
+				if _, err := r.readChunk(ctx, c); err != nil {
 					if ctx.Err() != nil {
 						return nil, ctx.Err()
 					}
@@ -152,4 +170,77 @@ func (r *Repository) peekKind(ctx context.Context, name string) (Kind, error) {
 		return 0, fmt.Errorf("object %s: %w", name, err)
 	}
 	return Kind(h.kind), nil
+}
+
+// verifyPack checks a pack's header and trailer and reads every member
+// through the object format, checking each against its id. It returns the
+// ids of the members that verified.
+func (r *Repository) verifyPack(ctx context.Context, name string, size int64) ([]ChunkID, error) {
+	if _, err := parsePackName(name); err != nil {
+		return nil, err
+	}
+	tailLen := min(size, 1<<20)
+	tail, err := r.readRange(ctx, name, size-tailLen, tailLen)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := parsePackTrailer(tail, size)
+	if errors.Is(err, ErrCorrupt) && tailLen < size {
+		// A trailer longer than what was fetched: fetch the whole pack's end.
+		if tail, err = r.readRange(ctx, name, 0, size); err == nil {
+			entries, err = parsePackTrailer(tail, size)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pack %s: %w", name, err)
+	}
+	hb, err := r.readRange(ctx, name, 0, headerLen)
+	if err != nil {
+		return nil, err
+	}
+	if h, err := parseHeader(hb); err != nil || Kind(h.kind) != KindPack {
+		return nil, fmt.Errorf("pack %s: %w: bad header", name, ErrCorrupt)
+	}
+	var (
+		ok  []ChunkID
+		bad []error
+	)
+	for _, e := range entries {
+		rc, err := r.store.Get(ctx, name, int64(e.off), int64(e.length))
+		if err != nil {
+			return ok, fmt.Errorf("pack %s: %w", name, err)
+		}
+		or, err := r.chunks.NewReader(rc, KindChunk)
+		if err == nil {
+			var n int64
+			n, err = io.Copy(io.Discard, or)
+			or.Close()
+			if err == nil && (n != int64(e.plain) || r.chunkIDOfSum(or.Sum()) != e.id) {
+				err = fmt.Errorf("%w: content does not match its id", ErrCorrupt)
+			}
+		}
+		rc.Close()
+		if err != nil {
+			if errors.Is(err, ErrNoIdentity) || errors.Is(err, ErrWrongIdentity) {
+				return ok, fmt.Errorf("pack %s: %w", name, err)
+			}
+			bad = append(bad, fmt.Errorf("chunk %s (pack %s at %d): %w", e.id, name, e.off, err))
+			continue
+		}
+		ok = append(ok, e.id)
+	}
+	return ok, errors.Join(bad...)
+}
+
+func (r *Repository) readRange(ctx context.Context, name string, off, n int64) ([]byte, error) {
+	rc, err := r.store.Get(ctx, name, off, n)
+	if err != nil {
+		return nil, fmt.Errorf("object %s: %w", name, err)
+	}
+	defer rc.Close()
+	b := make([]byte, n)
+	if _, err := io.ReadFull(rc, b); err != nil {
+		return nil, fmt.Errorf("object %s: %w: %v", name, ErrCorrupt, err)
+	}
+	return b, nil
 }

@@ -95,6 +95,7 @@ func Mongo(ctx context.Context, cfg MongoConfig) (*MongoResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer w.Abort() // packs still open after a failure leave nothing behind
 	colls, err := listCollections(ctx, c)
 	if err != nil {
 		return nil, err

@@ -111,6 +111,7 @@ func MySQL(ctx context.Context, cfg MySQLConfig) (*MySQLResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer w.Abort() // packs still open after a failure leave nothing behind
 	started := time.Now().UTC()
 	snap, schema, err := openSnapshot(ctx, cfg, srv, coord)
 	if err != nil {

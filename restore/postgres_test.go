@@ -380,12 +380,16 @@ func TestRestoreDetectsCorruptChunk(t *testing.T) {
 		}
 	}
 	h := big.Chunks[0].ID.String()
-	path := filepath.Join(p.repoDir, "chunks", h[:2], h)
+	pack, off, n, err := p.repo.ChunkLocation(context.Background(), big.Chunks[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(p.repoDir, filepath.FromSlash(pack))
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b[len(b)/2] ^= 0x10
+	b[off+n/2] ^= 0x10
 	os.WriteFile(path, b, 0o600)
 	_, err = RestorePostgres(context.Background(), PostgresConfig{Repo: p.repo, TargetDir: filepath.Join(t.TempDir(), "x"),
 		Target: PostgresTarget{Latest: true}, RestoreCommand: "false"})

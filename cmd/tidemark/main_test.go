@@ -138,12 +138,16 @@ func TestVerifyKeysAndCorruption(t *testing.T) {
 
 	// Flip a byte in the middle of the chunk: verify names it, exits 3.
 	h := refs[0].ID.String()
-	chunk := filepath.Join(repo, "chunks", h[:2], h)
+	pack, off, n, err := r.ChunkLocation(ctx, refs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := filepath.Join(repo, filepath.FromSlash(pack))
 	b, err := os.ReadFile(chunk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b[len(b)/2] ^= 1
+	b[off+n/2] ^= 1
 	if err := os.WriteFile(chunk, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
