@@ -9,10 +9,42 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/tidemark/tidemark/archive"
 )
+
+// deltaFiles restores files over an existing directory, jobs files at a
+// time, keeping the chunks already on disk.
+func deltaFiles(ctx context.Context, cfg PostgresConfig, files []archive.FileEntry, st *deltaStats, progress func(n int64)) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	work := make(chan archive.FileEntry)
+	var wg sync.WaitGroup
+	for i := 0; i < cfg.Jobs; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range work {
+				if err := deltaFile(ctx, cfg, f, filepath.Join(cfg.TargetDir, filepath.FromSlash(f.Path)), st); err != nil {
+					cancel(err)
+					return
+				}
+				progress(f.Size)
+			}
+		}()
+	}
+	for _, f := range files {
+		select {
+		case work <- f:
+		case <-ctx.Done():
+		}
+	}
+	close(work)
+	wg.Wait()
+	return context.Cause(ctx)
+}
 
 // deltaStats counts what a --delta restore kept and fetched.
 type deltaStats struct {
@@ -34,7 +66,7 @@ func checkDeltaTarget(dir string) error {
 func deltaFile(ctx context.Context, cfg PostgresConfig, f archive.FileEntry, p string, st *deltaStats) error {
 	out, err := os.OpenFile(p, os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		return restoreFile(ctx, cfg, f)
+		return writeFiles(ctx, cfg.Repo, cfg.TargetDir, []archive.FileEntry{f}, 2, func(n int64) { st.fetched.Add(n) })
 	}
 	if err != nil {
 		return err

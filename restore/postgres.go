@@ -268,47 +268,26 @@ func materialize(ctx context.Context, cfg PostgresConfig, m *archive.Manifest, m
 			return fmt.Errorf("backup %s: unexpected symbolic link %s (tablespaces come through tablespace_map)", m.ID, f.Path)
 		}
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	work := make(chan archive.FileEntry)
-	var wg sync.WaitGroup
-	for i := 0; i < cfg.Jobs; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for f := range work {
-				restore := func() error {
-					if cfg.Delta {
-						return deltaFile(ctx, cfg, f, filepath.Join(cfg.TargetDir, filepath.FromSlash(f.Path)), st)
-					}
-					st.fetched.Add(f.Size)
-					return restoreFile(ctx, cfg, f)
-				}
-				if err := restore(); err != nil {
-					cancel(err)
-					return
-				}
-				mu.Lock()
-				done += f.Size
-				if cfg.Progress != nil {
-					cfg.Progress(done, total)
-				}
-				mu.Unlock()
-			}
-		}()
-	}
+	var regular []archive.FileEntry
 	for _, f := range m.Files {
-		if fs.FileMode(f.Mode).IsDir() || f.Link != "" {
-			continue
-		}
-		select {
-		case work <- f:
-		case <-ctx.Done():
+		if !fs.FileMode(f.Mode).IsDir() && f.Link == "" {
+			regular = append(regular, f)
 		}
 	}
-	close(work)
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
+	report := func(n int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		done += n
+		if cfg.Progress != nil {
+			cfg.Progress(done, total)
+		}
+	}
+	if cfg.Delta {
+		err = deltaFiles(ctx, cfg, regular, st, report)
+	} else {
+		err = writeFiles(ctx, cfg.Repo, cfg.TargetDir, regular, cfg.Jobs, func(n int64) { st.fetched.Add(n); report(n) })
+	}
+	if err != nil {
 		return err
 	}
 	if relocated {
@@ -372,28 +351,6 @@ func placeTablespaces(cfg PostgresConfig, meta basebackup.PostgresMeta) (mapFile
 // escapeMapPath escapes a path as PostgreSQL writes tablespace_map lines.
 func escapeMapPath(p string) string {
 	return strings.NewReplacer("\\", "\\\\", "\n", "\\\n", "\r", "\\\r").Replace(p)
-}
-
-func restoreFile(ctx context.Context, cfg PostgresConfig, f archive.FileEntry) error {
-	p := filepath.Join(cfg.TargetDir, filepath.FromSlash(f.Path))
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return err
-	}
-	out, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fs.FileMode(f.Mode).Perm()|0o600)
-	if err != nil {
-		return err
-	}
-	err = cfg.Repo.RestoreFile(ctx, f, out, 2)
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Chtimes(p, f.ModTime, f.ModTime)
 }
 
 // writeRecoveryConfig makes the restored directory recover to the target
