@@ -120,7 +120,7 @@ type ChunkWriter struct {
 	inflight chan struct{}    // bounds chunks in work: memory stays ~ jobs × chunk size
 	idle     chan *packWriter // open packs no worker is writing to
 	bufs     [24]sync.Pool    // by size class, see buffer
-	sealed   sync.Pool        // *bytes.Buffer for sealed chunk objects
+	sealed   sync.Pool        // *sealedChunk
 }
 
 // NewChunkWriter loads the chunk index and returns a writer with jobs workers.
@@ -210,12 +210,8 @@ func (w *ChunkWriter) chunk(ctx context.Context, ref *ChunkRef, data []byte) err
 	}
 	obj := w.sealedBuffer()
 	defer w.sealed.Put(obj)
-	ow, err := w.repo.chunks.newWriterSummed(obj, KindChunk, sum)
-	if err != nil {
-		return err
-	}
-	ow.Write(data) // into memory: cannot fail
-	if err := ow.Close(); err != nil {
+	var err error
+	if obj.scratch, err = w.repo.chunks.sealWhole(&obj.Buffer, KindChunk, data, sum, obj.scratch); err != nil {
 		return fmt.Errorf("seal chunk %s: %w", ref.ID, err)
 	}
 	if err := w.addToPack(ctx, ref.ID, obj.Bytes(), len(data)); err != nil {
@@ -229,12 +225,19 @@ func (w *ChunkWriter) chunk(ctx context.Context, ref *ChunkRef, data []byte) err
 	return nil
 }
 
-func (w *ChunkWriter) sealedBuffer() *bytes.Buffer {
-	if b, ok := w.sealed.Get().(*bytes.Buffer); ok {
+// sealedChunk holds one chunk object being sealed, and the compressor's
+// output before framing.
+type sealedChunk struct {
+	bytes.Buffer
+	scratch []byte
+}
+
+func (w *ChunkWriter) sealedBuffer() *sealedChunk {
+	if b, ok := w.sealed.Get().(*sealedChunk); ok {
 		b.Reset()
 		return b
 	}
-	return new(bytes.Buffer)
+	return new(sealedChunk)
 }
 
 // claim records id as known; it reports whether the caller must store it.

@@ -86,6 +86,10 @@ type ObjectWriter struct {
 
 // NewWriter starts an object of the given kind, written to w.
 func (c *Codec) NewWriter(w io.Writer, kind Kind) (*ObjectWriter, error) {
+	return c.newWriter(w, kind, true)
+}
+
+func (c *Codec) newWriter(w io.Writer, kind Kind, stream bool) (*ObjectWriter, error) {
 	h := objectHeader{version: ObjectVersion, kind: uint8(kind), compression: c.compression}
 	if c.Encrypted() && kind.plaintextAllowed() {
 		return nil, fmt.Errorf("%s objects are bookkeeping, stored unencrypted: use the repository's metadata codec", kind)
@@ -111,7 +115,7 @@ func (c *Codec) NewWriter(w io.Writer, kind Kind) (*ObjectWriter, error) {
 		return nil, err
 	}
 	ow.frames = fw
-	if c.compression == CompressZstd {
+	if c.compression == CompressZstd && stream {
 		zw := c.encoder()
 		zw.Reset(fw)
 		ow.zw = zw
@@ -139,18 +143,26 @@ func (c *Codec) encoder() *zstd.Encoder {
 	return zw
 }
 
-// newWriterSummed starts an object whose whole plaintext the caller has
-// in memory and has already hashed: sum becomes the end frame's SHA-256
-// without hashing the same bytes again. Only for data written from the same
-// buffer that was hashed.
-func (c *Codec) newWriterSummed(w io.Writer, kind Kind, sum [32]byte) (*ObjectWriter, error) {
-	ow, err := c.NewWriter(w, kind)
+// sealWhole writes data, whose SHA-256 the caller already computed from
+// the same buffer, as one complete object: compressed in a single call
+// (no streaming copies) and without hashing the bytes again.
+func (c *Codec) sealWhole(w io.Writer, kind Kind, data []byte, sum [32]byte, scratch []byte) ([]byte, error) {
+	ow, err := c.newWriter(w, kind, false)
 	if err != nil {
-		return nil, err
+		return scratch, err
 	}
-	ow.h = nil
-	ow.sum = sum
-	return ow, nil
+	ow.h, ow.sum, ow.n = nil, sum, uint64(len(data))
+	body := data
+	if c.compression == CompressZstd {
+		zw := c.encoder()
+		scratch = zw.EncodeAll(data, scratch[:0])
+		c.encoders.Put(zw)
+		body = scratch
+	}
+	if _, err := ow.frames.Write(body); err != nil {
+		return scratch, err
+	}
+	return scratch, ow.Close()
 }
 
 // Write implements io.Writer.
