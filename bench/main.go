@@ -87,7 +87,7 @@ func main() {
 		}
 	}
 	if *suite == "postgres" || *suite == "all" {
-		if err := pgSuite(ctx, dir, *pgScale, max(1, *runs-1)); err != nil {
+		if err := pgSuite(ctx, dir, *pgScale, *runs); err != nil {
 			fatal(err)
 		}
 	}

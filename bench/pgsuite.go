@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -15,7 +17,7 @@ import (
 
 // pgSuite: base backup and restore of a pgbench database, side by side
 // with pg_basebackup (tar, client-side zstd level 1) and pgBackRest (zstd
-// level 1, process-max 2), A B C A B C …: wall time, throughput, stored
+// level 1, process-max 2), rotated A B C, B C A, C A B …: wall time, throughput, stored
 // size and peak RSS; then a second backup after 5% of the rows changed
 // (tidemark's new bytes against pgBackRest --type=incr).
 func pgSuite(ctx context.Context, dir string, scale, runs int) error {
@@ -31,7 +33,7 @@ func pgSuite(ctx context.Context, dir string, scale, runs int) error {
 	}
 	defer pg.Destroy()
 	url := pg.URL("postgres")
-	fmt.Printf("\npostgres suite: pgbench scale %d, %d runs, A B C order\n", scale, runs)
+	fmt.Printf("\npostgres suite: pgbench scale %d, %d runs, order rotated each run (A B C, B C A, C A B)\n", scale, runs)
 	if out, err := exec.CommandContext(ctx, "pgbench", "-i", "-q", "-s", strconv.Itoa(scale), url).CombinedOutput(); err != nil {
 		return fmt.Errorf("pgbench -i: %v\n%s", err, out)
 	}
@@ -62,88 +64,137 @@ func pgSuite(ctx context.Context, dir string, scale, runs int) error {
 		}
 		res[k].wall = append(res[k].wall, s)
 	}
-	var tmStored, tmSecond, pgbrFull, pgbrIncr, bbStored int64
+	var tmStored, tmSecond, tmSecondWAL, pgbrFull, pgbrIncr, bbStored int64
+	// rotate runs steps starting with a different one each run (A B C,
+	// B C A, C A B …), so no tool always runs first on a cold page cache
+	// or first-touched memory.
+	rotate := func(run int, steps ...func() error) error {
+		for i := range steps {
+			if err := steps[(i+run)%len(steps)](); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	for run := 0; run < runs; run++ {
-		// A: tidemark (no streamer runs: the backup archives its own WAL range).
 		repo := filepath.Join(dir, fmt.Sprintf("tm-repo-%d", run))
+		bbDir := filepath.Join(dir, fmt.Sprintf("bb-%d", run))
 		if out, err := exec.Command(bin, "init", "--repo", repo, "--no-encryption").CombinedOutput(); err != nil {
 			return fmt.Errorf("init: %v %s", err, out)
 		}
+		// As deployed: `tidemark stream` archives WAL continuously, as
+		// archive_command does for pgBackRest; backups wait for it.
 		conn.Exec(ctx, "SELECT pg_drop_replication_slot('tidemark') FROM pg_replication_slots WHERE slot_name = 'tidemark'")
-		s, _, err := measureCmd(exec.Command(bin, "backup", "--repo", repo, "--source", url, "--fast-checkpoint", "--jobs", "2", "--log-level", "warn"), nil)
+		stopStream, err := startDaemon(exec.Command(bin, "stream", "--repo", repo, "--source", url, "--create-slot", "--log-level", "warn"))
 		if err != nil {
 			return err
 		}
-		add("tidemark backup", s)
-		tmStored = dirSize(repo)
-		// B: pg_basebackup, tar with client-side zstd.
-		bbDir := filepath.Join(dir, fmt.Sprintf("bb-%d", run))
-		s, _, err = measureCmd(exec.Command("pg_basebackup", "-d", url, "-D", bbDir, "-Ft", "--compress=client-zstd:1", "-X", "fetch", "-c", "fast"), nil)
+		if err := waitStreaming(ctx, conn); err != nil {
+			stopStream()
+			return err
+		}
+		err = rotate(run,
+			func() error {
+				s, _, err := measureCmd(exec.Command(bin, "backup", "--repo", repo, "--source", url, "--fast-checkpoint", "--jobs", "2", "--log-level", "warn"), nil)
+				add("tidemark backup", s)
+				tmStored = dirSize(repo)
+				return err
+			},
+			func() error { // pg_basebackup, tar with client-side zstd
+				s, _, err := measureCmd(exec.Command("pg_basebackup", "-d", url, "-D", bbDir, "-Ft", "--compress=client-zstd:1", "-X", "fetch", "-c", "fast"), nil)
+				add("pg_basebackup", s)
+				bbStored = dirSize(bbDir)
+				return err
+			},
+			func() error { // pgBackRest full
+				before := dirSize(pgbrRepo)
+				s, _, err := measureCmd(asServerUser("pgbackrest", "--config="+pgbrConf, "--stanza=bench", "--type=full", "--process-max=2", "backup"), nil)
+				add("pgBackRest backup", s)
+				pgbrFull = dirSize(pgbrRepo) - before
+				return err
+			})
 		if err != nil {
 			return err
 		}
-		add("pg_basebackup", s)
-		bbStored = dirSize(bbDir)
-		// C: pgBackRest full.
-		before := dirSize(pgbrRepo)
-		s, _, err = measureCmd(asServerUser("pgbackrest", "--config="+pgbrConf, "--stanza=bench", "--type=full", "--process-max=2", "backup"), nil)
-		if err != nil {
-			return err
-		}
-		add("pgBackRest backup", s)
-		pgbrFull = dirSize(pgbrRepo) - before
 
 		// Restores: tidemark restore (files + recovery config), tar extraction
 		// of pg_basebackup's output, pgBackRest restore.
-		target := filepath.Join(dir, fmt.Sprintf("tm-restore-%d", run))
-		s, _, err = measureCmd(exec.Command(bin, "restore", "--repo", repo, "--latest", "--target-dir", target, "--jobs", "4", "--log-level", "warn"), nil)
+		target := filepath.Join(dir, fmt.Sprintf("restore-%d", run))
+		fresh := func() {
+			os.RemoveAll(target)
+			os.MkdirAll(target, 0o700)
+			pg.GrantPath(target)
+		}
+		err = rotate(run,
+			func() error {
+				fresh()
+				s, _, err := measureCmd(exec.Command(bin, "restore", "--repo", repo, "--latest", "--target-dir", target, "--jobs", "4", "--log-level", "warn"), nil)
+				add("tidemark restore", s)
+				return err
+			},
+			func() error {
+				fresh()
+				s, _, err := measureCmd(exec.Command("bash", "-c", fmt.Sprintf("cd %q && tar -I zstd -xf %q/base.tar.zst && sync -f .", target, bbDir)), nil)
+				add("pg_basebackup restore (tar -x)", s)
+				return err
+			},
+			func() error {
+				fresh()
+				s, _, err := measureCmd(asServerUser("pgbackrest", "--config="+pgbrConf, "--stanza=bench", "--pg1-path="+target, "--process-max=2", "restore"), nil)
+				add("pgBackRest restore", s)
+				return err
+			})
 		if err != nil {
 			return err
 		}
-		add("tidemark restore", s)
-		os.RemoveAll(target)
-		os.MkdirAll(target, 0o700)
-		s, _, err = measureCmd(exec.Command("bash", "-c", fmt.Sprintf("cd %q && tar -I zstd -xf %q/base.tar.zst", target, bbDir)), nil)
-		if err != nil {
-			return err
-		}
-		add("pg_basebackup restore (tar -x)", s)
-		os.RemoveAll(target)
-		os.MkdirAll(target, 0o700)
-		pg.GrantPath(target)
-		s, _, err = measureCmd(asServerUser("pgbackrest", "--config="+pgbrConf, "--stanza=bench", "--pg1-path="+target, "--process-max=2", "restore"), nil)
-		if err != nil {
-			return err
-		}
-		add("pgBackRest restore", s)
 		os.RemoveAll(target)
 		os.RemoveAll(bbDir)
 
-		// Second backups after touching 5% of the rows.
+		// Second backups after touching 5% of the rows. Tidemark's new bytes
+		// are counted without WAL (both archivers push the UPDATE's WAL
+		// before the backups start; what a backup itself adds is counted
+		// apart).
 		if _, err := conn.Exec(ctx, "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 20 = 0"); err != nil {
+			stopStream()
 			return err
 		}
 		conn.Exec(ctx, "CHECKPOINT")
-		s, _, err = measureCmd(exec.Command(bin, "backup", "--repo", repo, "--source", url, "--fast-checkpoint", "--jobs", "2", "--log-level", "warn"), nil)
+		if err := waitArchived(ctx, conn); err != nil {
+			stopStream()
+			return err
+		}
+		walDir := filepath.Join(repo, "wal")
+		err = rotate(run,
+			func() error {
+				before, beforeWAL := dirSize(repo), dirSize(walDir)
+				s, _, err := measureCmd(exec.Command(bin, "backup", "--repo", repo, "--source", url, "--fast-checkpoint", "--jobs", "2", "--log-level", "warn"), nil)
+				add("tidemark second backup", s)
+				tmSecondWAL = dirSize(walDir) - beforeWAL
+				tmSecond = dirSize(repo) - before - tmSecondWAL
+				return err
+			},
+			func() error {
+				before := dirSize(pgbrRepo)
+				s, _, err := measureCmd(asServerUser("pgbackrest", "--config="+pgbrConf, "--stanza=bench", "--type=incr", "--process-max=2", "backup"), nil)
+				add("pgBackRest incr backup", s)
+				pgbrIncr = dirSize(pgbrRepo) - before
+				return err
+			})
+		stopStream()
 		if err != nil {
 			return err
 		}
-		add("tidemark second backup", s)
-		tmSecond = dirSize(repo) - tmStored
-		before = dirSize(pgbrRepo)
-		s, _, err = measureCmd(asServerUser("pgbackrest", "--config="+pgbrConf, "--stanza=bench", "--type=incr", "--process-max=2", "backup"), nil)
-		if err != nil {
-			return err
-		}
-		add("pgBackRest incr backup", s)
-		pgbrIncr = dirSize(pgbrRepo) - before
 		os.RemoveAll(repo)
 	}
-	fmt.Printf("\n%-32s %9s %9s %11s\n", "step", "median", "MiB/s", "peak RSS")
+	fmt.Printf("\n%-32s %9s %9s %11s   %s\n", "step", "median", "MiB/s", "peak RSS", "each run")
 	for _, k := range []string{"tidemark backup", "pg_basebackup", "pgBackRest backup", "tidemark restore", "pg_basebackup restore (tar -x)",
 		"pgBackRest restore", "tidemark second backup", "pgBackRest incr backup"} {
 		m := median(res[k].wall)
-		fmt.Printf("%-32s %8.2fs %9.0f %8.1f MiB\n", k, m.wall.Seconds(), mib(dbSize)/m.wall.Seconds(), mib(m.maxRSS))
+		var each []string
+		for _, x := range res[k].wall {
+			each = append(each, fmt.Sprintf("%.2f", x.wall.Seconds()))
+		}
+		fmt.Printf("%-32s %8.2fs %9.0f %8.1f MiB   %s\n", k, m.wall.Seconds(), mib(dbSize)/m.wall.Seconds(), mib(m.maxRSS), strings.Join(each, " "))
 	}
 	ratio := func(a, b string) float64 {
 		return median(res[a].wall).wall.Seconds() / median(res[b].wall).wall.Seconds()
@@ -154,8 +205,43 @@ func pgSuite(ctx context.Context, dir string, scale, runs int) error {
 		ratio("tidemark restore", "pg_basebackup restore (tar -x)"), ratio("tidemark restore", "pgBackRest restore"))
 	fmt.Printf("stored       tidemark %.0f MiB (with its WAL)   pg_basebackup %.0f MiB   pgBackRest %.0f MiB (backup only)\n",
 		mib(tmStored), mib(bbStored), mib(pgbrFull))
-	fmt.Printf("after 5%% of rows changed: tidemark stored %.1f MiB new, pgBackRest incr %.1f MiB\n", mib(tmSecond), mib(pgbrIncr))
+	fmt.Printf("after 5%% of rows changed: tidemark stored %.1f MiB of new chunks (+%.1f MiB of WAL it archived itself), pgBackRest incr %.1f MiB\n",
+		mib(tmSecond), mib(tmSecondWAL), mib(pgbrIncr))
 	return nil
+}
+
+// waitStreaming waits until tidemark's streamer holds its slot.
+func waitStreaming(ctx context.Context, conn *pgx.Conn) error {
+	for i := 0; i < 300; i++ {
+		var active bool
+		conn.QueryRow(ctx, "SELECT coalesce(bool_or(active), false) FROM pg_replication_slots WHERE slot_name = 'tidemark'").Scan(&active)
+		if active {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("tidemark stream did not connect within 30s")
+}
+
+// waitArchived waits until both archivers have the WAL written so far:
+// tidemark's slot flushed up to the current position, and
+// archive_command's last archived segment the one before the current.
+func waitArchived(ctx context.Context, conn *pgx.Conn) error {
+	var target string
+	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&target); err != nil {
+		return err
+	}
+	conn.Exec(ctx, "SELECT pg_switch_wal()")
+	for i := 0; i < 1200; i++ {
+		var streamed, pushed bool
+		conn.QueryRow(ctx, "SELECT coalesce(bool_or(flush_lsn >= $1::pg_lsn), false) FROM pg_stat_replication WHERE application_name LIKE 'tidemark%'", target).Scan(&streamed)
+		conn.QueryRow(ctx, "SELECT coalesce(last_archived_wal >= pg_walfile_name($1::pg_lsn), false) FROM pg_stat_archiver", target).Scan(&pushed)
+		if streamed && pushed {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("the archivers did not catch up with %s within 2 minutes", target)
 }
 
 func dirSize(dir string) int64 {
