@@ -210,7 +210,7 @@ func (r agentRunner) Expire(ctx context.Context, db agent.Database) error {
 			return err
 		}
 		r.a.log.Info("expired", "database", db.Name, "policy", p.String(), "backups", len(res.Expired),
-			"stream_objects", res.Streams.Objects, "chunks", res.Chunks.Objects, "chunk_bytes", res.Chunks.Bytes)
+			"stream_objects", res.Streams.Objects, "chunk_objects", res.Chunks.Objects, "chunk_bytes", res.Chunks.Bytes)
 		return nil
 	})
 }

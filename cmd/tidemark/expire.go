@@ -156,9 +156,9 @@ func (a *app) printExpire(res *archive.ExpireResult, p archive.Policy, asJSON bo
 			fmt.Fprintf(a.stdout, "  expire  %s  finished %s\n", d.Backup.ID, d.Backup.Finished.UTC().Format(time.RFC3339))
 		}
 	}
-	fmt.Fprintf(a.stdout, "%s: %d backups, %d leftovers of uncommitted backups, %d stream objects (%s), %d chunks (%s)\n",
+	fmt.Fprintf(a.stdout, "%s: %d backups, %d leftovers of uncommitted backups, %d stream objects (%s), %d chunk objects (%s)\n",
 		verb, len(res.Expired), res.Orphans, res.Streams.Objects, humanBytes(res.Streams.Bytes), res.Chunks.Objects, humanBytes(res.Chunks.Bytes))
-	for _, d := range res.Streams.Detail {
+	for _, d := range append(res.Streams.Detail, res.Chunks.Detail...) {
 		fmt.Fprintf(a.stdout, "  %s\n", d)
 	}
 	if e, ok := earliestKept(res); ok {
