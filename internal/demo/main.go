@@ -269,9 +269,11 @@ func stop(cmd *exec.Cmd) {
 	cmd.Wait()
 }
 
+// flipOneChunk flips a byte in the middle of a pack of chunks: inside one
+// chunk object, whose checksum and authentication then fail.
 func flipOneChunk(repo string) error {
 	var victim string
-	filepath.WalkDir(filepath.Join(repo, "chunks"), func(p string, e os.DirEntry, err error) error {
+	filepath.WalkDir(filepath.Join(repo, "packs"), func(p string, e os.DirEntry, err error) error {
 		if err == nil && !e.IsDir() && victim == "" {
 			victim = p
 		}
