@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -119,8 +118,8 @@ type ChunkWriter struct {
 	open     int              // packs started and not yet closed
 	inflight chan struct{}    // bounds chunks in work: memory stays ~ jobs × chunk size
 	idle     chan *packWriter // open packs no worker is writing to
+	spare    chan *packWriter // closed packs whose buffers a new pack reuses
 	bufs     [24]sync.Pool    // by size class, see buffer
-	sealed   sync.Pool        // *sealedChunk
 }
 
 // NewChunkWriter loads the chunk index and returns a writer with jobs workers.
@@ -137,7 +136,7 @@ func (r *Repository) NewChunkWriter(ctx context.Context, jobs int) (*ChunkWriter
 	}
 	pctx, cancel := context.WithCancel(ctx)
 	return &ChunkWriter{repo: r, jobs: jobs, known: known, packCtx: pctx, cancelPack: cancel,
-		inflight: make(chan struct{}, 2*jobs), idle: make(chan *packWriter, jobs)}, nil
+		inflight: make(chan struct{}, 2*jobs), idle: make(chan *packWriter, jobs), spare: make(chan *packWriter, jobs)}, nil
 }
 
 // Stats returns the counts so far.
@@ -208,36 +207,16 @@ func (w *ChunkWriter) chunk(ctx context.Context, ref *ChunkRef, data []byte) err
 	if !w.claim(ref.ID, len(data)) {
 		return nil
 	}
-	obj := w.sealedBuffer()
-	defer w.sealed.Put(obj)
-	var err error
-	if obj.scratch, err = w.repo.chunks.sealWhole(&obj.Buffer, KindChunk, data, sum, obj.scratch); err != nil {
-		return fmt.Errorf("seal chunk %s: %w", ref.ID, err)
-	}
-	if err := w.addToPack(ctx, ref.ID, obj.Bytes(), len(data)); err != nil {
+	stored, err := w.addToPack(ctx, ref.ID, data, sum)
+	if err != nil {
 		return err
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.stats.NewChunks++
 	w.stats.NewPlain += int64(len(data))
-	w.stats.NewStored += int64(obj.Len())
+	w.stats.NewStored += stored
 	return nil
-}
-
-// sealedChunk holds one chunk object being sealed, and the compressor's
-// output before framing.
-type sealedChunk struct {
-	bytes.Buffer
-	scratch []byte
-}
-
-func (w *ChunkWriter) sealedBuffer() *sealedChunk {
-	if b, ok := w.sealed.Get().(*sealedChunk); ok {
-		b.Reset()
-		return b
-	}
-	return new(sealedChunk)
 }
 
 // claim records id as known; it reports whether the caller must store it.
@@ -254,11 +233,13 @@ func (w *ChunkWriter) claim(id ChunkID, size int) bool {
 	return true
 }
 
-// addToPack appends a sealed chunk to an open pack: an idle one, a new one
-// while fewer than jobs are open, or else the next to become idle. A pack
-// that reached its target size is closed here, and its chunks become
-// indexable once the store holds it.
-func (w *ChunkWriter) addToPack(ctx context.Context, id ChunkID, obj []byte, plain int) error {
+// addToPack seals a chunk into an open pack: an idle one, a new one while
+// fewer than jobs are open, or else the next to become idle. Sealing
+// (compression, encryption) happens while the pack is held, so at most jobs
+// chunks are compressed at once, each straight into its pack. A pack that
+// reached its target size is closed here, and its chunks become indexable
+// once the store holds it. It returns the chunk object's stored size.
+func (w *ChunkWriter) addToPack(ctx context.Context, id ChunkID, data []byte, sum [32]byte) (int64, error) {
 	var p *packWriter
 	select {
 	case p = <-w.idle:
@@ -271,33 +252,42 @@ func (w *ChunkWriter) addToPack(ctx context.Context, id ChunkID, obj []byte, pla
 		w.mu.Unlock()
 		if start {
 			var err error
-			if p, err = w.repo.newPackWriter(w.packCtx); err != nil {
+			var spare *packWriter
+			select {
+			case spare = <-w.spare:
+			default:
+			}
+			if p, err = w.repo.newPackWriter(w.packCtx, spare); err != nil {
 				w.packDone(nil)
-				return err
+				return 0, err
 			}
 		} else {
 			select {
 			case p = <-w.idle:
 			case <-ctx.Done():
-				return context.Cause(ctx)
+				return 0, context.Cause(ctx)
 			}
 		}
 	}
-	if err := p.add(id, obj, plain); err != nil {
+	stored, err := p.seal(w.repo.chunks, id, data, sum)
+	if err != nil {
 		p.abort(err)
 		w.packDone(nil)
-		return err
+		return 0, err
 	}
 	if p.size < packTarget {
 		w.idle <- p
-		return nil
+		return stored, nil
 	}
-	err := p.close()
+	err = p.close()
 	w.packDone(p)
-	if err != nil {
-		return err
+	if err == nil {
+		select {
+		case w.spare <- p: // its buffers serve the next pack
+		default:
+		}
 	}
-	return nil
+	return stored, err
 }
 
 // packDone accounts for a pack that was closed (p) or abandoned (nil).

@@ -159,7 +159,7 @@ func (c *Codec) sealWhole(w io.Writer, kind Kind, data []byte, sum [32]byte, scr
 		c.encoders.Put(zw)
 		body = scratch
 	}
-	if _, err := ow.frames.Write(body); err != nil {
+	if err := ow.frames.writeAll(body); err != nil {
 		return scratch, err
 	}
 	return scratch, ow.Close()

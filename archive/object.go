@@ -140,7 +140,7 @@ type frameWriter struct {
 }
 
 func newFrameWriter(w io.Writer, header []byte) (*frameWriter, error) {
-	fw := &frameWriter{w: w, buf: make([]byte, 0, writeFrameLen)}
+	fw := &frameWriter{w: w}
 	if _, err := w.Write(append([]byte{frameHeader}, header...)); err != nil {
 		return nil, err
 	}
@@ -153,6 +153,9 @@ func (fw *frameWriter) Write(p []byte) (int, error) {
 	}
 	n := len(p)
 	for len(p) > 0 {
+		if fw.buf == nil {
+			fw.buf = make([]byte, 0, writeFrameLen) // only objects written piecemeal need it
+		}
 		k := copy(fw.buf[len(fw.buf):cap(fw.buf)], p)
 		fw.buf = fw.buf[:len(fw.buf)+k]
 		p = p[k:]
@@ -165,22 +168,45 @@ func (fw *frameWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// writeAll writes p as whole frames straight from p, without buffering:
+// for a writer given its entire payload at once (and nothing buffered).
+func (fw *frameWriter) writeAll(p []byte) error {
+	for len(p) > 0 {
+		k := min(len(p), writeFrameLen)
+		if err := fw.frame(p[:k]); err != nil {
+			return err
+		}
+		p = p[k:]
+	}
+	return nil
+}
+
 func (fw *frameWriter) flush() error {
 	if len(fw.buf) == 0 {
 		return nil
 	}
+	if err := fw.frame(fw.buf); err != nil {
+		return err
+	}
+	fw.buf = fw.buf[:0]
+	return nil
+}
+
+func (fw *frameWriter) frame(b []byte) error {
+	if fw.err != nil {
+		return fw.err
+	}
 	var hdr [5]byte
 	hdr[0] = frameData
-	binary.LittleEndian.PutUint32(hdr[1:], uint32(len(fw.buf)))
+	binary.LittleEndian.PutUint32(hdr[1:], uint32(len(b)))
 	if _, err := fw.w.Write(hdr[:]); err != nil {
 		fw.err = err
 		return err
 	}
-	if _, err := fw.w.Write(fw.buf); err != nil {
+	if _, err := fw.w.Write(b); err != nil {
 		fw.err = err
 		return err
 	}
-	fw.buf = fw.buf[:0]
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -125,16 +126,26 @@ var errPackUploadEnded = errors.New("pack upload ended")
 type packWriter struct {
 	id      packID
 	pw      *io.PipeWriter
+	bw      *bufio.Writer // batches the many small writes of sealing into the pipe
 	size    int64
 	entries []packEntry
 	done    chan error
+	scratch []byte // compressor output, reused member to member
 }
 
-func (r *Repository) newPackWriter(ctx context.Context) (*packWriter, error) {
+// newPackWriter starts a pack; spare, when not nil, is a closed pack whose
+// buffers are reused.
+func (r *Repository) newPackWriter(ctx context.Context, spare *packWriter) (*packWriter, error) {
 	p := &packWriter{done: make(chan error, 1)}
 	rand.Read(p.id[:])
 	pr, pw := io.Pipe()
 	p.pw = pw
+	if spare != nil {
+		p.bw, p.scratch = spare.bw, spare.scratch
+		p.bw.Reset(pw)
+	} else {
+		p.bw = bufio.NewWriterSize(pw, 1<<20)
+	}
 	go func() {
 		err := r.store.Put(ctx, p.id.name(), pr, -1)
 		// Unblocks the writer if Put stopped reading early.
@@ -150,31 +161,52 @@ func (r *Repository) newPackWriter(ctx context.Context) (*packWriter, error) {
 }
 
 func (p *packWriter) write(b []byte) error {
-	if _, err := p.pw.Write(b); err != nil {
+	n, err := p.bw.Write(b)
+	p.size += int64(n)
+	if err != nil {
 		return fmt.Errorf("write pack %s: %w", p.id.name(), err)
 	}
-	p.size += int64(len(b))
 	return nil
 }
 
-// add appends one sealed chunk object.
-func (p *packWriter) add(id ChunkID, obj []byte, plain int) error {
-	if p.size+int64(len(obj)) > packMax-(1<<24) {
-		return fmt.Errorf("write pack %s: full", p.id.name())
+// seal appends data as one chunk object sealed by c (whose SHA-256 is sum)
+// and returns the object's size.
+func (p *packWriter) seal(c *Codec, id ChunkID, data []byte, sum [32]byte) (int64, error) {
+	if p.size > packMax-(16<<20)-int64(len(data)) {
+		return 0, fmt.Errorf("write pack %s: full", p.id.name())
 	}
-	e := packEntry{id: id, off: uint32(p.size), length: uint32(len(obj)), plain: uint32(plain)}
-	if err := p.write(obj); err != nil {
-		return err
+	off := p.size
+	cw := &countingWriter{w: p.bw}
+	var err error
+	p.scratch, err = c.sealWhole(cw, KindChunk, data, sum, p.scratch)
+	p.size += cw.n
+	if err != nil {
+		return 0, fmt.Errorf("write chunk %s to pack %s: %w", id, p.id.name(), err)
 	}
-	p.entries = append(p.entries, e)
-	return nil
+	p.entries = append(p.entries, packEntry{id: id, off: uint32(off), length: uint32(cw.n), plain: uint32(len(data))})
+	return cw.n, nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
 }
 
 // close writes the trailer and waits until the store holds the pack.
 func (p *packWriter) close() error {
-	if err := p.write(marshalPackTrailer(p.entries)); err != nil {
+	err := p.write(marshalPackTrailer(p.entries))
+	if err == nil {
+		err = p.bw.Flush()
+	}
+	if err != nil {
 		p.abort(err)
-		return err
+		return fmt.Errorf("write pack %s: %w", p.id.name(), err)
 	}
 	p.pw.Close()
 	if err := <-p.done; err != nil {
