@@ -53,6 +53,11 @@ func pgSuite(ctx context.Context, dir string, scale, runs int) error {
 		return err
 	}
 	conn.Exec(ctx, "SELECT pg_reload_conf()")
+	// pgbench -i leaves the whole cluster dirty: checkpoint now, or the
+	// first backup (whoever runs first) pays for writing it all out.
+	if _, err := conn.Exec(ctx, "CHECKPOINT"); err != nil {
+		return err
+	}
 	pgbrConf := filepath.Join(pgbrDir, "pgbackrest", "pgbackrest.conf")
 	pgbrRepo := filepath.Join(pgbrDir, "pgbackrest", "repo")
 
