@@ -163,107 +163,21 @@ func (r *Repository) pruneChunks(ctx context.Context, keptIDs []string, dryRun b
 	return t, nil
 }
 
-// prunePacks deletes the packs that hold no chunk a kept backup references
-// (including packs no index lists: left by a backup that died before its
-// commit). A pack with any live chunk is kept whole, its unreferenced
-// chunks too (they stay indexed: a later backup may deduplicate against
-// them); their bytes are reported as not reclaimed.
-func (r *Repository) prunePacks(ctx context.Context, refs map[ChunkID]struct{}, dryRun bool) (Trimmed, error) {
-	var t Trimmed
-	idx, err := r.loadChunkIndex(ctx)
-	if err != nil {
-		return t, fmt.Errorf("expire: %w", err)
-	}
-	live := map[packID]bool{}
-	keep := map[ChunkID]struct{}{}
-	var deadInLive int64
-	for id, e := range idx {
-		if _, ok := refs[id]; ok {
-			live[e.pack] = true
-		}
-	}
-	for id, e := range idx {
-		if !live[e.pack] {
-			continue
-		}
-		keep[id] = struct{}{}
-		if _, ok := refs[id]; !ok {
-			deadInLive += int64(e.length)
-		}
-	}
-	var doomed []string
-	if err := r.store.List(ctx, packPrefix, "", func(o ObjectInfo) error {
-		p, err := parsePackName(o.Name)
-		if err != nil {
-			return err
-		}
-		if !live[p] {
-			doomed = append(doomed, o.Name)
-			t.Objects++
-			t.Bytes += o.Size
-		}
-		return nil
-	}); err != nil {
-		return t, fmt.Errorf("expire: list packs: %w", err)
-	}
-	if deadInLive > 0 {
-		t.Detail = append(t.Detail, fmt.Sprintf("%d bytes of unreferenced chunks stay inside packs that still hold referenced ones", deadInLive))
-	}
-	if dryRun || len(doomed) == 0 && len(keep) == len(idx) {
-		return t, nil
-	}
-	if err := r.rewriteChunkIndex(ctx, keep); err != nil {
-		return t, err
-	}
-	r.locMu.Lock()
-	r.locs = nil
-	r.locMu.Unlock()
-	for _, name := range doomed {
-		if err := r.store.Delete(ctx, name); err != nil && !errors.Is(err, ErrNotExist) {
-			return t, fmt.Errorf("expire: delete %s: %w", name, err)
-		}
-	}
-	return t, nil
-}
-
 // rewriteChunkIndex replaces all chunk indexes by one that lists only the
 // chunks in keep: written first, old ones deleted after, so at every moment
 // the indexes list no chunk that is already gone.
 func (r *Repository) rewriteChunkIndex(ctx context.Context, keep map[ChunkID]struct{}) error {
-	var names []string
-	if err := r.store.List(ctx, chunkIndexPrefix, "", func(o ObjectInfo) error {
-		names = append(names, o.Name)
-		return nil
-	}); err != nil {
-		return fmt.Errorf("expire: list chunk indexes: %w", err)
+	idx, err := r.loadChunkIndex(ctx)
+	if err != nil {
+		return fmt.Errorf("expire: %w", err)
 	}
-	seen := map[ChunkID]bool{}
 	var entries []indexEntry
-	for _, name := range names {
-		b, err := r.ReadAll(ctx, name, KindChunkIndex)
-		if err != nil {
-			return fmt.Errorf("expire: read chunk index %s: %w", name, err)
-		}
-		es, err := parseChunkIndex(b)
-		if err != nil {
-			return fmt.Errorf("expire: chunk index %s: %w", name, err)
-		}
-		for _, e := range es {
-			if _, ok := keep[e.id]; ok && !seen[e.id] {
-				seen[e.id] = true
-				entries = append(entries, e)
-			}
+	for id, e := range idx {
+		if _, ok := keep[id]; ok {
+			entries = append(entries, e)
 		}
 	}
-	if err := r.writeChunkIndex(ctx, entries); err != nil {
-		return fmt.Errorf("expire: write chunk index: %w", err)
-	}
-	for _, name := range names {
-		if err := r.store.Delete(ctx, name); err != nil && !errors.Is(err, ErrNotExist) {
-			return fmt.Errorf("expire: delete chunk index %s: %w", name, err)
-		}
-	}
-	return nil
+	return r.replaceChunkIndex(ctx, entries)
 }
 
 // TrimStream deletes a stream's segments, oldest first, while they end
