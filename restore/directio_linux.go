@@ -31,17 +31,35 @@ func directIO(f archive.FileEntry) bool {
 	return true
 }
 
-// openOut creates p, with O_DIRECT when direct (falling back to ordinary
-// writes on file systems without it, such as tmpfs).
-func openOut(p string, perm os.FileMode, direct bool) (*os.File, error) {
+// openOut creates p, with O_DIRECT when direct, and reports whether it got
+// it: file systems without O_DIRECT (tmpfs) refuse the open, and one with
+// stricter alignment than directBlock would refuse the writes, so a first
+// block is written as a probe (the file's first chunk overwrites it).
+func openOut(p string, perm os.FileMode, direct bool) (*os.File, bool, error) {
 	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
 	if direct {
 		f, err := os.OpenFile(p, flags|syscall.O_DIRECT, perm)
+		if err == nil {
+			if _, err = f.WriteAt(alignedBuffer(directBlock), 0); err == nil {
+				return f, true, nil
+			}
+			f.Close()
+			if !errors.Is(err, syscall.EINVAL) {
+				return nil, false, err
+			}
+			return reopenOut(p)
+		}
 		if !errors.Is(err, syscall.EINVAL) {
-			return f, err
+			return nil, false, err
 		}
 	}
-	return os.OpenFile(p, flags, perm)
+	f, err := os.OpenFile(p, flags, perm)
+	return f, false, err
+}
+
+func reopenOut(p string) (*os.File, bool, error) {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+	return f, false, err
 }
 
 // alignedBuffer returns n bytes starting on a block boundary.

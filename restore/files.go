@@ -111,8 +111,7 @@ func createFile(dir string, f archive.FileEntry) (*outFile, error) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return nil, err
 	}
-	direct := directIO(f)
-	file, err := openOut(p, fs.FileMode(f.Mode).Perm()|0o600, direct)
+	file, direct, err := openOut(p, fs.FileMode(f.Mode).Perm()|0o600, directIO(f))
 	if err != nil {
 		return nil, err
 	}
