@@ -158,6 +158,7 @@ func (w *ChunkWriter) WriteFile(ctx context.Context, src io.Reader, mode ChunkMo
 		wg   sync.WaitGroup
 	)
 	next := w.splitter(src, mode)
+read:
 	for {
 		buf, err := next()
 		if err == io.EOF {
@@ -171,10 +172,8 @@ func (w *ChunkWriter) WriteFile(ctx context.Context, src io.Reader, mode ChunkMo
 		select {
 		case w.inflight <- struct{}{}:
 		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
 			w.release(buf)
-			break
+			break read
 		}
 		ref := &ChunkRef{Size: uint32(len(buf))}
 		refs = append(refs, ref)

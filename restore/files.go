@@ -41,10 +41,7 @@ func writeFiles(ctx context.Context, repo *archive.Repository, dir string, files
 				if err == nil {
 					err = j.f.writeAt(data, j.off)
 				}
-				if cap(data) > cap(*buf) {
-					*buf = data[:cap(data)] // keep the bigger buffer
-				}
-				bufs.Put(buf)
+				bufs.Put(buf) // the aligned one, even if a big chunk needed another
 				if err != nil {
 					cancel(fmt.Errorf("restore %s: %w", j.f.entry.Path, err))
 					continue
