@@ -115,7 +115,10 @@ type ChunkWriter struct {
 	known    map[ChunkID]indexEntry // in the repository or being stored now
 	added    []indexEntry
 	stats    ChunkStats
-	open     int              // packs started and not yet closed
+	open     int              // packs started and not yet full
+	closeErr error            // the first pack that failed to close
+	closing  sync.WaitGroup   // packs being closed in the background
+	closeSem chan struct{}    // bounds packs closing at once (their buffers)
 	inflight chan struct{}    // bounds chunks in work: memory stays ~ jobs × chunk size
 	idle     chan *packWriter // open packs no worker is writing to
 	spare    chan *packWriter // closed packs whose buffers a new pack reuses
@@ -136,7 +139,8 @@ func (r *Repository) NewChunkWriter(ctx context.Context, jobs int) (*ChunkWriter
 	}
 	pctx, cancel := context.WithCancel(ctx)
 	return &ChunkWriter{repo: r, jobs: jobs, known: known, packCtx: pctx, cancelPack: cancel,
-		inflight: make(chan struct{}, 2*jobs), idle: make(chan *packWriter, jobs), spare: make(chan *packWriter, jobs)}, nil
+		inflight: make(chan struct{}, 2*jobs), idle: make(chan *packWriter, jobs), spare: make(chan *packWriter, jobs),
+		closeSem: make(chan struct{}, jobs)}, nil
 }
 
 // Stats returns the counts so far.
@@ -239,6 +243,12 @@ func (w *ChunkWriter) claim(id ChunkID, size int) bool {
 // reached its target size is closed here, and its chunks become indexable
 // once the store holds it. It returns the chunk object's stored size.
 func (w *ChunkWriter) addToPack(ctx context.Context, id ChunkID, data []byte, sum [32]byte) (int64, error) {
+	w.mu.Lock()
+	err := w.closeErr
+	w.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
 	var p *packWriter
 	select {
 	case p = <-w.idle:
@@ -250,14 +260,13 @@ func (w *ChunkWriter) addToPack(ctx context.Context, id ChunkID, data []byte, su
 		}
 		w.mu.Unlock()
 		if start {
-			var err error
 			var spare *packWriter
 			select {
 			case spare = <-w.spare:
 			default:
 			}
 			if p, err = w.repo.newPackWriter(w.packCtx, spare); err != nil {
-				w.packDone(nil)
+				w.packGone()
 				return 0, err
 			}
 		} else {
@@ -271,35 +280,53 @@ func (w *ChunkWriter) addToPack(ctx context.Context, id ChunkID, data []byte, su
 	stored, err := p.seal(w.repo.chunks, id, data, sum)
 	if err != nil {
 		p.abort(err)
-		w.packDone(nil)
+		w.packGone()
 		return 0, err
 	}
 	if p.size < packTarget {
 		w.idle <- p
 		return stored, nil
 	}
-	err = p.close()
-	w.packDone(p)
-	if err == nil {
-		select {
-		case w.spare <- p: // its buffers serve the next pack
-		default:
-		}
-	}
-	return stored, err
+	w.closeInBackground(p)
+	return stored, nil
 }
 
-// packDone accounts for a pack that was closed (p) or abandoned (nil).
-func (w *ChunkWriter) packDone(p *packWriter) {
+// packGone accounts for a pack that no longer takes chunks.
+func (w *ChunkWriter) packGone() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.open--
-	if p == nil {
-		return
-	}
-	for _, e := range p.entries {
-		w.added = append(w.added, indexEntry{id: e.id, pack: p.id, off: e.off, length: e.length, plain: e.plain, stored: e.length})
-	}
+}
+
+// closeInBackground finishes a full pack while the workers go on: the
+// store's fsync or last PUT must not stall compression. Its chunks become
+// indexable once the store holds it; a failure fails the writer (the next
+// chunk and Commit return it).
+func (w *ChunkWriter) closeInBackground(p *packWriter) {
+	w.closeSem <- struct{}{}
+	w.packGone() // a new pack may start now
+	w.closing.Add(1)
+	go func() {
+		defer w.closing.Done()
+		defer func() { <-w.closeSem }()
+		err := p.close()
+		w.mu.Lock()
+		if err != nil && w.closeErr == nil {
+			w.closeErr = err
+		}
+		if err == nil {
+			for _, e := range p.entries {
+				w.added = append(w.added, indexEntry{id: e.id, pack: p.id, off: e.off, length: e.length, plain: e.plain, stored: e.length})
+			}
+		}
+		w.mu.Unlock()
+		if err == nil {
+			select {
+			case w.spare <- p: // its buffers serve a next pack
+			default:
+			}
+		}
+	}()
 }
 
 // buffer returns a pooled buffer of n bytes. Buffers are pooled by
@@ -363,23 +390,22 @@ func (w *ChunkWriter) splitter(src io.Reader, mode ChunkMode) func() ([]byte, er
 // writer stored. Call it, after every WriteFile returned, before writing the
 // manifest that references them; a writer with nothing new writes nothing.
 func (w *ChunkWriter) Commit(ctx context.Context) error {
-	for {
+	for done := false; !done; {
 		select {
 		case p := <-w.idle:
-			err := p.close()
-			w.packDone(p)
-			if err != nil {
-				return err
-			}
-			continue
+			w.closeInBackground(p)
 		default:
+			done = true
 		}
-		break
 	}
+	w.closing.Wait()
 	w.mu.Lock()
-	added := w.added
+	added, err := w.added, w.closeErr
 	w.added = nil
 	w.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	if len(added) == 0 {
 		return nil
 	}
@@ -387,14 +413,16 @@ func (w *ChunkWriter) Commit(ctx context.Context) error {
 }
 
 // Abort abandons the packs still open (after a failure): the store keeps
-// nothing of them. A no-op after Commit.
+// nothing of them (a pack already closing may land; expire removes it as
+// unindexed). A no-op after Commit.
 func (w *ChunkWriter) Abort() {
+	defer w.closing.Wait()
 	defer w.cancelPack()
 	for {
 		select {
 		case p := <-w.idle:
 			p.abort(errors.New("backup abandoned"))
-			w.packDone(nil)
+			w.packGone()
 		default:
 			return
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -155,3 +156,55 @@ func TestManifestReferences(t *testing.T) {
 }
 
 func timeNow() time.Time { return time.Now() }
+
+// failingPuts is a file store whose pack uploads fail after taking every
+// byte, as a failed fsync or a refused multipart completion would: only
+// closing the pack can notice.
+type failingPuts struct {
+	*archive.FileStore
+}
+
+func (f failingPuts) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	if strings.HasPrefix(name, "packs/") {
+		io.Copy(io.Discard, r)
+		return errors.New("disk full (injected)")
+	}
+	return f.FileStore.Put(ctx, name, r, size)
+}
+
+// TestPackFailureFailsTheWriter: a pack the store did not take fails the
+// backup — from WriteFile or at the latest from Commit — and no index
+// names its chunks, so nothing deduplicates against them.
+func TestPackFailureFailsTheWriter(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	fs, err := archive.OpenFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := archive.Init(ctx, fs, archive.InitOptions{NoEncrypt: true, Compression: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := archive.Open(ctx, failingPuts{fs}, archive.Keys{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 40<<20) // more than two packs
+	rand.Read(data)
+	w, err := r.NewChunkWriter(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.WriteFile(ctx, bytes.NewReader(data), archive.Aligned)
+	if err == nil {
+		err = w.Commit(ctx)
+	}
+	w.Abort()
+	if err == nil || !strings.Contains(err.Error(), "disk full (injected)") {
+		t.Fatalf("a failed pack upload: %v", err)
+	}
+	unref, err := r.UnreferencedChunks(ctx)
+	if err != nil || len(unref) != 0 {
+		t.Fatalf("chunks of failed packs indexed: %d, %v", len(unref), err)
+	}
+}

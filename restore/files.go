@@ -16,7 +16,8 @@ import (
 // out chunks, not files: one 1 GiB relation file is fetched, verified and
 // written by every worker at once, each chunk at its offset. A file is
 // fsynced and given its mtime once its last chunk is written. progress,
-// when set, is called with the bytes written by each chunk.
+// when set, is called with the bytes written by each chunk, from the
+// workers concurrently.
 func writeFiles(ctx context.Context, repo *archive.Repository, dir string, files []archive.FileEntry, jobs int, progress func(n int64)) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)

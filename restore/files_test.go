@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,8 +61,8 @@ func TestWriteFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	var written int64
-	if err := writeFiles(ctx, repo.Repository, dir, files, 4, func(n int64) { written += n }); err != nil {
+	var written atomic.Int64 // progress is called by the workers concurrently
+	if err := writeFiles(ctx, repo.Repository, dir, files, 4, func(n int64) { written.Add(n) }); err != nil {
 		t.Fatal(err)
 	}
 	var total int64
@@ -76,8 +77,8 @@ func TestWriteFiles(t *testing.T) {
 			t.Fatalf("%s mtime %v", name, fi.ModTime())
 		}
 	}
-	if written != total {
-		t.Fatalf("progress counted %d bytes of %d", written, total)
+	if written.Load() != total {
+		t.Fatalf("progress counted %d bytes of %d", written.Load(), total)
 	}
 
 	// Corrupt one chunk of the big file: the restore fails and says which file.
