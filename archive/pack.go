@@ -155,6 +155,7 @@ func (r *Repository) newPackWriter(ctx context.Context, spare *packWriter) (*pac
 	h := objectHeader{version: ObjectVersion, kind: uint8(KindPack)}
 	hb := h.marshal()
 	if err := p.write(hb[:]); err != nil {
+		p.abort(err) // ends the upload goroutine too
 		return nil, err
 	}
 	return p, nil
