@@ -2,7 +2,6 @@ package binlog
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -13,9 +12,9 @@ import (
 var (
 	// ErrNotCovered: the archive does not hold the binlog from the base to
 	// the target (a break in the stream, or the base before its start).
-	ErrNotCovered = errors.New("binlog archive does not cover the range")
+	ErrNotCovered = archive.Class(archive.ErrGap, "binlog archive does not cover the range")
 	// ErrOutsideWindow: the target is not inside what the archive holds.
-	ErrOutsideWindow = errors.New("target outside the archived binlog window")
+	ErrOutsideWindow = archive.Class(archive.ErrUnreachable, "target outside the archived binlog window")
 )
 
 // Window is a recoverable range: from a base at From, every target up to

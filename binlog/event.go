@@ -3,7 +3,6 @@ package binlog
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"strconv"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/replication"
 	"github.com/google/uuid"
+	"github.com/tidemark/tidemark/archive"
 )
 
 // Every binlog file and every archived segment starts with this magic.
@@ -27,7 +27,7 @@ const (
 )
 
 // ErrCorrupt marks binlog bytes that do not parse or fail their checksum.
-var ErrCorrupt = errors.New("corrupt binlog data")
+var ErrCorrupt = archive.Class(archive.ErrCorrupt, "corrupt binlog data")
 
 // Event is one binlog event, kept as the exact bytes the server sent.
 type Event struct {

@@ -49,9 +49,9 @@ type Progress struct {
 var (
 	// ErrGap: history the archive needs is gone from the server, or the
 	// server's history is not the archived one.
-	ErrGap = errors.New("gap in the binlog archive")
+	ErrGap = archive.Class(archive.ErrGap, "gap in the binlog archive")
 	// ErrUnsupported: the server is not configured for archiving.
-	ErrUnsupported = errors.New("server cannot be archived")
+	ErrUnsupported = archive.Class(archive.ErrMisconfigured, "server cannot be archived")
 )
 
 // Stream archives the source's binlog until ctx is cancelled, reconnecting

@@ -1,7 +1,6 @@
 package oplog
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -11,9 +10,9 @@ import (
 // Errors of Range: what part of the oplog the archive cannot provide.
 var (
 	// ErrMissing: a range inside the archive's span is not archived.
-	ErrMissing = errors.New("oplog range not archived")
+	ErrMissing = archive.Class(archive.ErrGap, "oplog range not archived")
 	// ErrBeyond: the range reaches past what is archived.
-	ErrBeyond = errors.New("oplog not archived that far")
+	ErrBeyond = archive.Class(archive.ErrUnreachable, "oplog not archived that far")
 )
 
 // Span is a continuous run of archived oplog.

@@ -2,7 +2,6 @@ package oplog
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -38,7 +37,7 @@ type Source struct {
 
 // ErrNoOplog: the server keeps no oplog (a standalone mongod, FerretDB
 // without a capped local.oplog.rs).
-var ErrNoOplog = errors.New("the server keeps no oplog")
+var ErrNoOplog = archive.Class(archive.ErrMisconfigured, "the server keeps no oplog")
 
 // Identify asks the server what it is.
 func Identify(ctx context.Context, c *mongo.Client) (Source, error) {

@@ -46,7 +46,7 @@ type Config struct {
 var (
 	// ErrRollover: the oplog no longer holds the resume point, so history
 	// between the archive's end and the oplog's oldest entry is lost.
-	ErrRollover = errors.New("oplog rolled over past the archive's end (gap)")
+	ErrRollover = archive.Class(archive.ErrGap, "oplog rolled over past the archive's end (gap)")
 	errFinal    = errors.New("final flush failed")
 )
 

@@ -42,7 +42,7 @@ type Progress struct {
 
 // Errors that end streaming instead of being retried.
 var (
-	ErrGap       = errors.New("gap in the WAL archive")
+	ErrGap       = archive.Class(archive.ErrGap, "gap in the WAL archive")
 	ErrNoSlot    = errors.New("replication slot does not exist")
 	errPermanent = errors.New("permanent")
 )

@@ -4,7 +4,6 @@ import (
 	"errors"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/restore"
 )
 
 // Exit codes, documented in `tidemark --help` and the README. Stable: scripts
@@ -41,9 +40,9 @@ func exitCode(err error) int {
 		return exitCorrupt
 	case errors.Is(err, archive.ErrNoIdentity), errors.Is(err, archive.ErrWrongIdentity):
 		return exitKey
-	case errors.Is(err, restore.ErrGap):
+	case errors.Is(err, archive.ErrGap):
 		return exitGap
-	case errors.Is(err, restore.ErrUnreachable):
+	case errors.Is(err, archive.ErrUnreachable):
 		return exitUnreachable
 	case errors.Is(err, archive.ErrLocked), errors.Is(err, archive.ErrLockLost):
 		return exitLocked
