@@ -12,6 +12,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/internal/jobs"
 	"github.com/tidemark/tidemark/internal/testenv"
 )
 
@@ -21,7 +22,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	a := &app{stdout: &out, stderr: &errb}
+	a := newApp(&out, &errb)
 	root := a.root()
 	root.SetArgs(args)
 	root.SetOut(&out)
@@ -57,7 +58,7 @@ func TestInitAndStatus(t *testing.T) {
 	repo := filepath.Join(t.TempDir(), "repo")
 	expect(t, 0, "init", "--repo", repo, "--no-encryption")
 	out, _ := expect(t, 0, "status", "--repo", repo, "--json")
-	var st statusReport
+	var st jobs.StatusReport
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("status --json: %v\n%s", err, out)
 	}
@@ -89,7 +90,7 @@ func TestEnvironmentFillsFlags(t *testing.T) {
 	t.Setenv("TIDEMARK_RECIPIENT", id.Recipient().String())
 	expect(t, 0, "init")
 	out, _ := expect(t, 0, "status", "--json")
-	var st statusReport
+	var st jobs.StatusReport
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatal(err)
 	}

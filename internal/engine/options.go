@@ -63,6 +63,12 @@ func (d *Declarer) Strings(name string, usage string) {
 	d.declare(name, usage, func() { d.fs.StringSlice(name, nil, d.title+": "+usage) })
 }
 
+// StringArray declares a repeatable flag whose values may hold commas
+// (paths).
+func (d *Declarer) StringArray(name string, usage string) {
+	d.declare(name, usage, func() { d.fs.StringArray(name, nil, d.title+": "+usage) })
+}
+
 func (d *Declarer) declare(name, usage string, define func()) {
 	d.owners[name] = append(d.owners[name], d.engine)
 	f := d.fs.Lookup(name)
@@ -137,11 +143,14 @@ func (o Options) Duration(name string) time.Duration {
 
 // Strings is a repeatable setting.
 func (o Options) Strings(name string) []string {
-	if o.flag(name) == nil {
+	f := o.flag(name)
+	if f == nil {
 		return nil
 	}
-	v, _ := o.fs.GetStringSlice(name)
-	return v
+	if sv, ok := f.Value.(pflag.SliceValue); ok {
+		return sv.GetSlice()
+	}
+	return nil
 }
 
 // Changed reports whether a setting was given rather than defaulted.

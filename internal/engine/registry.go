@@ -13,8 +13,13 @@ import (
 	"github.com/tidemark/tidemark/archive"
 )
 
-// ErrUnknownEngine: a URL scheme or a recorded source no engine answers to.
-var ErrUnknownEngine = errors.New("no engine for this database")
+var (
+	// ErrUnknownEngine: a URL scheme or a recorded source no engine answers to.
+	ErrUnknownEngine = errors.New("no engine for this database")
+	// ErrUsage: options that cannot work, refused before anything is done
+	// (exit 2, like a bad flag).
+	ErrUsage = errors.New("usage")
+)
 
 // Registry holds the engines, in the order they were registered. Build it
 // once (internal/engine/all) and pass it down; there is no global one.
