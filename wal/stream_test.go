@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/internal/supervise"
 	"github.com/tidemark/tidemark/internal/testenv"
 )
 
@@ -315,6 +316,19 @@ func TestMissingSlotRefused(t *testing.T) {
 	cfg.CreateSlot = false
 	if err := Stream(context.Background(), cfg); !errors.Is(err, ErrNoSlot) {
 		t.Fatalf("stream without slot: %v", err)
+	}
+}
+
+// TestStreamSignals: the loop shared by the streamers ends streaming on
+// what wal cannot retry its way out of, and follows a new timeline at once.
+func TestStreamSignals(t *testing.T) {
+	for _, err := range []error{errPermanent, ErrNoSlot, ErrGap} {
+		if !supervise.Permanent(fmt.Errorf("session: %w", err)) {
+			t.Errorf("%v is retried", err)
+		}
+	}
+	if !errors.Is(errTimelineSwitch, supervise.ErrAgain) {
+		t.Error("a timeline switch waits for a backoff")
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/binlog"
 	"github.com/tidemark/tidemark/internal/supervise"
 	"github.com/tidemark/tidemark/oplog"
 	"github.com/tidemark/tidemark/wal"
@@ -138,6 +139,26 @@ func TestPermanentStops(t *testing.T) {
 				t.Fatalf("a permanent error logged as a reconnect:\n%s", h.log.String())
 			}
 		})
+	}
+}
+
+// TestEnginePermanentErrors: every error a streamer stopped on before the
+// loop was shared still stops it, and a lost lease now stops all three.
+func TestEnginePermanentErrors(t *testing.T) {
+	for _, err := range []error{
+		wal.ErrGap, wal.ErrNoSlot, archive.ErrSourceMismatch, archive.ErrExist,
+		binlog.ErrGap, binlog.ErrCorrupt, binlog.ErrUnsupported, archive.ErrLockLost,
+		oplog.ErrRollover, oplog.ErrNoOplog, archive.ErrUnsupported, archive.ErrCorrupt,
+	} {
+		if !supervise.Permanent(fmt.Errorf("session: %w", err)) {
+			t.Errorf("%q is not permanent", err)
+		}
+	}
+	for _, err := range []error{nil, errTransient, context.Canceled, context.DeadlineExceeded, archive.ErrNotExist,
+		supervise.ErrAgain, supervise.ErrDone, supervise.ErrFinalFlush} {
+		if supervise.Permanent(err) {
+			t.Errorf("%v is permanent", err)
+		}
 	}
 }
 
