@@ -134,8 +134,8 @@ func TestPurgedBinlogIsAGap(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	err := Stream(ctx, f.config())
-	if !errors.Is(err, ErrGap) {
-		t.Fatalf("stream after purge: %v, want ErrGap", err)
+	if !errors.Is(err, ErrGap) || !errors.Is(err, archive.ErrGap) {
+		t.Fatalf("stream after purge: %v, want ErrGap (of the shared gap class)", err)
 	}
 	gaps, err := f.repo.Gaps(ctx)
 	if err != nil {
