@@ -15,13 +15,13 @@ import (
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/archive/storetest"
-	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/storeenv"
 )
 
 // TestAzureStoreConformance runs the store suite against Azurite, under a
 // prefix to prove prefixes are honoured, with small listing pages.
 func TestAzureStoreConformance(t *testing.T) {
-	a := testenv.AzuriteServer(t)
+	a := storeenv.AzuriteServer(t)
 	a.SetEnv(t)
 	ctr := a.NewContainer(t)
 	storetest.Run(t, func(t *testing.T) archive.Store {
@@ -36,7 +36,7 @@ func TestAzureStoreConformance(t *testing.T) {
 }
 
 func TestAzureRepositoryThroughOpenStore(t *testing.T) {
-	a := testenv.AzuriteServer(t)
+	a := storeenv.AzuriteServer(t)
 	a.SetEnv(t)
 	testRepositoryThroughOpenStore(t, "azblob://"+a.NewContainer(t)+"/pg-main")
 }
@@ -45,7 +45,7 @@ func TestAzureRepositoryThroughOpenStore(t *testing.T) {
 // file, a SAS token file and the account URL form, and checks that a wrong
 // key and ambiguous settings are clear errors.
 func TestAzureCredentialOptions(t *testing.T) {
-	a := testenv.AzuriteServer(t)
+	a := storeenv.AzuriteServer(t)
 	ctr := a.NewContainer(t)
 	dir := t.TempDir()
 	keyFile, sasFile, badKeyFile := filepath.Join(dir, "key"), filepath.Join(dir, "sas"), filepath.Join(dir, "bad")

@@ -7,13 +7,13 @@ import (
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/archive/storetest"
-	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/storeenv"
 )
 
 // TestS3StoreConformance runs the store suite against a real MinIO server,
 // under a prefix to prove prefixes are honoured.
 func TestS3StoreConformance(t *testing.T) {
-	m := testenv.MinIOServer(t)
+	m := storeenv.MinIOServer(t)
 	m.SetEnv(t)
 	bucket := m.NewBucket(t)
 	n := 0
@@ -32,7 +32,7 @@ func TestS3StoreConformance(t *testing.T) {
 // TestS3RepositoryThroughOpenStore opens a repository by URL with only the
 // standard AWS environment, as the CLI does.
 func TestS3RepositoryThroughOpenStore(t *testing.T) {
-	m := testenv.MinIOServer(t)
+	m := storeenv.MinIOServer(t)
 	m.SetEnv(t)
 	testRepositoryThroughOpenStore(t, "s3://"+m.NewBucket(t)+"/pg-main")
 }

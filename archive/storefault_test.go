@@ -15,6 +15,7 @@ import (
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/storeenv"
 )
 
 // lostResponses forwards every request to the real server but, for the
@@ -87,7 +88,7 @@ func TestGCSRetriedCreateFindsItsOwnObject(t *testing.T) {
 }
 
 func TestAzureRetriedCreateFindsItsOwnObject(t *testing.T) {
-	a := testenv.AzuriteServer(t)
+	a := storeenv.AzuriteServer(t)
 	a.SetEnv(t)
 	lost := &lostResponses{match: func(r *http.Request) bool {
 		return r.Method == http.MethodPut && r.URL.Query().Get("comp") == ""
@@ -179,7 +180,7 @@ func TestGCSDownloadResumes(t *testing.T) {
 }
 
 func TestAzureDownloadResumes(t *testing.T) {
-	a := testenv.AzuriteServer(t)
+	a := storeenv.AzuriteServer(t)
 	a.SetEnv(t)
 	broken := &brokenDownloads{after: 100 << 10, match: func(r *http.Request) bool {
 		return r.Method == http.MethodGet && r.URL.Query().Get("comp") == "" && r.URL.Query().Get("restype") == ""

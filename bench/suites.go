@@ -14,7 +14,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/storeenv"
 )
 
 // repoSuite: backup / second backup / restore of size bytes, on file:// and
@@ -33,7 +33,7 @@ func repoSuite(ctx context.Context, dir string, size int64, runs int) error {
 	if err := os.WriteFile(keyFile, []byte(id.String()+"\n"), 0o600); err != nil {
 		return err
 	}
-	minio, err := testenv.StartMinIO()
+	minio, err := storeenv.StartMinIO()
 	if err != nil {
 		return fmt.Errorf("start MinIO (run `make deps`): %w", err)
 	}

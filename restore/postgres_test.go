@@ -19,6 +19,7 @@ import (
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/basebackup"
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/storeenv"
 	"github.com/tidemark/tidemark/wal"
 )
 
@@ -282,7 +283,7 @@ func TestPointInTimeRestoreOnObjectStores(t *testing.T) {
 			return "gs://" + g.NewBucket(t) + "/pg-main"
 		}},
 		{"azblob", func(t *testing.T) string {
-			a := testenv.AzuriteServer(t)
+			a := storeenv.AzuriteServer(t)
 			a.SetEnv(t)
 			return "azblob://" + a.NewContainer(t) + "/pg-main"
 		}},

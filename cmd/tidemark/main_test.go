@@ -13,6 +13,7 @@ import (
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/storeenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -192,7 +193,7 @@ func TestRestoreArgumentValidation(t *testing.T) {
 // TestS3RepositoryFromCLI drives init and status against real MinIO through
 // the standard AWS environment.
 func TestS3RepositoryFromCLI(t *testing.T) {
-	m := testenv.MinIOServer(t)
+	m := storeenv.MinIOServer(t)
 	m.SetEnv(t)
 	bucket := m.NewBucket(t)
 	repo := "s3://" + bucket + "/pg-main"
@@ -217,7 +218,7 @@ func TestObjectStoreRepositoriesFromCLI(t *testing.T) {
 			return "gs://" + g.NewBucket(t) + "/pg-main"
 		},
 		"azblob": func(t *testing.T) string {
-			a := testenv.AzuriteServer(t)
+			a := storeenv.AzuriteServer(t)
 			a.SetEnv(t)
 			return "azblob://" + a.NewContainer(t) + "/pg-main"
 		},
