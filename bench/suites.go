@@ -14,6 +14,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/all"
 	"github.com/tidemark/tidemark/internal/testenv/storeenv"
 )
 
@@ -108,7 +109,7 @@ func initRepo(ctx context.Context, url string, s3env []string, id *age.X25519Ide
 		k, v, _ := cut(kv)
 		os.Setenv(k, v)
 	}
-	store, err := archive.OpenStore(ctx, url)
+	store, err := all.Open(ctx, url)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/all"
 	"github.com/tidemark/tidemark/basebackup"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/internal/testenv/storeenv"
@@ -53,7 +54,7 @@ func newPITRAt(t *testing.T, repoURL string) *pitr {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	s, err := archive.OpenStore(ctx, p.repoURL)
+	s, err := all.Open(ctx, p.repoURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +137,7 @@ func (p *pitr) waitArchived() {
 
 func (p *pitr) backup() *basebackup.BackupResult {
 	p.t.Helper()
-	s, err := archive.OpenStore(context.Background(), p.repoURL)
+	s, err := all.Open(context.Background(), p.repoURL)
 	if err != nil {
 		p.t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/file"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/internal/testenv/storeenv"
 )
@@ -107,7 +108,7 @@ func TestVerifyKeysAndCorruption(t *testing.T) {
 	expect(t, 0, "init", "--repo", repo, "--recipient", id.Recipient().String())
 
 	// Put some data in as a backup host would (public key only).
-	s, _ := archive.OpenFile(repo)
+	s, _ := file.Open(repo)
 	r, err := archive.Open(ctx, s, archive.Keys{})
 	if err != nil {
 		t.Fatal(err)
@@ -245,7 +246,7 @@ func TestWalFetchExitCodes(t *testing.T) {
 	repo := filepath.Join(t.TempDir(), "repo")
 	key, id := keyFile(t)
 	expect(t, 0, "init", "--repo", repo, "--recipient", id.Recipient().String())
-	s, _ := archive.OpenFile(repo)
+	s, _ := file.Open(repo)
 	r, err := archive.Open(ctx, s, archive.Keys{})
 	if err != nil {
 		t.Fatal(err)
