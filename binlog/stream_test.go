@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/file"
 
 	"github.com/tidemark/tidemark/internal/testenv"
 )
@@ -178,7 +179,7 @@ func TestStreamResumesAfterCrash(t *testing.T) {
 	c := f.conn()
 	exec(t, c, "CREATE DATABASE d", "CREATE TABLE d.t (id INT PRIMARY KEY AUTO_INCREMENT, v TEXT)")
 	ctx := context.Background()
-	fs, err := archive.OpenFile(f.dir)
+	fs, err := file.Open(f.dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,9 @@ import (
 	"filippo.io/age"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/file"
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/storeenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -106,7 +108,7 @@ func TestVerifyKeysAndCorruption(t *testing.T) {
 	expect(t, 0, "init", "--repo", repo, "--recipient", id.Recipient().String())
 
 	// Put some data in as a backup host would (public key only).
-	s, _ := archive.OpenFile(repo)
+	s, _ := file.Open(repo)
 	r, err := archive.Open(ctx, s, archive.Keys{})
 	if err != nil {
 		t.Fatal(err)
@@ -192,7 +194,7 @@ func TestRestoreArgumentValidation(t *testing.T) {
 // TestS3RepositoryFromCLI drives init and status against real MinIO through
 // the standard AWS environment.
 func TestS3RepositoryFromCLI(t *testing.T) {
-	m := testenv.MinIOServer(t)
+	m := storeenv.MinIOServer(t)
 	m.SetEnv(t)
 	bucket := m.NewBucket(t)
 	repo := "s3://" + bucket + "/pg-main"
@@ -217,7 +219,7 @@ func TestObjectStoreRepositoriesFromCLI(t *testing.T) {
 			return "gs://" + g.NewBucket(t) + "/pg-main"
 		},
 		"azblob": func(t *testing.T) string {
-			a := testenv.AzuriteServer(t)
+			a := storeenv.AzuriteServer(t)
 			a.SetEnv(t)
 			return "azblob://" + a.NewContainer(t) + "/pg-main"
 		},
@@ -244,7 +246,7 @@ func TestWalFetchExitCodes(t *testing.T) {
 	repo := filepath.Join(t.TempDir(), "repo")
 	key, id := keyFile(t)
 	expect(t, 0, "init", "--repo", repo, "--recipient", id.Recipient().String())
-	s, _ := archive.OpenFile(repo)
+	s, _ := file.Open(repo)
 	r, err := archive.Open(ctx, s, archive.Keys{})
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/file"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/oplog"
 )
@@ -46,7 +47,7 @@ func newMongoCLI(t *testing.T) *mongoCLI {
 
 func (m *mongoCLI) openRepo() *archive.Repository {
 	m.t.Helper()
-	s, err := archive.OpenFile(m.repo)
+	s, err := file.Open(m.repo)
 	if err != nil {
 		m.t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/all"
 )
 
 // repoFlags are the flags that locate and open a repository.
@@ -33,7 +34,7 @@ func (f *repoFlags) store(ctx context.Context) (archive.Store, error) {
 	if f.repo == "" {
 		return nil, usageErr(fmt.Errorf("--repo (or TIDEMARK_REPO) is required"))
 	}
-	return archive.OpenStore(ctx, f.repo)
+	return all.Open(ctx, f.repo)
 }
 
 // open opens the repository with whatever keys were given; read needs them.
