@@ -38,7 +38,7 @@ fuzz:
 	$(GO) test ./archive -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./archive -run '^$$' -fuzz '^FuzzChunkIndex$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./archive -run '^$$' -fuzz '^FuzzPackTrailer$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./archive -run '^$$' -fuzz '^FuzzParseAzureURL$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./archive/store/azblob -run '^$$' -fuzz '^FuzzParseAzureURL$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./restore -run '^$$' -fuzz '^FuzzParseTime$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./basebackup -run '^$$' -fuzz '^FuzzRowReader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./binlog -run '^$$' -fuzz '^FuzzParseSegment$$' -fuzztime $(FUZZTIME)

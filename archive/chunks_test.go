@@ -15,6 +15,8 @@ import (
 	"filippo.io/age"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/file"
+	"github.com/tidemark/tidemark/archive/store/storetest"
 )
 
 func writeFile(t *testing.T, r *archive.Repository, data []byte, mode archive.ChunkMode) ([]archive.ChunkRef, archive.ChunkStats) {
@@ -50,7 +52,7 @@ func TestChunkDedupAligned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := mixedData(8<<20 + 12345)
+	data := storetest.MixedData(8<<20 + 12345)
 	refs, st := writeFile(t, r, data, archive.Aligned)
 	if st.NewChunks != 9 || st.DedupChunks != 0 || len(refs) != 9 {
 		t.Fatalf("first write: %+v, %d refs", st, len(refs))
@@ -95,7 +97,7 @@ func TestChunkDedupContentDefinedSurvivesShift(t *testing.T) {
 func TestSwappedChunkDetected(t *testing.T) {
 	ctx := context.Background()
 	r, dir := newRepo(t, archive.InitOptions{NoEncrypt: true, Compression: "none"})
-	a, b := mixedData(1<<20), mixedData(1<<20)
+	a, b := storetest.MixedData(1<<20), storetest.MixedData(1<<20)
 	refsA, _ := writeFile(t, r, a, archive.Aligned)
 	refsB, _ := writeFile(t, r, b, archive.Aligned)
 	packA, offA, lenA, err := r.ChunkLocation(ctx, refsA[0].ID)
@@ -131,8 +133,8 @@ func TestSwappedChunkDetected(t *testing.T) {
 func TestManifestReferences(t *testing.T) {
 	ctx := context.Background()
 	r, _ := newRepo(t, archive.InitOptions{NoEncrypt: true})
-	keep, _ := writeFile(t, r, mixedData(2<<20), archive.Aligned)
-	orphan, _ := writeFile(t, r, mixedData(1<<20), archive.Aligned)
+	keep, _ := writeFile(t, r, storetest.MixedData(2<<20), archive.Aligned)
+	orphan, _ := writeFile(t, r, storetest.MixedData(1<<20), archive.Aligned)
 	m := &archive.Manifest{ID: archive.NewManifestID(timeNow()), Engine: "test",
 		Files: []archive.FileEntry{{Path: "f", Size: 2 << 20, Chunks: keep}}}
 	if err := r.CommitManifest(ctx, m); err != nil {
@@ -161,7 +163,7 @@ func timeNow() time.Time { return time.Now() }
 // byte, as a failed fsync or a refused multipart completion would: only
 // closing the pack can notice.
 type failingPuts struct {
-	*archive.FileStore
+	*file.Store
 }
 
 func (f failingPuts) Put(ctx context.Context, name string, r io.Reader, size int64) error {
@@ -169,7 +171,7 @@ func (f failingPuts) Put(ctx context.Context, name string, r io.Reader, size int
 		io.Copy(io.Discard, r)
 		return errors.New("disk full (injected)")
 	}
-	return f.FileStore.Put(ctx, name, r, size)
+	return f.Store.Put(ctx, name, r, size)
 }
 
 // TestPackFailureFailsTheWriter: a pack the store did not take fails the
@@ -178,7 +180,7 @@ func (f failingPuts) Put(ctx context.Context, name string, r io.Reader, size int
 func TestPackFailureFailsTheWriter(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	fs, err := archive.OpenFile(dir)
+	fs, err := file.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

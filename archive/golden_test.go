@@ -13,6 +13,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/file"
 )
 
 // Golden repositories of every released format live in testdata/golden and
@@ -46,7 +47,7 @@ func TestWriteGolden(t *testing.T) {
 		"v2-age":   {Recipients: []string{id.Recipient().String()}},
 	} {
 		dir := filepath.Join("testdata", "golden", name)
-		s, err := archive.OpenFile(dir)
+		s, err := file.Open(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,7 +92,7 @@ func TestGoldenRepositoriesStillOpen(t *testing.T) {
 	sum := sha256.Sum256(goldenContent())
 	for _, name := range []string{"v1-plain", "v1-age", "v2-plain", "v2-age"} {
 		t.Run(name, func(t *testing.T) {
-			s, err := archive.OpenFile(filepath.Join("testdata", "golden", name))
+			s, err := file.Open(filepath.Join("testdata", "golden", name))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -67,7 +67,7 @@ type Lock struct {
 // The returned context is cancelled, with ErrLockLost as its cause, if the
 // lease is ever lost; run the locked work under it.
 func (r *Repository) AcquireLock(ctx context.Context, name string, o LockOptions) (*Lock, context.Context, error) {
-	if !validName(lockPrefix+name) || strings.Contains(name, "/") {
+	if !ValidName(lockPrefix+name) || strings.Contains(name, "/") {
 		return nil, nil, fmt.Errorf("lock name %q: %w", name, ErrBadName)
 	}
 	if o.Lease <= 0 {

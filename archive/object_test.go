@@ -3,7 +3,6 @@ package archive_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"io"
 	"os"
@@ -14,13 +13,15 @@ import (
 	"filippo.io/age"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/file"
+	"github.com/tidemark/tidemark/archive/store/storetest"
 )
 
 // newRepo creates a repository in a fresh file store.
 func newRepo(t *testing.T, o archive.InitOptions) (*archive.Repository, string) {
 	t.Helper()
 	dir := t.TempDir()
-	s, err := archive.OpenFile(dir)
+	s, err := file.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +34,7 @@ func newRepo(t *testing.T, o archive.InitOptions) (*archive.Repository, string) 
 
 func reopen(t *testing.T, dir string, keys archive.Keys) (*archive.Repository, error) {
 	t.Helper()
-	s, err := archive.OpenFile(dir)
+	s, err := file.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,19 +59,6 @@ func readObject(r *archive.Repository, name string, kind archive.Kind) ([]byte, 
 	return io.ReadAll(rc)
 }
 
-func mixedData(n int) []byte {
-	b := make([]byte, n)
-	rand.Read(b)
-	// Every other 4 KiB block compressible, as real data tends to be.
-	for off := 0; off < n; off += 8192 {
-		end := min(off+4096, n)
-		for i := off; i < end; i++ {
-			b[i] = byte("tidemark "[i%9])
-		}
-	}
-	return b
-}
-
 func TestObjectRoundTrip(t *testing.T) {
 	id := identity(t)
 	modes := map[string]archive.InitOptions{
@@ -87,7 +75,7 @@ func TestObjectRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, size := range []int{0, 1, 1000, 256 << 10, 3<<20 + 17} {
-				data := mixedData(size)
+				data := storetest.MixedData(size)
 				objName := "blob/" + strings.Repeat("x", 1+size%7)
 				objName += "-" + string(rune('a'+size%26))
 				st, err := r.Put(context.Background(), objName+"-"+name, archive.KindBlob, bytes.NewReader(data))
@@ -155,7 +143,7 @@ func TestEveryFlippedByteDetected(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		data := mixedData(3000)
+		data := storetest.MixedData(3000)
 		if _, err := r.Put(context.Background(), "blob/target", archive.KindBlob, bytes.NewReader(data)); err != nil {
 			t.Fatal(err)
 		}
@@ -271,19 +259,19 @@ func TestKindMismatchRefused(t *testing.T) {
 func TestInitRefusesNonEmpty(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "something"), []byte("x"), 0o600)
-	s, _ := archive.OpenFile(dir)
+	s, _ := file.Open(dir)
 	_, err := archive.Init(context.Background(), s, archive.InitOptions{NoEncrypt: true})
 	if err == nil || !strings.Contains(err.Error(), "not empty") {
 		t.Fatalf("init on non-empty location: %v", err)
 	}
 	// And a second init on an initialised repository is refused too.
 	_, dir2 := newRepo(t, archive.InitOptions{NoEncrypt: true})
-	s2, _ := archive.OpenFile(dir2)
+	s2, _ := file.Open(dir2)
 	if _, err := archive.Init(context.Background(), s2, archive.InitOptions{NoEncrypt: true}); err == nil {
 		t.Fatal("second init succeeded")
 	}
 	// Encryption must be chosen explicitly.
-	s3, _ := archive.OpenFile(t.TempDir())
+	s3, _ := file.Open(t.TempDir())
 	if _, err := archive.Init(context.Background(), s3, archive.InitOptions{}); err == nil {
 		t.Fatal("init without an encryption choice succeeded")
 	}

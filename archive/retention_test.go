@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/file"
+	"github.com/tidemark/tidemark/archive/store/storetest"
 )
 
 func summaries(times ...time.Time) []archive.BackupSummary {
@@ -88,7 +90,7 @@ func TestParseDuration(t *testing.T) {
 func TestExpireKeepsWhatKeptBackupsNeed(t *testing.T) {
 	ctx := context.Background()
 	r, _ := newRepo(t, archive.InitOptions{NoEncrypt: true})
-	shared, only := mixedData(2<<20), make([]byte, 2<<20+100) // only: three chunks of its own
+	shared, only := storetest.MixedData(2<<20), make([]byte, 2<<20+100) // only: three chunks of its own
 	rand.Read(only)
 	commit := func(finished time.Time, files ...[]byte) *archive.Manifest {
 		m := &archive.Manifest{ID: archive.NewManifestID(finished), Engine: "test", Finished: finished}
@@ -105,7 +107,7 @@ func TestExpireKeepsWhatKeptBackupsNeed(t *testing.T) {
 	old := commit(now.Add(-48*time.Hour), shared, only)
 	newer := commit(now.Add(-time.Hour), shared)
 	// An uncommitted backup's leftovers: a chunk nothing references.
-	leftover, _ := writeFile(t, r, mixedData(1 << 20)[:12345], archive.Aligned)
+	leftover, _ := writeFile(t, r, storetest.MixedData(1 << 20)[:12345], archive.Aligned)
 	// The packs that must go: those of the expired backup's own chunks (a
 	// writer spreads chunks over up to --jobs packs) and the leftover's.
 	doomed := map[string]bool{}
@@ -208,7 +210,7 @@ func TestExpireRepacksMostlyDeadPacks(t *testing.T) {
 		t.Fatal("kept backup does not read back after repacking")
 	}
 	// A fresh handle (no cached locations) agrees, and verify is clean.
-	s, _ := archive.OpenFile(dir)
+	s, _ := file.Open(dir)
 	r2, err := archive.Open(ctx, s, archive.Keys{})
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,5 @@
-// Package archive is Tidemark's repository: the stores objects live in, the
+// Package archive is Tidemark's repository: the contract of the stores
+// objects live in (the stores themselves are under archive/store), the
 // object format that seals them, the deduplicated chunk storage for base
 // backups, and the repository config. Everything engine-specific lives in the
 // engine packages; everything here is shared by all of them.
@@ -6,16 +7,15 @@ package archive
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
-	"strings"
 	"time"
 )
 
-// Store is the storage contract every backend (file, S3, ...) fulfils.
+// Store is the storage contract every backend (file, S3, ...) fulfils. The
+// backends live in packages of their own under archive/store, so that code
+// which only needs a Store links no cloud SDK; archive/store/all opens one by
+// repository URL.
 //
 // Names are slash-separated relative paths ("wal/00000001/...") with no
 // leading slash, no empty elements and no element starting with "." (those
@@ -44,57 +44,6 @@ type Store interface {
 	Location() string
 }
 
-// ctxReader fails reads once ctx is done, so a streaming Put stops promptly.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
-// readErrReader remembers the source's own error, so a failed upload can say
-// whether the data or the service broke.
-type readErrReader struct {
-	r   io.Reader
-	err error
-}
-
-func (e *readErrReader) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	if err != nil && err != io.EOF {
-		e.err = err
-	}
-	return n, err
-}
-
-// emptyRead serves the reads object services answer awkwardly: zero bytes,
-// or a range starting exactly at the end (refused with 416 by S3, GCS and
-// Azure), both empty reads by the contract as long as name exists and off is
-// within it.
-func emptyRead(ctx context.Context, s Store, name string, off int64) (io.ReadCloser, error) {
-	info, err := s.Stat(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	if off > info.Size {
-		return nil, fmt.Errorf("read %s at %d: beyond its end (%d bytes)", name, off, info.Size)
-	}
-	return io.NopCloser(strings.NewReader("")), nil
-}
-
-// randomToken is a unique tag for one write, e.g. to recognise a retried
-// conditional create that finds its own first attempt.
-func randomToken() string {
-	var b [16]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 // ObjectInfo describes one stored object.
 type ObjectInfo struct {
 	Name    string
@@ -108,8 +57,14 @@ var (
 	ErrExist    = errors.New("object already exists")
 )
 
-// validName reports whether name obeys the naming rules of the Store contract.
-func validName(name string) bool {
+// ErrBadURL marks a repository URL that cannot name a store. Every store's
+// opener wraps it, so the CLI answers them all with one exit code.
+var ErrBadURL = errors.New("bad repository URL")
+
+// ValidName reports whether name obeys the naming rules of the Store
+// contract. Stores refuse other names, and skip them when listing (they are
+// not objects of ours, e.g. directory markers).
+func ValidName(name string) bool {
 	if name == "" || name[0] == '/' || name[len(name)-1] == '/' {
 		return false
 	}

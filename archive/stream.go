@@ -59,7 +59,7 @@ func (s SegmentInfo) indexName() string { return s.Stream + idxDir + s.key() }
 // validStream accepts names such as "binlog/<server-uuid>": a few path
 // elements that cannot collide with a segment's own directories.
 func validStream(stream string) error {
-	if !validName(stream) || strings.Contains(stream, segDir) || strings.Contains(stream, idxDir) ||
+	if !ValidName(stream) || strings.Contains(stream, segDir) || strings.Contains(stream, idxDir) ||
 		strings.HasSuffix(stream, "/seg") || strings.HasSuffix(stream, "/idx") {
 		return fmt.Errorf("stream name %q: %w", stream, ErrBadName)
 	}

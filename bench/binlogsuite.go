@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/file"
 	"github.com/tidemark/tidemark/binlog"
 	"github.com/tidemark/tidemark/internal/testenv"
 )
@@ -70,7 +71,7 @@ func binlogSuite(ctx context.Context, dir string, dur time.Duration) error {
 		}
 		defer p.Process.Kill()
 	}
-	store, err := archive.OpenFile(repoDir)
+	store, err := file.Open(repoDir)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/all"
 )
 
 const childArg = "__child"
@@ -102,7 +103,7 @@ func runChild(ctx context.Context, args []string) error {
 		return errors.New("usage: __child OP REPO …")
 	}
 	op, repoURL := args[0], args[1]
-	store, err := archive.OpenStore(ctx, repoURL)
+	store, err := all.Open(ctx, repoURL)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/file"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/oplog"
 )
@@ -158,7 +159,7 @@ func loadMixed(ctx context.Context, coll *mongo.Collection, n int) error {
 // writeLoad runs batches of $set updates and measures, per batch, how long
 // after the last write was acknowledged the repository holds it.
 func writeLoad(ctx context.Context, c *mongo.Client, repoDir string, id *age.X25519Identity, batches, perBatch int) ([]time.Duration, error) {
-	store, err := archive.OpenFile(repoDir)
+	store, err := file.Open(repoDir)
 	if err != nil {
 		return nil, err
 	}

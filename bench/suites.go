@@ -14,7 +14,8 @@ import (
 	"filippo.io/age"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/archive/store/all"
+	"github.com/tidemark/tidemark/internal/testenv/storeenv"
 )
 
 // repoSuite: backup / second backup / restore of size bytes, on file:// and
@@ -33,7 +34,7 @@ func repoSuite(ctx context.Context, dir string, size int64, runs int) error {
 	if err := os.WriteFile(keyFile, []byte(id.String()+"\n"), 0o600); err != nil {
 		return err
 	}
-	minio, err := testenv.StartMinIO()
+	minio, err := storeenv.StartMinIO()
 	if err != nil {
 		return fmt.Errorf("start MinIO (run `make deps`): %w", err)
 	}
@@ -108,7 +109,7 @@ func initRepo(ctx context.Context, url string, s3env []string, id *age.X25519Ide
 		k, v, _ := cut(kv)
 		os.Setenv(k, v)
 	}
-	store, err := archive.OpenStore(ctx, url)
+	store, err := all.Open(ctx, url)
 	if err != nil {
 		return err
 	}

@@ -2,12 +2,12 @@ package binlog
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/internal/supervise"
 )
 
 // Config configures Stream.
@@ -45,7 +45,8 @@ type Progress struct {
 	CaughtUp bool
 }
 
-// Errors that end streaming instead of being retried.
+// Errors that end streaming instead of being retried (see
+// supervise.Permanent).
 var (
 	// ErrGap: history the archive needs is gone from the server, or the
 	// server's history is not the archived one.
@@ -72,38 +73,13 @@ func Stream(ctx context.Context, cfg Config) error {
 		cfg.ServerID = DefaultServerID(cfg.Repo.Config().ID)
 	}
 	s := &streamer{cfg: cfg}
-	backoff := time.Second
-	for {
-		progressed, err := s.session(ctx)
-		if ctx.Err() != nil {
-			return s.stop(nil)
-		}
-		if errors.Is(err, ErrGap) {
-			cfg.Log.Error("gap in the binlog archive: streaming stops; a new base backup is needed", "err", err)
-			if rerr := s.recordGap(err); rerr != nil {
-				return fmt.Errorf("%w (and recording it failed: %v)", err, rerr)
-			}
-			return s.stop(err)
-		}
-		if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrUnsupported) || errors.Is(err, archive.ErrSourceMismatch) ||
-			errors.Is(err, archive.ErrExist) || errors.Is(err, archive.ErrLockLost) {
-			return s.stop(err)
-		}
-		if progressed {
-			backoff = time.Second
-		}
-		cfg.Log.Error("binlog streaming interrupted; reconnecting", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return s.stop(nil)
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 30*time.Second)
-	}
+	return supervise.Run(ctx, supervise.Options{Stream: "binlog", Source: cfg.Source.Addr(), Log: cfg.Log,
+		OnGap: s.recordGap, Stop: s.stop}, s.session)
 }
 
-// stop makes what arrived durable on the way out. A failed final flush
-// loses nothing the server does not still have, but the stop is not clean.
+// stop makes what arrived durable on the way out, whatever ends streaming.
+// A failed final flush loses nothing the server does not still have, but
+// the stop is not clean.
 func (s *streamer) stop(err error) error {
 	if s.w == nil {
 		return err
@@ -111,7 +87,7 @@ func (s *streamer) stop(err error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if ferr := s.w.Close(ctx); ferr != nil {
-		ferr = fmt.Errorf("final flush of the binlog archive: %w", ferr)
+		ferr = fmt.Errorf("%w: binlog archive: %w", supervise.ErrFinalFlush, ferr)
 		if err == nil {
 			return ferr
 		}

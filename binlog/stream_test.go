@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/file"
 
 	"github.com/tidemark/tidemark/internal/testenv"
 )
@@ -134,8 +135,8 @@ func TestPurgedBinlogIsAGap(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	err := Stream(ctx, f.config())
-	if !errors.Is(err, ErrGap) {
-		t.Fatalf("stream after purge: %v, want ErrGap", err)
+	if !errors.Is(err, ErrGap) || !errors.Is(err, archive.ErrGap) {
+		t.Fatalf("stream after purge: %v, want ErrGap (of the shared gap class)", err)
 	}
 	gaps, err := f.repo.Gaps(ctx)
 	if err != nil {
@@ -178,7 +179,7 @@ func TestStreamResumesAfterCrash(t *testing.T) {
 	c := f.conn()
 	exec(t, c, "CREATE DATABASE d", "CREATE TABLE d.t (id INT PRIMARY KEY AUTO_INCREMENT, v TEXT)")
 	ctx := context.Background()
-	fs, err := archive.OpenFile(f.dir)
+	fs, err := file.Open(f.dir)
 	if err != nil {
 		t.Fatal(err)
 	}

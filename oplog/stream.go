@@ -2,7 +2,6 @@ package oplog
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/internal/supervise"
 )
 
 // Config configures Stream.
@@ -42,12 +42,12 @@ type Config struct {
 	majority func(ctx context.Context) (TS, bool, error)
 }
 
-// Errors that end streaming instead of being retried.
+// Errors that end streaming instead of being retried (see
+// supervise.Permanent).
 var (
 	// ErrRollover: the oplog no longer holds the resume point, so history
 	// between the archive's end and the oplog's oldest entry is lost.
 	ErrRollover = archive.Class(archive.ErrGap, "oplog rolled over past the archive's end (gap)")
-	errFinal    = errors.New("final flush failed")
 )
 
 // Stream archives the oplog until ctx is cancelled (or Until is durable),
@@ -65,37 +65,10 @@ func Stream(ctx context.Context, cfg Config) error {
 		cfg.Connect = Connect
 	}
 	t := &tailer{cfg: cfg, seen: map[string]TS{}}
-	backoff := time.Second
-	for {
-		progressed, err := t.session(ctx)
-		if errors.Is(err, errDone) {
-			return nil
-		}
-		if ctx.Err() != nil {
-			if ferr := t.finalFlush(); ferr != nil {
-				return ferr
-			}
-			return nil
-		}
-		if errors.Is(err, ErrRollover) {
-			cfg.Log.Error("oplog rollover: streaming stops; a new base backup is needed", "err", err)
-			return err
-		}
-		if errors.Is(err, ErrNoOplog) || errors.Is(err, archive.ErrSourceMismatch) || errors.Is(err, archive.ErrExist) ||
-			errors.Is(err, archive.ErrUnsupported) || errors.Is(err, archive.ErrCorrupt) {
-			return err
-		}
-		if progressed {
-			backoff = time.Second
-		}
-		cfg.Log.Error("oplog streaming interrupted; reconnecting", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return t.finalFlush()
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 30*time.Second)
-	}
+	// No OnGap: a session records a rollover itself (rollover), since it
+	// may continue past the gap from a newer base backup's start.
+	return supervise.Run(ctx, supervise.Options{Stream: "oplog", Source: supervise.Redact(cfg.Source), Log: cfg.Log,
+		Stop: t.stop}, t.session)
 }
 
 // Connect opens a client for url with timeouts suited to a long-running
@@ -109,17 +82,21 @@ func Connect(ctx context.Context, url string) (*mongo.Client, error) {
 	return c, nil
 }
 
-var errDone = errors.New("reached the requested end")
+// errDone: everything up to Until is durable.
+var errDone = fmt.Errorf("reached the requested end: %w", supervise.ErrDone)
 
-// finalFlush makes what arrived durable on a requested stop.
-func (t *tailer) finalFlush() error {
-	if t.w == nil || t.w.Pending() == 0 || errors.Is(context.Cause(t.ctx), archive.ErrLockLost) {
-		return nil // a lost lease means another writer owns the stream now
+// stop makes what arrived durable on a clean stop. When streaming ends on
+// an error it leaves what is pending unflushed (the next streamer reads it
+// from the oplog again): after a lost lease in particular, another writer
+// owns the stream now.
+func (t *tailer) stop(err error) error {
+	if err != nil || t.w == nil || t.w.Pending() == 0 {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := t.w.Flush(ctx); err != nil {
-		return fmt.Errorf("%w: %w", errFinal, err)
+		return fmt.Errorf("%w: %w", supervise.ErrFinalFlush, err)
 	}
 	return nil
 }

@@ -19,7 +19,6 @@ import (
 // nothing twice.
 type tailer struct {
 	cfg     Config
-	ctx     context.Context
 	src     Source
 	w       *archive.StreamWriter
 	last    TS // newest entry appended (or the stream's start)
@@ -33,7 +32,6 @@ type tailer struct {
 const cappedPositionLost = 136
 
 func (t *tailer) session(ctx context.Context) (progressed bool, err error) {
-	t.ctx = ctx
 	c, err := t.cfg.Connect(ctx, t.cfg.Source)
 	if err != nil {
 		return false, err

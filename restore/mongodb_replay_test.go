@@ -10,6 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/file"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/oplog"
 )
@@ -20,7 +21,7 @@ import (
 // exactly once, in order.
 func TestReplaySurvivesConsolidation(t *testing.T) {
 	ctx := context.Background()
-	store, err := archive.OpenFile(t.TempDir())
+	store, err := file.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,8 +17,10 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/all"
 	"github.com/tidemark/tidemark/basebackup"
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/storeenv"
 	"github.com/tidemark/tidemark/wal"
 )
 
@@ -52,7 +54,7 @@ func newPITRAt(t *testing.T, repoURL string) *pitr {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	s, err := archive.OpenStore(ctx, p.repoURL)
+	s, err := all.Open(ctx, p.repoURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +137,7 @@ func (p *pitr) waitArchived() {
 
 func (p *pitr) backup() *basebackup.BackupResult {
 	p.t.Helper()
-	s, err := archive.OpenStore(context.Background(), p.repoURL)
+	s, err := all.Open(context.Background(), p.repoURL)
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -282,7 +284,7 @@ func TestPointInTimeRestoreOnObjectStores(t *testing.T) {
 			return "gs://" + g.NewBucket(t) + "/pg-main"
 		}},
 		{"azblob", func(t *testing.T) string {
-			a := testenv.AzuriteServer(t)
+			a := storeenv.AzuriteServer(t)
 			a.SetEnv(t)
 			return "azblob://" + a.NewContainer(t) + "/pg-main"
 		}},

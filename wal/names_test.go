@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/file"
 )
 
 func TestFileNames(t *testing.T) {
@@ -65,7 +66,7 @@ func TestParseHistory(t *testing.T) {
 
 func TestStateFromNamesAndFetchOfParts(t *testing.T) {
 	ctx := context.Background()
-	s, _ := archive.OpenFile(t.TempDir())
+	s, _ := file.Open(t.TempDir())
 	repo, err := archive.Init(ctx, s, archive.InitOptions{NoEncrypt: true})
 	if err != nil {
 		t.Fatal(err)

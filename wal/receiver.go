@@ -9,6 +9,8 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/tidemark/tidemark/internal/supervise"
 )
 
 // statusInterval keeps standby status updates well inside the server's
@@ -217,7 +219,7 @@ func (r *receiver) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := r.flush(ctx); err != nil {
-		return fmt.Errorf("%w: %w (the slot still holds this WAL)", errFinalFlush, err)
+		return fmt.Errorf("%w: %w (the slot still holds this WAL)", supervise.ErrFinalFlush, err)
 	}
 	r.cfg.Log.Info("WAL streaming stopped", "timeline", r.tli, "durable", r.durable)
 	return nil

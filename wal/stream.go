@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/internal/supervise"
 )
 
 // Config configures a Streamer.
@@ -40,11 +41,15 @@ type Progress struct {
 	ServerEnd LSN // the server's WAL end as of its last message: Durable lags it by the unarchived WAL
 }
 
-// Errors that end streaming instead of being retried.
+// Errors that end streaming instead of being retried (see
+// supervise.Permanent).
 var (
-	ErrGap       = archive.Class(archive.ErrGap, "gap in the WAL archive")
-	ErrNoSlot    = errors.New("replication slot does not exist")
-	errPermanent = errors.New("permanent")
+	ErrGap    = archive.Class(archive.ErrGap, "gap in the WAL archive")
+	ErrNoSlot = archive.Class(archive.ErrMisconfigured, "replication slot does not exist")
+	// errPermanent: anything else about the server or the repository that
+	// a reconnect cannot change (a logical slot, another WAL segment size,
+	// a timeline the archive does not descend from).
+	errPermanent = archive.Class(archive.ErrMisconfigured, "permanent")
 )
 
 var slotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
@@ -68,48 +73,14 @@ func Stream(ctx context.Context, cfg Config) error {
 	if cfg.NoSlot {
 		cfg.Log.Warn("streaming without a replication slot: the server may recycle WAL before it is archived, which would be a gap")
 	}
-	backoff := time.Second
-	for {
-		progressed, err := session(ctx, cfg)
-		if ctx.Err() != nil {
-			if errors.Is(err, errFinalFlush) {
-				return err // stopping, but what arrived is not durable: say so
-			}
-			return nil
-		}
-		if errors.Is(err, errTimelineSwitch) {
-			continue
-		}
-		if errors.Is(err, ErrGap) {
-			cfg.Log.Error("gap in the WAL archive: streaming stops; a new base backup is needed", "err", err)
-			if rerr := recordGap(cfg, err); rerr != nil {
-				return fmt.Errorf("%w (and recording it failed: %v)", err, rerr)
-			}
-			return err
-		}
-		if errors.Is(err, errPermanent) || errors.Is(err, ErrNoSlot) ||
-			errors.Is(err, archive.ErrSourceMismatch) || errors.Is(err, archive.ErrExist) {
-			return err
-		}
-		if progressed {
-			backoff = time.Second
-		}
-		cfg.Log.Error("WAL streaming interrupted; reconnecting", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 30*time.Second)
-	}
+	return supervise.Run(ctx, supervise.Options{Stream: "WAL", Source: supervise.Redact(cfg.Source), Log: cfg.Log,
+		OnGap: func(gap error) error { return recordGap(cfg, gap) }},
+		func(ctx context.Context) (bool, error) { return session(ctx, cfg) })
 }
 
-var (
-	errTimelineSwitch = errors.New("timeline switch")
-	// errFinalFlush: the flush on a requested stop failed. Nothing is lost
-	// (it was never acknowledged, the slot holds it) but the stop is not clean.
-	errFinalFlush = errors.New("final flush failed")
-)
+// errTimelineSwitch: the server ended the timeline being streamed; the
+// next session follows the new one at once.
+var errTimelineSwitch = fmt.Errorf("timeline switch: %w", supervise.ErrAgain)
 
 // recordGap makes a gap visible in `tidemark status` for good.
 func recordGap(cfg Config, gapErr error) error {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -19,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/internal/supervise"
 	"github.com/tidemark/tidemark/internal/testenv"
 )
 
@@ -317,6 +319,19 @@ func TestMissingSlotRefused(t *testing.T) {
 	}
 }
 
+// TestStreamSignals: the loop shared by the streamers ends streaming on
+// what wal cannot retry its way out of, and follows a new timeline at once.
+func TestStreamSignals(t *testing.T) {
+	for _, err := range []error{errPermanent, ErrNoSlot, ErrGap} {
+		if !supervise.Permanent(fmt.Errorf("session: %w", err)) {
+			t.Errorf("%v is retried", err)
+		}
+	}
+	if !errors.Is(errTimelineSwitch, supervise.ErrAgain) {
+		t.Error("a timeline switch waits for a backoff")
+	}
+}
+
 func TestGapWhenSlotDroppedAndWALRemoved(t *testing.T) {
 	f := newFixture(t)
 	c := f.conn()
@@ -352,9 +367,22 @@ func TestGapWhenSlotDroppedAndWALRemoved(t *testing.T) {
 		}
 		f.load(c, 1)
 	}
-	err := Stream(ctx, f.config()) // recreates the slot, now far ahead
+	cfg := f.config()
+	var logged bytes.Buffer
+	cfg.Log = slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, &logged), nil))
+	err := Stream(ctx, cfg) // recreates the slot, now far ahead
 	if !errors.Is(err, ErrGap) {
 		t.Fatalf("stream after the slot was dropped: %v", err)
+	}
+	// The engine's gap is the shared class, so the CLI exits 6 for it as
+	// for every engine's gap.
+	if !errors.Is(err, archive.ErrGap) {
+		t.Fatalf("a WAL gap does not match archive.ErrGap: %v", err)
+	}
+	// Logged naming the stream and the database.
+	want := fmt.Sprintf("source=postgres://%s@%s:%d/postgres", f.pg.User, f.pg.Host, f.pg.Port)
+	if l := logged.String(); !strings.Contains(l, "gap in the WAL archive: streaming stops") || !strings.Contains(l, want) {
+		t.Fatalf("gap not logged with %q:\n%s", want, l)
 	}
 	// The gap is recorded for status, from where the archive stopped.
 	gaps, err := f.repo.Gaps(ctx)

@@ -13,7 +13,9 @@ import (
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/internal/jobs"
+	"github.com/tidemark/tidemark/archive/store/file"
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/internal/testenv/storeenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -107,7 +109,7 @@ func TestVerifyKeysAndCorruption(t *testing.T) {
 	expect(t, 0, "init", "--repo", repo, "--recipient", id.Recipient().String())
 
 	// Put some data in as a backup host would (public key only).
-	s, _ := archive.OpenFile(repo)
+	s, _ := file.Open(repo)
 	r, err := archive.Open(ctx, s, archive.Keys{})
 	if err != nil {
 		t.Fatal(err)
@@ -193,7 +195,7 @@ func TestRestoreArgumentValidation(t *testing.T) {
 // TestS3RepositoryFromCLI drives init and status against real MinIO through
 // the standard AWS environment.
 func TestS3RepositoryFromCLI(t *testing.T) {
-	m := testenv.MinIOServer(t)
+	m := storeenv.MinIOServer(t)
 	m.SetEnv(t)
 	bucket := m.NewBucket(t)
 	repo := "s3://" + bucket + "/pg-main"
@@ -218,7 +220,7 @@ func TestObjectStoreRepositoriesFromCLI(t *testing.T) {
 			return "gs://" + g.NewBucket(t) + "/pg-main"
 		},
 		"azblob": func(t *testing.T) string {
-			a := testenv.AzuriteServer(t)
+			a := storeenv.AzuriteServer(t)
 			a.SetEnv(t)
 			return "azblob://" + a.NewContainer(t) + "/pg-main"
 		},
@@ -245,7 +247,7 @@ func TestWalFetchExitCodes(t *testing.T) {
 	repo := filepath.Join(t.TempDir(), "repo")
 	key, id := keyFile(t)
 	expect(t, 0, "init", "--repo", repo, "--recipient", id.Recipient().String())
-	s, _ := archive.OpenFile(repo)
+	s, _ := file.Open(repo)
 	r, err := archive.Open(ctx, s, archive.Keys{})
 	if err != nil {
 		t.Fatal(err)

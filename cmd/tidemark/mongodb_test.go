@@ -20,6 +20,7 @@ import (
 	"github.com/tidemark/tidemark/internal/engine/all"
 	mgengine "github.com/tidemark/tidemark/internal/engine/mongodb"
 	"github.com/tidemark/tidemark/internal/jobs"
+	"github.com/tidemark/tidemark/archive/store/file"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/oplog"
 )
@@ -49,7 +50,7 @@ func newMongoCLI(t *testing.T) *mongoCLI {
 
 func (m *mongoCLI) openRepo() *archive.Repository {
 	m.t.Helper()
-	s, err := archive.OpenFile(m.repo)
+	s, err := file.Open(m.repo)
 	if err != nil {
 		m.t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/file"
 	"github.com/tidemark/tidemark/binlog"
 	"github.com/tidemark/tidemark/internal/testenv"
 )
@@ -38,7 +39,7 @@ func TestMySQLBackupRestoreCLI(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s, err := archive.OpenFile(repo)
+	s, err := file.Open(repo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/internal/engine"
 	"github.com/tidemark/tidemark/internal/jobs"
+	storeall "github.com/tidemark/tidemark/archive/store/all"
 )
 
 // repoFlags are the flags that locate and open a repository.
@@ -37,7 +38,7 @@ func (f *repoFlags) store(ctx context.Context) (archive.Store, error) {
 	if f.repo == "" {
 		return nil, usageErr(fmt.Errorf("--repo (or TIDEMARK_REPO) is required"))
 	}
-	return archive.OpenStore(ctx, f.repo)
+	return storeall.Open(ctx, f.repo)
 }
 
 // open opens the repository with whatever keys were given; read needs them.

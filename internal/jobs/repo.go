@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/archive"
+	storeall "github.com/tidemark/tidemark/archive/store/all"
 	"github.com/tidemark/tidemark/internal/engine"
 )
 
@@ -14,7 +15,7 @@ import (
 // with read, a repository it cannot decrypt is refused at once instead of
 // at the first object.
 func OpenRepo(ctx context.Context, ref engine.RepoRef, read bool) (*archive.Repository, error) {
-	s, err := archive.OpenStore(ctx, ref.URL)
+	s, err := storeall.Open(ctx, ref.URL)
 	if err != nil {
 		return nil, err
 	}

@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 )
 
 // Azurite is a throwaway Azurite (Azure Blob Storage emulator) on 127.0.0.1,
@@ -98,31 +96,6 @@ func StartAzurite() (*Azurite, error) {
 // ConnectionString is the account's connection string (key and endpoint).
 func (a *Azurite) ConnectionString() string {
 	return fmt.Sprintf("DefaultEndpointsProtocol=http;AccountName=%s;AccountKey=%s;BlobEndpoint=%s;", a.Account, a.Key, a.Endpoint)
-}
-
-// CreateContainer makes a fresh, uniquely named container.
-func (a *Azurite) CreateContainer(ctx context.Context) (string, error) {
-	name := "tm-" + randomHex(6)
-	c, err := container.NewClientFromConnectionString(a.ConnectionString(), name, nil)
-	if err != nil {
-		return "", err
-	}
-	if _, err := c.Create(ctx, nil); err != nil {
-		return "", fmt.Errorf("create container %s: %w", name, err)
-	}
-	return name, nil
-}
-
-// NewContainer makes a fresh container for a test.
-func (a *Azurite) NewContainer(t testing.TB) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := a.CreateContainer(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // Env points Azure clients (in this process and in children) at the server

@@ -86,7 +86,7 @@ func StartFakeGCS() (*FakeGCS, error) {
 
 // CreateBucket makes a fresh, uniquely named bucket.
 func (g *FakeGCS) CreateBucket(ctx context.Context) (string, error) {
-	name := "tm-" + randomHex(6)
+	name := NewName()
 	body, _ := json.Marshal(map[string]string{"name": name})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+g.Host+"/storage/v1/b", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -104,13 +104,7 @@ func (g *FakeGCS) CreateBucket(ctx context.Context) (string, error) {
 // NewBucket makes a fresh bucket for a test.
 func (g *FakeGCS) NewBucket(t testing.TB) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, err := g.CreateBucket(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return Create(t, g.CreateBucket)
 }
 
 // Env points the Google client (in this process and in children) at the server.

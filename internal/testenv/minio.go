@@ -12,10 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
 // MinIO is a throwaway MinIO (S3) server on 127.0.0.1 with random
@@ -99,37 +95,6 @@ func StartMinIO() (*MinIO, error) {
 		return nil, err
 	}
 	return m, nil
-}
-
-// Client is an S3 client for the server.
-func (m *MinIO) Client() *s3.Client {
-	return s3.New(s3.Options{
-		Region:       m.Region,
-		BaseEndpoint: aws.String(m.Endpoint),
-		UsePathStyle: true,
-		Credentials:  credentials.NewStaticCredentialsProvider(m.AccessKey, m.SecretKey, ""),
-	})
-}
-
-// CreateBucket makes a fresh, uniquely named bucket.
-func (m *MinIO) CreateBucket(ctx context.Context) (string, error) {
-	name := "tm-" + randomHex(6)
-	if _, err := m.Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
-		return "", fmt.Errorf("create bucket %s: %w", name, err)
-	}
-	return name, nil
-}
-
-// NewBucket makes a fresh bucket for a test.
-func (m *MinIO) NewBucket(t testing.TB) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, err := m.CreateBucket(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // Env is the standard AWS environment pointing at this server, for child

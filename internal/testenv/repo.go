@@ -7,6 +7,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/file"
 )
 
 // Repo is an age-encrypted file repository in dir, opened with its key.
@@ -26,7 +27,7 @@ func NewRepo(t testing.TB) *Repo {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	s, err := archive.OpenFile(dir)
+	s, err := file.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

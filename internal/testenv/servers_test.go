@@ -110,24 +110,9 @@ func TestFerretDBWritesOplog(t *testing.T) {
 	}
 }
 
-func TestMinIO(t *testing.T) {
-	m := MinIOServer(t)
-	b := m.NewBucket(t)
-	if !strings.HasPrefix(b, "tm-") {
-		t.Fatalf("bucket %q", b)
-	}
-}
-
 func TestFakeGCS(t *testing.T) {
 	g := FakeGCSServer(t)
 	if b := g.NewBucket(t); !strings.HasPrefix(b, "tm-") {
 		t.Fatalf("bucket %q", b)
-	}
-}
-
-func TestAzurite(t *testing.T) {
-	a := AzuriteServer(t)
-	if c := a.NewContainer(t); !strings.HasPrefix(c, "tm-") {
-		t.Fatalf("container %q", c)
 	}
 }

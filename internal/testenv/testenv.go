@@ -10,9 +10,14 @@
 // When a server cannot start, Unavailable decides what the test does: under
 // CI=true it fails (a skipped server test in CI is a hidden failure), locally
 // it skips with a message naming the server and the reason.
+//
+// Making S3 buckets and Azure containers needs the cloud SDKs; that lives in
+// the sub-package storeenv, so the engines' tests, which import testenv, do
+// not link them.
 package testenv
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -22,6 +27,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // Versions of the servers built from Go modules by `make deps`.
@@ -121,4 +127,20 @@ func bindToParent(cmd *exec.Cmd) {
 	}
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	cmd.SysProcAttr.Setpgid = true
+}
+
+// NewName is a fresh, unique name for a bucket or container of one test.
+func NewName() string { return "tm-" + randomHex(6) }
+
+// Create runs create, which makes a bucket or container and returns its
+// name, with a deadline so a hung server fails the test instead of hanging it.
+func Create(t testing.TB, create func(context.Context) (string, error)) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	name, err := create(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name
 }

@@ -1,4 +1,4 @@
-package archive_test
+package file
 
 import (
 	"context"
@@ -8,12 +8,12 @@ import (
 	"testing"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/archive/storetest"
+	"github.com/tidemark/tidemark/archive/store/storetest"
 )
 
 func TestFileStoreConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) archive.Store {
-		s, err := archive.OpenFile(t.TempDir())
+		s, err := Open(t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -23,7 +23,7 @@ func TestFileStoreConformance(t *testing.T) {
 
 func TestFileStoreLeavesNoTempFiles(t *testing.T) {
 	dir := t.TempDir()
-	s, err := archive.OpenFile(dir)
+	s, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,6 @@
-package archive
+// Package s3 is the store for Amazon S3 and S3-compatible servers (MinIO,
+// Ceph, ...), write-once through conditional writes.
+package s3
 
 import (
 	"bytes"
@@ -15,28 +17,31 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/internal/storeutil"
 )
 
 // S3 multipart parameters: memory use of one Put is bounded by
-// s3PartSize × (s3PartsInFlight + 1), whatever the object's size.
+// partSize × (partsInFlight + 1), whatever the object's size.
 const (
-	s3PartSize      = 8 << 20
-	s3PartsInFlight = 4
-	s3MaxParts      = 10000 // S3's limit: objects up to s3PartSize × 10000 (~78 GiB)
+	partSize      = 8 << 20
+	partsInFlight = 4
+	maxParts      = 10000 // S3's limit: objects up to partSize × 10000 (~78 GiB)
 )
 
-// S3Store keeps objects in an S3 bucket under a prefix.
+// Store keeps objects in an S3 bucket under a prefix.
 //
 // Write-once relies on conditional writes: PutObject and
 // CompleteMultipartUpload carry If-None-Match: *, so S3 (since 2024) and
 // MinIO refuse to replace an existing key with 412 Precondition Failed. A
 // server that ignores the header would silently break the contract; the
 // conformance suite's concurrent-writers test catches such a server.
-type S3Store struct {
-	client *s3.Client
+type Store struct {
+	client *awss3.Client
 	bucket string
 	prefix string // "" or ends with "/"
 	desc   string
@@ -45,11 +50,13 @@ type S3Store struct {
 	pageSize int32
 }
 
-// OpenS3 opens s3://bucket/prefix with the standard AWS configuration chain
+var _ archive.Store = (*Store)(nil)
+
+// Open opens s3://bucket/prefix with the standard AWS configuration chain
 // (environment, shared config and credentials files, instance roles).
-func OpenS3(ctx context.Context, u *url.URL) (*S3Store, error) {
+func Open(ctx context.Context, u *url.URL) (*Store, error) {
 	if u.Host == "" {
-		return nil, fmt.Errorf("%w: s3 URL %q: no bucket", ErrBadURL, u.String())
+		return nil, fmt.Errorf("%w: s3 URL %q: no bucket", archive.ErrBadURL, u.String())
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, config.WithRetryer(func() aws.Retryer {
 		// More patience than the default 3 attempts: backups run unattended.
@@ -65,7 +72,7 @@ func OpenS3(ctx context.Context, u *url.URL) (*S3Store, error) {
 		cfg.Region = "us-east-1"
 	}
 	custom := cfg.BaseEndpoint != nil || os.Getenv("AWS_ENDPOINT_URL") != "" || os.Getenv("AWS_ENDPOINT_URL_S3") != ""
-	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+	client := awss3.NewFromConfig(cfg, func(o *awss3.Options) {
 		// Custom endpoints (MinIO, Ceph, …) rarely serve virtual-host buckets.
 		o.UsePathStyle = custom
 	})
@@ -77,40 +84,40 @@ func OpenS3(ctx context.Context, u *url.URL) (*S3Store, error) {
 	if cfg.BaseEndpoint != nil {
 		desc += " (endpoint " + *cfg.BaseEndpoint + ")"
 	}
-	return &S3Store{client: client, bucket: u.Host, prefix: prefix, desc: desc}, nil
+	return &Store{client: client, bucket: u.Host, prefix: prefix, desc: desc}, nil
 }
 
-// Location implements Store.
-func (s *S3Store) Location() string { return s.desc }
+// Location implements archive.Store.
+func (s *Store) Location() string { return s.desc }
 
-func (s *S3Store) key(name string) (string, error) {
-	if !validName(name) {
+func (s *Store) key(name string) (string, error) {
+	if !archive.ValidName(name) {
 		return "", fmt.Errorf("invalid object name %q", name)
 	}
 	return s.prefix + name, nil
 }
 
-func (s *S3Store) buffer() []byte {
+func (s *Store) buffer() []byte {
 	if b, ok := s.bufs.Get().(*[]byte); ok {
 		return *b
 	}
-	return make([]byte, s3PartSize)
+	return make([]byte, partSize)
 }
 
-func (s *S3Store) release(b []byte) {
-	if cap(b) == s3PartSize {
+func (s *Store) release(b []byte) {
+	if cap(b) == partSize {
 		s.bufs.Put(&b)
 	}
 }
 
-// Put implements Store: one conditional PutObject for objects that fit in a
-// part, a conditional multipart upload otherwise.
-func (s *S3Store) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+// Put implements archive.Store: one conditional PutObject for objects that
+// fit in a part, a conditional multipart upload otherwise.
+func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) error {
 	key, err := s.key(name)
 	if err != nil {
 		return fmt.Errorf("s3 put: %w", err)
 	}
-	r = ctxReader{ctx, r}
+	r = storeutil.ContextReader{Ctx: ctx, R: r}
 	buf, n, err := s.readFirst(r)
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
@@ -131,7 +138,7 @@ func (s *S3Store) Put(ctx context.Context, name string, r io.Reader, size int64)
 // readFirst reads up to one part. Most objects (chunks, WAL parts) are far
 // smaller than a part, so it starts with a small buffer and only takes a
 // part-sized one when the data keeps coming.
-func (s *S3Store) readFirst(r io.Reader) ([]byte, int, error) {
+func (s *Store) readFirst(r io.Reader) ([]byte, int, error) {
 	const small = 1 << 20
 	head := make([]byte, small)
 	n, err := io.ReadFull(r, head)
@@ -144,8 +151,8 @@ func (s *S3Store) readFirst(r io.Reader) ([]byte, int, error) {
 	return buf, small + m, err
 }
 
-func (s *S3Store) putSingle(ctx context.Context, key string, data []byte) error {
-	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
+func (s *Store) putSingle(ctx context.Context, key string, data []byte) error {
+	_, err := s.client.PutObject(ctx, &awss3.PutObjectInput{
 		Bucket: &s.bucket, Key: &key, Body: bytes.NewReader(data),
 		ContentLength: aws.Int64(int64(len(data))), IfNoneMatch: aws.String("*"),
 		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c,
@@ -154,10 +161,10 @@ func (s *S3Store) putSingle(ctx context.Context, key string, data []byte) error 
 }
 
 // putMultipart uploads first (a full part) and the rest of r as parts, at
-// most s3PartsInFlight at a time, and completes only if key is still absent.
+// most partsInFlight at a time, and completes only if key is still absent.
 // Any failure aborts the upload so nothing becomes visible.
-func (s *S3Store) putMultipart(ctx context.Context, key string, first []byte, r io.Reader) (err error) {
-	up, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io.Reader) (err error) {
+	up, err := s.client.CreateMultipartUpload(ctx, &awss3.CreateMultipartUploadInput{
 		Bucket: &s.bucket, Key: &key, ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c})
 	if err != nil {
 		s.release(first)
@@ -168,7 +175,7 @@ func (s *S3Store) putMultipart(ctx context.Context, key string, first []byte, r 
 			// A fresh context: the caller's may be what was cancelled.
 			actx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &key, UploadId: up.UploadId})
+			s.client.AbortMultipartUpload(actx, &awss3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &key, UploadId: up.UploadId})
 		}
 	}()
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -177,13 +184,13 @@ func (s *S3Store) putMultipart(ctx context.Context, key string, first []byte, r 
 		mu    sync.Mutex
 		parts []types.CompletedPart
 		wg    sync.WaitGroup
-		sem   = make(chan struct{}, s3PartsInFlight)
+		sem   = make(chan struct{}, partsInFlight)
 	)
 	upload := func(num int32, data []byte, buf []byte) {
 		defer wg.Done()
 		defer func() { <-sem }()
 		defer s.release(buf)
-		out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{Bucket: &s.bucket, Key: &key, UploadId: up.UploadId,
+		out, err := s.client.UploadPart(ctx, &awss3.UploadPartInput{Bucket: &s.bucket, Key: &key, UploadId: up.UploadId,
 			PartNumber: aws.Int32(num), Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
 			ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c})
 		if err != nil {
@@ -196,8 +203,8 @@ func (s *S3Store) putMultipart(ctx context.Context, key string, first []byte, r 
 	}
 	buf, n := first, len(first)
 	for num := int32(1); ; num++ {
-		if num > s3MaxParts {
-			cancel(fmt.Errorf("object larger than %d parts of %d MiB", s3MaxParts, s3PartSize>>20))
+		if num > maxParts {
+			cancel(fmt.Errorf("object larger than %d parts of %d MiB", maxParts, partSize>>20))
 			s.release(buf)
 			break
 		}
@@ -233,7 +240,7 @@ func (s *S3Store) putMultipart(ctx context.Context, key string, first []byte, r 
 		return err
 	}
 	sortParts(parts)
-	_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+	_, err = s.client.CompleteMultipartUpload(ctx, &awss3.CompleteMultipartUploadInput{
 		Bucket: &s.bucket, Key: &key, UploadId: up.UploadId, IfNoneMatch: aws.String("*"),
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts}})
 	return classify(err)
@@ -247,16 +254,16 @@ func sortParts(p []types.CompletedPart) {
 	}
 }
 
-// Get implements Store.
-func (s *S3Store) Get(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
+// Get implements archive.Store.
+func (s *Store) Get(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
 	key, err := s.key(name)
 	if err != nil {
 		return nil, fmt.Errorf("s3 get: %w", err)
 	}
 	if length == 0 {
-		return emptyRead(ctx, s, name, off)
+		return storeutil.EmptyRead(ctx, s, name, off)
 	}
-	in := &s3.GetObjectInput{Bucket: &s.bucket, Key: &key}
+	in := &awss3.GetObjectInput{Bucket: &s.bucket, Key: &key}
 	switch {
 	case length > 0:
 		in.Range = aws.String(fmt.Sprintf("bytes=%d-%d", off, off+length-1))
@@ -268,7 +275,7 @@ func (s *S3Store) Get(ctx context.Context, name string, off, length int64) (io.R
 		err = classify(err)
 		var ae smithy.APIError
 		if errors.As(err, &ae) && ae.ErrorCode() == "InvalidRange" {
-			if rc, err := emptyRead(ctx, s, name, off); err == nil {
+			if rc, err := storeutil.EmptyRead(ctx, s, name, off); err == nil {
 				return rc, nil
 			}
 		}
@@ -277,43 +284,43 @@ func (s *S3Store) Get(ctx context.Context, name string, off, length int64) (io.R
 	return out.Body, nil
 }
 
-// Stat implements Store.
-func (s *S3Store) Stat(ctx context.Context, name string) (ObjectInfo, error) {
+// Stat implements archive.Store.
+func (s *Store) Stat(ctx context.Context, name string) (archive.ObjectInfo, error) {
 	key, err := s.key(name)
 	if err != nil {
-		return ObjectInfo{}, fmt.Errorf("s3 stat: %w", err)
+		return archive.ObjectInfo{}, fmt.Errorf("s3 stat: %w", err)
 	}
-	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	out, err := s.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {
-		return ObjectInfo{}, fmt.Errorf("s3 stat %s: %w", name, classify(err))
+		return archive.ObjectInfo{}, fmt.Errorf("s3 stat %s: %w", name, classify(err))
 	}
-	return ObjectInfo{Name: name, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified)}, nil
+	return archive.ObjectInfo{Name: name, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified)}, nil
 }
 
-// Delete implements Store.
-func (s *S3Store) Delete(ctx context.Context, name string) error {
+// Delete implements archive.Store.
+func (s *Store) Delete(ctx context.Context, name string) error {
 	key, err := s.key(name)
 	if err != nil {
 		return fmt.Errorf("s3 delete: %w", err)
 	}
-	if _, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key}); err != nil {
-		if err = classify(err); !errors.Is(err, ErrNotExist) {
+	if _, err := s.client.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: &s.bucket, Key: &key}); err != nil {
+		if err = classify(err); !errors.Is(err, archive.ErrNotExist) {
 			return fmt.Errorf("s3 delete %s: %w", name, err)
 		}
 	}
 	return nil
 }
 
-// List implements Store. S3 lists keys in lexical (UTF-8 byte) order.
-func (s *S3Store) List(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error {
-	in := &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(s.prefix + prefix)}
+// List implements archive.Store. S3 lists keys in lexical (UTF-8 byte) order.
+func (s *Store) List(ctx context.Context, prefix, startAfter string, fn func(archive.ObjectInfo) error) error {
+	in := &awss3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(s.prefix + prefix)}
 	if startAfter != "" {
 		in.StartAfter = aws.String(s.prefix + startAfter)
 	}
 	if s.pageSize > 0 {
 		in.MaxKeys = &s.pageSize
 	}
-	p := s3.NewListObjectsV2Paginator(s.client, in)
+	p := awss3.NewListObjectsV2Paginator(s.client, in)
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
@@ -321,10 +328,10 @@ func (s *S3Store) List(ctx context.Context, prefix, startAfter string, fn func(O
 		}
 		for _, o := range page.Contents {
 			name := strings.TrimPrefix(aws.ToString(o.Key), s.prefix)
-			if !validName(name) {
+			if !archive.ValidName(name) {
 				continue // not ours (e.g. a directory marker)
 			}
-			if err := fn(ObjectInfo{Name: name, Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)}); err != nil {
+			if err := fn(archive.ObjectInfo{Name: name, Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)}); err != nil {
 				return err
 			}
 		}
@@ -342,9 +349,9 @@ func classify(err error) error {
 	if errors.As(err, &ae) {
 		switch ae.ErrorCode() {
 		case "NoSuchKey", "NotFound":
-			return fmt.Errorf("%w: %w", ErrNotExist, err)
+			return fmt.Errorf("%w: %w", archive.ErrNotExist, err)
 		case "PreconditionFailed":
-			return fmt.Errorf("%w: %w", ErrExist, err)
+			return fmt.Errorf("%w: %w", archive.ErrExist, err)
 		}
 	}
 	return err

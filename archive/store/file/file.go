@@ -1,4 +1,6 @@
-package archive
+// Package file is the local-disk store: objects as files under a root
+// directory, made write-once and crash-safe with hard links and fsyncs.
+package file
 
 import (
 	"context"
@@ -13,18 +15,23 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/internal/storeutil"
 )
 
-// FileStore keeps objects as files under a root directory.
+// Store keeps objects as files under a root directory.
 //
 // Durability: an object is written to a temporary file beside its final name,
 // fsynced, then hard-linked to the final name and the directory fsynced. The
 // link (unlike rename) fails when the name exists, which makes Put write-once
 // atomically even with concurrent writers, and a crash at any point leaves
 // either nothing or the complete object under the final name.
-type FileStore struct {
+type Store struct {
 	root string
 }
+
+var _ archive.Store = (*Store)(nil)
 
 // Objects are group-readable (as pgBackRest's repositories are) so that a
 // restore running as the database's OS user can read what a streamer running
@@ -35,8 +42,8 @@ const (
 	dirMode  = 0o750
 )
 
-// OpenFile opens (creating if needed) a file store rooted at dir.
-func OpenFile(dir string) (*FileStore, error) {
+// Open opens (creating if needed) a file store rooted at dir.
+func Open(dir string) (*Store, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("file store %s: %w", dir, err)
@@ -44,21 +51,21 @@ func OpenFile(dir string) (*FileStore, error) {
 	if err := os.MkdirAll(abs, dirMode); err != nil {
 		return nil, fmt.Errorf("file store %s: %w", abs, err)
 	}
-	return &FileStore{root: abs}, nil
+	return &Store{root: abs}, nil
 }
 
-// Location implements Store.
-func (s *FileStore) Location() string { return "file://" + s.root }
+// Location implements archive.Store.
+func (s *Store) Location() string { return "file://" + s.root }
 
-func (s *FileStore) path(name string) (string, error) {
-	if !validName(name) {
+func (s *Store) path(name string) (string, error) {
+	if !archive.ValidName(name) {
 		return "", fmt.Errorf("invalid object name %q", name)
 	}
 	return filepath.Join(s.root, filepath.FromSlash(name)), nil
 }
 
-// Put implements Store.
-func (s *FileStore) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+// Put implements archive.Store.
+func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) error {
 	p, err := s.path(name)
 	if err != nil {
 		return fmt.Errorf("file put: %w", err)
@@ -76,7 +83,7 @@ func (s *FileStore) Put(ctx context.Context, name string, r io.Reader, size int6
 	defer os.Remove(tmp)
 	if err := os.Link(tmp, p); err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("file put %s: %w", name, ErrExist)
+			return fmt.Errorf("file put %s: %w", name, archive.ErrExist)
 		}
 		return fmt.Errorf("file put %s: %w", name, err)
 	}
@@ -87,7 +94,7 @@ func (s *FileStore) Put(ctx context.Context, name string, r io.Reader, size int6
 }
 
 // writeTemp streams r into a fsynced temporary file next to p.
-func (s *FileStore) writeTemp(ctx context.Context, p string, r io.Reader) (string, error) {
+func (s *Store) writeTemp(ctx context.Context, p string, r io.Reader) (string, error) {
 	var rnd [8]byte
 	rand.Read(rnd[:])
 	tmp := filepath.Join(filepath.Dir(p), ".tmp-"+filepath.Base(p)+"-"+hex.EncodeToString(rnd[:]))
@@ -95,7 +102,7 @@ func (s *FileStore) writeTemp(ctx context.Context, p string, r io.Reader) (strin
 	if err != nil {
 		return "", err
 	}
-	_, err = io.Copy(f, ctxReader{ctx, r})
+	_, err = io.Copy(f, storeutil.ContextReader{Ctx: ctx, R: r})
 	if err == nil {
 		err = f.Sync()
 	}
@@ -111,7 +118,7 @@ func (s *FileStore) writeTemp(ctx context.Context, p string, r io.Reader) (strin
 
 // mkdirs creates dir and its missing parents, fsyncing each parent whose
 // entries changed so the new directories survive a crash.
-func (s *FileStore) mkdirs(dir string) error {
+func (s *Store) mkdirs(dir string) error {
 	if _, err := os.Stat(dir); err == nil {
 		return nil
 	}
@@ -139,8 +146,8 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// Get implements Store.
-func (s *FileStore) Get(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
+// Get implements archive.Store.
+func (s *Store) Get(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
 	p, err := s.path(name)
 	if err != nil {
 		return nil, fmt.Errorf("file get: %w", err)
@@ -148,7 +155,7 @@ func (s *FileStore) Get(ctx context.Context, name string, off, length int64) (io
 	f, err := os.Open(p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("file get %s: %w", name, ErrNotExist)
+			return nil, fmt.Errorf("file get %s: %w", name, archive.ErrNotExist)
 		}
 		return nil, fmt.Errorf("file get %s: %w", name, err)
 	}
@@ -167,24 +174,24 @@ func (s *FileStore) Get(ctx context.Context, name string, off, length int64) (io
 	}{io.LimitReader(f, length), f}, nil
 }
 
-// Stat implements Store.
-func (s *FileStore) Stat(ctx context.Context, name string) (ObjectInfo, error) {
+// Stat implements archive.Store.
+func (s *Store) Stat(ctx context.Context, name string) (archive.ObjectInfo, error) {
 	p, err := s.path(name)
 	if err != nil {
-		return ObjectInfo{}, fmt.Errorf("file stat: %w", err)
+		return archive.ObjectInfo{}, fmt.Errorf("file stat: %w", err)
 	}
 	fi, err := os.Stat(p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return ObjectInfo{}, fmt.Errorf("file stat %s: %w", name, ErrNotExist)
+			return archive.ObjectInfo{}, fmt.Errorf("file stat %s: %w", name, archive.ErrNotExist)
 		}
-		return ObjectInfo{}, fmt.Errorf("file stat %s: %w", name, err)
+		return archive.ObjectInfo{}, fmt.Errorf("file stat %s: %w", name, err)
 	}
-	return ObjectInfo{Name: name, Size: fi.Size(), ModTime: fi.ModTime()}, nil
+	return archive.ObjectInfo{Name: name, Size: fi.Size(), ModTime: fi.ModTime()}, nil
 }
 
-// Delete implements Store.
-func (s *FileStore) Delete(ctx context.Context, name string) error {
+// Delete implements archive.Store.
+func (s *Store) Delete(ctx context.Context, name string) error {
 	p, err := s.path(name)
 	if err != nil {
 		return fmt.Errorf("file delete: %w", err)
@@ -195,17 +202,17 @@ func (s *FileStore) Delete(ctx context.Context, name string) error {
 	return nil
 }
 
-// List implements Store. Directory entries are visited sorted by their name
-// plus "/" for directories, which yields exactly the lexical order of full
-// object names without collecting them all first.
-func (s *FileStore) List(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error {
+// List implements archive.Store. Directory entries are visited sorted by
+// their name plus "/" for directories, which yields exactly the lexical
+// order of full object names without collecting them all first.
+func (s *Store) List(ctx context.Context, prefix, startAfter string, fn func(archive.ObjectInfo) error) error {
 	if err := s.list(ctx, s.root, "", prefix, startAfter, fn); err != nil {
 		return fmt.Errorf("file list %q: %w", prefix, err)
 	}
 	return nil
 }
 
-func (s *FileStore) list(ctx context.Context, dir, rel, prefix, startAfter string, fn func(ObjectInfo) error) error {
+func (s *Store) list(ctx context.Context, dir, rel, prefix, startAfter string, fn func(archive.ObjectInfo) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -252,7 +259,7 @@ func (s *FileStore) list(ctx context.Context, dir, rel, prefix, startAfter strin
 			}
 			return err
 		}
-		if err := fn(ObjectInfo{Name: key, Size: info.Size(), ModTime: info.ModTime()}); err != nil {
+		if err := fn(archive.ObjectInfo{Name: key, Size: info.Size(), ModTime: info.ModTime()}); err != nil {
 			return err
 		}
 	}

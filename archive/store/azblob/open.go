@@ -1,4 +1,4 @@
-package archive
+package azblob
 
 import (
 	"context"
@@ -12,6 +12,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+
+	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/internal/storeutil"
 )
 
 // Environment variables that configure Azure Blob Storage repositories. Keys
@@ -40,7 +43,7 @@ type azureLocation struct {
 // ACCOUNT.blob.<suffix> host).
 func parseAzureURL(u *url.URL) (azureLocation, error) {
 	bad := func(why string) (azureLocation, error) {
-		return azureLocation{}, fmt.Errorf("%w: Azure URL %q: %s", ErrBadURL, safeURL(u), why)
+		return azureLocation{}, fmt.Errorf("%w: Azure URL %q: %s", archive.ErrBadURL, storeutil.SafeURL(u), why)
 	}
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return bad("keys and SAS tokens come from the environment or files, not the URL")
@@ -69,7 +72,7 @@ func parseAzureURL(u *url.URL) (azureLocation, error) {
 	return loc, nil
 }
 
-// OpenAzure opens an Azure Blob Storage container. Credentials, first match:
+// Open opens an Azure Blob Storage container. Credentials, first match:
 //
 //   - AZURE_STORAGE_CONNECTION_STRING (account key or SAS, and endpoint)
 //   - AZURE_STORAGE_KEY or AZURE_STORAGE_KEY_FILE: shared key
@@ -80,11 +83,11 @@ func parseAzureURL(u *url.URL) (azureLocation, error) {
 // The account is the URL's or AZURE_STORAGE_ACCOUNT; AZURE_STORAGE_ENDPOINT
 // replaces the service URL (https://ACCOUNT.blob.core.windows.net), e.g. for
 // Azurite.
-func OpenAzure(ctx context.Context, u *url.URL) (*AzureStore, error) { return openAzure(ctx, u, nil) }
+func Open(ctx context.Context, u *url.URL) (*Store, error) { return open(ctx, u, nil) }
 
-// openAzure is OpenAzure over a given HTTP transport (tests inject faults
+// open is Open over a given HTTP transport (tests inject faults
 // with it); nil is the default.
-func openAzure(ctx context.Context, u *url.URL, transport policy.Transporter) (*AzureStore, error) {
+func open(ctx context.Context, u *url.URL, transport policy.Transporter) (*Store, error) {
 	loc, err := parseAzureURL(u)
 	if err != nil {
 		return nil, err
@@ -96,7 +99,7 @@ func openAzure(ctx context.Context, u *url.URL, transport policy.Transporter) (*
 	if err != nil {
 		return nil, fmt.Errorf("azblob %s: %w", loc.container, err)
 	}
-	return &AzureStore{client: client, prefix: loc.prefix, desc: desc}, nil
+	return &Store{client: client, prefix: loc.prefix, desc: desc}, nil
 }
 
 func azureClient(loc azureLocation, opts *container.ClientOptions) (*container.Client, string, error) {
@@ -110,7 +113,7 @@ func azureClient(loc azureLocation, opts *container.ClientOptions) (*container.C
 	}
 	conn := os.Getenv(envAzureConnString)
 	if n := btoi(conn != "") + btoi(key != "") + btoi(sas != ""); n > 1 {
-		return nil, "", fmt.Errorf("%w: set only one of %s, %s(_FILE) and %s(_FILE)", ErrBadURL, envAzureConnString, envAzureKey, envAzureSAS)
+		return nil, "", fmt.Errorf("%w: set only one of %s, %s(_FILE) and %s(_FILE)", archive.ErrBadURL, envAzureConnString, envAzureKey, envAzureSAS)
 	}
 	desc := "azblob://" + loc.container + "/" + loc.prefix
 	if conn != "" {
@@ -132,7 +135,7 @@ func azureClient(loc azureLocation, opts *container.ClientOptions) (*container.C
 	}
 	if service == "" {
 		if account == "" {
-			return nil, "", fmt.Errorf("%w: no storage account: set %s or use https://ACCOUNT.blob.core.windows.net/container/prefix", ErrBadURL, envAzureAccount)
+			return nil, "", fmt.Errorf("%w: no storage account: set %s or use https://ACCOUNT.blob.core.windows.net/container/prefix", archive.ErrBadURL, envAzureAccount)
 		}
 		service = "https://" + account + ".blob.core.windows.net"
 	}
@@ -141,7 +144,7 @@ func azureClient(loc azureLocation, opts *container.ClientOptions) (*container.C
 	switch {
 	case key != "":
 		if account == "" {
-			return nil, "", fmt.Errorf("%w: a shared key needs the account name (%s)", ErrBadURL, envAzureAccount)
+			return nil, "", fmt.Errorf("%w: a shared key needs the account name (%s)", archive.ErrBadURL, envAzureAccount)
 		}
 		cred, err := container.NewSharedKeyCredential(account, key)
 		if err != nil {
@@ -167,7 +170,7 @@ func azureClient(loc azureLocation, opts *container.ClientOptions) (*container.C
 func secretFromEnv(name, fileVar string) (string, error) {
 	v, path := os.Getenv(name), os.Getenv(fileVar)
 	if v != "" && path != "" {
-		return "", fmt.Errorf("%w: set %s or %s, not both", ErrBadURL, name, fileVar)
+		return "", fmt.Errorf("%w: set %s or %s, not both", archive.ErrBadURL, name, fileVar)
 	}
 	if path == "" {
 		return v, nil
@@ -178,7 +181,7 @@ func secretFromEnv(name, fileVar string) (string, error) {
 	}
 	s := strings.TrimRight(string(b), "\r\n")
 	if s == "" {
-		return "", fmt.Errorf("%w: %s: file %s is empty", ErrBadURL, fileVar, path)
+		return "", fmt.Errorf("%w: %s: file %s is empty", archive.ErrBadURL, fileVar, path)
 	}
 	return s, nil
 }

@@ -1,4 +1,4 @@
-package archive
+package azblob
 
 import (
 	"net/url"
