@@ -40,7 +40,7 @@ fuzz:
 	$(GO) test ./archive -run '^$$' -fuzz '^FuzzPackTrailer$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./archive -run '^$$' -fuzz '^FuzzParseAzureURL$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./restore -run '^$$' -fuzz '^FuzzParseTime$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./basebackup -run '^$$' -fuzz '^FuzzRowReader$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./basebackup/mysql -run '^$$' -fuzz '^FuzzRowReader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./binlog -run '^$$' -fuzz '^FuzzParseSegment$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./binlog -run '^$$' -fuzz '^FuzzParsePosition$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./binlog -run '^$$' -fuzz '^FuzzParseStatusVars$$' -fuzztime $(FUZZTIME)

@@ -12,7 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/basebackup"
+	mongobackup "github.com/tidemark/tidemark/basebackup/mongodb"
 	"github.com/tidemark/tidemark/oplog"
 )
 
@@ -81,7 +81,7 @@ func checkMongo(ctx context.Context, c *mongo.Client, m *archive.Manifest, rep *
 	dbs := map[string]bool{}
 	for _, f := range m.Files {
 		db, name, _ := strings.Cut(f.Path, ".")
-		var meta basebackup.CollectionMeta
+		var meta mongobackup.CollectionMeta
 		if err := json.Unmarshal(f.Extra, &meta); err != nil {
 			return fmt.Errorf("backup %s: %s: %w", m.ID, f.Path, archive.ErrCorrupt)
 		}

@@ -12,7 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/basebackup"
+	mongobackup "github.com/tidemark/tidemark/basebackup/mongodb"
 	"github.com/tidemark/tidemark/oplog"
 )
 
@@ -53,7 +53,7 @@ type MongoConfig struct {
 // MongoPlan is what a restore will do, decided before anything is written.
 type MongoPlan struct {
 	Backup   archive.BackupSummary
-	Meta     basebackup.MongoMeta
+	Meta     mongobackup.Meta
 	Flavour  string
 	From, To oplog.TS // replay entries after From through To
 	Segments []archive.SegmentInfo

@@ -16,7 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/basebackup"
+	mongobackup "github.com/tidemark/tidemark/basebackup/mongodb"
 )
 
 type mongoLoader struct {
@@ -28,7 +28,7 @@ type mongoLoader struct {
 type mongoColl struct {
 	db, name string
 	file     archive.FileEntry
-	meta     basebackup.CollectionMeta
+	meta     mongobackup.CollectionMeta
 }
 
 func (c mongoColl) ns() string { return c.db + "." + c.name }

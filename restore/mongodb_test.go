@@ -18,7 +18,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/basebackup"
+	mongobackup "github.com/tidemark/tidemark/basebackup/mongodb"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/oplog"
 )
@@ -260,13 +260,13 @@ func schemaOf(t *testing.T, c *mongo.Client) string {
 	return strings.Join(out, "\n")
 }
 
-func (p *mongoPITR) backup() *basebackup.MongoResult {
+func (p *mongoPITR) backup() *mongobackup.Result {
 	p.t.Helper()
 	ctx := context.Background()
-	var res *basebackup.MongoResult
+	var res *mongobackup.Result
 	err := p.repo.WithLock(ctx, "maintenance", archive.LockOptions{}, func(ctx context.Context) error {
 		var err error
-		res, err = basebackup.Mongo(ctx, basebackup.MongoConfig{Repo: p.repo, Source: p.src.URL(), Jobs: 2, Log: p.log})
+		res, err = mongobackup.Backup(ctx, mongobackup.Config{Repo: p.repo, Source: p.src.URL(), Jobs: 2, Log: p.log})
 		return err
 	})
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/basebackup"
+	mysqlbackup "github.com/tidemark/tidemark/basebackup/mysql"
 	"github.com/tidemark/tidemark/binlog"
 )
 
@@ -49,7 +49,7 @@ const (
 // MySQLPlan is what a restore will do, decided before anything is written.
 type MySQLPlan struct {
 	Backup *archive.Manifest
-	Meta   basebackup.MySQLMeta
+	Meta   mysqlbackup.Meta
 	From   binlog.Position // where replay starts: the base's snapshot position
 }
 
@@ -81,7 +81,7 @@ func PlanMySQL(ctx context.Context, repo *archive.Repository, to binlog.Target) 
 		if m.Engine != "mysql" {
 			continue
 		}
-		var meta basebackup.MySQLMeta
+		var meta mysqlbackup.Meta
 		if err := json.Unmarshal(m.EngineMeta, &meta); err != nil {
 			return nil, fmt.Errorf("backup %s: %w: engine metadata: %v", id, archive.ErrCorrupt, err)
 		}
@@ -191,15 +191,15 @@ func LoadMySQLBase(ctx context.Context, cfg MySQLConfig, plan *MySQLPlan) (*MySQ
 	for _, f := range plan.Backup.Files {
 		files[f.Path] = f
 	}
-	sf, ok := files[basebackup.MySQLSchemaFile]
+	sf, ok := files[mysqlbackup.SchemaFile]
 	if !ok {
-		return nil, fmt.Errorf("backup %s: %w: no %s", plan.Backup.ID, archive.ErrCorrupt, basebackup.MySQLSchemaFile)
+		return nil, fmt.Errorf("backup %s: %w: no %s", plan.Backup.ID, archive.ErrCorrupt, mysqlbackup.SchemaFile)
 	}
 	var buf bytes.Buffer
 	if err := cfg.Repo.RestoreFile(ctx, sf, &buf, cfg.Jobs); err != nil {
 		return nil, err
 	}
-	var schema basebackup.MySQLSchema
+	var schema mysqlbackup.Schema
 	if err := json.Unmarshal(buf.Bytes(), &schema); err != nil {
 		return nil, fmt.Errorf("backup %s: %w: schema: %v", plan.Backup.ID, archive.ErrCorrupt, err)
 	}

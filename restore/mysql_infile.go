@@ -12,7 +12,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/client"
 	"github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/tidemark/tidemark/basebackup"
+	mysqlbackup "github.com/tidemark/tidemark/basebackup/mysql"
 )
 
 // infileBatch is how much text one LOAD DATA statement carries: the
@@ -26,18 +26,18 @@ const infileBatch = 8 << 20
 type infileLoader struct {
 	c     *client.Conn
 	j     loadJob
-	cols  []basebackup.RowColumn
+	cols  []mysqlbackup.RowColumn
 	enums map[string]bool
 	stmt  string
 	buf   bytes.Buffer
 	num   []byte
 }
 
-func newInfileLoader(c *client.Conn, j loadJob, cols []basebackup.RowColumn) *infileLoader {
+func newInfileLoader(c *client.Conn, j loadJob, cols []mysqlbackup.RowColumn) *infileLoader {
 	names := make([]string, len(cols))
 	var sets []string
 	for i, col := range cols {
-		names[i] = basebackup.QuoteIdent(col.Name)
+		names[i] = mysqlbackup.QuoteIdent(col.Name)
 		if placeholder(j.table.Columns[i].DataType) != "?" {
 			// Text forms the binary character set would not parse.
 			v := fmt.Sprintf("@c%d", i)
@@ -54,7 +54,7 @@ func newInfileLoader(c *client.Conn, j loadJob, cols []basebackup.RowColumn) *in
 }
 
 // add appends a row; it sends a batch when enough text is buffered.
-func (l *infileLoader) add(row basebackup.Row) error {
+func (l *infileLoader) add(row mysqlbackup.Row) error {
 	for i, v := range row {
 		if i > 0 {
 			l.buf.WriteByte('\t')

@@ -9,7 +9,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/client"
 	"github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/tidemark/tidemark/basebackup"
+	mysqlbackup "github.com/tidemark/tidemark/basebackup/mysql"
 )
 
 // maxBatchParams stays under the protocol's 65535 placeholders, and
@@ -36,11 +36,11 @@ type insertLoader struct {
 	nbytes int
 }
 
-func newInsertLoader(c *client.Conn, j loadJob, cols []basebackup.RowColumn) *insertLoader {
+func newInsertLoader(c *client.Conn, j loadJob, cols []mysqlbackup.RowColumn) *insertLoader {
 	names := make([]string, len(cols))
 	marks := make([]string, len(cols))
 	for i, col := range cols {
-		names[i] = basebackup.QuoteIdent(col.Name)
+		names[i] = mysqlbackup.QuoteIdent(col.Name)
 		marks[i] = placeholder(j.table.Columns[i].DataType)
 	}
 	l := &insertLoader{c: c, j: j, ncols: len(cols), enums: enumColumns(j.table), stmts: map[int]*client.Stmt{},
@@ -56,7 +56,7 @@ func newInsertLoader(c *client.Conn, j loadJob, cols []basebackup.RowColumn) *in
 	return l
 }
 
-func (l *insertLoader) add(row basebackup.Row) error {
+func (l *insertLoader) add(row mysqlbackup.Row) error {
 	for _, v := range row {
 		switch x := v.(type) {
 		case []byte:

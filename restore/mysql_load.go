@@ -13,7 +13,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/basebackup"
+	mysqlbackup "github.com/tidemark/tidemark/basebackup/mysql"
 	"github.com/tidemark/tidemark/binlog"
 )
 
@@ -39,7 +39,7 @@ var ddlSession = []string{
 }
 
 func connectWith(ctx context.Context, srv binlog.Source, setup []string, options ...client.Option) (*client.Conn, error) {
-	c, err := basebackup.ConnectRaw(ctx, srv, options...)
+	c, err := mysqlbackup.ConnectRaw(ctx, srv, options...)
 	if err != nil {
 		return nil, err
 	}
@@ -53,11 +53,11 @@ func connectWith(ctx context.Context, srv binlog.Source, setup []string, options
 }
 
 // selectDatabases narrows the schema to the requested databases.
-func selectDatabases(s *basebackup.MySQLSchema, only []string) error {
+func selectDatabases(s *mysqlbackup.Schema, only []string) error {
 	if len(only) == 0 {
 		return nil
 	}
-	var keep []basebackup.MySQLDatabase
+	var keep []mysqlbackup.Database
 	for _, o := range only {
 		found := false
 		for _, db := range s.Databases {
@@ -75,7 +75,7 @@ func selectDatabases(s *basebackup.MySQLSchema, only []string) error {
 
 // checkTargetEmpty refuses when any database to restore exists, unless
 // force, in which case they are dropped first.
-func checkTargetEmpty(c *client.Conn, s *basebackup.MySQLSchema, force bool) error {
+func checkTargetEmpty(c *client.Conn, s *mysqlbackup.Schema, force bool) error {
 	var exist []string
 	for _, db := range s.Databases {
 		r, err := c.Execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", db.Name)
@@ -93,7 +93,7 @@ func checkTargetEmpty(c *client.Conn, s *basebackup.MySQLSchema, force bool) err
 		return fmt.Errorf("%w: %s (use --force to drop and replace them)", ErrTargetExists, strings.Join(exist, ", "))
 	}
 	for _, n := range exist {
-		if _, err := c.Execute("DROP DATABASE " + basebackup.QuoteIdent(n)); err != nil {
+		if _, err := c.Execute("DROP DATABASE " + mysqlbackup.QuoteIdent(n)); err != nil {
 			return fmt.Errorf("drop database %s: %w", n, err)
 		}
 	}
@@ -107,7 +107,7 @@ func checkTargetEmpty(c *client.Conn, s *basebackup.MySQLSchema, force bool) err
 // building them afterwards was 10-20% slower than maintaining them row by
 // row; once they outgrow memory, row-by-row maintenance turns into random
 // I/O and a sorted build afterwards wins.
-func createTables(c *client.Conn, s *basebackup.MySQLSchema, files map[string]archive.FileEntry, deferAbove int64) (map[string][]string, error) {
+func createTables(c *client.Conn, s *mysqlbackup.Schema, files map[string]archive.FileEntry, deferAbove int64) (map[string][]string, error) {
 	deferred := map[string][]string{}
 	if deferAbove <= 0 {
 		r, err := c.Execute("SELECT @@innodb_buffer_pool_size")
@@ -147,7 +147,7 @@ func createTables(c *client.Conn, s *basebackup.MySQLSchema, files map[string]ar
 }
 
 func tableName(db, t string) string {
-	return basebackup.QuoteIdent(db) + "." + basebackup.QuoteIdent(t)
+	return mysqlbackup.QuoteIdent(db) + "." + mysqlbackup.QuoteIdent(t)
 }
 
 // splitSecondaryKeys removes secondary indexes from a CREATE TABLE so they
@@ -193,11 +193,11 @@ type loader struct {
 
 type loadJob struct {
 	db    string
-	table *basebackup.MySQLTable
+	table *mysqlbackup.Table
 	file  archive.FileEntry
 }
 
-func (l *loader) run(ctx context.Context, s *basebackup.MySQLSchema) error {
+func (l *loader) run(ctx context.Context, s *mysqlbackup.Schema) error {
 	var jobs []loadJob
 	for _, db := range s.Databases {
 		for ti := range db.Tables {
@@ -272,7 +272,7 @@ feed:
 
 // rowSink sends rows to the target in batches.
 type rowSink interface {
-	add(basebackup.Row) error
+	add(mysqlbackup.Row) error
 	flush() error
 	close()
 }
@@ -285,7 +285,7 @@ func (l *loader) load(ctx context.Context, c *client.Conn, j loadJob) error {
 		pw.CloseWithError(l.cfg.Repo.RestoreFile(ctx, j.file, pw, 2))
 	}()
 	defer pr.Close()
-	rr, err := basebackup.NewRowReader(pr)
+	rr, err := mysqlbackup.NewRowReader(pr)
 	if err != nil {
 		return fmt.Errorf("%s: %w", j.file.Path, err)
 	}
@@ -302,7 +302,7 @@ func (l *loader) load(ctx context.Context, c *client.Conn, j loadJob) error {
 	defer sink.close()
 	var (
 		rows int64
-		row  basebackup.Row
+		row  mysqlbackup.Row
 	)
 	for {
 		row, err = rr.Next(row[:0])
@@ -320,7 +320,7 @@ func (l *loader) load(ctx context.Context, c *client.Conn, j loadJob) error {
 	if err := sink.flush(); err != nil {
 		return err
 	}
-	var want basebackup.PartExtra
+	var want mysqlbackup.PartExtra
 	if json.Unmarshal(j.file.Extra, &want) == nil && want.Rows != rows {
 		return fmt.Errorf("%s: %w: %d rows, the manifest says %d", j.file.Path, archive.ErrCorrupt, rows, want.Rows)
 	}
@@ -331,7 +331,7 @@ func (l *loader) load(ctx context.Context, c *client.Conn, j loadJob) error {
 	return nil
 }
 
-func enumColumns(t *basebackup.MySQLTable) map[string]bool {
+func enumColumns(t *mysqlbackup.Table) map[string]bool {
 	m := map[string]bool{}
 	for _, c := range t.Columns {
 		if c.DataType == "enum" {
@@ -370,7 +370,7 @@ func placeholder(dataType string) string {
 	return "?"
 }
 
-func sameColumns(got []basebackup.RowColumn, want []basebackup.MySQLColumn) error {
+func sameColumns(got []mysqlbackup.RowColumn, want []mysqlbackup.Column) error {
 	if len(got) != len(want) {
 		return fmt.Errorf("%d columns, the schema has %d", len(got), len(want))
 	}

@@ -6,13 +6,13 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/client"
 
-	"github.com/tidemark/tidemark/basebackup"
+	mysqlbackup "github.com/tidemark/tidemark/basebackup/mysql"
 )
 
 // createUsers runs the backup's CREATE USER IF NOT EXISTS statements
 // (before any object that names a definer), or with grants its GRANT
 // statements (after the objects they name exist).
-func createUsers(c *client.Conn, s *basebackup.MySQLSchema, grants bool) error {
+func createUsers(c *client.Conn, s *mysqlbackup.Schema, grants bool) error {
 	for _, stmt := range s.Users {
 		if strings.HasPrefix(stmt, "CREATE USER ") == grants {
 			continue
@@ -27,7 +27,7 @@ func createUsers(c *client.Conn, s *basebackup.MySQLSchema, grants bool) error {
 // createObjects recreates views, routines, triggers and events after the
 // data is in (triggers must not fire on restored rows), each under the SQL
 // mode, time zone and connection collation it was defined with.
-func createObjects(c *client.Conn, s *basebackup.MySQLSchema) error {
+func createObjects(c *client.Conn, s *mysqlbackup.Schema) error {
 	for _, db := range s.Databases {
 		if err := c.UseDB(db.Name); err != nil {
 			return fmt.Errorf("use %s: %w", db.Name, err)
@@ -37,7 +37,7 @@ func createObjects(c *client.Conn, s *basebackup.MySQLSchema) error {
 		}
 		for _, group := range []struct {
 			what string
-			objs []basebackup.MySQLObject
+			objs []mysqlbackup.Object
 		}{{"routine", db.Routines}, {"trigger", db.Triggers}, {"event", db.Events}} {
 			for _, o := range group.objs {
 				if err := createObject(c, o, true); err != nil {
@@ -52,10 +52,10 @@ func createObjects(c *client.Conn, s *basebackup.MySQLSchema) error {
 
 // createViews creates views in dependency order by retrying those whose
 // referenced views do not exist yet, until a round makes no progress.
-func createViews(c *client.Conn, db basebackup.MySQLDatabase) error {
+func createViews(c *client.Conn, db mysqlbackup.Database) error {
 	pending := db.Views
 	for len(pending) > 0 {
-		var failed []basebackup.MySQLObject
+		var failed []mysqlbackup.Object
 		var lastErr error
 		for _, v := range pending {
 			if err := createObject(c, v, false); err != nil {
@@ -71,7 +71,7 @@ func createViews(c *client.Conn, db basebackup.MySQLDatabase) error {
 }
 
 // withMode: routines, triggers and events carry their SQL mode (views do not).
-func createObject(c *client.Conn, o basebackup.MySQLObject, withMode bool) error {
+func createObject(c *client.Conn, o mysqlbackup.Object, withMode bool) error {
 	// The definition text is UTF-8 (it came through SHOW CREATE); the
 	// connection collation gives its literals their original collation.
 	setup := []string{"SET NAMES utf8mb4"}

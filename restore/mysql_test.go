@@ -14,7 +14,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/basebackup"
+	mysqlbackup "github.com/tidemark/tidemark/basebackup/mysql"
 	"github.com/tidemark/tidemark/binlog"
 	"github.com/tidemark/tidemark/internal/testenv"
 )
@@ -206,9 +206,9 @@ func compareDigests(t *testing.T, what string, got, want map[string]string) {
 	}
 }
 
-func backupMySQL(t *testing.T, repo *archive.Repository, src *testenv.MariaDB, dbs ...string) *basebackup.MySQLResult {
+func backupMySQL(t *testing.T, repo *archive.Repository, src *testenv.MariaDB, dbs ...string) *mysqlbackup.Result {
 	t.Helper()
-	res, err := basebackup.MySQL(context.Background(), basebackup.MySQLConfig{Repo: repo, Source: src.URL(), Jobs: 3,
+	res, err := mysqlbackup.Backup(context.Background(), mysqlbackup.Config{Repo: repo, Source: src.URL(), Jobs: 3,
 		Databases: dbs, PartRows: 1000})
 	if err != nil {
 		t.Fatalf("backup: %v", err)
@@ -217,7 +217,7 @@ func backupMySQL(t *testing.T, repo *archive.Repository, src *testenv.MariaDB, d
 }
 
 // planOf is the plan for restoring a base without replay.
-func planOf(t *testing.T, res *basebackup.MySQLResult) *MySQLPlan {
+func planOf(t *testing.T, res *mysqlbackup.Result) *MySQLPlan {
 	return &MySQLPlan{Backup: res.Manifest, Meta: res.Meta, From: res.Meta.Position()}
 }
 
@@ -230,7 +230,7 @@ func TestMySQLBaseRoundTripExact(t *testing.T) {
 	wantGrants := grants(t, c, "'app'@'10.0.0.%'")
 	want := digest(t, c, "torture1")
 	repo := mysqlRepo(t)
-	res, err := basebackup.MySQL(context.Background(), basebackup.MySQLConfig{Repo: repo, Source: src.URL(), Jobs: 3,
+	res, err := mysqlbackup.Backup(context.Background(), mysqlbackup.Config{Repo: repo, Source: src.URL(), Jobs: 3,
 		Databases: []string{"torture1"}, PartRows: 1000, WithUsers: true})
 	if err != nil {
 		t.Fatalf("backup: %v", err)
@@ -255,7 +255,7 @@ func TestMySQLBaseRoundTripExact(t *testing.T) {
 	if err != nil || m.Engine != "mysql" || m.Start != res.Meta.Position().String() {
 		t.Fatalf("manifest: %v %+v", err, m)
 	}
-	var meta basebackup.MySQLMeta
+	var meta mysqlbackup.Meta
 	if err := json.Unmarshal(m.EngineMeta, &meta); err != nil || meta.Tables != 5 || meta.Rows != 4+5000+50+3000+3 {
 		t.Fatalf("engine meta %+v: %v", meta, err)
 	}
@@ -323,7 +323,7 @@ func TestMySQLNonTransactionalTables(t *testing.T) {
 	mustExec(t, c, "INSERT INTO nontx.m VALUES (301, 'after', NULL)", "INSERT INTO nontx.i VALUES (3, 3)")
 
 	mustExec(t, c, "CREATE DATABASE seqdb", "CREATE SEQUENCE seqdb.s1")
-	_, err := basebackup.MySQL(context.Background(), basebackup.MySQLConfig{Repo: mysqlRepo(t), Source: src.URL(), Databases: []string{"seqdb"}})
+	_, err := mysqlbackup.Backup(context.Background(), mysqlbackup.Config{Repo: mysqlRepo(t), Source: src.URL(), Databases: []string{"seqdb"}})
 	if err == nil || !strings.Contains(err.Error(), "s1 is a SEQUENCE") {
 		t.Fatalf("backup of a sequence: %v", err)
 	}

@@ -7,7 +7,7 @@ import (
 	"fmt"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/basebackup"
+	mysqlbackup "github.com/tidemark/tidemark/basebackup/mysql"
 	"github.com/tidemark/tidemark/binlog"
 )
 
@@ -29,7 +29,7 @@ func VerifyMySQLBases(ctx context.Context, repo *archive.Repository) ([]string, 
 		if m.Engine != "mysql" {
 			continue
 		}
-		var meta basebackup.MySQLMeta
+		var meta mysqlbackup.Meta
 		if err := json.Unmarshal(m.EngineMeta, &meta); err != nil {
 			problems = append(problems, fmt.Sprintf("backup %s: engine metadata: %v", id, err))
 			continue

@@ -16,7 +16,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/basebackup"
+	pgbackup "github.com/tidemark/tidemark/basebackup/postgres"
 	"github.com/tidemark/tidemark/wal"
 )
 
@@ -69,7 +69,7 @@ type PostgresConfig struct {
 // Plan is what a restore will do, decided before anything is written.
 type Plan struct {
 	Backup   *archive.Manifest
-	Meta     basebackup.PostgresMeta
+	Meta     pgbackup.Meta
 	WALFrom  pglogrepl.LSN
 	WALUntil pglogrepl.LSN // newest archived WAL on the newest timeline
 	Timeline uint32
@@ -102,7 +102,7 @@ func PlanPostgres(ctx context.Context, repo *archive.Repository, target Postgres
 		if m.Engine != "postgres" {
 			continue
 		}
-		var meta basebackup.PostgresMeta
+		var meta pgbackup.Meta
 		if err := json.Unmarshal(m.EngineMeta, &meta); err != nil {
 			return nil, fmt.Errorf("backup %s: %w: engine metadata: %v", id, archive.ErrCorrupt, err)
 		}
@@ -247,7 +247,7 @@ func emptyDir(dir string) error {
 
 // materialize writes every file of the backup, in parallel, each verified
 // chunk by chunk as it is read.
-func materialize(ctx context.Context, cfg PostgresConfig, m *archive.Manifest, meta basebackup.PostgresMeta, st *deltaStats) error {
+func materialize(ctx context.Context, cfg PostgresConfig, m *archive.Manifest, meta pgbackup.Meta, st *deltaStats) error {
 	var total, done int64
 	for _, f := range m.Files {
 		total += f.Size
@@ -305,7 +305,7 @@ func materialize(ctx context.Context, cfg PostgresConfig, m *archive.Manifest, m
 // live tablespace of the original cluster — links pg_tblspc/<oid> to it so
 // the tablespace's files land there, and rewrites tablespace_map, which
 // PostgreSQL uses at recovery start to recreate those links.
-func placeTablespaces(cfg PostgresConfig, meta basebackup.PostgresMeta) (mapFile []byte, relocated bool, err error) {
+func placeTablespaces(cfg PostgresConfig, meta pgbackup.Meta) (mapFile []byte, relocated bool, err error) {
 	if len(meta.Tablespaces) == 0 {
 		return nil, false, nil
 	}
@@ -429,7 +429,7 @@ func VerifyPostgresWAL(ctx context.Context, repo *archive.Repository) ([]string,
 			problems = append(problems, err.Error())
 			continue
 		}
-		var meta basebackup.PostgresMeta
+		var meta pgbackup.Meta
 		if m.Engine != "postgres" || json.Unmarshal(m.EngineMeta, &meta) != nil {
 			continue
 		}

@@ -17,7 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/basebackup"
+	pgbackup "github.com/tidemark/tidemark/basebackup/postgres"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/wal"
 )
@@ -133,7 +133,7 @@ func (p *pitr) waitArchived() {
 	p.t.Fatalf("archive did not reach %s", target)
 }
 
-func (p *pitr) backup() *basebackup.BackupResult {
+func (p *pitr) backup() *pgbackup.Result {
 	p.t.Helper()
 	s, err := archive.OpenStore(context.Background(), p.repoURL)
 	if err != nil {
@@ -143,7 +143,7 @@ func (p *pitr) backup() *basebackup.BackupResult {
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	res, err := basebackup.Postgres(context.Background(), basebackup.PostgresConfig{Repo: w, Source: p.pg.URL("postgres"),
+	res, err := pgbackup.Backup(context.Background(), pgbackup.Config{Repo: w, Source: p.pg.URL("postgres"),
 		Slot: "tidemark", Type: "full", FastCheckpoint: true, Jobs: 4, Log: p.log()})
 	if err != nil {
 		p.t.Fatal(err)

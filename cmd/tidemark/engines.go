@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tidemark/tidemark/basebackup"
+	pgbackup "github.com/tidemark/tidemark/basebackup/postgres"
 	"github.com/tidemark/tidemark/restore"
 	"github.com/tidemark/tidemark/wal"
 )
@@ -174,7 +174,7 @@ running streamer, or by the backup itself).`,
 			}
 			switch eng {
 			case enginePostgres:
-				return a.backupPostgres(cmd.Context(), &rf, basebackup.PostgresConfig{Source: source, Slot: slot,
+				return a.backupPostgres(cmd.Context(), &rf, pgbackup.Config{Source: source, Slot: slot,
 					Type: typ, FastCheckpoint: fastCheckpoint, Jobs: jobs}, asJSON)
 			case engineMySQL:
 				return a.backupMySQL(cmd.Context(), &rf, source, jobs, my, asJSON)

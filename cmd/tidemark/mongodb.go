@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/basebackup"
+	mongobackup "github.com/tidemark/tidemark/basebackup/mongodb"
 	"github.com/tidemark/tidemark/internal/progress"
 	"github.com/tidemark/tidemark/oplog"
 	"github.com/tidemark/tidemark/restore"
@@ -53,7 +53,7 @@ func (a *app) backupMongo(ctx context.Context, rf *repoFlags, source, typ string
 	}
 	bar := progress.New(a.stderr)
 	started := time.Now()
-	res, err := a.runBackupMongo(ctx, rf, basebackup.MongoConfig{Source: source, Jobs: jobs,
+	res, err := a.runBackupMongo(ctx, rf, mongobackup.Config{Source: source, Jobs: jobs,
 		Progress: func(docs, bytes int64) { bar.Bytes("backup", docs, bytes, 0) }})
 	bar.Done()
 	if err != nil {
@@ -78,15 +78,15 @@ func (a *app) backupMongo(ctx context.Context, rf *repoFlags, source, typ string
 
 // runBackupMongo takes a backup under the maintenance lock; shared by the
 // command and the agent.
-func (a *app) runBackupMongo(ctx context.Context, rf *repoFlags, cfg basebackup.MongoConfig) (*basebackup.MongoResult, error) {
+func (a *app) runBackupMongo(ctx context.Context, rf *repoFlags, cfg mongobackup.Config) (*mongobackup.Result, error) {
 	r, err := rf.open(ctx, false)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Repo, cfg.Log = r, a.log
-	var res *basebackup.MongoResult
+	var res *mongobackup.Result
 	err = r.WithLock(ctx, "maintenance", archive.LockOptions{Purpose: "tidemark backup (MongoDB)"}, func(ctx context.Context) error {
-		res, err = basebackup.Mongo(ctx, cfg)
+		res, err = mongobackup.Backup(ctx, cfg)
 		return err
 	})
 	return res, mongoGap(err)

@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/basebackup"
+	mysqlbackup "github.com/tidemark/tidemark/basebackup/mysql"
 	"github.com/tidemark/tidemark/binlog"
 	"github.com/tidemark/tidemark/internal/progress"
 	"github.com/tidemark/tidemark/restore"
@@ -60,15 +60,15 @@ func readPasswordFile(path string) (string, error) {
 
 // runBackupMySQL takes a backup under the maintenance lock; shared by the
 // command and the agent.
-func (a *app) runBackupMySQL(ctx context.Context, rf *repoFlags, cfg basebackup.MySQLConfig) (*basebackup.MySQLResult, error) {
+func (a *app) runBackupMySQL(ctx context.Context, rf *repoFlags, cfg mysqlbackup.Config) (*mysqlbackup.Result, error) {
 	r, err := rf.open(ctx, false)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Repo, cfg.Log = r, a.log
-	var res *basebackup.MySQLResult
+	var res *mysqlbackup.Result
 	err = r.WithLock(ctx, "maintenance", archive.LockOptions{Purpose: "tidemark backup (MySQL/MariaDB)"}, func(ctx context.Context) error {
-		res, err = basebackup.MySQL(ctx, cfg)
+		res, err = mysqlbackup.Backup(ctx, cfg)
 		return err
 	})
 	if err != nil {
@@ -87,7 +87,7 @@ func (a *app) backupMySQL(ctx context.Context, rf *repoFlags, source string, job
 		return err
 	}
 	bar := progress.New(a.stderr)
-	cfg := basebackup.MySQLConfig{Source: source, Password: pw, Jobs: jobs, Databases: mf.databases, WithUsers: mf.withUsers,
+	cfg := mysqlbackup.Config{Source: source, Password: pw, Jobs: jobs, Databases: mf.databases, WithUsers: mf.withUsers,
 		Progress: func(done, total int64) { bar.Bytes("backup", done>>20, done, total) }}
 	start := time.Now()
 	res, err := a.runBackupMySQL(ctx, rf, cfg)

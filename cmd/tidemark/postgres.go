@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/basebackup"
+	pgbackup "github.com/tidemark/tidemark/basebackup/postgres"
 	"github.com/tidemark/tidemark/internal/progress"
 	"github.com/tidemark/tidemark/restore"
 	"github.com/tidemark/tidemark/wal"
@@ -83,15 +83,15 @@ func (a *app) fetchWAL(ctx context.Context, rf *repoFlags, name, dest string) er
 
 // runBackupPostgres takes a backup under the maintenance lock; shared by
 // the command and the agent.
-func (a *app) runBackupPostgres(ctx context.Context, rf *repoFlags, cfg basebackup.PostgresConfig) (*basebackup.BackupResult, error) {
+func (a *app) runBackupPostgres(ctx context.Context, rf *repoFlags, cfg pgbackup.Config) (*pgbackup.Result, error) {
 	r, err := rf.open(ctx, false)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Repo, cfg.Log = r, a.log
-	var res *basebackup.BackupResult
+	var res *pgbackup.Result
 	err = r.WithLock(ctx, "maintenance", archive.LockOptions{Purpose: "tidemark backup (PostgreSQL)"}, func(ctx context.Context) error {
-		res, err = basebackup.Postgres(ctx, cfg)
+		res, err = pgbackup.Backup(ctx, cfg)
 		return err
 	})
 	if err != nil {
@@ -104,7 +104,7 @@ func (a *app) runBackupPostgres(ctx context.Context, rf *repoFlags, cfg baseback
 	return res, nil
 }
 
-func (a *app) backupPostgres(ctx context.Context, rf *repoFlags, cfg basebackup.PostgresConfig, asJSON bool) error {
+func (a *app) backupPostgres(ctx context.Context, rf *repoFlags, cfg pgbackup.Config, asJSON bool) error {
 	bar := progress.New(a.stderr)
 	cfg.Progress = func(done, total int64) { bar.Bytes("backup", done>>20, done, total) }
 	start := time.Now()

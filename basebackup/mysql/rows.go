@@ -1,4 +1,4 @@
-package basebackup
+package mysql
 
 import (
 	"bufio"

@@ -1,4 +1,4 @@
-package basebackup
+package mysql
 
 import (
 	"context"
@@ -55,7 +55,7 @@ func (s *snapshot) close() {
 // blocked (BACKUP STAGE BLOCK_COMMIT) only while the already connected
 // workers open their snapshots — milliseconds. DDL is blocked from before
 // the schema is read until then, so the definitions match the data.
-func openSnapshot(ctx context.Context, cfg MySQLConfig, srv binlog.Source, coord *client.Conn) (*snapshot, *MySQLSchema, error) {
+func openSnapshot(ctx context.Context, cfg Config, srv binlog.Source, coord *client.Conn) (*snapshot, *Schema, error) {
 	s := &snapshot{}
 	for i := 0; i < cfg.Jobs; i++ {
 		c, err := ConnectRaw(ctx, srv)
@@ -69,7 +69,7 @@ func openSnapshot(ctx context.Context, cfg MySQLConfig, srv binlog.Source, coord
 			return nil, nil, fmt.Errorf("worker %d: set isolation level: %w", i, err)
 		}
 	}
-	fail := func(err error) (*snapshot, *MySQLSchema, error) {
+	fail := func(err error) (*snapshot, *Schema, error) {
 		coord.Execute("BACKUP STAGE END")
 		s.close()
 		return nil, nil, err

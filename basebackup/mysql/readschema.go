@@ -1,4 +1,4 @@
-package basebackup
+package mysql
 
 import (
 	"errors"
@@ -12,62 +12,8 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 )
 
-// MySQLSchema is everything a restore recreates besides table rows; stored
-// as the backup's schema.json file (encrypted like any file).
-type MySQLSchema struct {
-	Databases []MySQLDatabase `json:"databases"`
-	// Users holds CREATE USER and GRANT statements (--with-users).
-	Users []string `json:"users,omitempty"`
-}
-
-// MySQLDatabase is one schema.
-type MySQLDatabase struct {
-	Name     string        `json:"name"`
-	Create   string        `json:"create"`
-	Tables   []MySQLTable  `json:"tables"`
-	Views    []MySQLObject `json:"views,omitempty"`
-	Routines []MySQLObject `json:"routines,omitempty"`
-	Triggers []MySQLObject `json:"triggers,omitempty"`
-	Events   []MySQLObject `json:"events,omitempty"`
-}
-
-// MySQLTable is a base table: its exact SHOW CREATE TABLE and where its
-// rows are.
-type MySQLTable struct {
-	Name       string        `json:"name"`
-	Engine     string        `json:"engine"`
-	Create     string        `json:"create"`
-	Columns    []MySQLColumn `json:"columns"` // stored columns in order (generated ones are recomputed)
-	PrimaryKey []string      `json:"primary_key,omitempty"`
-	Parts      []string      `json:"parts"` // backup file paths of its row streams, in key order
-	Rows       int64         `json:"rows"`
-	// Locked: a non-transactional table, copied while writes were blocked.
-	Locked   bool `json:"locked,omitempty"`
-	estRows  int64
-	estBytes int64
-}
-
-// MySQLColumn is a stored column.
-type MySQLColumn struct {
-	Name     string     `json:"name"`
-	DataType string     `json:"data_type"`
-	Kind     ColumnKind `json:"kind"`
-}
-
-// MySQLObject is a view, routine, trigger or event with the session
-// settings it was created under (they change its meaning).
-type MySQLObject struct {
-	Name                string `json:"name"`
-	Type                string `json:"type,omitempty"` // PROCEDURE or FUNCTION for routines
-	Create              string `json:"create"`
-	SQLMode             string `json:"sql_mode,omitempty"`
-	TimeZone            string `json:"time_zone,omitempty"`
-	CharsetClient       string `json:"character_set_client"`
-	CollationConnection string `json:"collation_connection"`
-	DatabaseCollation   string `json:"database_collation,omitempty"`
-}
-
-func (s *MySQLSchema) hasLocked() bool {
+// hasLocked reports whether any table is non-transactional.
+func (s *Schema) hasLocked() bool {
 	for _, db := range s.Databases {
 		for _, t := range db.Tables {
 			if t.Locked {
@@ -83,7 +29,7 @@ var systemSchemas = []string{"mysql", "information_schema", "performance_schema"
 
 // readSchema reads the definitions of the selected databases. It runs with
 // DDL blocked, so the definitions match the snapshot taken right after.
-func readSchema(c *client.Conn, only []string, withUsers bool, log *slog.Logger) (*MySQLSchema, error) {
+func readSchema(c *client.Conn, only []string, withUsers bool, log *slog.Logger) (*Schema, error) {
 	rows, err := query(c, "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME")
 	if err != nil {
 		return nil, fmt.Errorf("list databases: %w", err)
@@ -100,7 +46,7 @@ func readSchema(c *client.Conn, only []string, withUsers bool, log *slog.Logger)
 			return nil, fmt.Errorf("database %q: not on the server (or a system schema)", o)
 		}
 	}
-	s := &MySQLSchema{}
+	s := &Schema{}
 	for _, n := range names {
 		db, err := readDatabase(c, n)
 		if err != nil {
@@ -116,9 +62,9 @@ func readSchema(c *client.Conn, only []string, withUsers bool, log *slog.Logger)
 	return s, nil
 }
 
-func readDatabase(c *client.Conn, name string) (*MySQLDatabase, error) {
-	db := &MySQLDatabase{Name: name}
-	r, err := query(c, "SHOW CREATE DATABASE "+quoteIdent(name))
+func readDatabase(c *client.Conn, name string) (*Database, error) {
+	db := &Database{Name: name}
+	r, err := query(c, "SHOW CREATE DATABASE "+QuoteIdent(name))
 	if err != nil || len(r) != 1 {
 		return nil, fmt.Errorf("SHOW CREATE DATABASE: %v", err)
 	}
@@ -200,9 +146,9 @@ func readDatabase(c *client.Conn, name string) (*MySQLDatabase, error) {
 	return db, nil
 }
 
-func readTable(c *client.Conn, db, name string) (*MySQLTable, error) {
-	t := &MySQLTable{Name: name}
-	fq := quoteIdent(db) + "." + quoteIdent(name)
+func readTable(c *client.Conn, db, name string) (*Table, error) {
+	t := &Table{Name: name}
+	fq := QuoteIdent(db) + "." + QuoteIdent(name)
 	r, err := query(c, "SHOW CREATE TABLE "+fq)
 	if err != nil || len(r) != 1 {
 		return nil, fmt.Errorf("SHOW CREATE TABLE: %v", err)
@@ -221,7 +167,7 @@ func readTable(c *client.Conn, db, name string) (*MySQLTable, error) {
 		if err != nil {
 			return nil, fmt.Errorf("column %s: %w", col["COLUMN_NAME"], err)
 		}
-		t.Columns = append(t.Columns, MySQLColumn{Name: string(col["COLUMN_NAME"]), DataType: dt, Kind: k})
+		t.Columns = append(t.Columns, Column{Name: string(col["COLUMN_NAME"]), DataType: dt, Kind: k})
 	}
 	if len(t.Columns) == 0 {
 		return nil, fmt.Errorf("no stored columns")
@@ -265,17 +211,17 @@ func columnKind(dataType string, unsigned bool) (ColumnKind, error) {
 }
 
 // readObject reads a view, routine, trigger or event with its settings.
-func readObject(c *client.Conn, kind, db, name string) (*MySQLObject, error) {
+func readObject(c *client.Conn, kind, db, name string) (*Object, error) {
 	show := kind
 	if kind == "VIEW" {
 		show = "TABLE" // SHOW CREATE TABLE on a view gives the same, with the view's charset columns
 	}
-	r, err := query(c, "SHOW CREATE "+show+" "+quoteIdent(db)+"."+quoteIdent(name))
+	r, err := query(c, "SHOW CREATE "+show+" "+QuoteIdent(db)+"."+QuoteIdent(name))
 	if err != nil || len(r) != 1 {
 		return nil, fmt.Errorf("SHOW CREATE %s %s: %v", kind, name, err)
 	}
 	row := r[0]
-	o := &MySQLObject{Name: name, SQLMode: string(row["sql_mode"]), TimeZone: string(row["time_zone"]),
+	o := &Object{Name: name, SQLMode: string(row["sql_mode"]), TimeZone: string(row["time_zone"]),
 		CharsetClient: string(row["character_set_client"]), CollationConnection: string(row["collation_connection"]),
 		DatabaseCollation: string(row["Database Collation"])}
 	if kind == "PROCEDURE" || kind == "FUNCTION" {

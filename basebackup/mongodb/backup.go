@@ -1,4 +1,8 @@
-package basebackup
+// Package mongodb takes MongoDB (and FerretDB) base backups — every
+// collection scanned into the repository's deduplicated chunk storage
+// between two oplog positions — and defines what a backup records
+// (meta.go), which restore/mongodb reads.
+package mongodb
 
 import (
 	"context"
@@ -6,9 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -19,8 +20,8 @@ import (
 	"github.com/tidemark/tidemark/oplog"
 )
 
-// MongoConfig configures a MongoDB base backup.
-type MongoConfig struct {
+// Config configures a MongoDB base backup.
+type Config struct {
 	Repo   *archive.Repository
 	Source string // mongodb:// URL (password from the environment)
 	Jobs   int    // collections scanned (and chunks stored) in parallel
@@ -34,34 +35,16 @@ type MongoConfig struct {
 	Connect func(ctx context.Context, url string) (*mongo.Client, error)
 }
 
-// MongoMeta is the engine part of a MongoDB backup's manifest.
-type MongoMeta struct {
-	Flavour string `json:"flavour"`
-	Version string `json:"version"`
-	SetName string `json:"set_name"`
-	// StartTS: the base holds every write at or before it, and may hold
-	// later ones; a restore replays the oplog after it. StopTS: the newest
-	// entry once the scan ended, the earliest point the base restores to.
-	StartTS     string    `json:"start_ts"`
-	StopTS      string    `json:"stop_ts"`
-	StopTime    time.Time `json:"stop_time"` // wall clock when StopTS was read
-	Collections int       `json:"collections"`
-	Documents   int64     `json:"documents"`
-	// OplogArchivedBy says who made StartTS..StopTS durable: "streamer",
-	// "backup", or "none needed" when nothing was written during the scan.
-	OplogArchivedBy string `json:"oplog_archived_by"`
-}
-
-// MongoResult summarises a committed backup.
-type MongoResult struct {
+// Result summarises a committed backup.
+type Result struct {
 	Manifest *archive.Manifest
-	Meta     MongoMeta
+	Meta     Meta
 }
 
-// Mongo takes a base backup: the oplog position before, every collection
+// Backup takes a base backup: the oplog position before, every collection
 // scanned in parallel into chunks of raw BSON documents, the position
 // after, and, once the oplog between them is archived, the manifest.
-func Mongo(ctx context.Context, cfg MongoConfig) (*MongoResult, error) {
+func Backup(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Jobs < 1 {
 		cfg.Jobs = 4
 	}
@@ -100,7 +83,7 @@ func Mongo(ctx context.Context, cfg MongoConfig) (*MongoResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &mongoScan{cfg: cfg, c: c, w: w}
+	s := &scanner{cfg: cfg, c: c, w: w}
 	files, err := s.scanAll(ctx, colls)
 	if err != nil {
 		return nil, err
@@ -112,7 +95,7 @@ func Mongo(ctx context.Context, cfg MongoConfig) (*MongoResult, error) {
 	if stop.Less(start) {
 		stop = start
 	}
-	meta := MongoMeta{Flavour: src.Flavour, Version: src.Version, SetName: src.SetName, StartTS: start.String(),
+	meta := Meta{Flavour: src.Flavour, Version: src.Version, SetName: src.SetName, StartTS: start.String(),
 		StopTS: stop.String(), StopTime: time.Now().UTC(), Collections: len(colls), Documents: s.docs.Load()}
 	if err := w.Commit(ctx); err != nil {
 		return nil, err
@@ -130,7 +113,7 @@ func Mongo(ctx context.Context, cfg MongoConfig) (*MongoResult, error) {
 	if err := cfg.Repo.CommitManifest(ctx, m); err != nil {
 		return nil, err
 	}
-	return &MongoResult{Manifest: m, Meta: meta}, nil
+	return &Result{Manifest: m, Meta: meta}, nil
 }
 
 // startTS is where replay must begin: the newest oplog entry, or earlier
@@ -188,7 +171,7 @@ func newestEntry(ctx context.Context, c *mongo.Client) (ts oplog.TS, empty bool,
 // ensureOplog waits until the repository holds the oplog from start to
 // stop: from a running streamer (it holds the stream lock), or by
 // archiving that range itself. It says which.
-func ensureOplog(ctx context.Context, cfg MongoConfig, src oplog.Source, start, stop oplog.TS, emptyOplog bool) (string, error) {
+func ensureOplog(ctx context.Context, cfg Config, src oplog.Source, start, stop oplog.TS, emptyOplog bool) (string, error) {
 	stream := src.StreamName()
 	reached := func() (bool, error) {
 		chain, err := cfg.Repo.ReadStream(ctx, stream)
@@ -242,121 +225,4 @@ func ensureOplog(ctx context.Context, cfg MongoConfig, src oplog.Source, start, 
 		return "", fmt.Errorf("archiving the oplog window stopped early: %w", err)
 	}
 	return "backup", nil
-}
-
-// collection is one namespace as listCollections describes it.
-type collection struct {
-	DB, Name string
-	Type     string   // collection, view, timeseries
-	Options  bson.Raw // create options (capped, validator, collation, viewOn, …)
-	Indexes  []bson.Raw
-}
-
-// CollectionMeta is what a backup records of a collection besides its
-// documents, in the file entry's Extra; BSON values in canonical Extended
-// JSON so every type survives.
-type CollectionMeta struct {
-	Type      string            `json:"type"`
-	Options   json.RawMessage   `json:"options,omitempty"`
-	Indexes   []json.RawMessage `json:"indexes,omitempty"`
-	Documents int64             `json:"documents"`
-}
-
-func listCollections(ctx context.Context, c *mongo.Client) ([]collection, error) {
-	dbs, err := c.ListDatabaseNames(ctx, bson.D{})
-	if err != nil {
-		return nil, fmt.Errorf("list databases: %w", err)
-	}
-	var out []collection
-	for _, db := range dbs {
-		if oplog.Internal(db + ".x") {
-			continue
-		}
-		cur, err := c.Database(db).ListCollections(ctx, bson.D{})
-		if err != nil {
-			return nil, fmt.Errorf("list collections of %s: %w", db, err)
-		}
-		var specs []struct {
-			Name    string   `bson:"name"`
-			Type    string   `bson:"type"`
-			Options bson.Raw `bson:"options"`
-		}
-		if err := cur.All(ctx, &specs); err != nil {
-			return nil, fmt.Errorf("list collections of %s: %w", db, err)
-		}
-		for _, s := range specs {
-			if oplog.Internal(db + "." + s.Name) {
-				continue
-			}
-			col := collection{DB: db, Name: s.Name, Type: s.Type, Options: s.Options}
-			if col.Type == "" {
-				col.Type = "collection"
-			}
-			if col.Type != "view" {
-				if col.Indexes, err = listIndexes(ctx, c.Database(db).Collection(s.Name)); err != nil {
-					return nil, err
-				}
-			}
-			out = append(out, col)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].DB+"."+out[i].Name < out[j].DB+"."+out[j].Name })
-	return out, nil
-}
-
-func listIndexes(ctx context.Context, coll *mongo.Collection) ([]bson.Raw, error) {
-	cur, err := coll.Indexes().List(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list indexes of %s.%s: %w", coll.Database().Name(), coll.Name(), err)
-	}
-	var out []bson.Raw
-	for cur.Next(ctx) {
-		out = append(out, append(bson.Raw(nil), cur.Current...))
-	}
-	if err := cur.Err(); err != nil {
-		return nil, fmt.Errorf("list indexes of %s.%s: %w", coll.Database().Name(), coll.Name(), err)
-	}
-	return out, nil
-}
-
-type mongoScan struct {
-	cfg   MongoConfig
-	c     *mongo.Client
-	w     *archive.ChunkWriter
-	docs  atomic.Int64
-	bytes atomic.Int64
-}
-
-// scanAll scans up to Jobs collections at once.
-func (s *mongoScan) scanAll(ctx context.Context, colls []collection) ([]archive.FileEntry, error) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	files := make([]archive.FileEntry, len(colls))
-	sem := make(chan struct{}, s.cfg.Jobs)
-	var wg sync.WaitGroup
-	for i, col := range colls {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			f, err := s.scan(ctx, col)
-			if err != nil {
-				cancel(err)
-				return
-			}
-			files[i] = f
-		}()
-	}
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
-		return nil, err
-	}
-	return files, nil
 }

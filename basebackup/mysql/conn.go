@@ -1,4 +1,10 @@
-package basebackup
+package mysql
+
+// Connections to the server. ConnectRaw's session (binary character set,
+// UTC) is part of the row format's contract: the backup reads rows in it
+// and restore/mysql loads them in it, so bytes and TIMESTAMPs come back
+// exactly as stored. That is why it lives here beside rows.go, with
+// QuoteIdent, which both sides use too, rather than in restore.
 
 import (
 	"context"
@@ -65,8 +71,5 @@ func query(c *client.Conn, q string, args ...any) ([]map[string][]byte, error) {
 	return out, nil
 }
 
-// quoteIdent quotes a MySQL identifier.
-func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
-
-// QuoteIdent quotes a MySQL identifier (exported for restore).
-func QuoteIdent(s string) string { return quoteIdent(s) }
+// QuoteIdent quotes a MySQL identifier.
+func QuoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }

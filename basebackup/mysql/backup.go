@@ -1,4 +1,8 @@
-package basebackup
+// Package mysql takes consistent logical base backups of MariaDB servers
+// into the repository's deduplicated chunk storage, and defines what a
+// backup records (meta.go) and the typed row format of its table data
+// (rows.go), which restore/mysql reads.
+package mysql
 
 import (
 	"bytes"
@@ -12,8 +16,8 @@ import (
 	"github.com/tidemark/tidemark/binlog"
 )
 
-// MySQLConfig configures a MySQL/MariaDB base backup.
-type MySQLConfig struct {
+// Config configures a MySQL/MariaDB base backup.
+type Config struct {
 	Repo      *archive.Repository
 	Source    string // mysql://user@host:port/
 	Password  string // from a password file; else the URL's
@@ -29,45 +33,17 @@ type MySQLConfig struct {
 	Progress func(done, total int64)
 }
 
-// MySQLMeta is the engine part of a MySQL backup's manifest.
-type MySQLMeta struct {
-	ServerVersion string    `json:"server_version"`
-	ServerID      uint32    `json:"server_id"`
-	ClusterID     string    `json:"cluster_id"`
-	BinlogFile    string    `json:"binlog_file"`
-	BinlogPos     uint32    `json:"binlog_pos"`
-	GTID          string    `json:"gtid,omitempty"`
-	SnapshotTime  time.Time `json:"snapshot_time"`
-	LockHeldMS    float64   `json:"lock_held_ms"`   // commits were blocked this long
-	DDLBlockedMS  float64   `json:"ddl_blocked_ms"` // DDL was blocked this long
-	RowFormat     int       `json:"row_format"`
-	Databases     []string  `json:"databases"`
-	Tables        int       `json:"tables"`
-	LockedTables  int       `json:"locked_tables,omitempty"` // non-transactional, copied under the lock
-	Rows          int64     `json:"rows"`
-	WithUsers     bool      `json:"with_users,omitempty"`
-}
-
-// Position is the binlog position the snapshot is consistent with, in the
-// binlog stream's notation (FILE:POS[#GTID]).
-func (m MySQLMeta) Position() binlog.Position {
-	return binlog.Position{File: m.BinlogFile, Pos: m.BinlogPos, GTID: m.GTID}
-}
-
-// MySQLSchemaFile is the backup file holding the MySQLSchema.
-const MySQLSchemaFile = "schema.json"
-
-// MySQLResult summarises a committed MySQL backup.
-type MySQLResult struct {
+// Result summarises a committed MySQL backup.
+type Result struct {
 	Manifest *archive.Manifest
-	Meta     MySQLMeta
+	Meta     Meta
 }
 
-// MySQL takes a consistent logical base backup of a MariaDB server: a
+// Backup takes a consistent logical base backup of a MariaDB server: a
 // snapshot shared by cfg.Jobs connections at a known binlog position, the
 // schema, and every table's rows by primary-key range in the typed row
 // format, stored as deduplicated chunks; the manifest is written last.
-func MySQL(ctx context.Context, cfg MySQLConfig) (*MySQLResult, error) {
+func Backup(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Jobs < 1 {
 		cfg.Jobs = 4
 	}
@@ -135,8 +111,8 @@ func MySQL(ctx context.Context, cfg MySQLConfig) (*MySQLResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store schema: %w", err)
 	}
-	files = append([]archive.FileEntry{{Path: MySQLSchemaFile, Size: int64(len(sj)), Mode: 0o600, ModTime: snap.taken, Chunks: refs}}, files...)
-	meta := MySQLMeta{ServerVersion: id.Version, ServerID: id.ServerID, ClusterID: id.ClusterID, BinlogFile: snap.file,
+	files = append([]archive.FileEntry{{Path: SchemaFile, Size: int64(len(sj)), Mode: 0o600, ModTime: snap.taken, Chunks: refs}}, files...)
+	meta := Meta{ServerVersion: id.Version, ServerID: id.ServerID, ClusterID: id.ClusterID, BinlogFile: snap.file,
 		BinlogPos: snap.pos, GTID: snap.gtid, SnapshotTime: snap.taken, LockHeldMS: ms(snap.lockHeld), DDLBlockedMS: ms(snap.ddlBlocked),
 		RowFormat: RowVersion, WithUsers: cfg.WithUsers}
 	for _, db := range schema.Databases {
@@ -164,7 +140,7 @@ func MySQL(ctx context.Context, cfg MySQLConfig) (*MySQLResult, error) {
 	if err := cfg.Repo.CommitManifest(ctx, m); err != nil {
 		return nil, err
 	}
-	return &MySQLResult{Manifest: m, Meta: meta}, nil
+	return &Result{Manifest: m, Meta: meta}, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -1,4 +1,4 @@
-package basebackup
+package mysql
 
 import (
 	"context"
@@ -29,13 +29,8 @@ type part struct {
 	rows      int64
 }
 
-// PartExtra is the FileEntry.Extra of a table part.
-type PartExtra struct {
-	Rows int64 `json:"rows"`
-}
-
 type dumper struct {
-	cfg    MySQLConfig
+	cfg    Config
 	chunks *archive.ChunkWriter
 	snap   *snapshot
 	done   atomic.Int64
@@ -47,7 +42,7 @@ type dumper struct {
 // the snapshot: they are copied first, while the snapshot's lock still
 // blocks writes to them, which is then released; transactional tables are
 // split into key ranges and copied from the snapshot, largest first.
-func (d *dumper) run(ctx context.Context, coord *client.Conn, schema *MySQLSchema) ([]archive.FileEntry, error) {
+func (d *dumper) run(ctx context.Context, coord *client.Conn, schema *Schema) ([]archive.FileEntry, error) {
 	var locked, parts []*part
 	for di := range schema.Databases {
 		db := &schema.Databases[di]
@@ -96,7 +91,7 @@ func (d *dumper) run(ctx context.Context, coord *client.Conn, schema *MySQLSchem
 	return files, nil
 }
 
-func (d *dumper) name(schema *MySQLSchema, p *part) *part {
+func (d *dumper) name(schema *Schema, p *part) *part {
 	db := schema.Databases[p.db]
 	p.path = fmt.Sprintf("data/%s/%s/%06d", url.PathEscape(db.Name), url.PathEscape(db.Tables[p.table].Name), p.seq)
 	return p
@@ -111,7 +106,7 @@ func sumEst(ps []*part) int64 {
 }
 
 // dumpAll dumps parts on the snapshot's connections, largest first.
-func (d *dumper) dumpAll(ctx context.Context, schema *MySQLSchema, parts []*part) error {
+func (d *dumper) dumpAll(ctx context.Context, schema *Schema, parts []*part) error {
 	order := append([]*part(nil), parts...)
 	sort.SliceStable(order, func(i, j int) bool { return order[i].est > order[j].est })
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -148,7 +143,7 @@ feed:
 // leading value stay in one range): ranges over other types would have to
 // be compared in the column's collation. The first and last ranges are
 // open, so rows outside the sampled bounds are never lost.
-func (d *dumper) plan(coord *client.Conn, db string, t *MySQLTable) ([]*part, error) {
+func (d *dumper) plan(coord *client.Conn, db string, t *Table) ([]*part, error) {
 	whole := []*part{{est: t.estBytes}}
 	if len(t.PrimaryKey) == 0 || t.estRows <= d.cfg.PartRows {
 		return whole, nil
@@ -162,8 +157,8 @@ func (d *dumper) plan(coord *client.Conn, db string, t *MySQLTable) ([]*part, er
 	if kind != KindInt && kind != KindUint {
 		return whole, nil
 	}
-	pk := quoteIdent(t.PrimaryKey[0])
-	r, err := coord.Execute(fmt.Sprintf("SELECT MIN(%s), MAX(%s) FROM %s.%s", pk, pk, quoteIdent(db), quoteIdent(t.Name)))
+	pk := QuoteIdent(t.PrimaryKey[0])
+	r, err := coord.Execute(fmt.Sprintf("SELECT MIN(%s), MAX(%s) FROM %s.%s", pk, pk, QuoteIdent(db), QuoteIdent(t.Name)))
 	if err != nil {
 		return nil, err
 	}
@@ -199,16 +194,16 @@ func (d *dumper) plan(coord *client.Conn, db string, t *MySQLTable) ([]*part, er
 }
 
 // dump streams one part's rows through the row format into chunks.
-func (d *dumper) dump(ctx context.Context, c *client.Conn, schema *MySQLSchema, p *part) error {
+func (d *dumper) dump(ctx context.Context, c *client.Conn, schema *Schema, p *part) error {
 	db := schema.Databases[p.db]
 	t := db.Tables[p.table]
 	cols := make([]RowColumn, len(t.Columns))
 	names := make([]string, len(t.Columns))
 	for i, col := range t.Columns {
 		cols[i] = RowColumn{Name: col.Name, Kind: col.Kind}
-		names[i] = quoteIdent(col.Name)
+		names[i] = QuoteIdent(col.Name)
 	}
-	q := "SELECT " + strings.Join(names, ", ") + " FROM " + quoteIdent(db.Name) + "." + quoteIdent(t.Name)
+	q := "SELECT " + strings.Join(names, ", ") + " FROM " + QuoteIdent(db.Name) + "." + QuoteIdent(t.Name)
 	if p.where != "" {
 		q += " WHERE " + p.where
 	}
@@ -217,7 +212,7 @@ func (d *dumper) dump(ctx context.Context, c *client.Conn, schema *MySQLSchema, 
 		// one backup to the next, so its chunks deduplicate.
 		keys := make([]string, len(t.PrimaryKey))
 		for i, k := range t.PrimaryKey {
-			keys[i] = quoteIdent(k)
+			keys[i] = QuoteIdent(k)
 		}
 		q += " ORDER BY " + strings.Join(keys, ", ")
 	}
