@@ -46,7 +46,7 @@ fuzz:
 	$(GO) test ./binlog -run '^$$' -fuzz '^FuzzParseStatusVars$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./oplog -run '^$$' -fuzz '^FuzzSegmentReader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./oplog -run '^$$' -fuzz '^FuzzParseTS$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./restore -run '^$$' -fuzz '^FuzzApplyUpdate$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./restore/mongodb -run '^$$' -fuzz '^FuzzApplyUpdate$$' -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin

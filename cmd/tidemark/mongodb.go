@@ -13,6 +13,7 @@ import (
 	"github.com/tidemark/tidemark/internal/progress"
 	"github.com/tidemark/tidemark/oplog"
 	"github.com/tidemark/tidemark/restore"
+	mongorestore "github.com/tidemark/tidemark/restore/mongodb"
 )
 
 // Lock names of the MongoDB commands: one streamer per repository; backups
@@ -101,7 +102,7 @@ type mongoRestoreArgs struct {
 }
 
 func (a *app) restoreMongo(ctx context.Context, rf *repoFlags, args mongoRestoreArgs) error {
-	to := restore.MongoTarget{Latest: args.latest}
+	to := mongorestore.Target{Latest: args.latest}
 	var err error
 	if args.toTS != "" {
 		if to.TS, err = oplog.ParseTS(args.toTS); err != nil {
@@ -124,10 +125,10 @@ func (a *app) restoreMongo(ctx context.Context, rf *repoFlags, args mongoRestore
 		return err
 	}
 	bar := progress.New(a.stderr)
-	cfg := restore.MongoConfig{Repo: r, TargetURL: args.target, To: to, Namespaces: args.namespaces, Force: args.force,
+	cfg := mongorestore.Config{Repo: r, TargetURL: args.target, To: to, Namespaces: args.namespaces, Force: args.force,
 		Jobs: args.jobs, Log: a.log, Progress: func(phase string, n int64) { bar.Bytes(phase, n, 0, 0) }}
 	started := time.Now()
-	res, err := restore.RestoreMongo(ctx, cfg)
+	res, err := mongorestore.Restore(ctx, cfg)
 	bar.Done()
 	if err != nil {
 		return err
@@ -211,5 +212,5 @@ func (s *oplogStatus) print(w io.Writer) {
 // restoring: breaks in the oplog, bases whose window is not archived,
 // undecodable segments.
 func verifyMongo(ctx context.Context, r *archive.Repository) ([]string, error) {
-	return restore.VerifyMongoOplog(ctx, r)
+	return mongorestore.VerifyOplog(ctx, r)
 }

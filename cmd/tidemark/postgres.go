@@ -13,7 +13,7 @@ import (
 	"github.com/tidemark/tidemark/archive"
 	pgbackup "github.com/tidemark/tidemark/basebackup/postgres"
 	"github.com/tidemark/tidemark/internal/progress"
-	"github.com/tidemark/tidemark/restore"
+	pgrestore "github.com/tidemark/tidemark/restore/postgres"
 	"github.com/tidemark/tidemark/wal"
 )
 
@@ -134,9 +134,9 @@ type startOpts struct {
 	timeout time.Duration
 }
 
-func (a *app) restorePostgres(ctx context.Context, rf *repoFlags, cfg restore.PostgresConfig, so startOpts) error {
+func (a *app) restorePostgres(ctx context.Context, rf *repoFlags, cfg pgrestore.Config, so startOpts) error {
 	if so.start && os.Geteuid() == 0 {
-		return usageErr(restore.ErrRunningAsRoot) // refuse before restoring anything
+		return usageErr(pgrestore.ErrRunningAsRoot) // refuse before restoring anything
 	}
 	r, err := rf.open(ctx, true)
 	if err != nil {
@@ -149,7 +149,7 @@ func (a *app) restorePostgres(ctx context.Context, rf *repoFlags, cfg restore.Po
 	cfg.Repo, cfg.Log = r, a.log
 	cfg.Progress = func(done, total int64) { bar.Bytes("restore", done>>20, done, total) }
 	start := time.Now()
-	plan, err := restore.RestorePostgres(ctx, cfg)
+	plan, err := pgrestore.Restore(ctx, cfg)
 	bar.Done()
 	if err != nil {
 		return err
@@ -165,12 +165,12 @@ func (a *app) restorePostgres(ctx context.Context, rf *repoFlags, cfg restore.Po
 	}
 	binDir := so.binDir
 	if binDir == "" {
-		if binDir, err = restore.BinDir(plan.Meta.ServerVersion); err != nil {
+		if binDir, err = pgrestore.BinDir(plan.Meta.ServerVersion); err != nil {
 			return err
 		}
 	}
 	fmt.Fprintf(a.stdout, "starting PostgreSQL on port %d: replaying WAL from the repository…\n", so.port)
-	rec, err := restore.StartRestored(ctx, cfg.TargetDir, binDir, so.port, so.timeout, nil)
+	rec, err := pgrestore.StartRestored(ctx, cfg.TargetDir, binDir, so.port, so.timeout, nil)
 	if err != nil {
 		return err
 	}
