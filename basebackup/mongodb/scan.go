@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"sync"
 	"sync/atomic"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/oplog"
@@ -90,34 +90,26 @@ type scanner struct {
 	bytes atomic.Int64
 }
 
-// scanAll scans up to Jobs collections at once.
+// scanAll scans up to Jobs collections at once; the first failure stops
+// the rest.
 func (s *scanner) scanAll(ctx context.Context, colls []collection) ([]archive.FileEntry, error) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.cfg.Jobs)
 	files := make([]archive.FileEntry, len(colls))
-	sem := make(chan struct{}, s.cfg.Jobs)
-	var wg sync.WaitGroup
 	for i, col := range colls {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
+		if gctx.Err() != nil {
+			break // a scan failed or ctx ended: start no more
 		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			f, err := s.scan(ctx, col)
-			if err != nil {
-				cancel(err)
-				return
-			}
+		g.Go(func() error {
+			f, err := s.scan(gctx, col)
 			files[i] = f
-		}()
+			return err
+		})
 	}
-	wg.Wait()
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	// Ended before every scan was started, and those started succeeded.
 	if err := context.Cause(ctx); err != nil {
 		return nil, err
 	}

@@ -8,11 +8,11 @@ import (
 	"net/url"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"github.com/go-mysql-org/go-mysql/client"
 	"github.com/go-mysql-org/go-mysql/mysql"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tidemark/tidemark/archive"
 )
@@ -105,37 +105,35 @@ func sumEst(ps []*part) int64 {
 	return n
 }
 
-// dumpAll dumps parts on the snapshot's connections, largest first.
+// dumpAll dumps parts on the snapshot's connections, largest first: one
+// worker per connection, the first failure stops the rest.
 func (d *dumper) dumpAll(ctx context.Context, schema *Schema, parts []*part) error {
 	order := append([]*part(nil), parts...)
 	sort.SliceStable(order, func(i, j int) bool { return order[i].est > order[j].est })
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	g, ctx := errgroup.WithContext(ctx)
 	work := make(chan *part)
-	var wg sync.WaitGroup
+	g.Go(func() error {
+		defer close(work)
+		for _, p := range order {
+			select {
+			case work <- p:
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+		}
+		return nil
+	})
 	for _, c := range d.snap.workers {
-		wg.Add(1)
-		go func(c *client.Conn) {
-			defer wg.Done()
+		g.Go(func() error {
 			for p := range work {
 				if err := d.dump(ctx, c, schema, p); err != nil {
-					cancel(err)
-					return
+					return err
 				}
 			}
-		}(c)
+			return nil
+		})
 	}
-feed:
-	for _, p := range order {
-		select {
-		case work <- p:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(work)
-	wg.Wait()
-	return context.Cause(ctx)
+	return g.Wait()
 }
 
 // plan splits a table into primary-key ranges by the value of the key's

@@ -17,13 +17,17 @@ import (
 	"github.com/tidemark/tidemark/oplog"
 )
 
-// A applier replays oplog entries through ordinary driver writes —
+// An applier replays oplog entries through ordinary driver writes —
 // never the applyOps command, which FerretDB lacks and which applies one
 // op per round trip. Writes to documents run in parallel, partitioned by
 // hash(namespace, _id) so each document's writes keep their order; every
 // command is a barrier (all earlier writes finish first, later ones wait).
 // Replay is idempotent: a base scanned while writes went on already holds
 // some of the replayed effects.
+//
+// The workers are not an errgroup: each owns one partition's queue, and
+// a barrier waits for the queued writes while the workers live on for the
+// rest of the replay, which errgroup.Wait (the end of the group) cannot do.
 type applier struct {
 	c       *mongo.Client
 	flavour string

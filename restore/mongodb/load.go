@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tidemark/tidemark/archive"
 	mongobackup "github.com/tidemark/tidemark/basebackup/mongodb"
@@ -105,42 +105,39 @@ type docBatch struct {
 }
 
 // load inserts every collection's documents: one reader decodes the
-// chunks in order, Jobs writers insert unordered batches in parallel.
+// chunks in order, Jobs writers insert unordered batches in parallel; the
+// first failure stops both.
 func (l *loader) load(ctx context.Context, colls []collection) (int64, error) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	g, ctx := errgroup.WithContext(ctx)
 	batches := make(chan docBatch, l.cfg.Jobs)
-	var wg sync.WaitGroup
 	var done atomic.Int64
 	for range l.cfg.Jobs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			for b := range batches {
 				if ctx.Err() != nil {
-					continue
+					return context.Cause(ctx) // leave the queued batches after a failure
 				}
 				if _, err := b.coll.InsertMany(ctx, b.docs, options.InsertMany().SetOrdered(false)); err != nil {
-					cancel(fmt.Errorf("insert into %s.%s: %w", b.coll.Database().Name(), b.coll.Name(), err))
-					continue
+					return fmt.Errorf("insert into %s.%s: %w", b.coll.Database().Name(), b.coll.Name(), err)
 				}
 				l.cfg.Progress("load", done.Add(int64(len(b.docs))))
 			}
-		}()
+			return nil
+		})
 	}
-	var err error
-	for _, c := range colls {
-		if c.meta.Type == "view" {
-			continue
+	g.Go(func() error {
+		defer close(batches)
+		for _, c := range colls {
+			if c.meta.Type == "view" {
+				continue
+			}
+			if err := l.read(ctx, c, batches); err != nil {
+				return err
+			}
 		}
-		if err = l.read(ctx, c, batches); err != nil {
-			cancel(err)
-			break
-		}
-	}
-	close(batches)
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
+		return nil
+	})
+	if err := g.Wait(); err != nil {
 		return 0, err
 	}
 	return done.Load(), nil

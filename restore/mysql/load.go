@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"github.com/go-mysql-org/go-mysql/client"
 	"github.com/go-mysql-org/go-mysql/mysql"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tidemark/tidemark/archive"
 	mysqlbackup "github.com/tidemark/tidemark/basebackup/mysql"
@@ -234,41 +234,38 @@ func (l *loader) run(ctx context.Context, s *mysqlbackup.Schema) error {
 	})
 }
 
-// parallel runs n tasks on up to jobs connections opened by dial.
+// parallel runs n tasks on up to jobs connections, each opened by dial in
+// its worker; the first failure stops the rest.
 func parallel(ctx context.Context, jobs, n int, task func(context.Context, *client.Conn, int) error, dial func(context.Context) (*client.Conn, error)) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	g, ctx := errgroup.WithContext(ctx)
 	next := make(chan int)
-	var wg sync.WaitGroup
-	for w := 0; w < min(jobs, n); w++ {
-		c, err := dial(ctx)
-		if err != nil {
-			cancel(err)
-			break
+	g.Go(func() error {
+		defer close(next)
+		for i := range n {
+			select {
+			case next <- i:
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		return nil
+	})
+	for range min(jobs, n) {
+		g.Go(func() error {
+			c, err := dial(ctx)
+			if err != nil {
+				return err
+			}
 			defer c.Close()
 			for i := range next {
 				if err := task(ctx, c, i); err != nil {
-					cancel(err)
-					return
+					return err
 				}
 			}
-		}()
+			return nil
+		})
 	}
-feed:
-	for i := 0; i < n; i++ {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	return context.Cause(ctx)
+	return g.Wait()
 }
 
 // rowSink sends rows to the target in batches.

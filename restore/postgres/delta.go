@@ -9,8 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tidemark/tidemark/archive"
 )
@@ -18,32 +19,24 @@ import (
 // deltaFiles restores files over an existing directory, jobs files at a
 // time, keeping the chunks already on disk.
 func deltaFiles(ctx context.Context, cfg Config, files []archive.FileEntry, st *deltaStats, progress func(n int64)) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	work := make(chan archive.FileEntry)
-	var wg sync.WaitGroup
-	for i := 0; i < cfg.Jobs; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for f := range work {
-				if err := deltaFile(ctx, cfg, f, filepath.Join(cfg.TargetDir, filepath.FromSlash(f.Path)), st); err != nil {
-					cancel(err)
-					return
-				}
-				progress(f.Size)
-			}
-		}()
-	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(cfg.Jobs)
 	for _, f := range files {
-		select {
-		case work <- f:
-		case <-ctx.Done():
+		if gctx.Err() != nil {
+			break // a file failed or ctx ended: start no more
 		}
+		g.Go(func() error {
+			if err := deltaFile(gctx, cfg, f, filepath.Join(cfg.TargetDir, filepath.FromSlash(f.Path)), st); err != nil {
+				return err
+			}
+			progress(f.Size)
+			return nil
+		})
 	}
-	close(work)
-	wg.Wait()
-	return context.Cause(ctx)
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return context.Cause(ctx) // ended before every file was started
 }
 
 // deltaStats counts what a --delta restore kept and fetched.

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/tidemark/tidemark/archive"
 )
 
@@ -19,23 +21,19 @@ import (
 // when set, is called with the bytes written by each chunk, from the
 // workers concurrently.
 func writeFiles(ctx context.Context, repo *archive.Repository, dir string, files []archive.FileEntry, jobs int, progress func(n int64)) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	type job struct {
 		f   *outFile
 		off int64
 		ref archive.ChunkRef
 	}
+	g, ctx := errgroup.WithContext(ctx)
 	work := make(chan job, 2*jobs)
 	bufs := sync.Pool{New: func() any { b := alignedBuffer(archive.AlignedChunkSize + 1); return &b }}
-	var wg sync.WaitGroup
-	for i := 0; i < jobs; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for range jobs {
+		g.Go(func() error {
 			for j := range work {
 				if ctx.Err() != nil {
-					continue // drain
+					return context.Cause(ctx) // leave the queued chunks after a failure
 				}
 				buf := bufs.Get().(*[]byte)
 				data, err := repo.ReadChunkInto(ctx, j.ref, *buf)
@@ -44,51 +42,50 @@ func writeFiles(ctx context.Context, repo *archive.Repository, dir string, files
 				}
 				bufs.Put(buf) // the aligned one, even if a big chunk needed another
 				if err != nil {
-					cancel(fmt.Errorf("restore %s: %w", j.f.entry.Path, err))
-					continue
+					return fmt.Errorf("restore %s: %w", j.f.entry.Path, err)
 				}
 				if progress != nil {
 					progress(int64(len(data)))
 				}
 				if err := j.f.chunkDone(); err != nil {
-					cancel(err)
+					return err
 				}
 			}
-		}()
+			return nil
+		})
 	}
-	var opened []*outFile
-	for _, f := range files {
-		of, err := createFile(dir, f)
-		if err != nil {
-			cancel(err)
-			break
-		}
-		opened = append(opened, of)
-		if len(f.Chunks) == 0 {
-			if err := of.finish(); err != nil {
-				cancel(err)
-				break
+	var opened []*outFile // read after Wait
+	g.Go(func() error {
+		defer close(work)
+		for _, f := range files {
+			of, err := createFile(dir, f)
+			if err != nil {
+				return err
 			}
-			continue
-		}
-		var off int64
-		for _, ref := range f.Chunks {
-			select {
-			case work <- job{of, off, ref}:
-			case <-ctx.Done():
+			opened = append(opened, of)
+			if len(f.Chunks) == 0 {
+				if err := of.finish(); err != nil {
+					return err
+				}
+				continue
 			}
-			off += int64(ref.Size)
+			var off int64
+			for _, ref := range f.Chunks {
+				select {
+				case work <- job{of, off, ref}:
+				case <-ctx.Done():
+					return context.Cause(ctx)
+				}
+				off += int64(ref.Size)
+			}
 		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	close(work)
-	wg.Wait()
+		return nil
+	})
+	err := g.Wait()
 	for _, of := range opened {
 		of.close() // files a failure left unfinished
 	}
-	return context.Cause(ctx)
+	return err
 }
 
 // outFile is one file being restored.
