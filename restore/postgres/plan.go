@@ -27,7 +27,10 @@ type Plan struct {
 
 // PlanRestore picks the newest base backup that can reach the target and
 // checks that the archived WAL is continuous from it onwards; it writes
-// nothing. Errors wrap restore.ErrUnreachable or restore.ErrGap with the window or range.
+// nothing. The base is chosen from the repository's catalog (times and
+// positions, unencrypted), so only the chosen base's manifest is read.
+// Errors wrap restore.ErrUnreachable or restore.ErrGap with the window or
+// range.
 func PlanRestore(ctx context.Context, repo *archive.Repository, target Target) (*Plan, error) {
 	g, err := wal.RepoGeometry(ctx, repo)
 	if err != nil {
@@ -37,39 +40,62 @@ func PlanRestore(ctx context.Context, repo *archive.Repository, target Target) (
 	if err != nil {
 		return nil, err
 	}
-	ids, err := repo.ListManifests(ctx)
+	backups, err := repo.Backups(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var bases []*Plan
-	for _, id := range ids {
-		m, err := repo.ReadManifest(ctx, id)
-		if err != nil {
-			return nil, err
+	var bases []archive.BackupSummary
+	for _, b := range backups {
+		if b.Engine == "postgres" {
+			bases = append(bases, b)
 		}
-		if m.Engine != "postgres" {
-			continue
-		}
-		var meta pgbackup.Meta
-		if err := json.Unmarshal(m.EngineMeta, &meta); err != nil {
-			return nil, fmt.Errorf("backup %s: %w: engine metadata: %v", id, archive.ErrCorrupt, err)
-		}
-		start, _ := pglogrepl.ParseLSN(meta.StartLSN)
-		bases = append(bases, &Plan{Backup: m, Meta: meta, WALFrom: start})
 	}
 	latest := state.Latest()
 	if len(bases) == 0 || latest == nil {
 		return nil, fmt.Errorf("%w: the repository holds %d base backups and %s", restore.ErrUnreachable, len(bases), walSummary(state))
 	}
+	chosen, err := chooseBase(bases, target, latest, func(b archive.BackupSummary) (string, error) {
+		if b.Stop != "" {
+			return b.Stop, nil
+		}
+		// Committed before manifests carried positions: the catalog
+		// entry was summarized from a manifest without them.
+		_, meta, err := readBase(ctx, repo, b.ID)
+		return meta.StopLSN, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	m, meta, err := readBase(ctx, repo, chosen.ID)
+	if err != nil {
+		return nil, err
+	}
+	start, _ := pglogrepl.ParseLSN(meta.StartLSN)
+	p := &Plan{Backup: m, Meta: meta, WALFrom: start, WALUntil: latest.End, Timeline: latest.TLI}
+	if err := checkContinuity(state, g, p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// chooseBase picks, from the catalog's summaries of PostgreSQL bases
+// (oldest first), the newest that can reach target: for a time, the newest
+// finished by then; for an LSN, the newest consistent at or before it; else
+// the newest (PostgreSQL checks xid and name targets as it recovers).
+// stopLSN says where a base becomes consistent.
+func chooseBase(bases []archive.BackupSummary, target Target, latest *wal.Timeline, stopLSN func(archive.BackupSummary) (string, error)) (*archive.BackupSummary, error) {
+	oldestStop, err := stopLSN(bases[0])
+	if err != nil {
+		return nil, err
+	}
 	window := fmt.Sprintf("recoverable window: from the end of backup %s (%s) to %s on timeline %d",
-		bases[0].Backup.ID, bases[0].Meta.StopLSN, latest.End, latest.TLI)
-	var chosen *Plan
+		bases[0].ID, oldestStop, latest.End, latest.TLI)
+	var chosen *archive.BackupSummary
 	for i := len(bases) - 1; i >= 0 && chosen == nil; i-- {
-		b := bases[i]
-		stop, _ := pglogrepl.ParseLSN(b.Meta.StopLSN)
+		b := &bases[i]
 		switch {
 		case !target.Time.IsZero():
-			if !b.Backup.Finished.After(target.Time) {
+			if !b.Finished.After(target.Time) {
 				chosen = b
 			}
 		case target.LSN != "":
@@ -77,7 +103,11 @@ func PlanRestore(ctx context.Context, repo *archive.Repository, target Target) (
 			if err != nil {
 				return nil, fmt.Errorf("target LSN %q: %w", target.LSN, err)
 			}
-			if stop <= lsn {
+			s, err := stopLSN(*b)
+			if err != nil {
+				return nil, err
+			}
+			if stop, _ := pglogrepl.ParseLSN(s); stop <= lsn {
 				chosen = b
 			}
 			if i == len(bases)-1 && lsn > latest.End {
@@ -93,11 +123,20 @@ func PlanRestore(ctx context.Context, repo *archive.Repository, target Target) (
 	if !target.Time.IsZero() && target.Time.After(time.Now()) {
 		return nil, fmt.Errorf("%w: %s is in the future; %s", restore.ErrUnreachable, target, window)
 	}
-	chosen.WALUntil, chosen.Timeline = latest.End, latest.TLI
-	if err := checkContinuity(state, g, chosen); err != nil {
-		return nil, err
-	}
 	return chosen, nil
+}
+
+// readBase reads a base backup's manifest and its PostgreSQL metadata.
+func readBase(ctx context.Context, repo *archive.Repository, id string) (*archive.Manifest, pgbackup.Meta, error) {
+	var meta pgbackup.Meta
+	m, err := repo.ReadManifest(ctx, id)
+	if err != nil {
+		return nil, meta, err
+	}
+	if err := json.Unmarshal(m.EngineMeta, &meta); err != nil {
+		return nil, meta, fmt.Errorf("backup %s: %w: engine metadata: %v", id, archive.ErrCorrupt, err)
+	}
+	return m, meta, nil
 }
 
 func walSummary(st *wal.State) string {
@@ -108,8 +147,8 @@ func walSummary(st *wal.State) string {
 	return fmt.Sprintf("WAL to %s on timeline %d", tl.End, tl.TLI)
 }
 
-// checkContinuity fails with restore.ErrGap naming the first hole in the WAL from
-// the base's start onwards, on its timeline and every later one.
+// checkContinuity fails with restore.ErrGap naming the first hole in the
+// WAL from the base's start onwards, on its timeline and every later one.
 func checkContinuity(st *wal.State, g wal.Geometry, p *Plan) error {
 	var base *wal.Timeline
 	for _, tl := range st.Timelines {
