@@ -88,6 +88,9 @@ func Backup(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer w.Abort() // packs still open after a failure leave nothing behind
+	// Started, the snapshot's time and Finished stay in this order:
+	// restore/mysql chooses a base by time from the catalog, which has
+	// Started and Finished, and reads Meta.SnapshotTime only between them.
 	started := time.Now().UTC()
 	snap, schema, err := openSnapshot(ctx, cfg, srv, coord)
 	if err != nil {
