@@ -17,6 +17,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/basebackup"
 	"github.com/tidemark/tidemark/oplog"
 )
 
@@ -196,16 +197,8 @@ func ensureOplog(ctx context.Context, cfg Config, src oplog.Source, start, stop 
 	lock, lctx, err := cfg.Repo.AcquireLock(ctx, "stream-mongodb", archive.LockOptions{Purpose: "tidemark backup (archiving its oplog window)"})
 	if errors.Is(err, archive.ErrLocked) {
 		cfg.Log.Info("waiting for the running streamer to archive the backup's oplog window", "stop_ts", stop)
-		deadline := time.Now().Add(cfg.OplogTimeout)
-		for time.Now().Before(deadline) {
-			if ok, err := reached(); ok || err != nil {
-				return "streamer", err
-			}
-			select {
-			case <-ctx.Done():
-				return "", ctx.Err()
-			case <-time.After(200 * time.Millisecond):
-			}
+		if ok, err := basebackup.AwaitStreamer(ctx, cfg.OplogTimeout, reached); ok || err != nil {
+			return "streamer", err
 		}
 		return "", fmt.Errorf("the running streamer did not archive up to %s within %s", stop, cfg.OplogTimeout)
 	}

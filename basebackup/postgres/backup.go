@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/basebackup"
 	"github.com/tidemark/tidemark/wal"
 )
 
@@ -173,16 +174,8 @@ func ensureWAL(ctx context.Context, cfg Config, g wal.Geometry, tli uint32, star
 	}
 	if active {
 		cfg.Log.Info("waiting for the running streamer to archive the backup's WAL", "stop_lsn", stop)
-		deadline := time.Now().Add(cfg.WALTimeout)
-		for time.Now().Before(deadline) {
-			if ok, err := reached(); ok || err != nil {
-				return "streamer", err
-			}
-			select {
-			case <-ctx.Done():
-				return "", ctx.Err()
-			case <-time.After(200 * time.Millisecond):
-			}
+		if ok, err := basebackup.AwaitStreamer(ctx, cfg.WALTimeout, reached); ok || err != nil {
+			return "streamer", err
 		}
 		return "", fmt.Errorf("the streamer on slot %s did not archive up to %s within %s", cfg.Slot, stop, cfg.WALTimeout)
 	}
