@@ -88,15 +88,12 @@ func PlanRestore(ctx context.Context, repo *archive.Repository, to Target) (*Pla
 		}
 		p.To = ts
 	}
-	backups, err := repo.Backups(ctx)
+	bases, err := restore.Bases(ctx, repo, oplog.Engine)
 	if err != nil {
 		return nil, err
 	}
 	found := false
-	for _, b := range backups {
-		if b.Engine != oplog.Engine {
-			continue
-		}
+	for _, b := range bases {
 		stop, err := oplog.ParseTS(b.Stop)
 		if err != nil {
 			return nil, fmt.Errorf("backup %s: stop %q: %w", b.ID, b.Stop, archive.ErrCorrupt)
@@ -107,7 +104,7 @@ func PlanRestore(ctx context.Context, repo *archive.Repository, to Target) (*Pla
 		p.Backup, found = b, true
 	}
 	if !found {
-		return nil, fmt.Errorf("%w: no MongoDB base backup ends at or before %s (%d backups)", restore.ErrUnreachable, to, len(backups))
+		return nil, fmt.Errorf("%w: no MongoDB base backup ends at or before %s (%d backups)", restore.ErrUnreachable, to, len(bases))
 	}
 	if p.From, err = oplog.ParseTS(p.Backup.Start); err != nil {
 		return nil, fmt.Errorf("backup %s: start %q: %w", p.Backup.ID, p.Backup.Start, archive.ErrCorrupt)

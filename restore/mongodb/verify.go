@@ -8,6 +8,7 @@ import (
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/oplog"
+	"github.com/tidemark/tidemark/restore"
 )
 
 // VerifyOplog checks, for a MongoDB repository, that every base can
@@ -31,15 +32,12 @@ func VerifyOplog(ctx context.Context, repo *archive.Repository) ([]string, error
 	if err != nil {
 		return append(problems, err.Error()), nil
 	}
-	backups, err := repo.Backups(ctx)
+	bases, err := restore.Bases(ctx, repo, oplog.Engine)
 	if err != nil {
 		return nil, err
 	}
 	var newest *archive.BackupSummary
-	for _, b := range backups {
-		if b.Engine != oplog.Engine {
-			continue
-		}
+	for _, b := range bases {
 		start, err1 := oplog.ParseTS(b.Start)
 		stop, err2 := oplog.ParseTS(b.Stop)
 		if err1 != nil || err2 != nil {

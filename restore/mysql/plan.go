@@ -27,15 +27,9 @@ type Plan struct {
 // another is). Errors wrap restore.ErrUnreachable (with the recoverable
 // window) or restore.ErrGap (with the missing range).
 func PlanRestore(ctx context.Context, repo *archive.Repository, to binlog.Target) (*Plan, error) {
-	backups, err := repo.Backups(ctx)
+	bases, err := restore.Bases(ctx, repo, "mysql")
 	if err != nil {
 		return nil, err
-	}
-	var bases []archive.BackupSummary
-	for _, b := range backups {
-		if b.Engine == "mysql" {
-			bases = append(bases, b)
-		}
 	}
 	if len(bases) == 0 {
 		return nil, fmt.Errorf("%w: the repository holds no MySQL base backup", restore.ErrUnreachable)

@@ -40,15 +40,9 @@ func PlanRestore(ctx context.Context, repo *archive.Repository, target Target) (
 	if err != nil {
 		return nil, err
 	}
-	backups, err := repo.Backups(ctx)
+	bases, err := restore.Bases(ctx, repo, "postgres")
 	if err != nil {
 		return nil, err
-	}
-	var bases []archive.BackupSummary
-	for _, b := range backups {
-		if b.Engine == "postgres" {
-			bases = append(bases, b)
-		}
 	}
 	latest := state.Latest()
 	if len(bases) == 0 || latest == nil {
