@@ -16,7 +16,9 @@ import (
 
 	"github.com/tidemark/tidemark/agent"
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/basebackup"
+	mongobackup "github.com/tidemark/tidemark/basebackup/mongodb"
+	mysqlbackup "github.com/tidemark/tidemark/basebackup/mysql"
+	pgbackup "github.com/tidemark/tidemark/basebackup/postgres"
 	"github.com/tidemark/tidemark/binlog"
 	"github.com/tidemark/tidemark/wal"
 )
@@ -166,7 +168,7 @@ func (r agentRunner) Backup(ctx context.Context, db agent.Database) (agent.Backu
 		if err != nil {
 			return agent.BackupResult{}, err
 		}
-		res, err := r.a.runBackupMongo(ctx, dbRepoFlags(db), basebackup.MongoConfig{Source: src, Jobs: max(b.Jobs, 4)})
+		res, err := r.a.runBackupMongo(ctx, dbRepoFlags(db), mongobackup.Config{Source: src, Jobs: max(b.Jobs, 4)})
 		if err != nil {
 			return agent.BackupResult{}, err
 		}
@@ -178,7 +180,7 @@ func (r agentRunner) Backup(ctx context.Context, db agent.Database) (agent.Backu
 		if err != nil {
 			return agent.BackupResult{}, err
 		}
-		res, err := r.a.runBackupMySQL(ctx, dbRepoFlags(db), basebackup.MySQLConfig{Source: db.Source, Password: pw, Jobs: max(b.Jobs, 4)})
+		res, err := r.a.runBackupMySQL(ctx, dbRepoFlags(db), mysqlbackup.Config{Source: db.Source, Password: pw, Jobs: max(b.Jobs, 4)})
 		if err != nil {
 			return agent.BackupResult{}, err
 		}
@@ -189,7 +191,7 @@ func (r agentRunner) Backup(ctx context.Context, db agent.Database) (agent.Backu
 	if db.Stream != nil && db.Stream.Slot != "" {
 		slot = db.Stream.Slot
 	}
-	res, err := r.a.runBackupPostgres(ctx, dbRepoFlags(db), basebackup.PostgresConfig{Source: db.Source, Slot: slot,
+	res, err := r.a.runBackupPostgres(ctx, dbRepoFlags(db), pgbackup.Config{Source: db.Source, Slot: slot,
 		Type: orDefault(b.Type, "full"), FastCheckpoint: b.FastCheckpoint, Jobs: max(b.Jobs, 4)})
 	if err != nil {
 		return agent.BackupResult{}, err

@@ -13,6 +13,9 @@ import (
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/binlog"
 	"github.com/tidemark/tidemark/restore"
+	mongorestore "github.com/tidemark/tidemark/restore/mongodb"
+	mysqlrestore "github.com/tidemark/tidemark/restore/mysql"
+	pgrestore "github.com/tidemark/tidemark/restore/postgres"
 )
 
 type drillOpts struct {
@@ -95,14 +98,14 @@ the key file, since recovery fetches WAL with tidemark wal-fetch as that user.`,
 
 // drill runs one PostgreSQL drill; shared by the command and the agent.
 func (a *app) drill(ctx context.Context, r *archive.Repository, rf *repoFlags, o drillOpts) (*restore.DrillReport, error) {
-	target := restore.PostgresTarget{Latest: true}
+	target := pgrestore.Target{Latest: true}
 	switch {
 	case o.toTime != "":
 		t, err := restore.ParseTime(o.toTime)
 		if err != nil {
 			return nil, usageErr(fmt.Errorf("--to-time: %w", err))
 		}
-		target = restore.PostgresTarget{Time: t}
+		target = pgrestore.Target{Time: t}
 	case o.randomPoint:
 		backups, err := r.Backups(ctx)
 		if err != nil {
@@ -112,7 +115,7 @@ func (a *app) drill(ctx context.Context, r *archive.Repository, rf *repoFlags, o
 			return nil, fmt.Errorf("drill: %w: the repository holds no backup", restore.ErrUnreachable)
 		}
 		lo, hi := backups[0].Finished, backups[len(backups)-1].Finished
-		target = restore.PostgresTarget{Time: lo.Add(time.Duration(rand.Int64N(int64(hi.Sub(lo)) + 1)))}
+		target = pgrestore.Target{Time: lo.Add(time.Duration(rand.Int64N(int64(hi.Sub(lo)) + 1)))}
 	}
 	if src, err := r.Source(ctx); err == nil {
 		switch src.Engine {
@@ -133,7 +136,7 @@ func (a *app) drill(ctx context.Context, r *archive.Repository, rf *repoFlags, o
 	if err != nil {
 		return nil, err
 	}
-	rep, err := restore.DrillPostgres(ctx, restore.DrillConfig{Repo: r, Target: target, RestoreCommand: rc, WorkDir: o.workDir,
+	rep, err := pgrestore.Drill(ctx, pgrestore.DrillConfig{Repo: r, Target: target, RestoreCommand: rc, WorkDir: o.workDir,
 		As: as, BinDir: o.binDir, User: o.user, Jobs: o.jobs, Timeout: o.timeout, Log: a.log})
 	if err == nil && !rep.OK {
 		err = fmt.Errorf("drill: %w: %d problems found (see the log)", archive.ErrVerifyFailed, rep.Problems)
@@ -159,7 +162,7 @@ func (a *app) drillMySQL(ctx context.Context, r *archive.Repository, at time.Tim
 			return nil, usageErr(err)
 		}
 	}
-	rep, err := restore.DrillMySQL(ctx, restore.MySQLDrillConfig{Repo: r, To: to, WorkDir: o.workDir, As: as, Jobs: o.jobs, Log: a.log})
+	rep, err := mysqlrestore.Drill(ctx, mysqlrestore.DrillConfig{Repo: r, To: to, WorkDir: o.workDir, As: as, Jobs: o.jobs, Log: a.log})
 	if err == nil && !rep.OK {
 		err = fmt.Errorf("drill: %w: %d problems found (see the log)", archive.ErrVerifyFailed, rep.Problems)
 	}
@@ -174,11 +177,11 @@ func (a *app) drillMongo(ctx context.Context, r *archive.Repository, at time.Tim
 	if _, err := engineOf("target", o.target); err != nil {
 		return nil, err
 	}
-	to := restore.MongoTarget{Latest: true}
+	to := mongorestore.Target{Latest: true}
 	if !at.IsZero() {
-		to = restore.MongoTarget{Time: at}
+		to = mongorestore.Target{Time: at}
 	}
-	rep, err := restore.DrillMongo(ctx, restore.MongoDrillConfig{Repo: r, To: to, TargetURL: o.target, Jobs: o.jobs, Log: a.log})
+	rep, err := mongorestore.Drill(ctx, mongorestore.DrillConfig{Repo: r, To: to, TargetURL: o.target, Jobs: o.jobs, Log: a.log})
 	if err == nil && !rep.OK {
 		err = fmt.Errorf("drill: %w: %d problems found (see the log)", archive.ErrVerifyFailed, rep.Problems)
 	}

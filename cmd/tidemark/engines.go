@@ -10,8 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tidemark/tidemark/basebackup"
+	pgbackup "github.com/tidemark/tidemark/basebackup/postgres"
 	"github.com/tidemark/tidemark/restore"
+	pgrestore "github.com/tidemark/tidemark/restore/postgres"
 	"github.com/tidemark/tidemark/wal"
 )
 
@@ -174,7 +175,7 @@ running streamer, or by the backup itself).`,
 			}
 			switch eng {
 			case enginePostgres:
-				return a.backupPostgres(cmd.Context(), &rf, basebackup.PostgresConfig{Source: source, Slot: slot,
+				return a.backupPostgres(cmd.Context(), &rf, pgbackup.Config{Source: source, Slot: slot,
 					Type: typ, FastCheckpoint: fastCheckpoint, Jobs: jobs}, asJSON)
 			case engineMySQL:
 				return a.backupMySQL(cmd.Context(), &rf, source, jobs, my, asJSON)
@@ -249,7 +250,7 @@ Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
 				return usageErr(fmt.Errorf("give exactly one of --target-dir (PostgreSQL) or --target URL (MySQL, MongoDB)"))
 			}
 			if targetDir != "" {
-				t := restore.PostgresTarget{Latest: latest, LSN: toLSN, XID: toXID, Name: toName}
+				t := pgrestore.Target{Latest: latest, LSN: toLSN, XID: toXID, Name: toName}
 				if toTime != "" {
 					t.Time, _ = restore.ParseTime(toTime)
 				}
@@ -264,7 +265,7 @@ Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
 					}
 					tsMap[old] = dir
 				}
-				return a.restorePostgres(cmd.Context(), &rf, restore.PostgresConfig{TargetDir: targetDir, Target: t,
+				return a.restorePostgres(cmd.Context(), &rf, pgrestore.Config{TargetDir: targetDir, Target: t,
 					Timeline: timeline, Jobs: jobs, TablespaceMap: tsMap, Delta: delta, Exclusive: exclusive},
 					startOpts{start: start, port: port, binDir: pgBinDir, timeout: startTimeout})
 			}

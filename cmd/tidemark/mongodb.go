@@ -9,10 +9,11 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/basebackup"
+	mongobackup "github.com/tidemark/tidemark/basebackup/mongodb"
 	"github.com/tidemark/tidemark/internal/progress"
 	"github.com/tidemark/tidemark/oplog"
 	"github.com/tidemark/tidemark/restore"
+	mongorestore "github.com/tidemark/tidemark/restore/mongodb"
 )
 
 // Lock names of the MongoDB commands: one streamer per repository; backups
@@ -53,7 +54,7 @@ func (a *app) backupMongo(ctx context.Context, rf *repoFlags, source, typ string
 	}
 	bar := progress.New(a.stderr)
 	started := time.Now()
-	res, err := a.runBackupMongo(ctx, rf, basebackup.MongoConfig{Source: source, Jobs: jobs,
+	res, err := a.runBackupMongo(ctx, rf, mongobackup.Config{Source: source, Jobs: jobs,
 		Progress: func(docs, bytes int64) { bar.Bytes("backup", docs, bytes, 0) }})
 	bar.Done()
 	if err != nil {
@@ -78,15 +79,15 @@ func (a *app) backupMongo(ctx context.Context, rf *repoFlags, source, typ string
 
 // runBackupMongo takes a backup under the maintenance lock; shared by the
 // command and the agent.
-func (a *app) runBackupMongo(ctx context.Context, rf *repoFlags, cfg basebackup.MongoConfig) (*basebackup.MongoResult, error) {
+func (a *app) runBackupMongo(ctx context.Context, rf *repoFlags, cfg mongobackup.Config) (*mongobackup.Result, error) {
 	r, err := rf.open(ctx, false)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Repo, cfg.Log = r, a.log
-	var res *basebackup.MongoResult
+	var res *mongobackup.Result
 	err = r.WithLock(ctx, "maintenance", archive.LockOptions{Purpose: "tidemark backup (MongoDB)"}, func(ctx context.Context) error {
-		res, err = basebackup.Mongo(ctx, cfg)
+		res, err = mongobackup.Backup(ctx, cfg)
 		return err
 	})
 	return res, mongoGap(err)
@@ -101,7 +102,7 @@ type mongoRestoreArgs struct {
 }
 
 func (a *app) restoreMongo(ctx context.Context, rf *repoFlags, args mongoRestoreArgs) error {
-	to := restore.MongoTarget{Latest: args.latest}
+	to := mongorestore.Target{Latest: args.latest}
 	var err error
 	if args.toTS != "" {
 		if to.TS, err = oplog.ParseTS(args.toTS); err != nil {
@@ -124,10 +125,10 @@ func (a *app) restoreMongo(ctx context.Context, rf *repoFlags, args mongoRestore
 		return err
 	}
 	bar := progress.New(a.stderr)
-	cfg := restore.MongoConfig{Repo: r, TargetURL: args.target, To: to, Namespaces: args.namespaces, Force: args.force,
+	cfg := mongorestore.Config{Repo: r, TargetURL: args.target, To: to, Namespaces: args.namespaces, Force: args.force,
 		Jobs: args.jobs, Log: a.log, Progress: func(phase string, n int64) { bar.Bytes(phase, n, 0, 0) }}
 	started := time.Now()
-	res, err := restore.RestoreMongo(ctx, cfg)
+	res, err := mongorestore.Restore(ctx, cfg)
 	bar.Done()
 	if err != nil {
 		return err
@@ -211,5 +212,5 @@ func (s *oplogStatus) print(w io.Writer) {
 // restoring: breaks in the oplog, bases whose window is not archived,
 // undecodable segments.
 func verifyMongo(ctx context.Context, r *archive.Repository) ([]string, error) {
-	return restore.VerifyMongoOplog(ctx, r)
+	return mongorestore.VerifyOplog(ctx, r)
 }

@@ -11,10 +11,11 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/basebackup"
+	mysqlbackup "github.com/tidemark/tidemark/basebackup/mysql"
 	"github.com/tidemark/tidemark/binlog"
 	"github.com/tidemark/tidemark/internal/progress"
 	"github.com/tidemark/tidemark/restore"
+	mysqlrestore "github.com/tidemark/tidemark/restore/mysql"
 )
 
 // mysqlFlags are the MySQL/MariaDB options of backup and restore.
@@ -38,7 +39,7 @@ func (m *mysqlFlags) registerPassword(f *pflag.FlagSet) {
 
 func (m *mysqlFlags) registerRestore(f *pflag.FlagSet) {
 	f.StringSliceVar(&m.databases, "databases", nil, "MySQL/MariaDB: restore only these databases of the backup (refused for now: the binlog replay applies every database)")
-	f.StringVar(&m.loadMethod, "load-method", restore.LoadInsert, "MySQL/MariaDB: how rows are loaded: insert (multi-row prepared INSERTs) or infile (LOAD DATA LOCAL INFILE; the server must allow local_infile)")
+	f.StringVar(&m.loadMethod, "load-method", mysqlrestore.LoadInsert, "MySQL/MariaDB: how rows are loaded: insert (multi-row prepared INSERTs) or infile (LOAD DATA LOCAL INFILE; the server must allow local_infile)")
 	f.BoolVar(&m.force, "force", false, "MySQL/MariaDB: drop and replace target databases that exist; MongoDB: target collections (default: refuse)")
 	f.StringVar(&m.passwordFile, "password-file", "", "MySQL/MariaDB: file holding the target password (or put the URL with its password in TIDEMARK_TARGET)")
 }
@@ -60,15 +61,15 @@ func readPasswordFile(path string) (string, error) {
 
 // runBackupMySQL takes a backup under the maintenance lock; shared by the
 // command and the agent.
-func (a *app) runBackupMySQL(ctx context.Context, rf *repoFlags, cfg basebackup.MySQLConfig) (*basebackup.MySQLResult, error) {
+func (a *app) runBackupMySQL(ctx context.Context, rf *repoFlags, cfg mysqlbackup.Config) (*mysqlbackup.Result, error) {
 	r, err := rf.open(ctx, false)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Repo, cfg.Log = r, a.log
-	var res *basebackup.MySQLResult
+	var res *mysqlbackup.Result
 	err = r.WithLock(ctx, "maintenance", archive.LockOptions{Purpose: "tidemark backup (MySQL/MariaDB)"}, func(ctx context.Context) error {
-		res, err = basebackup.MySQL(ctx, cfg)
+		res, err = mysqlbackup.Backup(ctx, cfg)
 		return err
 	})
 	if err != nil {
@@ -87,7 +88,7 @@ func (a *app) backupMySQL(ctx context.Context, rf *repoFlags, source string, job
 		return err
 	}
 	bar := progress.New(a.stderr)
-	cfg := basebackup.MySQLConfig{Source: source, Password: pw, Jobs: jobs, Databases: mf.databases, WithUsers: mf.withUsers,
+	cfg := mysqlbackup.Config{Source: source, Password: pw, Jobs: jobs, Databases: mf.databases, WithUsers: mf.withUsers,
 		Progress: func(done, total int64) { bar.Bytes("backup", done>>20, done, total) }}
 	start := time.Now()
 	res, err := a.runBackupMySQL(ctx, rf, cfg)
@@ -140,7 +141,7 @@ func (a *app) restoreMySQL(ctx context.Context, rf *repoFlags, target string, to
 	if err != nil {
 		return err
 	}
-	if mf.loadMethod != restore.LoadInsert && mf.loadMethod != restore.LoadInfile {
+	if mf.loadMethod != mysqlrestore.LoadInsert && mf.loadMethod != mysqlrestore.LoadInfile {
 		return usageErr(fmt.Errorf("--load-method %q: want insert or infile", mf.loadMethod))
 	}
 	r, err := rf.open(ctx, true)
@@ -148,9 +149,9 @@ func (a *app) restoreMySQL(ctx context.Context, rf *repoFlags, target string, to
 		return err
 	}
 	bar := progress.New(a.stderr)
-	cfg := restore.MySQLConfig{Repo: r, Target: target, Password: pw, To: to, Jobs: jobs, Databases: mf.databases, Force: mf.force,
+	cfg := mysqlrestore.Config{Repo: r, Target: target, Password: pw, To: to, Jobs: jobs, Databases: mf.databases, Force: mf.force,
 		LoadMethod: mf.loadMethod, Log: a.log, Progress: func(done, total int64) { bar.Bytes("restore", done>>20, done, total) }}
-	res, err := restore.RestoreMySQL(ctx, cfg)
+	res, err := mysqlrestore.Restore(ctx, cfg)
 	bar.Done()
 	if err != nil {
 		return err
@@ -172,5 +173,5 @@ func (a *app) restoreMySQL(ctx context.Context, rf *repoFlags, target string, to
 // the archived binlog must continue without a hole to the newest archived
 // event. One problem per base that cannot be rolled forward.
 func verifyMySQL(ctx context.Context, r *archive.Repository) ([]string, error) {
-	return restore.VerifyMySQLBases(ctx, r)
+	return mysqlrestore.VerifyBases(ctx, r)
 }

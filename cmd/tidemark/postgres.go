@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/basebackup"
+	pgbackup "github.com/tidemark/tidemark/basebackup/postgres"
 	"github.com/tidemark/tidemark/internal/progress"
-	"github.com/tidemark/tidemark/restore"
+	pgrestore "github.com/tidemark/tidemark/restore/postgres"
 	"github.com/tidemark/tidemark/wal"
 )
 
@@ -83,15 +83,15 @@ func (a *app) fetchWAL(ctx context.Context, rf *repoFlags, name, dest string) er
 
 // runBackupPostgres takes a backup under the maintenance lock; shared by
 // the command and the agent.
-func (a *app) runBackupPostgres(ctx context.Context, rf *repoFlags, cfg basebackup.PostgresConfig) (*basebackup.BackupResult, error) {
+func (a *app) runBackupPostgres(ctx context.Context, rf *repoFlags, cfg pgbackup.Config) (*pgbackup.Result, error) {
 	r, err := rf.open(ctx, false)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Repo, cfg.Log = r, a.log
-	var res *basebackup.BackupResult
+	var res *pgbackup.Result
 	err = r.WithLock(ctx, "maintenance", archive.LockOptions{Purpose: "tidemark backup (PostgreSQL)"}, func(ctx context.Context) error {
-		res, err = basebackup.Postgres(ctx, cfg)
+		res, err = pgbackup.Backup(ctx, cfg)
 		return err
 	})
 	if err != nil {
@@ -104,7 +104,7 @@ func (a *app) runBackupPostgres(ctx context.Context, rf *repoFlags, cfg baseback
 	return res, nil
 }
 
-func (a *app) backupPostgres(ctx context.Context, rf *repoFlags, cfg basebackup.PostgresConfig, asJSON bool) error {
+func (a *app) backupPostgres(ctx context.Context, rf *repoFlags, cfg pgbackup.Config, asJSON bool) error {
 	bar := progress.New(a.stderr)
 	cfg.Progress = func(done, total int64) { bar.Bytes("backup", done>>20, done, total) }
 	start := time.Now()
@@ -134,9 +134,9 @@ type startOpts struct {
 	timeout time.Duration
 }
 
-func (a *app) restorePostgres(ctx context.Context, rf *repoFlags, cfg restore.PostgresConfig, so startOpts) error {
+func (a *app) restorePostgres(ctx context.Context, rf *repoFlags, cfg pgrestore.Config, so startOpts) error {
 	if so.start && os.Geteuid() == 0 {
-		return usageErr(restore.ErrRunningAsRoot) // refuse before restoring anything
+		return usageErr(pgrestore.ErrRunningAsRoot) // refuse before restoring anything
 	}
 	r, err := rf.open(ctx, true)
 	if err != nil {
@@ -149,7 +149,7 @@ func (a *app) restorePostgres(ctx context.Context, rf *repoFlags, cfg restore.Po
 	cfg.Repo, cfg.Log = r, a.log
 	cfg.Progress = func(done, total int64) { bar.Bytes("restore", done>>20, done, total) }
 	start := time.Now()
-	plan, err := restore.RestorePostgres(ctx, cfg)
+	plan, err := pgrestore.Restore(ctx, cfg)
 	bar.Done()
 	if err != nil {
 		return err
@@ -165,12 +165,12 @@ func (a *app) restorePostgres(ctx context.Context, rf *repoFlags, cfg restore.Po
 	}
 	binDir := so.binDir
 	if binDir == "" {
-		if binDir, err = restore.BinDir(plan.Meta.ServerVersion); err != nil {
+		if binDir, err = pgrestore.BinDir(plan.Meta.ServerVersion); err != nil {
 			return err
 		}
 	}
 	fmt.Fprintf(a.stdout, "starting PostgreSQL on port %d: replaying WAL from the repository…\n", so.port)
-	rec, err := restore.StartRestored(ctx, cfg.TargetDir, binDir, so.port, so.timeout, nil)
+	rec, err := pgrestore.StartRestored(ctx, cfg.TargetDir, binDir, so.port, so.timeout, nil)
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/internal/progress"
-	"github.com/tidemark/tidemark/restore"
+	pgrestore "github.com/tidemark/tidemark/restore/postgres"
 )
 
 func (a *app) verifyCmd() *cobra.Command {
@@ -79,7 +79,7 @@ func (a *app) verifyRepo(ctx context.Context, r *archive.Repository, progress fu
 	if err != nil {
 		return nil, 0, err
 	}
-	walProblems, err := restore.VerifyPostgresWAL(ctx, r)
+	walProblems, err := pgrestore.VerifyWAL(ctx, r)
 	if err != nil {
 		return nil, 0, err
 	}
