@@ -40,13 +40,13 @@ fuzz:
 	$(GO) test ./archive -run '^$$' -fuzz '^FuzzPackTrailer$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./archive/store/azblob -run '^$$' -fuzz '^FuzzParseAzureURL$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./restore -run '^$$' -fuzz '^FuzzParseTime$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./basebackup -run '^$$' -fuzz '^FuzzRowReader$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./basebackup/mysql -run '^$$' -fuzz '^FuzzRowReader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./binlog -run '^$$' -fuzz '^FuzzParseSegment$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./binlog -run '^$$' -fuzz '^FuzzParsePosition$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./binlog -run '^$$' -fuzz '^FuzzParseStatusVars$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./oplog -run '^$$' -fuzz '^FuzzSegmentReader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./oplog -run '^$$' -fuzz '^FuzzParseTS$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./restore -run '^$$' -fuzz '^FuzzApplyUpdate$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./restore/mongodb -run '^$$' -fuzz '^FuzzApplyUpdate$$' -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin

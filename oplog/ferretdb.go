@@ -3,7 +3,7 @@ package oplog
 import "go.mongodb.org/mongo-driver/v2/mongo/options"
 
 // FerretDB's differences from MongoDB's oplog, for capture. (Replay's are
-// in restore/mongodb_ferretdb.go.) FerretDB v1 writes the oplog entry after
+// in restore/mongodb/ferretdb.go.) FerretDB v1 writes the oplog entry after
 // the data write, outside its transaction, so under concurrent writers an
 // entry can become visible after one with a later ts, and its tailable
 // cursors die whenever a batch comes back short. The tailer therefore

@@ -1,6 +1,10 @@
-// Package restore plans and runs restores: it picks the base backup that can
-// reach a target, checks that the archived stream is continuous from that
-// base to the target, and drives the engine's applier.
+// Package restore holds what every engine's restore shares: target time
+// parsing, the error classes a restore refuses with, the drill report and
+// the plumbing of scratch servers. Each engine's planner and applier is in
+// its sub-package (restore/postgres, restore/mysql, restore/mongodb): it
+// picks the base backup that can reach a target, checks that the archived
+// stream is continuous from that base to the target, and drives the
+// engine's applier.
 package restore
 
 import (
@@ -41,10 +45,4 @@ func ParseTime(s string) (time.Time, error) {
 // ambiguous (IST, CST) and Go would silently treat them as offset zero.
 func knownZone(s string) bool {
 	return strings.HasSuffix(s, " UTC") || strings.HasSuffix(s, " GMT")
-}
-
-// FormatPostgres formats t as PostgreSQL's recovery_target_time expects:
-// it rejects RFC 3339's "Z", so the offset is always numeric.
-func FormatPostgres(t time.Time) string {
-	return t.UTC().Format("2006-01-02 15:04:05.000000") + "+00"
 }

@@ -12,8 +12,8 @@ import (
 	"filippo.io/age"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/internal/jobs"
 	"github.com/tidemark/tidemark/archive/store/file"
+	"github.com/tidemark/tidemark/internal/jobs"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/internal/testenv/storeenv"
 )

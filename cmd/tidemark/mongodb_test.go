@@ -17,10 +17,10 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/file"
 	"github.com/tidemark/tidemark/internal/engine/all"
 	mgengine "github.com/tidemark/tidemark/internal/engine/mongodb"
 	"github.com/tidemark/tidemark/internal/jobs"
-	"github.com/tidemark/tidemark/archive/store/file"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/oplog"
 )

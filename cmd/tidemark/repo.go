@@ -7,9 +7,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tidemark/tidemark/archive"
+	storeall "github.com/tidemark/tidemark/archive/store/all"
 	"github.com/tidemark/tidemark/internal/engine"
 	"github.com/tidemark/tidemark/internal/jobs"
-	storeall "github.com/tidemark/tidemark/archive/store/all"
 )
 
 // repoFlags are the flags that locate and open a repository.

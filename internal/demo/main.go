@@ -22,7 +22,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tidemark/tidemark/internal/testenv"
-	"github.com/tidemark/tidemark/restore"
+	pgrestore "github.com/tidemark/tidemark/restore/postgres"
 )
 
 func main() {
@@ -109,7 +109,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("moment  %s\ntable   %s\n", restore.FormatPostgres(moment), seen)
+	fmt.Printf("moment  %s\ntable   %s\n", pgrestore.FormatTime(moment), seen)
 
 	step("the mistake: half the orders deleted")
 	mistakeAt := time.Now()
@@ -125,10 +125,10 @@ func run(ctx context.Context) error {
 		return err
 	}
 
-	step("tidemark restore --to-time '%s' into a new directory", restore.FormatPostgres(moment))
+	step("tidemark restore --to-time '%s' into a new directory", pgrestore.FormatTime(moment))
 	target := filepath.Join(work, "restored")
 	restoreStart := time.Now()
-	if err := d.tidemark("restore", "--repo", d.repo, "--identity-file", d.key, "--to-time", restore.FormatPostgres(moment), "--target-dir", target); err != nil {
+	if err := d.tidemark("restore", "--repo", d.repo, "--identity-file", d.key, "--to-time", pgrestore.FormatTime(moment), "--target-dir", target); err != nil {
 		return err
 	}
 
@@ -167,7 +167,7 @@ func run(ctx context.Context) error {
 	}
 
 	fmt.Printf("\nDemo complete.\n  recovered point  %s (rows identical to what was seen then)\n  RPO              %s (the newest commit was archived that soon)\n  restore time     %s (restore + WAL replay + promotion)\n",
-		restore.FormatPostgres(moment), rpo.Round(time.Millisecond), rto.Round(time.Millisecond))
+		pgrestore.FormatTime(moment), rpo.Round(time.Millisecond), rto.Round(time.Millisecond))
 	return nil
 }
 

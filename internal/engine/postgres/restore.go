@@ -11,6 +11,7 @@ import (
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/internal/engine"
 	"github.com/tidemark/tidemark/internal/progress"
+	"github.com/tidemark/tidemark/internal/shell"
 	"github.com/tidemark/tidemark/restore"
 	pgrestore "github.com/tidemark/tidemark/restore/postgres"
 )
@@ -131,7 +132,7 @@ func restoreCommand(ref engine.RepoRef) (string, error) {
 			return "", err
 		}
 	}
-	parts := []string{shellQuote(self), "wal-fetch", "--repo", shellQuote(repo)}
+	parts := []string{shell.Quote(self), "wal-fetch", "--repo", shell.Quote(repo)}
 	for _, kf := range []struct{ flag, path string }{{"--identity-file", ref.IdentityFile}, {"--passphrase-file", ref.PassphraseFile}} {
 		if kf.path == "" {
 			continue
@@ -140,16 +141,7 @@ func restoreCommand(ref engine.RepoRef) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		parts = append(parts, kf.flag, shellQuote(abs))
+		parts = append(parts, kf.flag, shell.Quote(abs))
 	}
 	return strings.Join(append(parts, "%f", "%p"), " "), nil
-}
-
-func shellQuote(s string) string {
-	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r == '/' || r == '.' || r == '-' || r == '_' || r == ':' || r == '=' || (r >= '0' && r <= '9') || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z'))
-	}) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

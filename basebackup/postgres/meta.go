@@ -1,0 +1,25 @@
+package postgres
+
+// The engine part of a PostgreSQL backup's manifest: written by Backup,
+// read by restore/postgres to plan and place a restore.
+
+// Meta is the engine part of a PostgreSQL backup's manifest.
+type Meta struct {
+	SystemID       string            `json:"system_identifier"`
+	ServerVersion  string            `json:"server_version"`
+	Label          string            `json:"label"`
+	StartLSN       string            `json:"start_lsn"`
+	StartTimeline  uint32            `json:"start_timeline"`
+	StopLSN        string            `json:"stop_lsn"`
+	StopTimeline   uint32            `json:"stop_timeline"`
+	WALSegmentSize uint64            `json:"wal_segment_size"`
+	Tablespaces    []TablespaceEntry `json:"tablespaces,omitempty"`
+	// WALArchivedBy says who made start..stop durable: "streamer" or "backup".
+	WALArchivedBy string `json:"wal_archived_by"`
+}
+
+// TablespaceEntry is a tablespace as BASE_BACKUP reported it.
+type TablespaceEntry struct {
+	OID      string `json:"oid"`
+	Location string `json:"location"`
+}

@@ -1,0 +1,308 @@
+package postgres
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/tidemark/tidemark/archive"
+)
+
+// baseBackup drives one BASE_BACKUP command.
+type baseBackup struct {
+	cfg    Config
+	conn   *pgconn.PgConn
+	chunks *archive.ChunkWriter
+	total  int64
+	done   int64
+}
+
+func (b *baseBackup) run(ctx context.Context, label string) (Meta, []archive.FileEntry, error) {
+	var meta Meta
+	checkpoint := "spread"
+	if b.cfg.FastCheckpoint {
+		checkpoint = "fast"
+	}
+	sql := fmt.Sprintf("BASE_BACKUP (LABEL '%s', PROGRESS, CHECKPOINT '%s', WAIT false, MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', TABLESPACE_MAP)",
+		strings.ReplaceAll(label, "'", "''"), checkpoint)
+	b.conn.Frontend().SendQuery(&pgproto3.Query{String: sql})
+	if err := b.conn.Frontend().Flush(); err != nil {
+		return meta, nil, fmt.Errorf("send BASE_BACKUP: %w", err)
+	}
+	// Result 1: start position.
+	rows, err := b.resultSet(ctx)
+	if err != nil {
+		return meta, nil, fmt.Errorf("BASE_BACKUP start: %w", err)
+	}
+	if len(rows) != 1 || len(rows[0]) < 2 {
+		return meta, nil, fmt.Errorf("BASE_BACKUP start: unexpected result %q", rows)
+	}
+	meta.StartLSN = string(rows[0][0])
+	tli, _ := strconv.ParseUint(string(rows[0][1]), 10, 32)
+	meta.StartTimeline = uint32(tli)
+	// Result 2: tablespaces; the data directory comes last, with no oid.
+	rows, err = b.resultSet(ctx)
+	if err != nil {
+		return meta, nil, fmt.Errorf("BASE_BACKUP tablespaces: %w", err)
+	}
+	for _, r := range rows {
+		if size, err := strconv.ParseInt(string(r[2]), 10, 64); err == nil {
+			b.total += size * 1024 // PROGRESS sizes are in kB
+		}
+		if len(r[0]) > 0 {
+			meta.Tablespaces = append(meta.Tablespaces, TablespaceEntry{OID: string(r[0]), Location: string(r[1])})
+		}
+	}
+	files, err := b.archives(ctx)
+	if err != nil {
+		return meta, nil, err
+	}
+	// Result 3: end position.
+	rows, err = b.resultSet(ctx)
+	if err != nil {
+		return meta, nil, fmt.Errorf("BASE_BACKUP end: %w", err)
+	}
+	if len(rows) != 1 || len(rows[0]) < 2 {
+		return meta, nil, fmt.Errorf("BASE_BACKUP end: unexpected result")
+	}
+	meta.StopLSN = string(rows[0][0])
+	tli, _ = strconv.ParseUint(string(rows[0][1]), 10, 32)
+	meta.StopTimeline = uint32(tli)
+	if err := b.finish(ctx); err != nil {
+		return meta, nil, err
+	}
+	return meta, files, nil
+}
+
+// resultSet reads one result set's rows up to its CommandComplete.
+func (b *baseBackup) resultSet(ctx context.Context) ([][][]byte, error) {
+	var rows [][][]byte
+	for {
+		msg, err := b.conn.ReceiveMessage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.RowDescription, *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
+		case *pgproto3.DataRow:
+			row := make([][]byte, len(m.Values))
+			for i, v := range m.Values {
+				if v != nil {
+					row[i] = append([]byte{}, v...)
+				}
+			}
+			rows = append(rows, row)
+		case *pgproto3.CommandComplete:
+			return rows, nil
+		case *pgproto3.ErrorResponse:
+			return nil, pgconn.ErrorResponseToPgError(m)
+		default:
+			return nil, fmt.Errorf("unexpected %T", msg)
+		}
+	}
+}
+
+// archives reads the single COPY OUT stream of typed messages PostgreSQL
+// 15+ sends: 'n' starts a tablespace's tar archive, 'd' carries data, 'p'
+// reports progress, 'm' starts the backup manifest. Each archive is consumed
+// concurrently as it streams, never staged whole.
+func (b *baseBackup) archives(ctx context.Context) ([]archive.FileEntry, error) {
+	for {
+		msg, err := b.conn.ReceiveMessage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := msg.(*pgproto3.CopyOutResponse); ok {
+			break
+		}
+		if e, ok := msg.(*pgproto3.ErrorResponse); ok {
+			return nil, pgconn.ErrorResponseToPgError(e)
+		}
+	}
+	var (
+		files []archive.FileEntry
+		cur   *consumer
+	)
+	finish := func() error {
+		if cur == nil {
+			return nil
+		}
+		got, err := cur.close()
+		cur = nil
+		files = append(files, got...)
+		return err
+	}
+	for {
+		msg, err := b.conn.ReceiveMessage(ctx)
+		if err != nil {
+			if cur != nil {
+				cur.abort(err)
+			}
+			return nil, err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyData:
+			if len(m.Data) == 0 {
+				continue
+			}
+			switch m.Data[0] {
+			case 'n':
+				if err := finish(); err != nil {
+					return nil, err
+				}
+				name, _, _ := strings.Cut(string(m.Data[1:]), "\x00")
+				prefix := ""
+				if oid, ok := strings.CutSuffix(name, ".tar"); ok && oid != "base" {
+					prefix = "pg_tblspc/" + oid + "/"
+				}
+				cur = b.consume(ctx, func(r io.Reader) ([]archive.FileEntry, error) { return b.storeTar(ctx, r, prefix) })
+			case 'm':
+				if err := finish(); err != nil {
+					return nil, err
+				}
+				cur = b.consume(ctx, func(r io.Reader) ([]archive.FileEntry, error) { return b.storeManifest(ctx, r) })
+			case 'd':
+				if cur == nil {
+					return nil, errors.New("BASE_BACKUP: data before any archive")
+				}
+				if err := cur.write(m.Data[1:]); err != nil {
+					return nil, err
+				}
+				b.done += int64(len(m.Data) - 1)
+				if b.cfg.Progress != nil {
+					b.cfg.Progress(b.done, b.total)
+				}
+			case 'p':
+			default:
+				return nil, fmt.Errorf("BASE_BACKUP: unknown message type %q (a server older than PostgreSQL 15?)", m.Data[0])
+			}
+		case *pgproto3.CopyDone:
+			return files, finish()
+		case *pgproto3.ErrorResponse:
+			err := pgconn.ErrorResponseToPgError(m)
+			if cur != nil {
+				cur.abort(err)
+			}
+			return nil, err
+		}
+	}
+}
+
+// consumer runs one archive's consumer on a pipe.
+type consumer struct {
+	pw   *io.PipeWriter
+	done chan consumed
+}
+
+type consumed struct {
+	files []archive.FileEntry
+	err   error
+}
+
+func (b *baseBackup) consume(ctx context.Context, fn func(io.Reader) ([]archive.FileEntry, error)) *consumer {
+	pr, pw := io.Pipe()
+	c := &consumer{pw: pw, done: make(chan consumed, 1)}
+	go func() {
+		files, err := fn(pr)
+		if err == nil {
+			_, err = io.Copy(io.Discard, pr) // tar padding after the end marker
+		}
+		pr.CloseWithError(err)
+		c.done <- consumed{files, err}
+	}()
+	return c
+}
+
+func (c *consumer) write(p []byte) error {
+	if _, err := c.pw.Write(p); err != nil {
+		res := <-c.done
+		c.done <- res
+		if res.err != nil {
+			return res.err
+		}
+		return err
+	}
+	return nil
+}
+
+func (c *consumer) close() ([]archive.FileEntry, error) {
+	c.pw.Close()
+	res := <-c.done
+	return res.files, res.err
+}
+
+func (c *consumer) abort(err error) {
+	c.pw.CloseWithError(err)
+	<-c.done
+}
+
+// storeManifest keeps PostgreSQL's backup_manifest as a file of the backup,
+// so pg_verifybackup can check a restored directory.
+func (b *baseBackup) storeManifest(ctx context.Context, r io.Reader) ([]archive.FileEntry, error) {
+	refs, err := b.chunks.WriteFile(ctx, r, archive.ContentDefined)
+	if err != nil {
+		return nil, fmt.Errorf("store backup_manifest: %w", err)
+	}
+	var size int64
+	for _, c := range refs {
+		size += int64(c.Size)
+	}
+	return []archive.FileEntry{{Path: "backup_manifest", Size: size, Mode: 0o600, ModTime: time.Now().UTC(), Chunks: refs}}, nil
+}
+
+// storeTar stores every file of one tablespace's tar archive as chunks.
+func (b *baseBackup) storeTar(ctx context.Context, r io.Reader, prefix string) ([]archive.FileEntry, error) {
+	tr := tar.NewReader(r)
+	var files []archive.FileEntry
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return files, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read backup tar: %w", err)
+		}
+		f := archive.FileEntry{Path: prefix + strings.TrimSuffix(h.Name, "/"), Size: h.Size,
+			Mode: uint32(h.FileInfo().Mode()), ModTime: h.ModTime.UTC()}
+		switch h.Typeflag {
+		case tar.TypeDir:
+		case tar.TypeSymlink:
+			f.Link = h.Linkname
+		case tar.TypeReg:
+			// Relation files never shift their blocks: fixed offsets make a
+			// changed page change exactly one chunk.
+			refs, err := b.chunks.WriteFile(ctx, tr, archive.Aligned)
+			if err != nil {
+				return nil, fmt.Errorf("store %s: %w", f.Path, err)
+			}
+			f.Chunks = refs
+		default:
+			return nil, fmt.Errorf("backup tar: %s has unsupported type %q", h.Name, h.Typeflag)
+		}
+		files = append(files, f)
+	}
+}
+
+// finish reads the command's completion.
+func (b *baseBackup) finish(ctx context.Context) error {
+	for {
+		msg, err := b.conn.ReceiveMessage(ctx)
+		if err != nil {
+			return err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.ReadyForQuery:
+			return nil
+		case *pgproto3.ErrorResponse:
+			return pgconn.ErrorResponseToPgError(m)
+		}
+	}
+}

@@ -1,0 +1,119 @@
+package mysql
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/go-mysql-org/go-mysql/mysql"
+
+	mysqlbackup "github.com/tidemark/tidemark/basebackup/mysql"
+)
+
+// maxBatchParams stays under the protocol's 65535 placeholders, and
+// maxBatchBytes well under the default max_allowed_packet.
+const (
+	maxBatchRows   = 1000
+	maxBatchParams = 65535
+	maxBatchBytes  = 4 << 20
+)
+
+// insertLoader loads rows in multi-row prepared INSERTs: the binary
+// protocol carries every value as its exact bytes or binary number. It
+// needs nothing of the server beyond INSERT (no local_infile).
+type insertLoader struct {
+	c      *client.Conn
+	j      loadJob
+	ncols  int
+	head   string
+	tuple  string
+	per    int
+	enums  map[string]bool
+	stmts  map[int]*client.Stmt
+	args   []any
+	nbytes int
+}
+
+func newInsertLoader(c *client.Conn, j loadJob, cols []mysqlbackup.RowColumn) *insertLoader {
+	names := make([]string, len(cols))
+	marks := make([]string, len(cols))
+	for i, col := range cols {
+		names[i] = mysqlbackup.QuoteIdent(col.Name)
+		marks[i] = placeholder(j.table.Columns[i].DataType)
+	}
+	l := &insertLoader{c: c, j: j, ncols: len(cols), enums: enumColumns(j.table), stmts: map[int]*client.Stmt{},
+		head:  "INSERT INTO " + tableName(j.db, j.table.Name) + " (" + strings.Join(names, ", ") + ") VALUES ",
+		tuple: "(" + strings.Join(marks, ", ") + ")", per: min(maxBatchRows, maxBatchParams/len(cols))}
+	if len(l.enums) > 0 {
+		// The empty "error value" of an ENUM (index 0, stored by a
+		// non-strict insert on the source) is refused in strict mode: such
+		// tables load non-strict, and every warning is checked.
+		l.head = "SET STATEMENT sql_mode = 'ALLOW_INVALID_DATES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION' FOR " + l.head
+	}
+	l.args = make([]any, 0, l.per*len(cols))
+	return l
+}
+
+func (l *insertLoader) add(row mysqlbackup.Row) error {
+	for _, v := range row {
+		switch x := v.(type) {
+		case []byte:
+			l.nbytes += len(x)
+		case string:
+			l.nbytes += len(x)
+		default:
+			l.nbytes += 8
+		}
+		l.args = append(l.args, v)
+	}
+	if len(l.args)/l.ncols >= l.per || l.nbytes >= maxBatchBytes {
+		return l.flush()
+	}
+	return nil
+}
+
+func (l *insertLoader) flush() error {
+	n := len(l.args) / l.ncols
+	if n == 0 {
+		return nil
+	}
+	st, ok := l.stmts[n]
+	if !ok {
+		var err error
+		if st, err = l.c.Prepare(l.head + strings.TrimSuffix(strings.Repeat(l.tuple+", ", n), ", ")); err != nil {
+			return fmt.Errorf("prepare insert into %s: %w", l.j.table.Name, err)
+		}
+		l.stmts[n] = st
+	}
+	r, err := st.Execute(l.args...)
+	// Parallel loaders of one table's ranges can deadlock on InnoDB's gap
+	// locks. Each INSERT runs on its own (autocommit): the loser's
+	// statement was rolled back whole, so sending it again is exact.
+	for attempt := 1; err != nil && lockConflict(err) && attempt <= 8; attempt++ {
+		time.Sleep(time.Duration(attempt*attempt) * 20 * time.Millisecond)
+		r, err = st.Execute(l.args...)
+	}
+	l.args, l.nbytes = l.args[:0], 0
+	if err != nil {
+		return fmt.Errorf("insert into %s.%s: %w", l.j.db, l.j.table.Name, err)
+	}
+	if r.Warnings > 0 {
+		return onlyEnumErrorValues(l.c, l.j, l.enums)
+	}
+	return nil
+}
+
+func (l *insertLoader) close() {
+	for _, s := range l.stmts {
+		s.Close()
+	}
+}
+
+// lockConflict: a deadlock or lock wait timeout, after which the server has
+// rolled the statement back.
+func lockConflict(err error) bool {
+	var me *mysql.MyError
+	return errors.As(err, &me) && (me.Code == mysql.ER_LOCK_DEADLOCK || me.Code == mysql.ER_LOCK_WAIT_TIMEOUT)
+}

@@ -1,0 +1,183 @@
+// Package mysql restores MySQL/MariaDB base backups into a running server:
+// it plans (the newest base that reaches the target, the archived binlog
+// continuous from it), loads the base (schema, rows in parallel, indexes,
+// views, routines, triggers, events, users), and replays the archived
+// binlog to the target. It also runs drills into a scratch MariaDB and
+// verifies that every base can be rolled forward.
+package mysql
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/tidemark/tidemark/archive"
+	mysqlbackup "github.com/tidemark/tidemark/basebackup/mysql"
+	"github.com/tidemark/tidemark/binlog"
+)
+
+// Config configures a MySQL/MariaDB restore into a running server.
+type Config struct {
+	Repo     *archive.Repository
+	Target   string // mysql://user@host:port/ of the server to restore into
+	Password string // from a password file; else the URL's
+	To       binlog.Target
+	Jobs     int
+	// Databases restores only these (default: all in the backup).
+	Databases []string
+	// Force drops target databases that exist instead of refusing.
+	Force bool
+	// LoadMethod is how rows are sent: LoadInsert (default) or LoadInfile.
+	LoadMethod string
+	// DeferIndexesAbove: tables with more row-stream bytes than this get
+	// their secondary indexes built after the load (default: a quarter of
+	// the target's InnoDB buffer pool).
+	DeferIndexesAbove int64
+	Log               *slog.Logger
+	Progress          func(done, total int64)
+}
+
+// Load methods.
+// Measured on 400,000 rows (64 MB) with 2 connections on 2 shared cores:
+// insert 6.2–7.4 s, infile 7.4–7.6 s; insert is the default as it is no
+// slower and needs no local_infile.
+const (
+	// LoadInsert sends multi-row prepared INSERTs.
+	LoadInsert = "insert"
+	// LoadInfile streams rows as LOAD DATA LOCAL INFILE text (the server
+	// must allow local_infile).
+	LoadInfile = "infile"
+)
+
+// Result says what a restore did.
+type Result struct {
+	Plan       *Plan
+	Tables     int
+	Rows       int64
+	LoadTime   time.Duration
+	ReplayTime time.Duration
+	Replay     *BinlogReplayResult
+}
+
+// Restore plans, refuses before writing anything if the target is
+// unreachable or the archive has a gap, then loads the base into the
+// target server (tables, rows in parallel, indexes, views, routines,
+// triggers, events) and replays the archived binlog to the target.
+func Restore(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.Jobs < 1 {
+		cfg.Jobs = 4
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if len(cfg.Databases) > 0 {
+		// The replay applies every database's events; with some databases
+		// left out it would fail half-way, after writing.
+		return nil, fmt.Errorf("--databases: a partial restore cannot be rolled forward yet (binlog replay applies every database's events); restore all databases")
+	}
+	plan, err := PlanRestore(ctx, cfg.Repo, cfg.To)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Log.Info("restoring", "backup", plan.Backup.ID, "from", plan.From.String(), "target", cfg.To.String())
+	res, err := LoadBase(ctx, cfg, plan)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	if res.Replay, err = rollForward(ctx, cfg, plan); err != nil {
+		return res, err
+	}
+	res.ReplayTime = time.Since(start)
+	return res, nil
+}
+
+// LoadBase restores the base backup of plan into the target server,
+// without replaying the binlog.
+func LoadBase(ctx context.Context, cfg Config, plan *Plan) (*Result, error) {
+	if cfg.Jobs < 1 {
+		cfg.Jobs = 4
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	start := time.Now()
+	srv, err := targetServer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	files := map[string]archive.FileEntry{}
+	for _, f := range plan.Backup.Files {
+		files[f.Path] = f
+	}
+	sf, ok := files[mysqlbackup.SchemaFile]
+	if !ok {
+		return nil, fmt.Errorf("backup %s: %w: no %s", plan.Backup.ID, archive.ErrCorrupt, mysqlbackup.SchemaFile)
+	}
+	var buf bytes.Buffer
+	if err := cfg.Repo.RestoreFile(ctx, sf, &buf, cfg.Jobs); err != nil {
+		return nil, err
+	}
+	var schema mysqlbackup.Schema
+	if err := json.Unmarshal(buf.Bytes(), &schema); err != nil {
+		return nil, fmt.Errorf("backup %s: %w: schema: %v", plan.Backup.ID, archive.ErrCorrupt, err)
+	}
+	if err := selectDatabases(&schema, cfg.Databases); err != nil {
+		return nil, err
+	}
+	ddl, err := connectWith(ctx, srv, ddlSession)
+	if err != nil {
+		return nil, err
+	}
+	defer ddl.Close()
+	// Like the rows (see loader.run), the definitions are not binlogged on
+	// the target: a replica of it would otherwise get tables without rows.
+	if _, err := ddl.Execute("SET SESSION sql_log_bin = 0"); err != nil {
+		cfg.Log.Debug("creating definitions with binary logging on", "err", err)
+	}
+	if err := checkTargetEmpty(ddl, &schema, cfg.Force); err != nil {
+		return nil, err
+	}
+	if err := createUsers(ddl, &schema, false); err != nil {
+		return nil, err
+	}
+	deferred, err := createTables(ddl, &schema, files, cfg.DeferIndexesAbove)
+	if err != nil {
+		return nil, err
+	}
+	l := &loader{cfg: cfg, srv: srv, files: files}
+	if err := l.run(ctx, &schema); err != nil {
+		return nil, err
+	}
+	if err := addKeys(ctx, cfg.Jobs, srv, deferred); err != nil {
+		return nil, err
+	}
+	if err := createObjects(ddl, &schema); err != nil {
+		return nil, err
+	}
+	if err := createUsers(ddl, &schema, true); err != nil {
+		return nil, err
+	}
+	res := &Result{Plan: plan, LoadTime: time.Since(start)}
+	for _, db := range schema.Databases {
+		res.Tables += len(db.Tables)
+		for _, t := range db.Tables {
+			res.Rows += t.Rows
+		}
+	}
+	return res, nil
+}
+
+func targetServer(cfg Config) (binlog.Source, error) {
+	srv, err := binlog.ParseSource(cfg.Target)
+	if err != nil {
+		return srv, fmt.Errorf("target: %w", err)
+	}
+	if cfg.Password != "" {
+		srv.Password = cfg.Password
+	}
+	return srv, nil
+}

@@ -1,0 +1,163 @@
+package postgres
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/tidemark/tidemark/restore"
+)
+
+// Recovered is what PostgreSQL reported about a finished recovery.
+type Recovered struct {
+	// StoppedAt is PostgreSQL's own account of where recovery stopped
+	// ("recovery stopping before commit of transaction 1234, time …", or
+	// "redo done at …" when everything archived was replayed).
+	StoppedAt string
+	// LastCommit is "last completed transaction was at log time …", when
+	// PostgreSQL says it.
+	LastCommit string
+	Took       time.Duration
+	LogFile    string
+}
+
+// ErrRunningAsRoot: PostgreSQL refuses to run as root.
+var ErrRunningAsRoot = errors.New("PostgreSQL does not run as root: run `restore --start` as the database's OS user (for example with sudo -u postgres)")
+
+// StartRestored starts PostgreSQL on a restored directory, waits until
+// recovery has reached its target and the server promoted, and checks from
+// the server's log that the target was really reached. The server keeps
+// running; its log is LogFile.
+func StartRestored(ctx context.Context, dir, binDir string, port int, timeout time.Duration, as *restore.OSUser) (*Recovered, error) {
+	if os.Geteuid() == 0 && as == nil {
+		return nil, ErrRunningAsRoot
+	}
+	logFile := filepath.Join(dir, "tidemark-restore.log")
+	start := time.Now()
+	cmd := as.Command(ctx, filepath.Join(binDir, "pg_ctl"), "start", "-D", dir, "-l", logFile, "-W",
+		"-o", fmt.Sprintf("-p %d -c listen_addresses=localhost -c unix_socket_directories=%s", port, dir))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("pg_ctl start: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	rec := &Recovered{LogFile: logFile}
+	deadline := time.Now().Add(timeout)
+	seenRunning := false // pg_ctl -W returns before the postmaster writes its pid file
+	for {
+		done, err := scanRecoveryLog(logFile, rec)
+		if err != nil {
+			return rec, err
+		}
+		if done {
+			rec.Took = time.Since(start)
+			return rec, nil
+		}
+		if time.Now().After(deadline) {
+			return rec, fmt.Errorf("recovery did not finish within %s; see %s", timeout, logFile)
+		}
+		if running(binDir, dir, as) {
+			seenRunning = true
+		} else if seenRunning {
+			return rec, fmt.Errorf("PostgreSQL stopped during recovery; see %s:\n%s", logFile, tail(logFile, 15))
+		}
+		select {
+		case <-ctx.Done():
+			return rec, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// scanRecoveryLog reads what the server logged so far: done once it is
+// promoted and accepts connections; an error if recovery failed short of
+// the target.
+func scanRecoveryLog(path string, rec *Recovered) (done bool, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, nil // not written yet
+	}
+	defer f.Close()
+	var promoted, ready bool
+	var fetchErr string // restore_command's own complaint, logged before PostgreSQL's FATAL
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "tidemark: "):
+			fetchErr = line
+		case strings.Contains(line, "recovery ended before configured recovery target was reached"):
+			return false, fmt.Errorf("%w: the archive ends before the target (PostgreSQL: %s)", restore.ErrUnreachable, after(line, "FATAL:"))
+		case strings.Contains(line, "recovery stopping"):
+			rec.StoppedAt = after(line, "LOG:")
+		case strings.Contains(line, "redo done at") && rec.StoppedAt == "":
+			rec.StoppedAt = after(line, "LOG:") // replayed everything: no target stop line
+		case strings.Contains(line, "last completed transaction was at log time"):
+			rec.LastCommit = after(line, "LOG:")
+		case strings.Contains(line, "selected new timeline ID"), strings.Contains(line, "archive recovery complete"):
+			promoted = true
+		case strings.Contains(line, "database system is ready to accept connections"):
+			ready = true
+		case strings.Contains(line, "FATAL:") || strings.Contains(line, "PANIC:"):
+			msg := after(line, "FATAL:")
+			if !strings.Contains(line, "FATAL:") {
+				msg = after(line, "PANIC:")
+			}
+			if fetchErr != "" {
+				msg += " (restore_command: " + fetchErr + ")"
+			}
+			return false, fmt.Errorf("recovery failed: %s", msg)
+		}
+	}
+	return promoted && ready, sc.Err()
+}
+
+func after(line, marker string) string {
+	if i := strings.Index(line, marker); i >= 0 {
+		return strings.TrimSpace(line[i+len(marker):])
+	}
+	return strings.TrimSpace(line)
+}
+
+func running(binDir, dir string, as *restore.OSUser) bool {
+	return as.Command(context.Background(), filepath.Join(binDir, "pg_ctl"), "status", "-D", dir).Run() == nil
+}
+
+// StopRestored stops a server StartRestored started (immediate mode: a
+// drill's scratch instance has nothing worth a checkpoint).
+func StopRestored(ctx context.Context, dir, binDir string, as *restore.OSUser) error {
+	if out, err := as.Command(ctx, filepath.Join(binDir, "pg_ctl"), "stop", "-D", dir, "-m", "immediate", "-w").CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_ctl stop: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// BinDir finds the server binaries for a backup's PostgreSQL version:
+// Debian's /usr/lib/postgresql/<major>/bin, else pg_config's bindir.
+func BinDir(serverVersion string) (string, error) {
+	major, _, _ := strings.Cut(serverVersion, ".")
+	if major != "" {
+		d := filepath.Join("/usr/lib/postgresql", major, "bin")
+		if _, err := os.Stat(filepath.Join(d, "pg_ctl")); err == nil {
+			return d, nil
+		}
+	}
+	out, err := exec.Command("pg_config", "--bindir").Output()
+	if err != nil {
+		return "", fmt.Errorf("PostgreSQL %s binaries not found (pass --pg-bindir)", serverVersion)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
