@@ -33,28 +33,19 @@ listed backup is restorable.
 ` + a.engines.Help(engine.CmdBackup),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			eng, err := a.engineOf("source", source)
-			if err != nil {
-				return err
-			}
 			if !slices.Contains(jobs.BackupTypes, typ) {
 				return usageErr(fmt.Errorf("--type %q: want %s", typ, strings.Join(jobs.BackupTypes, ", ")))
 			}
 			if jobsN < 1 {
 				return usageErr(fmt.Errorf("--jobs must be at least 1"))
 			}
-			opts, err := a.engineOptions(eng, engine.CmdBackup, decl, cmd.Flags())
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			r, err := rf.open(ctx, false)
+			eng, job, err := a.sourceJob(cmd, engine.CmdBackup, source, decl, &rf)
 			if err != nil {
 				return err
 			}
 			bar := progress.New(a.stderr)
-			rep, err := jobs.Backup(ctx, eng, engine.BackupJob{Job: engine.Job{Repo: r, RepoRef: rf.ref(), Log: a.log, Options: opts,
-				Progress: a.progressOf(bar)}, Source: source, Type: typ, Jobs: jobsN})
+			job.Progress = a.progressOf(bar)
+			rep, err := jobs.Backup(cmd.Context(), eng, engine.BackupJob{Job: job, Source: source, Type: typ, Jobs: jobsN})
 			bar.Done()
 			if err != nil {
 				return err

@@ -10,6 +10,24 @@ import (
 	"github.com/tidemark/tidemark/internal/jobs"
 )
 
+// sourceJob finds the engine of --source, checks the engine's options and
+// opens the repository (no key needed: stream and backup only write).
+func (a *app) sourceJob(cmd *cobra.Command, ecmd engine.Command, source string, decl *engine.Declarer, rf *repoFlags) (engine.Engine, engine.Job, error) {
+	eng, err := a.engineOf("source", source)
+	if err != nil {
+		return nil, engine.Job{}, err
+	}
+	opts, err := a.engineOptions(eng, ecmd, decl, cmd.Flags())
+	if err != nil {
+		return nil, engine.Job{}, err
+	}
+	r, err := rf.open(cmd.Context(), false)
+	if err != nil {
+		return nil, engine.Job{}, err
+	}
+	return eng, engine.Job{Repo: r, RepoRef: rf.ref(), Log: a.log, Options: opts}, nil
+}
+
 func (a *app) streamCmd() *cobra.Command {
 	var (
 		rf            repoFlags
@@ -29,24 +47,14 @@ needs is gone from the server) is recorded and ends the stream (exit 6).
 ` + a.engines.Help(engine.CmdStream),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			eng, err := a.engineOf("source", source)
-			if err != nil {
-				return err
-			}
 			if flushInterval <= 0 {
 				return usageErr(fmt.Errorf("--flush-interval must be positive"))
 			}
-			opts, err := a.engineOptions(eng, engine.CmdStream, decl, cmd.Flags())
+			eng, job, err := a.sourceJob(cmd, engine.CmdStream, source, decl, &rf)
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			r, err := rf.open(ctx, false)
-			if err != nil {
-				return err
-			}
-			return jobs.Stream(ctx, eng, engine.StreamJob{Job: engine.Job{Repo: r, RepoRef: rf.ref(), Log: a.log, Options: opts},
-				Source: source, FlushInterval: flushInterval})
+			return jobs.Stream(cmd.Context(), eng, engine.StreamJob{Job: job, Source: source, FlushInterval: flushInterval})
 		},
 	}
 	rf.register(cmd, false)

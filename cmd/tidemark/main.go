@@ -224,10 +224,10 @@ func (a *app) engineOf(flag, raw string) (engine.Engine, error) {
 // engines given on the command line are refused, and the engine checks
 // its own.
 func (a *app) engineOptions(e engine.Engine, cmd engine.Command, d *engine.Declarer, fs *pflag.FlagSet) (engine.Options, error) {
-	given := pflag.NewFlagSet("given", pflag.ContinueOnError)
+	var given []string
 	fs.Visit(func(f *pflag.Flag) {
 		if !a.fromEnv[f.Name] {
-			given.AddFlag(f)
+			given = append(given, f.Name)
 		}
 	})
 	if err := engine.Foreign(e, d, given); err != nil {

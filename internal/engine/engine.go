@@ -67,6 +67,8 @@ type Info struct {
 	Name string
 	// Title is what people call it ("PostgreSQL").
 	Title string
+	// Stream is what its change stream is called ("WAL").
+	Stream string
 	// Schemes are the URL schemes of its sources and targets.
 	Schemes []string
 	// StreamLock is the repository lock a streamer holds, so two streamers

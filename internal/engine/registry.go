@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 
@@ -124,22 +125,16 @@ func (r *Registry) Help(cmd Command) string {
 	return strings.Join(parts, "\n\n")
 }
 
-// Foreign names the flags given on fs that belong to other engines than
-// e, so a --to-lsn on a MySQL restore is refused instead of ignored.
-func Foreign(e Engine, d *Declarer, fs *pflag.FlagSet) error {
+// Foreign refuses the given flags that belong to other engines than e,
+// so a --to-lsn on a MySQL restore is refused instead of ignored.
+func Foreign(e Engine, d *Declarer, given []string) error {
 	var bad []string
-	fs.Visit(func(f *pflag.Flag) {
-		owners := d.Owners(f.Name)
-		if len(owners) == 0 {
-			return // a common flag
+	for _, name := range given {
+		owners := d.Owners(name)
+		if len(owners) > 0 && !slices.Contains(owners, e.Info().Name) {
+			bad = append(bad, "--"+name)
 		}
-		for _, o := range owners {
-			if o == e.Info().Name {
-				return
-			}
-		}
-		bad = append(bad, "--"+f.Name)
-	})
+	}
 	if len(bad) == 0 {
 		return nil
 	}

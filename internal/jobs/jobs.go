@@ -22,7 +22,7 @@ const maintenanceLock = "maintenance"
 // never write one repository.
 func Stream(ctx context.Context, eng engine.Engine, job engine.StreamJob) error {
 	info := eng.Info()
-	return job.Repo.WithLock(ctx, info.StreamLock, archive.LockOptions{Purpose: "tidemark stream (" + info.Title + ")"},
+	return job.Repo.WithLock(ctx, info.StreamLock, archive.LockOptions{Purpose: "tidemark stream (" + info.Title + " " + info.Stream + ")"},
 		func(ctx context.Context) error { return eng.Stream(ctx, job) })
 }
 
