@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/tidemark/tidemark/internal/engine"
 )
 
 // Runner does the agent's work, with the same code paths as the commands
@@ -23,16 +25,10 @@ type Runner interface {
 	Repository(ctx context.Context, db Database) (RepoSummary, error)
 }
 
-// StreamProgress is a stream's position after an acknowledgment, in bytes
-// of the engine's stream (PostgreSQL: LSNs).
-type StreamProgress struct {
-	// Byte positions, for streams that know the server's end (WAL).
-	Durable   uint64
-	ServerEnd uint64
-	// CaughtUpAt, for streams that know times instead (binlog): everything
-	// the server wrote up to then is durable.
-	CaughtUpAt time.Time
-}
+// StreamProgress is a stream's position after an acknowledgment: byte
+// positions for streams that know the server's end (WAL), else the time
+// up to which everything the server wrote is durable.
+type StreamProgress = engine.StreamProgress
 
 // BackupResult is what a scheduled backup reports.
 type BackupResult struct {

@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/internal/engine"
 )
 
 // Config is the agent's YAML file. Credentials never appear in it: the
@@ -108,24 +109,6 @@ type DrillJob struct {
 	Target    string `yaml:"target"`  // MongoDB: an empty scratch server to restore into
 }
 
-// Engine names the database engine of the source: postgres, mysql, mongodb, or ""
-// for a URL of another scheme.
-func (d Database) Engine() string {
-	u, err := url.Parse(d.Source)
-	if err != nil {
-		return ""
-	}
-	switch u.Scheme {
-	case "postgres", "postgresql":
-		return "postgres"
-	case "mysql", "mariadb":
-		return "mysql"
-	case "mongodb", "mongodb+srv":
-		return "mongodb"
-	}
-	return ""
-}
-
 // Duration reads "90s", "5m", "14d", "2w".
 type Duration time.Duration
 
@@ -153,7 +136,7 @@ var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month 
 
 // LoadConfig reads and validates path. Errors name the file, the line and
 // the key.
-func LoadConfig(path string) (*Config, error) {
+func LoadConfig(path string, reg *engine.Registry) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("agent config: %w", err)
@@ -169,7 +152,7 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrConfig, path, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	c.path = path
-	if errs := c.validate(); len(errs) > 0 {
+	if errs := c.validate(reg); len(errs) > 0 {
 		var lines []string
 		for _, e := range errs {
 			lines = append(lines, fmt.Sprintf("%s:%d: %s: %s", path, lineOf(&root, e.key), e.key, e.msg))
@@ -181,7 +164,19 @@ func LoadConfig(path string) (*Config, error) {
 
 type fieldError struct{ key, msg string }
 
-func (c *Config) validate() []fieldError {
+// commands are the engine commands a database's jobs run.
+func (d Database) commands() []engine.Command {
+	cmds := []engine.Command{engine.CmdStream} // the source must name an engine even without jobs
+	if d.Backup != nil {
+		cmds = append(cmds, engine.CmdBackup)
+	}
+	if d.Drill != nil {
+		cmds = append(cmds, engine.CmdDrill)
+	}
+	return cmds
+}
+
+func (c *Config) validate(reg *engine.Registry) []fieldError {
 	var errs []fieldError
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fieldError{key, fmt.Sprintf(format, args...)})
@@ -214,14 +209,18 @@ func (c *Config) validate() []fieldError {
 		}
 		names[d.Name] = true
 		switch u, err := url.Parse(d.Source); {
-		case err != nil || d.Engine() == "":
-			bad(k("source"), "a postgres://, mysql:// or mongodb:// URL is required")
+		case err != nil:
+			bad(k("source"), "a %s URL is required", reg.SchemeList())
 		case u.User != nil && func() bool { _, set := u.User.Password(); return set }():
-			bad(k("source"), "no passwords in the config: use ~/.pgpass or PGPASSFILE (PostgreSQL) or password_file (MySQL)")
-		case d.Engine() == "postgres" && d.PasswordFile != "":
-			bad(k("password_file"), "PostgreSQL reads its password from ~/.pgpass or PGPASSFILE")
-		case d.Engine() == "mongodb" && d.Drill != nil && d.Drill.Target == "":
-			bad(k("drill.target"), "MongoDB drills need an empty scratch server to restore into (a mongodb:// URL)")
+			bad(k("source"), "no passwords in the config: use ~/.pgpass or PGPASSFILE (PostgreSQL) or password_file (MySQL, MongoDB)")
+		default:
+			seen := map[string]bool{}
+			for _, cmd := range d.commands() {
+				if _, _, fe := d.options(reg, cmd); fe != nil && !seen[fe.key] {
+					seen[fe.key] = true
+					bad(k(fe.key), "%s", fe.msg)
+				}
+			}
 		}
 		checkFile(k("password_file"), d.PasswordFile)
 		if d.Repo == "" {

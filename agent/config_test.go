@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tidemark/tidemark/internal/engine/all"
 )
 
 func writeConfig(t *testing.T, body string) string {
@@ -34,7 +36,7 @@ databases:
     verify: {schedule: "0 4 * * 0"}
     drill: {schedule: "0 5 * * 0", run_as: postgres}
 `)
-	c, err := LoadConfig(p)
+	c, err := LoadConfig(p, all.Registry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +59,7 @@ func TestLoadConfigErrorsNameLineAndKey(t *testing.T) {
       schedule: "@daily"
     verify: {schedule: "@weekly"}
 `)
-	_, err := LoadConfig(p)
+	_, err := LoadConfig(p, all.Registry())
 	if !errors.Is(err, ErrConfig) {
 		t.Fatalf("err = %v", err)
 	}
@@ -72,7 +74,7 @@ func TestLoadConfigErrorsNameLineAndKey(t *testing.T) {
 		}
 	}
 	// A misspelt key is refused with its line, not ignored.
-	_, err = LoadConfig(writeConfig(t, "databases:\n  - name: x\n    schedul: 1\n"))
+	_, err = LoadConfig(writeConfig(t, "databases:\n  - name: x\n    schedul: 1\n"), all.Registry())
 	if err == nil || !strings.Contains(err.Error(), "line 3: field schedul not found") {
 		t.Fatalf("unknown key: %v", err)
 	}
@@ -95,7 +97,7 @@ func TestReadmeExample(t *testing.T) {
 	for _, f := range []string{"/etc/tidemark/webhook", "/etc/tidemark/smtp", "/etc/tidemark/restore.key"} {
 		body = strings.ReplaceAll(body, f, secret)
 	}
-	cfg, err := LoadConfig(writeConfig(t, body))
+	cfg, err := LoadConfig(writeConfig(t, body), all.Registry())
 	if err != nil {
 		t.Fatalf("README example: %v", err)
 	}

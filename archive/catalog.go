@@ -33,13 +33,14 @@ type BackupSummary struct {
 	Files     int    `json:"files"`
 }
 
-func summarize(m *Manifest) BackupSummary {
+// SummaryOf is the catalog entry of a manifest.
+func SummaryOf(m *Manifest) BackupSummary {
 	return BackupSummary{ID: m.ID, Engine: m.Engine, Type: m.Type, Started: m.Started, Finished: m.Finished,
 		Start: m.Start, Stop: m.Stop, Stream: m.Stream, Logical: m.Stats.Logical, NewStored: m.Stats.NewStored, Files: len(m.Files)}
 }
 
 func (r *Repository) writeSummary(ctx context.Context, m *Manifest) error {
-	b, err := jsonMarshal(summarize(m))
+	b, err := jsonMarshal(SummaryOf(m))
 	if err != nil {
 		return err
 	}
@@ -68,7 +69,7 @@ func (r *Repository) Backups(ctx context.Context) ([]BackupSummary, error) {
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, summarize(m))
+			out = append(out, SummaryOf(m))
 			continue
 		}
 		if err != nil {

@@ -180,6 +180,27 @@ func (r *Repository) rewriteChunkIndex(ctx context.Context, keep map[ChunkID]str
 	return r.replaceChunkIndex(ctx, entries)
 }
 
+// StreamSkew is how far before a backup's start the stream it pairs with
+// is kept by TrimBefore: segments carry the server's event times, a
+// backup the Tidemark host's clock, and the two may disagree a little.
+const StreamSkew = time.Hour
+
+// TrimBefore trims the stream a backup pairs with to what a restore of
+// that backup (or a later one) needs: segments that ended StreamSkew
+// before the backup started go. Backups that name no stream keep theirs
+// elsewhere (PostgreSQL's WAL) and trim nothing here.
+func (r *Repository) TrimBefore(ctx context.Context, b BackupSummary, dryRun bool) (Trimmed, error) {
+	if b.Stream == "" {
+		return Trimmed{}, nil
+	}
+	before := b.Started.Add(-StreamSkew)
+	t, err := r.TrimStream(ctx, b.Stream, before, dryRun)
+	if t.Objects > 0 {
+		t.Detail = append(t.Detail, fmt.Sprintf("%s before %s: %d objects", b.Stream, before.UTC().Format(time.RFC3339), t.Objects))
+	}
+	return t, err
+}
+
 // TrimStream deletes a stream's segments, oldest first, while they end
 // before keepFrom (event time). It stops at the first segment it must keep,
 // so what remains is a contiguous tail.

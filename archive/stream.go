@@ -204,7 +204,11 @@ func (r *Repository) Streams(ctx context.Context, prefix string) ([]string, erro
 }
 
 func (r *Repository) putSegment(ctx context.Context, s SegmentInfo, data []byte) error {
-	if _, err := r.Put(ctx, s.dataName(), KindSegment, bytes.NewReader(data)); err != nil {
+	_, err := r.Put(ctx, s.dataName(), KindSegment, bytes.NewReader(data))
+	if errors.Is(err, ErrExist) {
+		err = r.replaceUncommitted(ctx, s, data)
+	}
+	if err != nil {
 		return fmt.Errorf("store segment %s: %w", s.dataName(), err)
 	}
 	b, err := jsonMarshal(s)
@@ -215,6 +219,25 @@ func (r *Repository) putSegment(ctx context.Context, s SegmentInfo, data []byte)
 		return fmt.Errorf("commit segment %s: %w", s.indexName(), err)
 	}
 	return nil
+}
+
+// replaceUncommitted handles a segment's data that exists already. Data
+// without its index entry is the leftover of a writer that died between
+// the two puts (kill -9, a lost store): nothing lists it, the stream's
+// lock says no other writer runs, so it is replaced. Data with an index
+// entry is another writer's committed segment, which is never touched.
+func (r *Repository) replaceUncommitted(ctx context.Context, s SegmentInfo, data []byte) error {
+	if _, err := r.store.Stat(ctx, s.indexName()); !errors.Is(err, ErrNotExist) {
+		if err == nil {
+			return fmt.Errorf("%w (committed: is another streamer writing this repository?)", ErrExist)
+		}
+		return err
+	}
+	if err := r.store.Delete(ctx, s.dataName()); err != nil && !errors.Is(err, ErrNotExist) {
+		return fmt.Errorf("remove the uncommitted leftover: %w", err)
+	}
+	_, err := r.Put(ctx, s.dataName(), KindSegment, bytes.NewReader(data))
+	return err
 }
 
 // deleteSegment removes the index entry first, so no reader lists a

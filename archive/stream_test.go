@@ -190,3 +190,58 @@ func removeObjects(dir string, names ...string) error {
 	}
 	return nil
 }
+
+// TestStreamWriterReplacesUncommittedSegment: a writer killed between a
+// segment's data and its index entry leaves data nothing lists; the next
+// writer reaches the same segment number and replaces it instead of
+// failing forever with "object already exists".
+func TestStreamWriterReplacesUncommittedSegment(t *testing.T) {
+	ctx := context.Background()
+	id := identity(t)
+	r, dir := newRepo(t, archive.InitOptions{Recipients: []string{id.Recipient().String()}})
+	opts := archive.StreamWriterOptions{MaxSegmentBytes: 1 << 20, MaxSegmentAge: time.Hour}
+	w, err := r.OpenStream(ctx, "binlog/test", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Restart("f1:0")
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	want := appendEvents(t, w, "f1", 0, 10, base)
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	appendEvents(t, w, "f1", 10, 20, base)
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The crash: the second segment's index entry never got written.
+	idx, err := filepath.Glob(filepath.Join(dir, "binlog", "test", "idx", "*"))
+	if err != nil || len(idx) != 2 {
+		t.Fatalf("index entries %v, %v", idx, err)
+	}
+	if err := os.Remove(idx[1]); err != nil {
+		t.Fatal(err)
+	}
+	w2, err := reopenStream(t, dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := w2.Durable(); !ok || d.End != "f1:10" {
+		t.Fatalf("reopened writer resumes at %+v", d)
+	}
+	want = append(want, appendEvents(t, w2, "f1", 10, 25, base)...)
+	if err := w2.Close(ctx); err != nil {
+		t.Fatalf("writing over the uncommitted segment: %v", err)
+	}
+	r2, err := reopen(t, dir, archive.Keys{Identities: []age.Identity{id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := r2.ReadStream(ctx, "binlog/test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := chainData(t, r2, c); len(c.Breaks) != 0 || !bytes.Equal(got, want) {
+		t.Fatalf("chain after the replacement: %+v breaks %v", c.Segments, c.Breaks)
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/tidemark/tidemark/internal/jobs"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/restore"
 )
@@ -58,7 +59,7 @@ func startAgent(t *testing.T, config, listen string) *agentRun {
 	ar := &agentRun{t: t, listen: listen, stop: stop, done: make(chan int, 1)}
 	t.Cleanup(stop)
 	go func() {
-		a := &app{stdout: io.Discard, stderr: &ar.logs}
+		a := newApp(io.Discard, &ar.logs)
 		root := a.root()
 		root.SetArgs([]string{"agent", "--config", config, "--log-format", "json"})
 		err := root.ExecuteContext(ctx)
@@ -113,10 +114,10 @@ func (ar *agentRun) shutdown() {
 }
 
 // statusOf reads `status --json`.
-func statusOf(t *testing.T, repo string) statusReport {
+func statusOf(t *testing.T, repo string) jobs.StatusReport {
 	t.Helper()
 	out, _ := expect(t, 0, "status", "--repo", repo, "--json")
-	var st statusReport
+	var st jobs.StatusReport
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("status --json: %v\n%s", err, out)
 	}
@@ -264,7 +265,7 @@ databases:
 	// The oldest kept backup still restores (planner and WAL coverage
 	// checked, every file verified against its manifest).
 	st := statusOf(t, repo)
-	if len(st.Backups) != 2 || st.LastVerify == nil || !st.LastVerify.OK || len(st.Recoverable) != 1 || st.Recoverable[0].Earliest == nil {
+	if len(st.Backups) != 2 || st.LastVerify == nil || !st.LastVerify.OK || len(st.Streams) != 1 || st.Streams[0].Earliest == nil {
 		t.Fatalf("status after the agent: %+v", st)
 	}
 	oldest := st.Backups[0].Finished.Add(time.Second).UTC().Format(time.RFC3339Nano)
@@ -325,10 +326,10 @@ func (ar *agentRun) waitSmallRPO(name string) {
 
 // checkWindow: one recoverable window with both ends and no gap, and a
 // stored verify report that passed.
-func checkWindow(t *testing.T, st statusReport) {
+func checkWindow(t *testing.T, st jobs.StatusReport) {
 	t.Helper()
-	if len(st.Recoverable) != 1 || st.Recoverable[0].Earliest == nil || st.Recoverable[0].Latest == nil ||
-		len(st.Recoverable[0].Gaps) != 0 || st.LastVerify == nil || !st.LastVerify.OK {
+	if len(st.Streams) != 1 || st.Streams[0].Earliest == nil || st.Streams[0].Latest == nil ||
+		len(st.Streams[0].Gaps) != 0 || st.LastVerify == nil || !st.LastVerify.OK {
 		t.Fatalf("status after the agent: %+v", st)
 	}
 }
@@ -350,8 +351,8 @@ func TestAgentMySQL(t *testing.T) {
 	ar.shutdown()
 	st := statusOf(t, repo)
 	checkWindow(t, st)
-	if len(st.Binlog) != 1 {
-		t.Fatalf("status binlog: %+v", st.Binlog)
+	if st.Streams[0].Engine != "mysql" || !strings.HasPrefix(st.Streams[0].Stream, "binlog/") {
+		t.Fatalf("status binlog: %+v", st.Streams)
 	}
 	// A drill restores everything into a scratch MariaDB and checks it.
 	out, _ := expect(t, 0, "drill", "--repo", repo, "--identity-file", key, "--json")
@@ -389,8 +390,8 @@ func TestAgentMongo(t *testing.T) {
 	ar.shutdown()
 	st := statusOf(t, repo)
 	checkWindow(t, st)
-	if st.Oplog == nil {
-		t.Fatal("status shows no oplog")
+	if st.Streams[0].Engine != "mongodb" || !strings.HasPrefix(st.Streams[0].Stream, "oplog") {
+		t.Fatalf("status shows no oplog: %+v", st.Streams)
 	}
 	// A drill restores into a scratch server, reads everything back, finds
 	// the indexes, and empties the server again: a second drill runs too.

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/internal/engine"
 )
 
 // Exit codes, documented in `tidemark --help` and the README. Stable: scripts
@@ -32,13 +33,13 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, errFetchFailed):
 		return exitFetchFailed
-	case errors.Is(err, errUsage), errors.Is(err, archive.ErrBadURL):
+	case errors.Is(err, errUsage), errors.Is(err, engine.ErrUsage), errors.Is(err, engine.ErrUnknownEngine), errors.Is(err, archive.ErrBadURL):
 		return exitUsage
 	case errors.Is(err, errNotImplemented):
 		return exitNotImplemented
 	case errors.Is(err, archive.ErrCorrupt), errors.Is(err, archive.ErrVerifyFailed):
 		return exitCorrupt
-	case errors.Is(err, archive.ErrNoIdentity), errors.Is(err, archive.ErrWrongIdentity):
+	case errors.Is(err, archive.ErrNoIdentity), errors.Is(err, archive.ErrWrongIdentity), errors.Is(err, archive.ErrKeyFile):
 		return exitKey
 	case errors.Is(err, archive.ErrGap):
 		return exitGap

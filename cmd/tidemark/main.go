@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -16,6 +17,10 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/tidemark/tidemark/internal/engine"
+	"github.com/tidemark/tidemark/internal/engine/all"
+	"github.com/tidemark/tidemark/internal/progress"
 )
 
 // app carries what every command shares; nothing global.
@@ -24,12 +29,20 @@ type app struct {
 	logLevel       string
 	logFormat      string
 	log            *slog.Logger
+	engines        *engine.Registry
+	// fromEnv names the flags bindEnv set from TIDEMARK_* variables: they
+	// apply where they fit and are not refused where they do not.
+	fromEnv map[string]bool
+}
+
+func newApp(stdout, stderr io.Writer) *app {
+	return &app{stdout: stdout, stderr: stderr, engines: all.Registry(), fromEnv: map[string]bool{}}
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a := &app{stdout: os.Stdout, stderr: os.Stderr}
+	a := newApp(os.Stdout, os.Stderr)
 	stopProfile := startProfile()
 	err := a.root().ExecuteContext(ctx)
 	stopProfile()
@@ -107,7 +120,7 @@ ending it early).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			if err := bindEnv(cmd); err != nil {
+			if err := bindEnv(cmd, a.fromEnv); err != nil {
 				return usageErr(err)
 			}
 			return a.setupLogging()
@@ -140,7 +153,7 @@ func (a *app) setupLogging() error {
 
 // bindEnv fills every flag the user did not set from TIDEMARK_<FLAG>.
 // Repeated flags take a comma-separated list.
-func bindEnv(cmd *cobra.Command) error {
+func bindEnv(cmd *cobra.Command, set map[string]bool) error {
 	var firstErr error
 	visit := func(f *pflag.Flag) {
 		if f.Changed || firstErr != nil {
@@ -162,6 +175,7 @@ func bindEnv(cmd *cobra.Command) error {
 			}
 		}
 		f.Changed = true
+		set[f.Name] = true
 	}
 	cmd.Flags().VisitAll(visit)
 	cmd.InheritedFlags().VisitAll(visit)
@@ -183,3 +197,56 @@ var (
 )
 
 func usageErr(err error) error { return fmt.Errorf("%w (see --help): %w", err, errUsage) }
+
+// engineOf finds the engine of a source or target URL and refuses
+// passwords in it: a password in a URL on the command line is visible to
+// every user of the host through the process list.
+func (a *app) engineOf(flag, raw string) (engine.Engine, error) {
+	if raw == "" {
+		return nil, usageErr(fmt.Errorf("--%s is required", flag))
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, usageErr(fmt.Errorf("--%s: %w", flag, err))
+	}
+	// From the environment a password is not visible to other users.
+	if _, set := u.User.Password(); set && os.Getenv("TIDEMARK_"+envName(flag)) != raw {
+		return nil, usageErr(fmt.Errorf("--%s: passwords do not belong in URLs on the command line; use ~/.pgpass or PGPASSFILE (PostgreSQL), a password file, or set TIDEMARK_%s in the environment", flag, envName(flag)))
+	}
+	e, err := a.engines.ForURL(raw)
+	if err != nil {
+		return nil, usageErr(fmt.Errorf("--%s %q: %w", flag, u.Redacted(), err))
+	}
+	return e, nil
+}
+
+// engineOptions checks the engine's flags of a command: flags of other
+// engines given on the command line are refused, and the engine checks
+// its own.
+func (a *app) engineOptions(e engine.Engine, cmd engine.Command, d *engine.Declarer, fs *pflag.FlagSet) (engine.Options, error) {
+	var given []string
+	fs.Visit(func(f *pflag.Flag) {
+		if !a.fromEnv[f.Name] {
+			given = append(given, f.Name)
+		}
+	})
+	if err := engine.Foreign(e, d, given); err != nil {
+		return engine.Options{}, usageErr(err)
+	}
+	o := engine.NewOptions(fs)
+	if err := e.Check(cmd, o); err != nil {
+		return o, usageErr(err)
+	}
+	return o, nil
+}
+
+// progressOf draws a job's progress on the terminal.
+func (a *app) progressOf(bar *progress.Line) func(engine.Step) {
+	return func(s engine.Step) {
+		if s.Unit == "bytes" {
+			bar.Bytes(s.Phase, s.Done>>20, s.Done, s.Total)
+			return
+		}
+		bar.Bytes(s.Phase, s.Done, s.Bytes, 0)
+	}
+}

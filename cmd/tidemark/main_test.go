@@ -13,6 +13,7 @@ import (
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/archive/store/file"
+	"github.com/tidemark/tidemark/internal/jobs"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/internal/testenv/storeenv"
 )
@@ -23,7 +24,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	a := &app{stdout: &out, stderr: &errb}
+	a := newApp(&out, &errb)
 	root := a.root()
 	root.SetArgs(args)
 	root.SetOut(&out)
@@ -59,7 +60,7 @@ func TestInitAndStatus(t *testing.T) {
 	repo := filepath.Join(t.TempDir(), "repo")
 	expect(t, 0, "init", "--repo", repo, "--no-encryption")
 	out, _ := expect(t, 0, "status", "--repo", repo, "--json")
-	var st statusReport
+	var st jobs.StatusReport
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("status --json: %v\n%s", err, out)
 	}
@@ -91,7 +92,7 @@ func TestEnvironmentFillsFlags(t *testing.T) {
 	t.Setenv("TIDEMARK_RECIPIENT", id.Recipient().String())
 	expect(t, 0, "init")
 	out, _ := expect(t, 0, "status", "--json")
-	var st statusReport
+	var st jobs.StatusReport
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,9 @@ import (
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/archive/store/file"
+	"github.com/tidemark/tidemark/internal/engine/all"
+	mgengine "github.com/tidemark/tidemark/internal/engine/mongodb"
+	"github.com/tidemark/tidemark/internal/jobs"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/oplog"
 )
@@ -300,7 +303,7 @@ func TestMongoStreamExitCodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := m.openRepo()
-	lock, _, err := r.AcquireLock(ctx, mongoStreamLock, archive.LockOptions{Purpose: "test"})
+	lock, _, err := r.AcquireLock(ctx, mgengine.New().Info().StreamLock, archive.LockOptions{Purpose: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +332,7 @@ func TestMongoStreamExitCodes(t *testing.T) {
 	if err != nil || len(st.Gaps) != 1 || st.Gaps[0].To != newest.String() {
 		t.Fatalf("status after rollover: %+v, %v", st, err)
 	}
-	problems, err := verifyMongo(ctx, r)
+	problems, err := mgengine.New().Verify(ctx, r)
 	if err != nil || len(problems) != 0 {
 		t.Fatalf("verify with no base and one span: %v, %v", problems, err)
 	}
@@ -353,7 +356,7 @@ func TestMongoStreamExitCodes(t *testing.T) {
 	if st, err = mongoStatus(ctx, r); err != nil || len(st.Spans) != 2 || len(st.Breaks) != 1 {
 		t.Fatalf("status after the new base: %+v, %v", st, err)
 	}
-	if problems, err := verifyMongo(ctx, r); err != nil || len(problems) != 0 {
+	if problems, err := mgengine.New().Verify(ctx, r); err != nil || len(problems) != 0 {
 		t.Fatalf("verify after the new base: %v, %v", problems, err)
 	}
 	want, err := testenv.MongoStateHash(ctx, m.c)
@@ -370,6 +373,32 @@ func TestMongoStreamExitCodes(t *testing.T) {
 	if got, err := testenv.MongoStateHash(ctx, tc); err != nil || got != want {
 		t.Fatalf("restore after the gap differs from the source (%v)", err)
 	}
+}
+
+// oplogStatus is the MongoDB part of status: the oplog's spans and breaks
+// and the gaps its streamer recorded.
+type oplogStatus struct {
+	mgengine.OplogDetail
+	Gaps []archive.GapRecord
+}
+
+func mongoStatus(ctx context.Context, r *archive.Repository) (*oplogStatus, error) {
+	rep, err := jobs.Status(ctx, all.Registry(), r, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	st := &oplogStatus{}
+	for _, s := range rep.Streams {
+		if d, ok := s.Detail.(mgengine.OplogDetail); ok {
+			st.OplogDetail = d
+		}
+	}
+	for _, g := range rep.Gaps {
+		if g.Engine == "mongodb" {
+			st.Gaps = append(st.Gaps, g)
+		}
+	}
+	return st, nil
 }
 
 type testLogWriter struct{ t *testing.T }

@@ -14,6 +14,9 @@ import (
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/binlog"
+	"github.com/tidemark/tidemark/internal/engine/all"
+	myengine "github.com/tidemark/tidemark/internal/engine/mysql"
+	"github.com/tidemark/tidemark/internal/jobs"
 	"github.com/tidemark/tidemark/internal/testenv"
 )
 
@@ -62,7 +65,7 @@ func TestStreamMySQL(t *testing.T) {
 	if err != nil || len(sts) != 1 || len(sts[0].Breaks) != 0 || sts[0].EndGTID != "0-1-4" || sts[0].Files[0] != "mysql-bin.000001" {
 		t.Fatalf("status: %+v, %v", sts, err)
 	}
-	if problems, err := verifyMySQLStream(context.Background(), r); err != nil || len(problems) != 0 {
+	if problems, err := myengine.New().Verify(context.Background(), r); err != nil || len(problems) != 0 {
 		t.Fatalf("verify: %v %v", problems, err)
 	}
 	for _, q := range []string{"INSERT INTO d.t VALUES (3, 'c')", "FLUSH BINARY LOGS"} {
@@ -129,4 +132,19 @@ func purgeTo(t *testing.T, c *client.Conn, file string) {
 		}
 	}
 	t.Fatalf("binlogs before %s were not purged", file)
+}
+
+// mysqlStatus is the MySQL part of status: each binlog stream's detail.
+func mysqlStatus(ctx context.Context, r *archive.Repository) ([]myengine.BinlogDetail, error) {
+	rep, err := jobs.Status(ctx, all.Registry(), r, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	var out []myengine.BinlogDetail
+	for _, s := range rep.Streams {
+		if d, ok := s.Detail.(myengine.BinlogDetail); ok {
+			out = append(out, d)
+		}
+	}
+	return out, nil
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tidemark/tidemark/internal/shell"
 )
 
 // agentInstallCmd prints what runs the agent as a service; installing it
@@ -100,15 +102,15 @@ WantedBy=multi-user.target
 }
 
 func cronEntry(exe, config, envFile string) string {
-	run := fmt.Sprintf("%s agent --config %s", shellQuote(exe), shellQuote(config))
+	run := fmt.Sprintf("%s agent --config %s", shell.Quote(exe), shell.Quote(config))
 	if envFile != "" {
-		run = fmt.Sprintf("set -a; . %s; set +a; %s", shellQuote(envFile), run)
+		run = fmt.Sprintf("set -a; . %s; set +a; %s", shell.Quote(envFile), run)
 	}
 	log := "/var/log/tidemark-agent.log"
 	return fmt.Sprintf("# Tidemark agent: started within a minute of boot, restarted within a minute if it stopped.\n"+
 		"* * * * * pgrep -f %s >/dev/null || (%s >>%s 2>&1 &)\n",
 		// "[a]gent" matches the agent but not the shell running this line.
-		cronEscape(shellQuote("[a]gent --config "+config)), cronEscape(run), log)
+		cronEscape(shell.Quote("[a]gent --config "+config)), cronEscape(run), log)
 }
 
 // systemdQuote quotes a path for ExecStart when it holds spaces.

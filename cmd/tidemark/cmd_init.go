@@ -58,9 +58,11 @@ Encryption (choose one):
 			}
 			o.Recipients = rs
 			if passphraseFile != "" {
-				if o.Passphrase, err = readPassphrase(passphraseFile); err != nil {
+				k, err := archive.LoadKeys("", passphraseFile)
+				if err != nil {
 					return err
 				}
+				o.Passphrase = k.Passphrase
 			}
 			chosen := 0
 			for _, b := range []bool{len(rs) > 0, len(o.Passphrase) > 0, noEncryption} {

@@ -1,35 +1,37 @@
-package main
+package agent
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 
-	"github.com/tidemark/tidemark/agent"
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/internal/engine"
+	"github.com/tidemark/tidemark/internal/jobs"
 )
 
-// agentLocks holds the "agent" lock of every repository the running config
+// repoLocks holds the "agent" lock of every repository the running config
 // names, so a second agent on the same repository is refused at start
 // instead of fighting the first one job by job.
-type agentLocks struct {
-	a    *app
+type repoLocks struct {
+	log  *slog.Logger
 	held map[string]*archive.Lock // by repository URL
 	lost chan error               // a lease taken over: the agent must stop
 
 	mu sync.Mutex
 }
 
-func newAgentLocks(a *app) *agentLocks {
-	return &agentLocks{a: a, held: map[string]*archive.Lock{}, lost: make(chan error, 1)}
+func newRepoLocks(log *slog.Logger) *repoLocks {
+	return &repoLocks{log: log, held: map[string]*archive.Lock{}, lost: make(chan error, 1)}
 }
 
 // hold acquires the locks cfg needs and releases those it no longer names.
 // On error nothing new is held.
-func (l *agentLocks) hold(ctx context.Context, cfg *agent.Config) error {
+func (l *repoLocks) hold(ctx context.Context, cfg *Config) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	want := map[string]agent.Database{}
+	want := map[string]Database{}
 	for _, db := range cfg.Databases {
 		want[db.Repo] = db
 	}
@@ -38,7 +40,7 @@ func (l *agentLocks) hold(ctx context.Context, cfg *agent.Config) error {
 		if l.held[url] != nil {
 			continue
 		}
-		repo, err := dbRepoFlags(db).open(ctx, false)
+		repo, err := jobs.OpenRepo(ctx, engine.RepoRef{URL: db.Repo, IdentityFile: db.IdentityFile, PassphraseFile: db.PassphraseFile}, false)
 		if err == nil {
 			var lock *archive.Lock
 			var lctx context.Context
@@ -64,7 +66,7 @@ func (l *agentLocks) hold(ctx context.Context, cfg *agent.Config) error {
 }
 
 // watch reports a lease lost while the agent still runs.
-func (l *agentLocks) watch(agentCtx, lockCtx context.Context, name string) {
+func (l *repoLocks) watch(agentCtx, lockCtx context.Context, name string) {
 	<-lockCtx.Done()
 	if agentCtx.Err() != nil {
 		return
@@ -77,18 +79,18 @@ func (l *agentLocks) watch(agentCtx, lockCtx context.Context, name string) {
 	}
 }
 
-func (l *agentLocks) releaseLocked(url string) {
+func (l *repoLocks) releaseLocked(url string) {
 	if lock := l.held[url]; lock != nil {
 		// Unlock cancels the lease context with context.Canceled: watch
 		// takes that as a release, not a loss.
 		if err := lock.Unlock(context.Background()); err != nil {
-			l.a.log.Warn("release agent lock", "repo", url, "err", err)
+			l.log.Warn("release agent lock", "repo", url, "err", err)
 		}
 		delete(l.held, url)
 	}
 }
 
-func (l *agentLocks) releaseAll() {
+func (l *repoLocks) releaseAll() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for url := range l.held {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -10,13 +9,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/wal"
+	"github.com/tidemark/tidemark/internal/jobs"
+	"github.com/tidemark/tidemark/internal/progress"
 )
-
-// streamSkew is how far before a MySQL/MongoDB backup's start its stream is
-// kept: stream segments carry the server's event times, a backup the
-// Tidemark host's clock, and the two may disagree a little.
-const streamSkew = time.Hour
 
 func (a *app) expireCmd() *cobra.Command {
 	var (
@@ -60,11 +55,7 @@ moment: run it again to finish. Needs no key.`,
 			if err != nil {
 				return err
 			}
-			var res *archive.ExpireResult
-			err = r.WithLock(ctx, "maintenance", archive.LockOptions{Purpose: "tidemark expire"}, func(ctx context.Context) error {
-				res, err = r.Expire(ctx, p, time.Now(), archive.ExpireOptions{DryRun: dryRun, TrimStreams: trimStreams(r)})
-				return err
-			})
+			res, err := jobs.Expire(ctx, a.engines, r, p, time.Now(), dryRun, "tidemark expire")
 			if err != nil {
 				return err
 			}
@@ -82,38 +73,6 @@ moment: run it again to finish. Needs no key.`,
 	f.BoolVar(&dryRun, "dry-run", false, "print what would be deleted, delete nothing")
 	f.BoolVar(&asJSON, "json", false, "print machine-readable JSON")
 	return cmd
-}
-
-// trimStreams deletes each engine's stream data from before its oldest
-// kept backup.
-func trimStreams(r *archive.Repository) func(context.Context, map[string]archive.BackupSummary, bool) (archive.Trimmed, error) {
-	return func(ctx context.Context, oldest map[string]archive.BackupSummary, dryRun bool) (archive.Trimmed, error) {
-		var total archive.Trimmed
-		for engine, b := range oldest {
-			var t archive.Trimmed
-			var err error
-			switch {
-			case engine == enginePostgres:
-				lsn, perr := wal.ParseLSN(b.Start)
-				if perr != nil {
-					return total, fmt.Errorf("backup %s: start LSN %q: %w", b.ID, b.Start, archive.ErrCorrupt)
-				}
-				t, err = wal.Trim(ctx, r, lsn, dryRun)
-			case b.Stream != "":
-				t, err = r.TrimStream(ctx, b.Stream, b.Started.Add(-streamSkew), dryRun)
-				if t.Objects > 0 {
-					t.Detail = append(t.Detail, fmt.Sprintf("%s before %s: %d objects", b.Stream, b.Started.Add(-streamSkew).UTC().Format(time.RFC3339), t.Objects))
-				}
-			}
-			if err != nil {
-				return total, err
-			}
-			total.Objects += t.Objects
-			total.Bytes += t.Bytes
-			total.Detail = append(total.Detail, t.Detail...)
-		}
-		return total, nil
-	}
 }
 
 func (a *app) printExpire(res *archive.ExpireResult, p archive.Policy, asJSON bool) error {
@@ -136,7 +95,7 @@ func (a *app) printExpire(res *archive.ExpireResult, p archive.Policy, asJSON bo
 		for _, d := range res.Decisions {
 			out.Backups = append(out.Backups, decision{ID: d.Backup.ID, Finished: d.Backup.Finished, Keep: d.Keep, Reasons: d.Reasons})
 		}
-		if e, ok := earliestKept(res); ok {
+		if e, ok := jobs.EarliestKept(res); ok {
 			out.Earliest = &e
 		}
 		enc := json.NewEncoder(a.stdout)
@@ -157,22 +116,12 @@ func (a *app) printExpire(res *archive.ExpireResult, p archive.Policy, asJSON bo
 		}
 	}
 	fmt.Fprintf(a.stdout, "%s: %d backups, %d leftovers of uncommitted backups, %d stream objects (%s), %d chunk objects (%s)\n",
-		verb, len(res.Expired), res.Orphans, res.Streams.Objects, humanBytes(res.Streams.Bytes), res.Chunks.Objects, humanBytes(res.Chunks.Bytes))
+		verb, len(res.Expired), res.Orphans, res.Streams.Objects, progress.FormatBytes(res.Streams.Bytes), res.Chunks.Objects, progress.FormatBytes(res.Chunks.Bytes))
 	for _, d := range append(res.Streams.Detail, res.Chunks.Detail...) {
 		fmt.Fprintf(a.stdout, "  %s\n", d)
 	}
-	if e, ok := earliestKept(res); ok {
+	if e, ok := jobs.EarliestKept(res); ok {
 		fmt.Fprintf(a.stdout, "recoverable window now starts at %s (end of the oldest kept backup) and runs to the newest archived stream position\n", e.UTC().Format(time.RFC3339))
 	}
 	return nil
-}
-
-func earliestKept(res *archive.ExpireResult) (time.Time, bool) {
-	var e time.Time
-	for _, d := range res.Decisions {
-		if d.Keep && (e.IsZero() || d.Backup.Finished.Before(e)) {
-			e = d.Backup.Finished
-		}
-	}
-	return e, !e.IsZero()
 }

@@ -1,0 +1,147 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/internal/engine"
+	"github.com/tidemark/tidemark/internal/progress"
+	"github.com/tidemark/tidemark/internal/shell"
+	"github.com/tidemark/tidemark/restore"
+	pgrestore "github.com/tidemark/tidemark/restore/postgres"
+)
+
+// target reads the restore target: the common one or --to-lsn/--to-xid/--to-name.
+func target(job engine.RestoreJob) pgrestore.Target {
+	o := job.Options
+	return pgrestore.Target{Latest: job.To.Latest, Time: job.To.Time, LSN: o.String("to-lsn"), XID: o.String("to-xid"), Name: o.String("to-name")}
+}
+
+// Plan implements engine.Engine.
+func (*Engine) Plan(ctx context.Context, job engine.RestoreJob) (*engine.Plan, error) {
+	p, err := pgrestore.PlanRestore(ctx, job.Repo, target(job))
+	if err != nil {
+		return nil, err
+	}
+	return plan(p), nil
+}
+
+func plan(p *pgrestore.Plan) *engine.Plan {
+	return &engine.Plan{Backup: archive.SummaryOf(p.Backup), From: p.WALFrom.String(), To: p.WALUntil.String(),
+		Lines:  []string{fmt.Sprintf("WAL %s – %s, timeline %d", p.WALFrom, p.WALUntil, p.Timeline)},
+		Detail: map[string]any{"wal_from": p.WALFrom.String(), "wal_until": p.WALUntil.String(), "timeline": p.Timeline}}
+}
+
+// Restore implements engine.Engine.
+func (e *Engine) Restore(ctx context.Context, job engine.RestoreJob) (*engine.RestoreReport, error) {
+	o := job.Options
+	rc, err := restoreCommand(job.RepoRef)
+	if err != nil {
+		return nil, err
+	}
+	tsMap, err := tablespaceMap(o.Strings("tablespace-map"))
+	if err != nil {
+		return nil, err
+	}
+	dir := o.String("target-dir")
+	to := target(job)
+	started := time.Now()
+	p, err := pgrestore.Restore(ctx, pgrestore.Config{Repo: job.Repo, TargetDir: dir, Target: to, Timeline: o.String("timeline"),
+		Jobs: job.Jobs, TablespaceMap: tsMap, Delta: o.Bool("delta"), Exclusive: o.Bool("exclusive"), RestoreCommand: rc, Log: job.Log,
+		Progress: func(done, total int64) {
+			job.Report(engine.Step{Phase: "restore", Unit: "bytes", Done: done, Total: total})
+		}})
+	if err != nil {
+		return nil, err
+	}
+	rep := &engine.RestoreReport{Plan: *plan(p), Detail: map[string]any{"target_dir": dir, "recovery_target": to.String()}}
+	rep.Lines = append(rep.Lines, fmt.Sprintf("restored backup %s into %s in %.1fs", p.Backup.ID, dir, time.Since(started).Seconds()),
+		fmt.Sprintf("recovery target: %s (archived WAL reaches %s on timeline %d)", to, p.WALUntil, p.Timeline))
+	if o.Bool("delta") {
+		rep.Lines = append(rep.Lines, fmt.Sprintf("delta: kept %s already on disk, fetched %s", progress.FormatBytes(p.Kept), progress.FormatBytes(p.Fetched)))
+		rep.Detail["delta_kept_bytes"], rep.Detail["delta_fetched_bytes"] = p.Kept, p.Fetched
+	}
+	if !o.Bool("start") {
+		rep.Lines = append(rep.Lines, "start PostgreSQL on it to recover and promote; restore_command fetches WAL from the repository")
+		return rep, nil
+	}
+	binDir := o.String("pg-bindir")
+	if binDir == "" {
+		if binDir, err = pgrestore.BinDir(p.Meta.ServerVersion); err != nil {
+			return nil, err
+		}
+	}
+	port, timeout := o.Int("port"), o.Duration("start-timeout")
+	if timeout <= 0 {
+		timeout = time.Hour
+	}
+	job.Log.Info("starting PostgreSQL on the restored directory: replaying WAL from the repository", "port", port)
+	rec, err := pgrestore.StartRestored(ctx, dir, binDir, port, timeout, nil)
+	if err != nil {
+		return nil, err
+	}
+	rep.Lines = append(rep.Lines, fmt.Sprintf("recovered and promoted in %.1fs; the server runs on port %d", rec.Took.Seconds(), port),
+		rec.StoppedAt)
+	if rec.LastCommit != "" {
+		rep.Lines = append(rep.Lines, rec.LastCommit)
+	}
+	rep.Lines = append(rep.Lines, "log: "+rec.LogFile)
+	rep.Detail["port"], rep.Detail["stopped_at"], rep.Detail["recovery_seconds"] = port, rec.StoppedAt, rec.Took.Seconds()
+	return rep, nil
+}
+
+// Drill implements engine.Engine.
+func (*Engine) Drill(ctx context.Context, job engine.DrillJob) (*restore.DrillReport, error) {
+	o := job.Options
+	var as *restore.OSUser
+	if os.Geteuid() == 0 {
+		name := o.String("run-as")
+		if name == "" {
+			name = "postgres"
+		}
+		var err error
+		if as, err = restore.LookupOSUser(name); err != nil {
+			return nil, err
+		}
+	}
+	rc, err := restoreCommand(job.RepoRef)
+	if err != nil {
+		return nil, err
+	}
+	to := pgrestore.Target{Latest: job.To.Time.IsZero(), Time: job.To.Time}
+	return pgrestore.Drill(ctx, pgrestore.DrillConfig{Repo: job.Repo, Target: to, RestoreCommand: rc, WorkDir: o.String("workdir"),
+		As: as, BinDir: o.String("pg-bindir"), User: o.String("db-user"), Jobs: job.Jobs, Timeout: job.Timeout, Log: job.Log})
+}
+
+// restoreCommand builds the restore_command for a restored cluster: the
+// absolute path of this executable and the repository settings, with key
+// files by absolute path — never a key or passphrase inline.
+func restoreCommand(ref engine.RepoRef) (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	repo := ref.URL
+	if !strings.Contains(repo, "://") {
+		if repo, err = filepath.Abs(repo); err != nil {
+			return "", err
+		}
+	}
+	parts := []string{shell.Quote(self), "wal-fetch", "--repo", shell.Quote(repo)}
+	for _, kf := range []struct{ flag, path string }{{"--identity-file", ref.IdentityFile}, {"--passphrase-file", ref.PassphraseFile}} {
+		if kf.path == "" {
+			continue
+		}
+		abs, err := filepath.Abs(kf.path)
+		if err != nil {
+			return "", err
+		}
+		parts = append(parts, kf.flag, shell.Quote(abs))
+	}
+	return strings.Join(append(parts, "%f", "%p"), " "), nil
+}

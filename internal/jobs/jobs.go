@@ -1,0 +1,72 @@
+// Package jobs runs what the commands and the agent both run — a stream,
+// a backup, verify, expire, a drill, status — around an engine: the
+// repository locks, the reports kept in the repository, the logging. The
+// CLI parses flags and prints; the agent schedules; both call jobs.
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/internal/engine"
+	"github.com/tidemark/tidemark/restore"
+)
+
+// maintenanceLock is held by backups, expire and whatever else must not
+// run beside them; streams have a lock of their own per engine.
+const maintenanceLock = "maintenance"
+
+// Stream runs eng's streamer under its stream lock, so two streamers
+// never write one repository.
+func Stream(ctx context.Context, eng engine.Engine, job engine.StreamJob) error {
+	info := eng.Info()
+	return job.Repo.WithLock(ctx, info.StreamLock, archive.LockOptions{Purpose: "tidemark stream (" + info.Title + " " + info.Stream + ")"},
+		func(ctx context.Context) error { return eng.Stream(ctx, job) })
+}
+
+// BackupTypes are the --type values.
+var BackupTypes = []string{"full", "incremental", "differential"}
+
+// Backup takes a base backup under the maintenance lock.
+func Backup(ctx context.Context, eng engine.Engine, job engine.BackupJob) (*engine.BackupReport, error) {
+	info := eng.Info()
+	var rep *engine.BackupReport
+	started := time.Now()
+	err := job.Repo.WithLock(ctx, maintenanceLock, archive.LockOptions{Purpose: "tidemark backup (" + info.Title + ")"},
+		func(ctx context.Context) error {
+			var err error
+			rep, err = eng.Backup(ctx, job)
+			return err
+		})
+	if err != nil {
+		return nil, err
+	}
+	rep.Seconds = time.Since(started).Seconds()
+	m := rep.Manifest
+	job.Log.Info("base backup committed", "engine", info.Name, "backup", m.ID, "type", m.Type, "start", rep.Start, "stop", rep.Stop,
+		"logical_bytes", m.Stats.Logical, "new_stored_bytes", m.Stats.NewStored, "seconds", rep.Seconds)
+	return rep, nil
+}
+
+// Drill runs eng's drill and keeps its report in the repository, which
+// status and the agent show. Problems the checks found fail the drill.
+func Drill(ctx context.Context, eng engine.Engine, job engine.DrillJob) (*restore.DrillReport, error) {
+	rep, err := eng.Drill(ctx, job)
+	if rep == nil {
+		return nil, err
+	}
+	if rep.Engine == "" {
+		rep.Engine = eng.Info().Name
+	}
+	if err == nil && !rep.OK {
+		err = fmt.Errorf("drill: %w: %d problems found (see the log)", archive.ErrVerifyFailed, rep.Problems)
+	}
+	if rep.Backup != "" {
+		if perr := job.Repo.PutReport(ctx, "drill", rep.Started, rep); perr != nil && err == nil {
+			err = fmt.Errorf("store the drill report: %w", perr)
+		}
+	}
+	return rep, err
+}

@@ -1,0 +1,68 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/internal/engine"
+)
+
+// VerifyRecord is the outcome kept in the repository: counts, no names.
+type VerifyRecord struct {
+	Job      string    `json:"job"`
+	Started  time.Time `json:"started"`
+	Seconds  float64   `json:"seconds"`
+	Objects  int64     `json:"objects"`
+	Bytes    int64     `json:"bytes"`
+	Backups  int       `json:"backups"`
+	Problems int       `json:"problems"`
+	OK       bool      `json:"ok"`
+}
+
+// Verify reads every object back (archive), asks every engine what stops
+// its bases from restoring (each finds nothing in another engine's
+// repository), adds the gaps streamers recorded, and keeps the outcome in
+// the repository.
+func Verify(ctx context.Context, reg *engine.Registry, repo *archive.Repository, log *slog.Logger,
+	progress func(objects, bytes int64)) (*archive.VerifyReport, time.Duration, error) {
+	start := time.Now()
+	rep, err := repo.Verify(ctx, progress)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, e := range reg.Engines() {
+		problems, err := e.Verify(ctx, repo)
+		if err != nil {
+			return nil, 0, fmt.Errorf("verify %s: %w", e.Info().Title, err)
+		}
+		rep.Problems = append(rep.Problems, problems...)
+	}
+	gaps, err := repo.Gaps(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, g := range gaps {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("recorded gap: %s stream stopped at %s on %s: %s", g.Engine, g.From, g.Detected.Format(time.RFC3339), g.Reason))
+	}
+	elapsed := time.Since(start)
+	log.Info("verify finished", "repository", repo.Store().Location(), "objects", rep.Objects,
+		"bytes", rep.Bytes, "backups", rep.Backups, "problems", len(rep.Problems), "seconds", elapsed.Seconds())
+	// A read-only repository (a restore host's credentials) cannot take the
+	// record; the verification itself still stands.
+	if err := repo.PutReport(ctx, "verify", start, VerifyRecord{Job: "verify", Started: start.UTC(), Seconds: elapsed.Seconds(),
+		Objects: rep.Objects, Bytes: rep.Bytes, Backups: rep.Backups, Problems: len(rep.Problems), OK: rep.OK()}); err != nil {
+		log.Warn("verify report not stored", "err", err)
+	}
+	return rep, elapsed, nil
+}
+
+// VerifyOutcome turns a report with problems into an error (exit 3).
+func VerifyOutcome(repo *archive.Repository, rep *archive.VerifyReport) error {
+	if !rep.OK() {
+		return fmt.Errorf("%w: %d problems in %s", archive.ErrVerifyFailed, len(rep.Problems), repo.Store().Location())
+	}
+	return nil
+}
