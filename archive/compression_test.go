@@ -94,17 +94,7 @@ func TestLiteralHeavyDataCompresses(t *testing.T) {
 		r, _ := newRepo(t, archive.InitOptions{NoEncrypt: true, Level: level})
 		for i, c := range corpora {
 			t.Run(fmt.Sprintf("level %d/%s", level, c.name), func(t *testing.T) {
-				w, err := r.NewChunkWriter(ctx, 2)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := w.WriteFile(ctx, bytes.NewReader(c.data), archive.Aligned); err != nil {
-					t.Fatal(err)
-				}
-				if err := w.Commit(ctx); err != nil {
-					t.Fatal(err)
-				}
-				st := w.Stats()
+				_, st := writeFile(t, r, c.data, archive.Aligned)
 				if st.NewPlain != size {
 					t.Fatalf("stored %d new plaintext bytes, want %d (corpus deduplicated?)", st.NewPlain, size)
 				}
@@ -126,5 +116,40 @@ func checkRatio(t *testing.T, path string, stored int64, ref int) {
 	t.Logf("%s: stored %d bytes, reference %d (%.3f×)", path, stored, ref, ratio)
 	if ratio > 1.05 {
 		t.Errorf("%s: stored %d bytes, %.3f× the reference's %d (limit 1.05×): literals left raw?", path, stored, ratio, ref)
+	}
+}
+
+// TestCatalogCarriesCompressionRatio: the ratio a backup achieved is in its
+// unencrypted catalog entry, so a host with only public keys (status, the
+// agent's metrics) can show it.
+func TestCatalogCarriesCompressionRatio(t *testing.T) {
+	ctx := context.Background()
+	id := identity(t)
+	r, dir := newRepo(t, archive.InitOptions{Recipients: []string{id.Recipient().String()}})
+	refs, st := writeFile(t, r, md5Rows(2<<20), archive.Aligned)
+	m := &archive.Manifest{ID: archive.NewManifestID(timeNow()), Engine: "test", Stats: st,
+		Files: []archive.FileEntry{{Path: "f", Size: 2 << 20, Chunks: refs}}}
+	if err := r.CommitManifest(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	writer, err := reopen(t, dir, archive.Keys{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sums, err := writer.Backups(ctx)
+	if err != nil || len(sums) != 1 {
+		t.Fatalf("backups = %v, %v", sums, err)
+	}
+	s := sums[0]
+	if s.NewPlain != 2<<20 || s.NewStored != st.NewStored || s.CompressionRatio() != st.CompressionRatio() {
+		t.Fatalf("summary plain %d stored %d ratio %.3f; stats plain %d stored %d ratio %.3f",
+			s.NewPlain, s.NewStored, s.CompressionRatio(), st.NewPlain, st.NewStored, st.CompressionRatio())
+	}
+	// md5 hex compresses about 1.7:1; encryption adds a few hundred bytes.
+	if s.CompressionRatio() < 1.5 {
+		t.Errorf("compression ratio %.3f, want ≥ 1.5 on md5 hex rows", s.CompressionRatio())
+	}
+	if (archive.BackupSummary{NewStored: 10}).CompressionRatio() != 0 {
+		t.Error("a summary without new_plain_bytes must report ratio 0 (unknown)")
 	}
 }
