@@ -79,6 +79,7 @@ func measureCmd(cmd *exec.Cmd, env []string) (sample, childResult, error) {
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		s.maxRSS = ru.Maxrss << 10
 	}
+	s.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	var res childResult
 	if len(out) > 0 && out[0] == '{' {
 		if err := json.Unmarshal(out, &res); err != nil {
@@ -98,6 +99,9 @@ func runChild(ctx context.Context, args []string) error {
 		}
 		_, err = io.Copy(os.Stdout, io.LimitReader(newCycleReader(), n))
 		return err
+	}
+	if len(args) > 0 && args[0] == "encode" { // encode VARIANT MODE FILE: no repository
+		return childEncode(args[1:])
 	}
 	if len(args) < 2 {
 		return errors.New("usage: __child OP REPO …")
@@ -133,6 +137,11 @@ func runChild(ctx context.Context, args []string) error {
 		var st archive.PutStat
 		st, err = repo.Put(ctx, "blob/large", archive.KindBlob, os.Stdin)
 		res = childResult{Logical: st.Plain, NewStored: st.Stored, SHA256: hex.EncodeToString(st.SHA256[:])}
+	case "store": // store REPO MODE FILE
+		if len(args) != 4 {
+			return errors.New("usage: __child store REPO MODE FILE")
+		}
+		res, err = childStore(ctx, repo, args[2], args[3])
 	case "object-get": // object-get REPO
 		res, err = childGet(ctx, repo)
 	default:
