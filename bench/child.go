@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -68,17 +69,15 @@ func runMeasuredFed(env []string, size int64, args ...string) (sample, childResu
 func measureCmd(cmd *exec.Cmd, env []string) (sample, childResult, error) {
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
+	rssFile := startedByTime(cmd)
+	defer removeIfSet(rssFile)
 	start := time.Now()
 	out, err := cmd.Output()
 	s := sample{wall: time.Since(start)}
 	if err != nil {
 		return s, childResult{}, fmt.Errorf("%v: %w", cmd.Args, err)
 	}
-	// wait4's rusage: the largest resident set of the child or any of its
-	// reaped descendants (for a shell pipeline: its largest member).
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		s.maxRSS = ru.Maxrss << 10
-	}
+	s.maxRSS = ranPeakRSS(cmd, rssFile)
 	s.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	var res childResult
 	if len(out) > 0 && out[0] == '{' {
@@ -89,6 +88,49 @@ func measureCmd(cmd *exec.Cmd, env []string) (sample, childResult, error) {
 		res.SHA256 = string(out)
 	}
 	return s, res, nil
+}
+
+// startedByTime makes /usr/bin/time start cmd and write its peak RSS to a
+// file, whose name it returns ("" when there is no /usr/bin/time). Linux
+// folds the memory of the process that exec'd a program into the program's
+// ru_maxrss, so every child of this process (tens of MiB) would report at
+// least this process's peak; time is a small process.
+func startedByTime(cmd *exec.Cmd) string {
+	const gnuTime = "/usr/bin/time"
+	if _, err := os.Stat(gnuTime); err != nil || cmd.Err != nil {
+		return ""
+	}
+	f, err := os.CreateTemp("", "bench-rss-")
+	if err != nil {
+		return ""
+	}
+	f.Close()
+	cmd.Args = append([]string{gnuTime, "-f", "%M", "-o", f.Name(), cmd.Path}, cmd.Args[1:]...)
+	cmd.Path = gnuTime
+	return f.Name()
+}
+
+// ranPeakRSS is the peak RSS in bytes of cmd, which ran: what /usr/bin/time
+// wrote to rssFile (its last line, in KiB), else wait4's rusage (the
+// largest resident set of the child or any of its reaped descendants: for
+// a shell pipeline, its largest member).
+func ranPeakRSS(cmd *exec.Cmd, rssFile string) int64 {
+	if b, err := os.ReadFile(rssFile); rssFile != "" && err == nil {
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if kb, err := strconv.ParseInt(lines[len(lines)-1], 10, 64); err == nil {
+			return kb << 10
+		}
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		return ru.Maxrss << 10
+	}
+	return 0
+}
+
+func removeIfSet(name string) {
+	if name != "" {
+		os.Remove(name)
+	}
 }
 
 func runChild(ctx context.Context, args []string) error {

@@ -123,15 +123,15 @@ func mongoSuite(ctx context.Context, dir string, docs, runs int) error {
 func measureTidemark(bin string, args ...string) (sample, []byte, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
+	rssFile := startedByTime(cmd)
+	defer removeIfSet(rssFile)
 	start := time.Now()
 	out, err := cmd.Output()
 	s := sample{wall: time.Since(start)}
 	if err != nil {
 		return s, out, fmt.Errorf("tidemark %v: %w", args, err)
 	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		s.maxRSS = ru.Maxrss << 10
-	}
+	s.maxRSS = ranPeakRSS(cmd, rssFile)
 	return s, out, nil
 }
 
