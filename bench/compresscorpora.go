@@ -108,12 +108,10 @@ func mixedTable() rowTable {
 // docs/format.md) until about size bytes: encoded here from the spec rather
 // than with the basebackup package's writer, which is being moved.
 func writeRowFile(path string, t rowTable, size int64) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	w := bufio.NewWriter(f)
+	return writeCorpusFile(path, func(w *bufio.Writer) error { return writeRows(w, t, size) })
+}
+
+func writeRows(w *bufio.Writer, t rowTable, size int64) error {
 	next := t.rows()
 	first := next(1)
 	b := append([]byte("TMRW"), 1)
@@ -148,48 +146,48 @@ func writeRowFile(path string, t rowTable, size int64) error {
 		b = b[:0]
 		id++
 	}
-	if _, err := w.Write(binary.AppendUvarint([]byte{0}, uint64(id-1))); err != nil {
-		return err
-	}
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	return f.Close()
+	_, err := w.Write(binary.AppendUvarint([]byte{0}, uint64(id-1)))
+	return err
 }
 
 // writeBSONFile writes documents of the mongodb suite's shape, raw BSON
 // back to back as a MongoDB base backup stores a collection.
 func writeBSONFile(path string, size int64) error {
+	return writeCorpusFile(path, func(w *bufio.Writer) error {
+		r := rand.New(rand.NewPCG(1, 2))
+		for i, n := 0, int64(0); n < size; i++ {
+			b, err := bson.Marshal(mixedDoc(r, i))
+			if err != nil {
+				return err
+			}
+			n += int64(len(b))
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func writeRandomFile(path string, size int64) error {
+	return writeCorpusFile(path, func(w *bufio.Writer) error {
+		_, err := io.Copy(w, io.LimitReader(rand.NewChaCha8([32]byte{9}), size))
+		return err
+	})
+}
+
+// writeCorpusFile creates path with what fill writes.
+func writeCorpusFile(path string, fill func(*bufio.Writer) error) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	w := bufio.NewWriter(f)
-	r := rand.New(rand.NewPCG(1, 2))
-	for i, n := 0, int64(0); n < size; i++ {
-		b, err := bson.Marshal(mixedDoc(r, i))
-		if err != nil {
-			return err
-		}
-		n += int64(len(b))
-		if _, err := w.Write(b); err != nil {
-			return err
-		}
+	if err := fill(w); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := w.Flush(); err != nil {
-		return err
-	}
-	return f.Close()
-}
-
-func writeRandomFile(path string, size int64) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if _, err := io.Copy(f, io.LimitReader(rand.NewChaCha8([32]byte{9}), size)); err != nil {
 		return err
 	}
 	return f.Close()
