@@ -30,13 +30,23 @@ type BackupSummary struct {
 	Stream    string `json:"stream,omitempty"` // the archive stream it pairs with, for binlog/oplog
 	Logical   int64  `json:"logical_bytes"`
 	NewStored int64  `json:"new_stored_bytes"`
-	Files     int    `json:"files"`
+	// NewPlain is the plaintext of the chunks the backup added (0 in
+	// entries written before it was recorded): with NewStored, the
+	// compression it achieved.
+	NewPlain int64 `json:"new_plain_bytes,omitempty"`
+	Files    int   `json:"files"`
 }
+
+// CompressionRatio is the plaintext per stored byte of the chunks the
+// backup added, or 0 when unknown (it added none, or its entry predates
+// new_plain_bytes).
+func (s BackupSummary) CompressionRatio() float64 { return ratio(s.NewPlain, s.NewStored) }
 
 // SummaryOf is the catalog entry of a manifest.
 func SummaryOf(m *Manifest) BackupSummary {
 	return BackupSummary{ID: m.ID, Engine: m.Engine, Type: m.Type, Started: m.Started, Finished: m.Finished,
-		Start: m.Start, Stop: m.Stop, Stream: m.Stream, Logical: m.Stats.Logical, NewStored: m.Stats.NewStored, Files: len(m.Files)}
+		Start: m.Start, Stop: m.Stop, Stream: m.Stream, Logical: m.Stats.Logical, NewStored: m.Stats.NewStored,
+		NewPlain: m.Stats.NewPlain, Files: len(m.Files)}
 }
 
 func (r *Repository) writeSummary(ctx context.Context, m *Manifest) error {

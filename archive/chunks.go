@@ -101,6 +101,19 @@ type ChunkStats struct {
 	DedupChunks int64 // chunks the repository already had
 }
 
+// CompressionRatio is NewPlain per NewStored byte: what compression
+// achieved on the chunks this writer added, envelope and encryption
+// overhead included (below 1 for incompressible data); 0 when it added
+// none. Deduplication is not in it: Logical against NewStored shows that.
+func (s ChunkStats) CompressionRatio() float64 { return ratio(s.NewPlain, s.NewStored) }
+
+func ratio(plain, stored int64) float64 {
+	if plain == 0 || stored == 0 {
+		return 0
+	}
+	return float64(plain) / float64(stored)
+}
+
 // ChunkWriter stores files as deduplicated chunks with parallel workers,
 // gathered into packs, and records what it stored in a chunk index on
 // Commit.

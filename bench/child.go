@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -68,17 +69,16 @@ func runMeasuredFed(env []string, size int64, args ...string) (sample, childResu
 func measureCmd(cmd *exec.Cmd, env []string) (sample, childResult, error) {
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
+	rssFile := startedByTime(cmd)
+	defer removeIfSet(rssFile)
 	start := time.Now()
 	out, err := cmd.Output()
 	s := sample{wall: time.Since(start)}
 	if err != nil {
 		return s, childResult{}, fmt.Errorf("%v: %w", cmd.Args, err)
 	}
-	// wait4's rusage: the largest resident set of the child or any of its
-	// reaped descendants (for a shell pipeline: its largest member).
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		s.maxRSS = ru.Maxrss << 10
-	}
+	s.maxRSS = ranPeakRSS(cmd, rssFile)
+	s.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	var res childResult
 	if len(out) > 0 && out[0] == '{' {
 		if err := json.Unmarshal(out, &res); err != nil {
@@ -90,6 +90,49 @@ func measureCmd(cmd *exec.Cmd, env []string) (sample, childResult, error) {
 	return s, res, nil
 }
 
+// startedByTime makes /usr/bin/time start cmd and write its peak RSS to a
+// file, whose name it returns ("" when there is no /usr/bin/time). Linux
+// folds the memory of the process that exec'd a program into the program's
+// ru_maxrss, so every child of this process (tens of MiB) would report at
+// least this process's peak; time is a small process.
+func startedByTime(cmd *exec.Cmd) string {
+	const gnuTime = "/usr/bin/time"
+	if _, err := os.Stat(gnuTime); err != nil || cmd.Err != nil {
+		return ""
+	}
+	f, err := os.CreateTemp("", "bench-rss-")
+	if err != nil {
+		return ""
+	}
+	f.Close()
+	cmd.Args = append([]string{gnuTime, "-f", "%M", "-o", f.Name(), cmd.Path}, cmd.Args[1:]...)
+	cmd.Path = gnuTime
+	return f.Name()
+}
+
+// ranPeakRSS is the peak RSS in bytes of cmd, which ran: what /usr/bin/time
+// wrote to rssFile (its last line, in KiB), else wait4's rusage (the
+// largest resident set of the child or any of its reaped descendants: for
+// a shell pipeline, its largest member).
+func ranPeakRSS(cmd *exec.Cmd, rssFile string) int64 {
+	if b, err := os.ReadFile(rssFile); rssFile != "" && err == nil {
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if kb, err := strconv.ParseInt(lines[len(lines)-1], 10, 64); err == nil {
+			return kb << 10
+		}
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		return ru.Maxrss << 10
+	}
+	return 0
+}
+
+func removeIfSet(name string) {
+	if name != "" {
+		os.Remove(name)
+	}
+}
+
 func runChild(ctx context.Context, args []string) error {
 	if len(args) == 2 && args[0] == "gen" { // gen SIZE: mixed data on stdout
 		n, err := strconv.ParseInt(args[1], 10, 64)
@@ -98,6 +141,9 @@ func runChild(ctx context.Context, args []string) error {
 		}
 		_, err = io.Copy(os.Stdout, io.LimitReader(newCycleReader(), n))
 		return err
+	}
+	if len(args) > 0 && args[0] == "encode" { // encode VARIANT MODE FILE: no repository
+		return childEncode(args[1:])
 	}
 	if len(args) < 2 {
 		return errors.New("usage: __child OP REPO …")
@@ -133,6 +179,11 @@ func runChild(ctx context.Context, args []string) error {
 		var st archive.PutStat
 		st, err = repo.Put(ctx, "blob/large", archive.KindBlob, os.Stdin)
 		res = childResult{Logical: st.Plain, NewStored: st.Stored, SHA256: hex.EncodeToString(st.SHA256[:])}
+	case "store": // store REPO MODE FILE
+		if len(args) != 4 {
+			return errors.New("usage: __child store REPO MODE FILE")
+		}
+		res, err = childStore(ctx, repo, args[2], args[3])
 	case "object-get": // object-get REPO
 		res, err = childGet(ctx, repo)
 	default:

@@ -18,6 +18,9 @@
 //	binlog  archive lag under a MariaDB write load: tidemark stream vs
 //	        mariadb-binlog --read-from-remote-server --raw --stop-never, side
 //	        by side on one server; archived MB/s; peak RSS.
+//	compress stored size of pgbench, WAL, sysbench/md5 rows and binlogs,
+//	        uuid/JSON rows, BSON and random bytes through a repository vs
+//	        C zstd -1 and -3 on the same files; MB per CPU-second; peak RSS.
 //	object  one large object (default 10 GiB) streamed into and out of the
 //	        repository: peak RSS must stay bounded (target ≤ 64 MiB) whatever
 //	        the size; measured at three sizes to show how memory grows.
@@ -44,7 +47,9 @@ func main() {
 		}
 		return
 	}
-	suite := flag.String("suite", "all", "repo, object, wal, postgres, binlog, mysql, mongodb or all")
+	suite := flag.String("suite", "all", "repo, object, wal, postgres, binlog, mysql, mongodb, compress or all")
+	compressFlag := flag.String("compress-size", "64MiB", "compress suite: size of each generated corpus")
+	compressScale := flag.Int("compress-scale", 20, "compress suite: pgbench scale of the tar corpus")
 	binlogDur := flag.Duration("binlog-duration", 30*time.Second, "binlog suite: write load duration")
 	mysqlFlag := flag.String("mysql-size", "1GiB", "mysql suite: data size of the backed-up database")
 	mongoDocs := flag.Int("mongo-docs", 100000, "mongodb suite: documents in the backed-up collection")
@@ -65,6 +70,10 @@ func main() {
 		fatal(err)
 	}
 	mysqlSize, err := parseSize(*mysqlFlag)
+	if err != nil {
+		fatal(err)
+	}
+	compressSize, err := parseSize(*compressFlag)
 	if err != nil {
 		fatal(err)
 	}
@@ -106,6 +115,11 @@ func main() {
 			fatal(err)
 		}
 	}
+	if *suite == "compress" || *suite == "all" {
+		if err := compressSuite(ctx, dir, compressSize, *compressScale, *runs); err != nil {
+			fatal(err)
+		}
+	}
 	if *suite == "wal" || *suite == "all" {
 		if err := walSuite(ctx, dir, *scale, *phase); err != nil {
 			fatal(err)
@@ -121,7 +135,8 @@ func fatal(err error) {
 // sample is one measured run of a step.
 type sample struct {
 	wall   time.Duration
-	maxRSS int64 // bytes
+	cpu    time.Duration // user + system, of the process and its reaped children
+	maxRSS int64         // bytes
 	note   string
 }
 

@@ -123,37 +123,43 @@ func mongoSuite(ctx context.Context, dir string, docs, runs int) error {
 func measureTidemark(bin string, args ...string) (sample, []byte, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
+	rssFile := startedByTime(cmd)
+	defer removeIfSet(rssFile)
 	start := time.Now()
 	out, err := cmd.Output()
 	s := sample{wall: time.Since(start)}
 	if err != nil {
 		return s, out, fmt.Errorf("tidemark %v: %w", args, err)
 	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		s.maxRSS = ru.Maxrss << 10
-	}
+	s.maxRSS = ranPeakRSS(cmd, rssFile)
 	return s, out, nil
 }
 
 func loadMixed(ctx context.Context, coll *mongo.Collection, n int) error {
 	r := rand.New(rand.NewPCG(1, 2))
-	words := []string{"tide", "mark", "oplog", "ferret", "harbour", "anchor", "restore", "point", "time", "segment"}
 	for i := 0; i < n; {
 		var batch []any
 		for ; len(batch) < 1000 && i < n; i++ {
-			text := ""
-			for range 8 + r.IntN(24) {
-				text += words[r.IntN(len(words))] + " "
-			}
-			batch = append(batch, bson.D{{Key: "_id", Value: i}, {Key: "uuid", Value: fmt.Sprintf("%016x%016x", r.Uint64(), r.Uint64())},
-				{Key: "text", Value: text}, {Key: "n", Value: r.Float64() * 1e6},
-				{Key: "tags", Value: bson.A{words[r.IntN(10)], r.IntN(100)}}, {Key: "at", Value: bson.DateTime(1764500000000 + int64(i))}})
+			batch = append(batch, mixedDoc(r, i))
 		}
 		if _, err := coll.InsertMany(ctx, batch); err != nil {
 			return fmt.Errorf("load: %w", err)
 		}
 	}
 	return nil
+}
+
+// mixedDoc is document i of the mixed collection (also the compress
+// suite's BSON corpus).
+func mixedDoc(r *rand.Rand, i int) bson.D {
+	words := [...]string{"tide", "mark", "oplog", "ferret", "harbour", "anchor", "restore", "point", "time", "segment"}
+	text := ""
+	for range 8 + r.IntN(24) {
+		text += words[r.IntN(len(words))] + " "
+	}
+	return bson.D{{Key: "_id", Value: i}, {Key: "uuid", Value: fmt.Sprintf("%016x%016x", r.Uint64(), r.Uint64())},
+		{Key: "text", Value: text}, {Key: "n", Value: r.Float64() * 1e6},
+		{Key: "tags", Value: bson.A{words[r.IntN(10)], r.IntN(100)}}, {Key: "at", Value: bson.DateTime(1764500000000 + int64(i))}}
 }
 
 // writeLoad runs batches of $set updates and measures, per batch, how long
