@@ -48,6 +48,9 @@ type RepoSummary struct {
 	NewestBackup time.Time // zero when there is none
 	Logical      int64     // sum of the backups' logical sizes
 	Stored       int64     // bytes the repository holds
+	// CompressionRatio is what the newest backup's new chunks achieved (0:
+	// unknown).
+	CompressionRatio float64
 }
 
 // Agent supervises every configured database until its context ends.

@@ -20,6 +20,7 @@ type Metrics struct {
 	stored         *prometheus.GaugeVec
 	logical        *prometheus.GaugeVec
 	dedupRatio     *prometheus.GaugeVec
+	compression    *prometheus.GaugeVec
 	jobLastRun     *prometheus.GaugeVec
 	jobLastOK      *prometheus.GaugeVec
 	jobDuration    *prometheus.GaugeVec
@@ -53,6 +54,7 @@ func NewMetrics() *Metrics {
 		stored:         gauge("repository_stored_bytes", "Bytes the repository holds.", db...),
 		logical:        gauge("backups_logical_bytes", "Sum of the kept base backups' logical sizes.", db...),
 		dedupRatio:     gauge("dedup_ratio", "Logical bytes of all kept backups per stored byte.", db...),
+		compression:    gauge("last_backup_compression_ratio", "Plaintext per stored byte of the chunks the newest backup added.", db...),
 		jobLastRun:     gauge("job_last_run_timestamp_seconds", "When a scheduled job last ran.", "database", "job"),
 		jobLastOK:      gauge("job_last_success", "1 if the job's last run succeeded, 0 if it failed.", "database", "job"),
 		jobDuration:    gauge("job_last_duration_seconds", "How long the job's last run took.", "database", "job"),
@@ -69,6 +71,9 @@ func (m *Metrics) repository(db string, s RepoSummary) {
 	}
 	m.stored.WithLabelValues(db).Set(float64(s.Stored))
 	m.logical.WithLabelValues(db).Set(float64(s.Logical))
+	if s.CompressionRatio > 0 {
+		m.compression.WithLabelValues(db).Set(s.CompressionRatio)
+	}
 	if s.Stored > 0 {
 		m.dedupRatio.WithLabelValues(db).Set(float64(s.Logical) / float64(s.Stored))
 	}

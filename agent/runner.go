@@ -145,6 +145,7 @@ func (r EngineRunner) Repository(ctx context.Context, db Database) (RepoSummary,
 		s.Logical += b.Logical
 		if b.Finished.After(s.NewestBackup) {
 			s.NewestBackup = b.Finished
+			s.CompressionRatio = b.CompressionRatio()
 		}
 	}
 	_, s.Stored, err = repo.StoredSize(ctx, "")

@@ -214,6 +214,12 @@ databases:
 	if ts := metric(`tidemark_last_backup_success_timestamp_seconds{database="main"}`); ts < float64(time.Now().Add(-time.Minute).Unix()) {
 		fail("last backup timestamp %v is not recent", ts)
 	}
+	if r := metric(`tidemark_last_backup_compression_ratio{database="main"}`); r <= 1 {
+		fail("compression ratio of the newest backup %v, want > 1 (a cluster compresses)", r)
+	}
+	if b := statusOf(t, repo).Backups[0]; b.NewPlain <= b.NewStored {
+		fail("status: the first backup's new chunks %d bytes plain, %d stored", b.NewPlain, b.NewStored)
+	}
 
 	// One agent per repository.
 	if _, errs := expect(t, exitLocked, "agent", "--config", config); !strings.Contains(errs, "tidemark agent for main") {

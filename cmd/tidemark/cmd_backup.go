@@ -68,7 +68,7 @@ func (a *app) printBackup(eng engine.Engine, rep *engine.BackupReport, asJSON bo
 	if asJSON {
 		out := map[string]any{"backup": m.ID, "engine": eng.Info().Name, "type": m.Type, "start": rep.Start, "stop": rep.Stop,
 			"logical_bytes": st.Logical, "new_stored_bytes": st.NewStored, "new_chunks": st.NewChunks,
-			"deduplicated_chunks": st.DedupChunks, "seconds": rep.Seconds}
+			"deduplicated_chunks": st.DedupChunks, "new_plain_bytes": st.NewPlain, "compression_ratio": st.CompressionRatio(), "seconds": rep.Seconds}
 		for k, v := range rep.Detail {
 			out[k] = v
 		}
@@ -78,6 +78,9 @@ func (a *app) printBackup(eng engine.Engine, rep *engine.BackupReport, asJSON bo
 	fmt.Fprintf(a.stdout, "  %s logical, %s newly stored (%d new chunks, %d already in the repository), %.1fs, %.0f MiB/s\n",
 		progress.FormatBytes(st.Logical), progress.FormatBytes(st.NewStored), st.NewChunks, st.DedupChunks,
 		rep.Seconds, float64(st.Logical)/(1<<20)/rep.Seconds)
+	if r := st.CompressionRatio(); r > 0 {
+		fmt.Fprintf(a.stdout, "  new chunks compressed %.2f:1 (%s → %s)\n", r, progress.FormatBytes(st.NewPlain), progress.FormatBytes(st.NewStored))
+	}
 	for _, l := range rep.Lines {
 		fmt.Fprintf(a.stdout, "  %s\n", l)
 	}

@@ -84,8 +84,12 @@ func (a *app) printStatus(rep *jobs.StatusReport) {
 			fmt.Fprintf(w, "  %s (summary needs the key)\n", b.ID)
 			continue
 		}
-		fmt.Fprintf(w, "  %-28s %-12s finished %s  %10s logical  %10s new\n", b.ID, b.Type,
-			b.Finished.UTC().Format(time.RFC3339), progress.FormatBytes(b.Logical), progress.FormatBytes(b.NewStored))
+		ratio := "—"
+		if r := b.CompressionRatio(); r > 0 {
+			ratio = fmt.Sprintf("%.2f:1", r)
+		}
+		fmt.Fprintf(w, "  %-28s %-12s finished %s  %10s logical  %10s new  compressed %s\n", b.ID, b.Type,
+			b.Finished.UTC().Format(time.RFC3339), progress.FormatBytes(b.Logical), progress.FormatBytes(b.NewStored), ratio)
 	}
 	if v := rep.LastVerify; v != nil {
 		fmt.Fprintf(w, "last verify %s %s: %d objects, %d problems, %.1fs\n", v.Started.UTC().Format(time.RFC3339), okWord(v.OK), v.Objects, v.Problems, v.Seconds)
