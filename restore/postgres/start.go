@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/restore"
 )
 
@@ -37,6 +38,9 @@ var ErrRunningAsRoot = errors.New("PostgreSQL does not run as root: run `restore
 func StartRestored(ctx context.Context, dir, binDir string, port int, timeout time.Duration, as *restore.OSUser) (*Recovered, error) {
 	if os.Geteuid() == 0 && as == nil {
 		return nil, ErrRunningAsRoot
+	}
+	if Incomplete(dir) {
+		return nil, refuseIncomplete(dir)
 	}
 	logFile := filepath.Join(dir, "tidemark-restore.log")
 	start := time.Now()
@@ -110,10 +114,27 @@ func scanRecoveryLog(path string, rec *Recovered) (done bool, err error) {
 			if fetchErr != "" {
 				msg += " (restore_command: " + fetchErr + ")"
 			}
-			return false, fmt.Errorf("recovery failed: %s", msg)
+			err := fmt.Errorf("recovery failed: %s", msg)
+			if class := fetchClass(fetchErr); class != nil {
+				err = fmt.Errorf("%w: %w", class, err)
+			}
+			return false, err
 		}
 	}
 	return promoted && ready, sc.Err()
+}
+
+// fetchClass recovers the error class of what restore_command (tidemark
+// wal-fetch) printed before recovery aborted, so a corrupt or unreadable
+// archived WAL file fails the restore as corruption (exit 3) or a key
+// problem (exit 4) rather than a generic error; nil for anything else.
+func fetchClass(line string) error {
+	for _, class := range []error{archive.ErrCorrupt, archive.ErrWrongIdentity, archive.ErrNoIdentity, archive.ErrKeyFile} {
+		if line != "" && strings.Contains(line, class.Error()) {
+			return class
+		}
+	}
+	return nil
 }
 
 func after(line, marker string) string {
