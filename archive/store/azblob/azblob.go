@@ -72,7 +72,7 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) e
 	if err != nil {
 		return fmt.Errorf("azblob put: %w", err)
 	}
-	token := storeutil.RandomToken()
+	token := storeutil.PutToken(ctx)
 	src := &storeutil.ReadErrReader{R: storeutil.ContextReader{Ctx: ctx, R: r}}
 	err = s.put(ctx, bb, src, token)
 	switch {
