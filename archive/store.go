@@ -57,6 +57,11 @@ var (
 	ErrExist    = errors.New("object already exists")
 )
 
+// ErrUnavailable marks a store's answer that may change if the request is
+// repeated (HTTP 5xx, 429, "slow down"): stores wrap such errors in it, and
+// the retrying decorator (archive/store/retry) repeats them.
+var ErrUnavailable = errors.New("store temporarily unavailable")
+
 // ErrBadURL marks a repository URL that cannot name a store. Every store's
 // opener wraps it, so the CLI answers them all with one exit code.
 var ErrBadURL = errors.New("bad repository URL")

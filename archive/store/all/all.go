@@ -15,6 +15,7 @@ import (
 	"github.com/tidemark/tidemark/archive/store/file"
 	"github.com/tidemark/tidemark/archive/store/gcs"
 	"github.com/tidemark/tidemark/archive/store/internal/storeutil"
+	"github.com/tidemark/tidemark/archive/store/retry"
 	"github.com/tidemark/tidemark/archive/store/s3"
 )
 
@@ -30,6 +31,11 @@ import (
 //	                               Azure Blob Storage (azblob.Store)
 //
 // A URL that names no store is an error wrapping archive.ErrBadURL.
+//
+// Object stores come wrapped in the retrying decorator (archive/store/retry):
+// every operation outlasts an outage of minutes, then fails naming the store
+// and the operation. Local disk is not: its failures (a full disk, a
+// permission refused) do not pass by waiting.
 func Open(ctx context.Context, repoURL string) (archive.Store, error) {
 	if repoURL == "" {
 		return nil, fmt.Errorf("%w: no repository given (--repo or TIDEMARK_REPO)", archive.ErrBadURL)
@@ -48,14 +54,22 @@ func Open(ctx context.Context, repoURL string) (archive.Store, error) {
 		}
 		return store(file.Open(u.Path))
 	case "s3":
-		return store(s3.Open(ctx, u))
+		return remote(s3.Open(ctx, u))
 	case "gs":
-		return store(gcs.Open(ctx, u))
+		return remote(gcs.Open(ctx, u))
 	case "azblob", "https":
-		return store(azblob.Open(ctx, u))
+		return remote(azblob.Open(ctx, u))
 	default:
 		return nil, fmt.Errorf("%w: repository URL %q: unsupported scheme %q (supported: file://, s3://, gs://, azblob://, https://ACCOUNT.blob.core.windows.net/)", archive.ErrBadURL, storeutil.SafeURL(u), u.Scheme)
 	}
+}
+
+// remote is store for an object store, wrapped in retries.
+func remote[S archive.Store](s S, err error) (archive.Store, error) {
+	if err != nil {
+		return nil, err
+	}
+	return retry.Wrap(s, retry.Options{}), nil
 }
 
 // store passes on an opener's result as an archive.Store, and a failed open

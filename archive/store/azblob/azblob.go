@@ -289,6 +289,11 @@ func classify(err error) error {
 			if re.ErrorCode == "" { // HEAD responses carry no error body
 				return fmt.Errorf("%w: %w", archive.ErrNotExist, err)
 			}
+		case http.StatusTooManyRequests, http.StatusRequestTimeout:
+			return fmt.Errorf("%w: %w", archive.ErrUnavailable, err)
+		}
+		if re.StatusCode >= 500 {
+			return fmt.Errorf("%w: %w", archive.ErrUnavailable, err)
 		}
 	}
 	return err

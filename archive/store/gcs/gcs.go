@@ -264,6 +264,11 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %w", archive.ErrExist, err)
 	case http.StatusNotFound:
 		return fmt.Errorf("%w: %w", archive.ErrNotExist, err)
+	case http.StatusTooManyRequests, http.StatusRequestTimeout:
+		return fmt.Errorf("%w: %w", archive.ErrUnavailable, err)
+	}
+	if httpStatus(err) >= 500 {
+		return fmt.Errorf("%w: %w", archive.ErrUnavailable, err)
 	}
 	return err
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/logging"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/archive/store/internal/storeutil"
@@ -401,7 +403,13 @@ func classify(err error) error {
 			return fmt.Errorf("%w: %w", archive.ErrNotExist, err)
 		case "PreconditionFailed":
 			return fmt.Errorf("%w: %w", archive.ErrExist, err)
+		case "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "XMinioServerNotInitialized":
+			return fmt.Errorf("%w: %w", archive.ErrUnavailable, err)
 		}
+	}
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) && (re.HTTPStatusCode() >= 500 || re.HTTPStatusCode() == http.StatusTooManyRequests) {
+		return fmt.Errorf("%w: %w", archive.ErrUnavailable, err)
 	}
 	return err
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/retry"
 	"github.com/tidemark/tidemark/archive/store/storetest"
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/internal/testenv/storeenv"
@@ -121,4 +122,11 @@ func openFaulty(t *testing.T, rt http.RoundTripper) *Store {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestS3DownloadResumes: a download cut mid-way resumes where it stopped,
+// through the retrying decorator every store is opened with.
+func TestS3DownloadResumes(t *testing.T) {
+	broken := &storetest.BrokenDownloads{After: 100 << 10, Match: func(r *http.Request) bool { return r.Method == http.MethodGet }}
+	storetest.ResumedDownload(t, retry.Wrap(openFaulty(t, broken), retry.Options{}), broken)
 }
