@@ -20,7 +20,7 @@ type EngineRunner struct {
 
 func (r EngineRunner) open(ctx context.Context, db Database, read bool) (*archive.Repository, engine.RepoRef, error) {
 	ref := engine.RepoRef{URL: db.Repo, IdentityFile: db.IdentityFile, PassphraseFile: db.PassphraseFile}
-	repo, err := jobs.OpenRepo(ctx, ref, read)
+	repo, err := jobs.OpenRepo(ctx, ref, read, r.Log.With("database", db.Name))
 	return repo, ref, err
 }
 

@@ -49,7 +49,7 @@ between the oldest and the newest backup's end).
 				to.Time = t
 			}
 			ctx := cmd.Context()
-			r, err := rf.open(ctx, true)
+			r, err := rf.open(ctx, true, a.log)
 			if err != nil {
 				return err
 			}

@@ -51,7 +51,7 @@ moment: run it again to finish. Needs no key.`,
 				return usageErr(fmt.Errorf("no retention rule given: set at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly, --pitr-window"))
 			}
 			ctx := cmd.Context()
-			r, err := rf.open(ctx, false)
+			r, err := rf.open(ctx, false, a.log)
 			if err != nil {
 				return err
 			}

@@ -73,7 +73,7 @@ Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
 				return err
 			}
 			ctx := cmd.Context()
-			r, err := rf.open(ctx, true)
+			r, err := rf.open(ctx, true, a.log)
 			if err != nil {
 				return err
 			}

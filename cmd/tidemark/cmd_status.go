@@ -32,7 +32,7 @@ with the engine's own "detail".`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			r, err := rf.open(ctx, false)
+			r, err := rf.open(ctx, false, a.log)
 			if err != nil {
 				return err
 			}

@@ -28,7 +28,7 @@ each bad object or missing range.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			r, err := rf.open(ctx, true)
+			r, err := rf.open(ctx, true, a.log)
 			if err != nil {
 				return err
 			}

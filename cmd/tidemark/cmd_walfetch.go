@@ -43,7 +43,7 @@ func (a *app) walFetch(ctx context.Context, rf *repoFlags, name, dest string) er
 }
 
 func (a *app) fetchWAL(ctx context.Context, rf *repoFlags, name, dest string) error {
-	r, err := rf.open(ctx, true)
+	r, err := rf.open(ctx, true, a.log)
 	if err != nil {
 		return err
 	}
