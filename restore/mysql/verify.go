@@ -25,7 +25,8 @@ func VerifyBases(ctx context.Context, repo *archive.Repository) ([]string, error
 	for _, id := range ids {
 		m, err := repo.ReadManifest(ctx, id)
 		if err != nil {
-			return nil, err
+			problems = append(problems, err.Error()) // and the other bases are still checked
+			continue
 		}
 		if m.Engine != "mysql" {
 			continue

@@ -70,8 +70,8 @@ func Wrap(s archive.Store, o Options) *Store {
 	return &Store{inner: s, o: o}
 }
 
-// Unwrap returns the wrapped store (for stores with extra abilities, such
-// as the file store's leftover temporary files).
+// Unwrap returns the wrapped store, for what only it can do (see
+// archive.TempFileStore).
 func (s *Store) Unwrap() archive.Store { return s.inner }
 
 // Location implements archive.Store.
