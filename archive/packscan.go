@@ -77,3 +77,32 @@ func (r *Repository) scanUnindexed(ctx context.Context, idx map[ChunkID]indexEnt
 	}
 	return sc, nil
 }
+
+// Locatable checks, before a restore writes anything, that every chunk m
+// references can be found: listed by an index (or a pack's trailer) in a
+// pack that exists. It reads no chunk; damage inside a pack shows only
+// when the chunk is read (and verify finds it).
+func (r *Repository) Locatable(ctx context.Context, m *Manifest) error {
+	if r.cfg.Version == 1 {
+		return nil
+	}
+	packs := map[packID]bool{}
+	if err := r.store.List(ctx, packPrefix, "", func(o ObjectInfo) error {
+		if p, err := parsePackName(o.Name); err == nil {
+			packs[p] = true
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("list packs: %w", err)
+	}
+	for cid := range m.chunkSet() {
+		e, err := r.locate(ctx, cid)
+		if err != nil {
+			return err
+		}
+		if !packs[e.pack] {
+			return fmt.Errorf("chunk %s: %w: its pack %s is gone", cid, ErrNotExist, e.pack.name())
+		}
+	}
+	return nil
+}

@@ -191,6 +191,10 @@ type Plan struct {
 	// Lines describe the plan for people.
 	Lines  []string
 	Detail map[string]any
+	// Skipped names newer bases the plan passed over as unusable (a
+	// corrupt manifest, missing chunks), and why: the CLI and the agent
+	// show them as warnings, so damage never hides behind a success.
+	Skipped []string
 }
 
 // RestoreReport is a finished restore.

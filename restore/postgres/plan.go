@@ -23,6 +23,9 @@ type Plan struct {
 	Timeline uint32
 	// Kept and Fetched count file bytes a delta restore kept and fetched.
 	Kept, Fetched int64
+	// Skipped names newer bases passed over as unusable (a corrupt
+	// manifest, chunks missing), and why.
+	Skipped []string
 }
 
 // PlanRestore picks the newest base backup that can reach the target and
@@ -48,27 +51,31 @@ func PlanRestore(ctx context.Context, repo *archive.Repository, target Target) (
 	if len(bases) == 0 || latest == nil {
 		return nil, fmt.Errorf("%w: the repository holds %d base backups and %s", restore.ErrUnreachable, len(bases), walSummary(state))
 	}
-	chosen, err := chooseBase(bases, target, latest, func(b archive.BackupSummary) (string, error) {
-		if b.Stop != "" {
-			return b.Stop, nil
+	p, skipped, err := restore.PassOver(bases, func(bases []archive.BackupSummary) (*Plan, error) {
+		chosen, err := chooseBase(bases, target, latest, func(b archive.BackupSummary) (string, error) {
+			if b.Stop != "" {
+				return b.Stop, nil
+			}
+			// Committed before manifests carried positions: the catalog
+			// entry was summarized from a manifest without them.
+			_, meta, err := readBase(ctx, repo, b.ID)
+			return meta.StopLSN, err
+		})
+		if err != nil {
+			return nil, err
 		}
-		// Committed before manifests carried positions: the catalog
-		// entry was summarized from a manifest without them.
-		_, meta, err := readBase(ctx, repo, b.ID)
-		return meta.StopLSN, err
+		m, meta, err := readBase(ctx, repo, chosen.ID)
+		if err != nil {
+			return nil, err
+		}
+		start, _ := pglogrepl.ParseLSN(meta.StartLSN)
+		p := &Plan{Backup: m, Meta: meta, WALFrom: start, WALUntil: latest.End, Timeline: latest.TLI}
+		return p, checkContinuity(state, g, p)
 	})
 	if err != nil {
 		return nil, err
 	}
-	m, meta, err := readBase(ctx, repo, chosen.ID)
-	if err != nil {
-		return nil, err
-	}
-	start, _ := pglogrepl.ParseLSN(meta.StartLSN)
-	p := &Plan{Backup: m, Meta: meta, WALFrom: start, WALUntil: latest.End, Timeline: latest.TLI}
-	if err := checkContinuity(state, g, p); err != nil {
-		return nil, err
-	}
+	p.Skipped = skipped
 	return p, nil
 }
 
@@ -123,12 +130,12 @@ func chooseBase(bases []archive.BackupSummary, target Target, latest *wal.Timeli
 // readBase reads a base backup's manifest and its PostgreSQL metadata.
 func readBase(ctx context.Context, repo *archive.Repository, id string) (*archive.Manifest, pgbackup.Meta, error) {
 	var meta pgbackup.Meta
-	m, err := repo.ReadManifest(ctx, id)
+	m, err := restore.ReadBase(ctx, repo, id)
 	if err != nil {
 		return nil, meta, err
 	}
 	if err := json.Unmarshal(m.EngineMeta, &meta); err != nil {
-		return nil, meta, fmt.Errorf("backup %s: %w: engine metadata: %v", id, archive.ErrCorrupt, err)
+		return nil, meta, &restore.UnreadableBase{ID: id, Err: fmt.Errorf("%w: engine metadata: %v", archive.ErrCorrupt, err)}
 	}
 	return m, meta, nil
 }
