@@ -45,6 +45,9 @@ func (t *tailer) session(ctx context.Context) (progressed bool, err error) {
 		return false, fmt.Errorf("%w: reconnected to %s, streaming %s", archive.ErrSourceMismatch, src.ClusterID, t.src.ClusterID)
 	}
 	t.src = src
+	if err := CheckOplog(ctx, c, src); err != nil {
+		return false, err
+	}
 	if _, err := t.cfg.Repo.BindSource(ctx, src.Archive()); err != nil {
 		return false, err
 	}
@@ -135,6 +138,9 @@ func (t *tailer) open(ctx context.Context, c *mongo.Client, oplog *mongo.Collect
 // when there is none).
 func newestBaseStart(ctx context.Context, repo *archive.Repository) (TS, error) {
 	backups, err := repo.Backups(ctx)
+	if errors.Is(err, archive.ErrNoIdentity) {
+		return TS{}, fmt.Errorf("a new oplog stream starts at the newest base backup's start, and that backup predates the catalog, so only its encrypted manifest says where it starts; a streamer holds no key: run `tidemark verify --repair` once with the key (it writes the catalog entry), or take a new base backup: %w", err)
+	}
 	if err != nil {
 		return TS{}, err
 	}

@@ -119,7 +119,7 @@ func session(ctx context.Context, cfg Config) (progressed bool, err error) {
 	}
 	conn, err := pgconn.Connect(ctx, connURL)
 	if err != nil {
-		return false, fmt.Errorf("connect: %w", err)
+		return false, connectError(cfg.Source, err)
 	}
 	defer conn.Close(context.Background())
 

@@ -12,6 +12,8 @@ import (
 	"log/slog"
 	"net/url"
 	"time"
+
+	"github.com/tidemark/tidemark/archive"
 )
 
 // Options configure Run. Only Stream is required.
@@ -36,7 +38,9 @@ type Options struct {
 	// Stop, when set, is called once as streaming ends, with the error Run
 	// is about to return (nil for a clean stop); Run returns what Stop
 	// returns. It is the final flush of an engine whose writer outlives
-	// sessions; a failure should wrap ErrFinalFlush.
+	// sessions; a failure should wrap ErrFinalFlush. It is not called when
+	// the stream's lease was lost (archive.ErrLockLost): another writer
+	// owns the stream then, and nothing may be written.
 	Stop func(err error) error
 }
 
@@ -128,7 +132,7 @@ func (o *Options) gap(err error) error {
 }
 
 func (o *Options) stop(err error) error {
-	if o.Stop == nil {
+	if o.Stop == nil || errors.Is(err, archive.ErrLockLost) {
 		return err
 	}
 	return o.Stop(err)
