@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/archive/store/file"
 	"github.com/tidemark/tidemark/archive/store/storetest"
 )
 
@@ -255,4 +259,86 @@ func TestLeftoversReportedAndRemoved(t *testing.T) {
 		t.Fatalf("after expire: %s", leftovers)
 	}
 	d.restorable(0, 1)
+}
+
+// TestHeartbeats: the newest heartbeat per engine is the state; older
+// ones are deleted; an unreadable one is reported, not dropped; one
+// overdue by three intervals is stale.
+func TestHeartbeats(t *testing.T) {
+	ctx := context.Background()
+	r, dir := newRepo(t, archive.InitOptions{NoEncrypt: true})
+	t0 := time.Now().UTC().Add(-time.Minute)
+	for i, state := range []string{archive.StreamStarting, archive.StreamStreaming, archive.StreamReconnecting} {
+		h := archive.Heartbeat{Engine: "postgres", Stream: "WAL", State: state, Updated: t0.Add(time.Duration(i) * time.Second), Interval: 20}
+		if state == archive.StreamReconnecting {
+			h.Error = "connect: connection refused"
+		}
+		if err := r.PutHeartbeat(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.PutHeartbeat(ctx, archive.Heartbeat{Engine: "mysql", Stream: "binlog", State: archive.StreamStreaming, Updated: t0, Interval: 20}); err != nil {
+		t.Fatal(err)
+	}
+	hs, err := r.Heartbeats(ctx)
+	if err != nil || len(hs) != 2 || hs[1].Engine != "postgres" || hs[1].State != archive.StreamReconnecting || hs[1].Error == "" {
+		t.Fatalf("heartbeats = %+v, %v", hs, err)
+	}
+	var names []string
+	r.Store().List(ctx, "heartbeats/postgres/", "", func(o archive.ObjectInfo) error { names = append(names, o.Name); return nil })
+	if len(names) != 1 {
+		t.Fatalf("older heartbeats kept: %v", names)
+	}
+	if hs[1].Stale(t0.Add(30*time.Second)) || !hs[1].Stale(t0.Add(2*time.Minute)) {
+		t.Fatal("staleness")
+	}
+	flipByte(t, dir, names[0], -3)
+	hs, err = r.Heartbeats(ctx)
+	if err != nil || hs[1].State != "unknown" || !strings.Contains(hs[1].Error, names[0]) {
+		t.Fatalf("damaged heartbeat: %+v, %v", hs, err)
+	}
+}
+
+// fullDisk refuses new objects until something is deleted, as a full
+// disk does: the space an older heartbeat leaves is what the next needs.
+type fullDisk struct {
+	archive.Store
+	freed bool
+}
+
+func (f *fullDisk) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	if !f.freed {
+		io.Copy(io.Discard, r)
+		return fmt.Errorf("file put %s: write: %w", name, syscall.ENOSPC)
+	}
+	return f.Store.Put(ctx, name, r, size)
+}
+
+func (f *fullDisk) Delete(ctx context.Context, name string) error {
+	f.freed = true
+	return f.Store.Delete(ctx, name)
+}
+
+// TestHeartbeatOnAFullDisk: when the store refuses the heartbeat, the
+// older one is deleted first and the write tried again, so the record of
+// why the stream is stuck lands in the space it leaves.
+func TestHeartbeatOnAFullDisk(t *testing.T) {
+	ctx := context.Background()
+	r, dir := newRepo(t, archive.InitOptions{NoEncrypt: true})
+	if err := r.PutHeartbeat(ctx, archive.Heartbeat{Engine: "postgres", State: archive.StreamStreaming, Updated: time.Now(), Interval: 20}); err != nil {
+		t.Fatal(err)
+	}
+	fs, _ := file.Open(dir)
+	full, err := archive.Open(ctx, &fullDisk{Store: fs}, archive.Keys{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuck := archive.Heartbeat{Engine: "postgres", State: archive.StreamReconnecting, Error: "no space left on device", Updated: time.Now().Add(time.Second), Interval: 20}
+	if err := full.PutHeartbeat(ctx, stuck); err != nil {
+		t.Fatal(err)
+	}
+	hs, err := r.Heartbeats(ctx)
+	if err != nil || len(hs) != 1 || hs[0].Error != "no space left on device" {
+		t.Fatalf("heartbeats = %+v, %v", hs, err)
+	}
 }

@@ -34,7 +34,7 @@ func (r *Repository) Repair(ctx context.Context) ([]string, error) {
 		for cid := range chunks {
 			refd[cid] = struct{}{}
 		}
-		if missing, err := r.absent(ctx, refsPrefix+id); err != nil {
+		if missing, err := r.absentOrDamaged(ctx, refsPrefix+id, KindRefs); err != nil {
 			return done, err
 		} else if missing {
 			entries := make([]indexEntry, 0, len(chunks))
@@ -46,7 +46,7 @@ func (r *Repository) Repair(ctx context.Context) ([]string, error) {
 			}
 			done = append(done, fmt.Sprintf("wrote %s%s (%d chunks) from backup %s's manifest", refsPrefix, id, len(entries), id))
 		}
-		if missing, err := r.absent(ctx, catalogPrefix+id); err != nil {
+		if missing, err := r.absentOrDamaged(ctx, catalogPrefix+id, KindCatalog); err != nil {
 			return done, err
 		} else if missing {
 			if err := r.writeSummary(ctx, m); err != nil {
@@ -65,16 +65,22 @@ func (r *Repository) Repair(ctx context.Context) ([]string, error) {
 	return done, err
 }
 
-// absent reports whether name does not exist.
-func (r *Repository) absent(ctx context.Context, name string) (bool, error) {
-	_, err := r.store.Stat(ctx, name)
-	if errors.Is(err, ErrNotExist) {
+// absentOrDamaged reports whether the derived object name is missing or
+// does not read back; a damaged one is deleted, to be written again.
+func (r *Repository) absentOrDamaged(ctx context.Context, name string, kind Kind) (bool, error) {
+	_, err := r.ReadAll(ctx, name, kind)
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.Is(err, ErrNotExist):
+		return true, nil
+	case errors.Is(err, ErrCorrupt), errors.Is(err, ErrUnsupported):
+		if err := r.store.Delete(ctx, name); err != nil {
+			return false, fmt.Errorf("repair: delete damaged %s: %w", name, err)
+		}
 		return true, nil
 	}
-	if err != nil {
-		return false, fmt.Errorf("repair: stat %s: %w", name, err)
-	}
-	return false, nil
+	return false, fmt.Errorf("repair: read %s: %w", name, err)
 }
 
 // reindex writes an index of the referenced chunks that no index lists,

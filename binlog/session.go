@@ -13,6 +13,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/replication"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/internal/supervise"
 )
 
 // streamer is one Stream call's state, kept across reconnects.
@@ -66,6 +67,7 @@ func (s *streamer) session(ctx context.Context) (progressed bool, err error) {
 	if err != nil {
 		return false, classify(err, s.cur)
 	}
+	supervise.Connected(ctx)
 	s.cfg.Log.Info("streaming binlog", "server", s.cfg.Source.Addr(), "version", si.Version, "from", s.cur.String(),
 		"stream", s.stream, "replica_server_id", s.cfg.ServerID)
 	var flushAt time.Time

@@ -11,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/internal/supervise"
 )
 
 // tailer is the state that survives reconnections: the stream writer (with
@@ -57,6 +58,7 @@ func (t *tailer) session(ctx context.Context) (progressed bool, err error) {
 			return false, err
 		}
 	}
+	supervise.Connected(ctx)
 	for {
 		p, err := t.follow(ctx, c, oplog)
 		progressed = progressed || p

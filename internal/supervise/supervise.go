@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/tidemark/tidemark/archive"
@@ -42,6 +43,31 @@ type Options struct {
 	// the stream's lease was lost (archive.ErrLockLost): another writer
 	// owns the stream then, and nothing may be written.
 	Stop func(err error) error
+	// Observe, when set, hears the stream's state as it changes: up once a
+	// session reports (Connected) that it streams, down with the error
+	// each time a session fails and is retried, stopped as Run returns.
+	// Monitoring reads liveness from it (the agent's stream_up, the
+	// heartbeat in the repository) rather than from Run merely running.
+	Observe func(State)
+}
+
+// State is where a stream stands.
+type State struct {
+	Up      bool          // a session is streaming
+	Stopped bool          // Run returned: Err is why (nil: a clean stop)
+	Err     error         // why the stream is down or stopped
+	RetryIn time.Duration // down: when the next session starts
+}
+
+type connectedKey struct{}
+
+// Connected tells Run that the session ctx belongs to is streaming: the
+// server accepted it and data flows. Sessions call it once they are past
+// connecting and checking (a later call does nothing).
+func Connected(ctx context.Context) {
+	if f, ok := ctx.Value(connectedKey{}).(func()); ok {
+		f()
+	}
 }
 
 // Signals a session returns that are not failures to report.
@@ -68,7 +94,9 @@ func Run(ctx context.Context, o Options, session func(ctx context.Context) (prog
 	o.defaults()
 	backoff := o.Initial
 	for {
-		progressed, err := session(ctx)
+		var once sync.Once
+		sctx := context.WithValue(ctx, connectedKey{}, func() { once.Do(func() { o.observe(State{Up: true}) }) })
+		progressed, err := session(sctx)
 		switch {
 		case errors.Is(err, ErrDone):
 			return o.stop(nil)
@@ -85,6 +113,7 @@ func Run(ctx context.Context, o Options, session func(ctx context.Context) (prog
 			backoff = o.Initial
 		}
 		o.Log.Error(o.Stream+" streaming interrupted; reconnecting", o.attrs("err", err, "retry_in", backoff)...)
+		o.observe(State{Err: err, RetryIn: backoff})
 		if o.Sleep(ctx, backoff) != nil {
 			return o.ended(ctx, nil)
 		}
@@ -132,10 +161,17 @@ func (o *Options) gap(err error) error {
 }
 
 func (o *Options) stop(err error) error {
-	if o.Stop == nil || errors.Is(err, archive.ErrLockLost) {
-		return err
+	if o.Stop != nil && !errors.Is(err, archive.ErrLockLost) {
+		err = o.Stop(err)
 	}
-	return o.Stop(err)
+	o.observe(State{Stopped: true, Err: err})
+	return err
+}
+
+func (o *Options) observe(s State) {
+	if o.Observe != nil {
+		o.Observe(s)
+	}
 }
 
 // attrs puts the source first, when known: reconnect logs must say which

@@ -321,3 +321,43 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+// TestObserveFollowsSessions: the observer hears up only once a session
+// says it streams, down with the error and the backoff when one fails
+// (a source refusing connections is down, however long Run runs), and
+// the stop.
+func TestObserveFollowsSessions(t *testing.T) {
+	h := newHarness()
+	var states []supervise.State
+	h.opts.Observe = func(s supervise.State) { states = append(states, s) }
+	calls := 0
+	err := supervise.Run(context.Background(), h.opts, func(ctx context.Context) (bool, error) {
+		switch calls++; calls {
+		case 1, 2:
+			return false, errTransient // refused before streaming
+		case 3:
+			supervise.Connected(ctx)
+			supervise.Connected(ctx) // once per session
+			return true, errTransient
+		}
+		return false, supervise.ErrDone
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range states {
+		switch {
+		case s.Stopped:
+			got = append(got, fmt.Sprintf("stopped(%v)", s.Err))
+		case s.Up:
+			got = append(got, "up")
+		default:
+			got = append(got, fmt.Sprintf("down(%v, %s)", s.Err, s.RetryIn))
+		}
+	}
+	want := "down(connection reset by peer, 1s) down(connection reset by peer, 2s) up down(connection reset by peer, 1s) stopped(<nil>)"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("states:\n%s\nwant\n%s", strings.Join(got, " "), want)
+	}
+}
