@@ -137,6 +137,10 @@ func (v *verifier) backups(ctx context.Context) error {
 	catalogued := false // backups before the first with a catalog entry predate the catalog
 	for _, id := range ids {
 		m, err := r.ReadManifest(ctx, id)
+		if errors.Is(err, ErrNotExist) {
+			rep.Backups-- // expired while we verified
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -153,7 +157,7 @@ func (v *verifier) backups(ctx context.Context) error {
 			return err
 		}
 		v.refs(ctx, id, chunks)
-		if v.names[catalogPrefix+id] {
+		if v.exists(ctx, catalogPrefix+id) {
 			catalogued = true
 			v.catalog(ctx, m)
 		} else if catalogued {
@@ -179,6 +183,7 @@ func (m *Manifest) chunkSet() map[ChunkID]ChunkRef {
 // that an index says where.
 func (v *verifier) chunks(ctx context.Context, m *Manifest, chunks map[ChunkID]ChunkRef, idx map[ChunkID]indexEntry) error {
 	missing, unindexed := 0, 0
+	reloaded := false
 	var firstMissing, firstUnindexed ChunkID
 	for cid, c := range chunks {
 		if _, ok := v.present[cid]; !ok {
@@ -198,7 +203,21 @@ func (v *verifier) chunks(ctx context.Context, m *Manifest, chunks map[ChunkID]C
 		if idx == nil {
 			continue
 		}
-		if e, ok := idx[cid]; !ok || !v.packListed(e.pack) {
+		e, ok := idx[cid]
+		if !ok && !reloaded {
+			// A backup that committed since the index was read.
+			reloaded = true
+			fresh, err := v.r.loadChunkIndex(ctx)
+			if err != nil {
+				return err
+			}
+			for k, fe := range fresh {
+				idx[k] = fe
+				v.indexed[fe.pack] = true
+			}
+			e, ok = idx[cid]
+		}
+		if !ok || !v.packListed(e.pack) {
 			if unindexed++; unindexed == 1 {
 				firstUnindexed = cid
 			}
@@ -224,11 +243,21 @@ func (v *verifier) packListed(p packID) bool {
 	return err == nil
 }
 
+// exists reports whether name was listed or, written since (a backup that
+// committed while verify ran), exists now.
+func (v *verifier) exists(ctx context.Context, name string) bool {
+	if v.names[name] {
+		return true
+	}
+	_, err := v.r.store.Stat(ctx, name)
+	return err == nil
+}
+
 // refs checks that a backup's refs object exists and names every chunk
 // its manifest references: expire, which holds no key, decides from it.
 func (v *verifier) refs(ctx context.Context, id string, chunks map[ChunkID]ChunkRef) {
 	name := refsPrefix + id
-	if !v.names[name] {
+	if !v.exists(ctx, name) {
 		v.rep.Problems = append(v.rep.Problems, fmt.Sprintf("backup %s: its refs object %s is missing: expire cannot tell which chunks the backup needs and refuses to run (`tidemark verify --repair` writes it again from the manifest)",
 			id, name))
 		return

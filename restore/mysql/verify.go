@@ -24,6 +24,9 @@ func VerifyBases(ctx context.Context, repo *archive.Repository) ([]string, error
 	var problems []string
 	for _, id := range ids {
 		m, err := repo.ReadManifest(ctx, id)
+		if errors.Is(err, archive.ErrNotExist) {
+			continue // expired since the listing
+		}
 		if err != nil {
 			problems = append(problems, err.Error()) // and the other bases are still checked
 			continue

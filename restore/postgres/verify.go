@@ -41,6 +41,9 @@ func VerifyWAL(ctx context.Context, repo *archive.Repository) ([]string, error) 
 	oldest := pglogrepl.LSN(0)
 	for _, id := range ids {
 		m, err := repo.ReadManifest(ctx, id)
+		if errors.Is(err, archive.ErrNotExist) {
+			continue // expired since the listing
+		}
 		if err != nil {
 			problems = append(problems, err.Error())
 			continue
