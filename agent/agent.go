@@ -121,6 +121,7 @@ type dbRun struct {
 	streamUp     bool
 	downSince    time.Time // when the stream last went down; zero while up
 	downErr      error     // why
+	stopped      bool      // ended on an error retrying cannot fix: alerted as such, not as down
 	caughtUp     time.Time // last moment the archive held all the server's WAL
 	lastBackupOK time.Time
 }
@@ -195,12 +196,18 @@ func (d *dbRun) superviseStream(ctx context.Context, log *slog.Logger) {
 			err = errors.New("stream ended without an error")
 		}
 		if supervise.Permanent(err) {
+			d.mu.Lock()
+			d.stopped = true
+			d.mu.Unlock()
 			log.Error("stream stopped on an error retrying cannot fix; it is not restarted until a base backup succeeds or the config is reloaded (SIGHUP)", "err", err)
 			d.agent.Alerts.Raise(ctx, d.db.Name, "stream", fmt.Sprintf("stream stopped, not restarted: %v", err))
 			select {
 			case <-ctx.Done():
 				return
 			case <-d.kick:
+				d.mu.Lock()
+				d.stopped = false
+				d.mu.Unlock()
 				log.Info("a base backup succeeded: restarting the stream")
 				backoff = time.Second
 				continue
@@ -286,9 +293,9 @@ func (d *dbRun) progress(p StreamProgress) {
 func (d *dbRun) watch(ctx context.Context) {
 	now := d.agent.Now()
 	d.mu.Lock()
-	caughtUp, up, lastOK, downSince, downErr := d.caughtUp, d.streamUp, d.lastBackupOK, d.downSince, d.downErr
+	caughtUp, up, lastOK, downSince, downErr, stopped := d.caughtUp, d.streamUp, d.lastBackupOK, d.downSince, d.downErr, d.stopped
 	d.mu.Unlock()
-	if d.db.Stream != nil && d.db.Stream.Enabled && !up && !downSince.IsZero() && now.Sub(downSince) >= d.agent.StreamDownGrace {
+	if d.db.Stream != nil && d.db.Stream.Enabled && !up && !stopped && !downSince.IsZero() && now.Sub(downSince) >= d.agent.StreamDownGrace {
 		why := "not connected"
 		if downErr != nil {
 			why = downErr.Error()

@@ -49,7 +49,11 @@ func Serve(ctx context.Context, path string, engines *engine.Registry, log *slog
 	for {
 		runCtx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
-		ag := &Agent{Runner: EngineRunner{Engines: engines, Log: log}, Log: log, Metrics: metrics, Alerts: alerts}
+		ag := &Agent{Runner: EngineRunner{Engines: engines, Log: log}, Log: log, Metrics: metrics, Alerts: alerts,
+			StreamDownGrace: time.Duration(cfg.Alerts.StreamDownAfter)}
+		if g := ag.StreamDownGrace; g > 0 && g < 45*time.Second {
+			ag.Tick = max(g/3, time.Second) // watch often enough to alert on time
+		}
 		go func() {
 			defer close(done)
 			ag.Run(runCtx, cfg)

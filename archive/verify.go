@@ -62,6 +62,7 @@ func (r *Repository) Verify(ctx context.Context, progress func(objects, bytes in
 	if err := v.backups(ctx); err != nil {
 		return nil, err
 	}
+	v.segments(ctx)
 	if err := v.leftovers(ctx); err != nil {
 		return nil, err
 	}
@@ -184,7 +185,8 @@ func (m *Manifest) chunkSet() map[ChunkID]ChunkRef {
 func (v *verifier) chunks(ctx context.Context, m *Manifest, chunks map[ChunkID]ChunkRef, idx map[ChunkID]indexEntry) error {
 	missing, unindexed := 0, 0
 	reloaded := false
-	var firstMissing, firstUnindexed ChunkID
+	var firstUnindexed ChunkID
+	var firstMissing error
 	for cid, c := range chunks {
 		if _, ok := v.present[cid]; !ok {
 			// Not in the listing: written after it (a backup committed
@@ -194,7 +196,7 @@ func (v *verifier) chunks(ctx context.Context, m *Manifest, chunks map[ChunkID]C
 					return ctx.Err()
 				}
 				if missing++; missing == 1 {
-					firstMissing = cid
+					firstMissing = v.whereMissing(cid, idx, err)
 				}
 				continue
 			}
@@ -224,13 +226,21 @@ func (v *verifier) chunks(ctx context.Context, m *Manifest, chunks map[ChunkID]C
 		}
 	}
 	if missing > 0 {
-		v.rep.Problems = append(v.rep.Problems, fmt.Sprintf("backup %s: %d referenced chunks missing or corrupt (first: %s)", m.ID, missing, firstMissing))
+		v.rep.Problems = append(v.rep.Problems, fmt.Sprintf("backup %s: %d referenced chunks missing or corrupt (first: %v)", m.ID, missing, firstMissing))
 	}
 	if unindexed > 0 {
 		v.rep.Problems = append(v.rep.Problems, fmt.Sprintf("backup %s: %d referenced chunks are listed in no chunk index (first: %s): an index object under %s was lost or is unreadable; restores find them from their packs' trailers, and the next expire (or `tidemark verify --repair`) indexes them again",
 			m.ID, unindexed, firstUnindexed, chunkIndexPrefix))
 	}
 	return nil
+}
+
+// whereMissing says where a chunk that did not read back should be.
+func (v *verifier) whereMissing(cid ChunkID, idx map[ChunkID]indexEntry, err error) error {
+	if e, ok := idx[cid]; ok && !v.packListed(e.pack) {
+		return fmt.Errorf("chunk %s: its pack %s is gone", cid, e.pack.name())
+	}
+	return err
 }
 
 // packListed reports whether the pack was in the listing (or, written
@@ -290,6 +300,28 @@ func (v *verifier) catalog(ctx context.Context, m *Manifest) {
 		v.rep.Problems = append(v.rep.Problems, fmt.Sprintf("backup %s: its catalog entry %s%s disagrees with its manifest: restore planning would be misled",
 			m.ID, catalogPrefix, m.ID))
 	}
+}
+
+// segments checks that every stream segment an index entry commits has its
+// data: readers trust the index, so a lost data object is a hole only a
+// read would find.
+func (v *verifier) segments(ctx context.Context) {
+	var missing []string
+	for name := range v.names {
+		i := strings.Index(name, "/idx/")
+		if i < 0 {
+			continue
+		}
+		data := name[:i] + "/seg/" + name[i+len("/idx/"):]
+		if v.exists(ctx, data) {
+			continue
+		}
+		if _, err := v.r.store.Stat(ctx, name); err == nil { // not consolidated away meanwhile
+			missing = append(missing, fmt.Sprintf("stream segment %s is missing: its index %s commits it, so a restore that needs it fails", data, name))
+		}
+	}
+	sort.Strings(missing)
+	v.rep.Problems = append(v.rep.Problems, missing...)
 }
 
 // leftovers lists what interrupted work left that nothing refers to.
