@@ -194,6 +194,10 @@ func TestDamagedObjects(t *testing.T) {
 			}
 			mustContain(t, "verify", verify.stdout, "backups/"+newest)
 			mustContain(t, "restore's warning", restore.stderr, "backups/"+newest, "an older backup is used")
+			if how == "flip" { // the older base and the WAL reach the same latest point
+				r.pg.Grant(t, repo)
+				r.checkRows(t, restoreAndStart(t, c, repo, r.key, r.pg))
+			}
 		}},
 		{"WAL segment", segment, func(t *testing.T, how, repo string, verify, restore outcome) {
 			if how == "delete" {
@@ -232,6 +236,17 @@ func TestDamagedObjects(t *testing.T) {
 				t.Fatalf("expire after the lock was %s: %s", how, o)
 			}
 		}},
+		{"heartbeat", r.names(t, r.dir, "heartbeats/")[0], func(t *testing.T, how, repo string, verify, restore outcome) {
+			succeeded(t, restore)
+			status := runOutcome(c, "status", "--repo", repo)
+			if status.code != 0 {
+				t.Fatalf("status with the heartbeat %s: %s", how, status)
+			}
+			if how != "delete" {
+				mustContain(t, "verify", verify.stdout, "heartbeats/")
+				mustContain(t, "status", status.stdout, "unreadable")
+			}
+		}},
 	}
 	for _, k := range kinds {
 		for _, how := range []string{"flip", "truncate", "delete"} {
@@ -241,7 +256,7 @@ func TestDamagedObjects(t *testing.T) {
 				verify := runOutcome(c, "verify", "--repo", repo, "--identity-file", r.key)
 				switch {
 				case k.kind == "config":
-				case k.kind == "manifest" && how == "delete", k.kind == "lock" && how == "delete":
+				case how == "delete" && (k.kind == "manifest" || k.kind == "lock" || k.kind == "heartbeat"):
 					if verify.code != 0 {
 						t.Fatalf("verify: %s", verify)
 					}
@@ -249,13 +264,28 @@ func TestDamagedObjects(t *testing.T) {
 					t.Fatalf("verify did not fail: %s", verify)
 				}
 				args := []string{"restore", "--repo", repo, "--identity-file", r.key, "--latest", "--target-dir", filepath.Join(t.TempDir(), "restored")}
-				if k.kind == "refs" || k.kind == "lock" {
+				if k.kind == "refs" || k.kind == "lock" || k.kind == "heartbeat" {
 					args = append(args, "--dry-run") // restores never read them: the plan is what could break
 				}
 				restore := runOutcome(c, args...)
 				k.check(t, how, repo, verify, restore)
 			})
 		}
+	}
+}
+
+// checkRows checks a restored server holds the latest point's rows.
+func (r *pgRepo) checkRows(t *testing.T, restored *testenv.Postgres) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, restored.URL("postgres"))
+	must(t, err)
+	defer conn.Close(ctx)
+	waitPromoted(t, conn)
+	var n int
+	must(t, conn.QueryRow(ctx, "SELECT count(*) FROM t").Scan(&n))
+	if n != r.rows {
+		t.Fatalf("restored %d rows, the latest point has %d", n, r.rows)
 	}
 }
 
