@@ -281,7 +281,7 @@ func (r *pgRepo) checkRows(t *testing.T, restored *testenv.Postgres) {
 	conn, err := pgx.Connect(ctx, restored.URL("postgres"))
 	must(t, err)
 	defer conn.Close(ctx)
-	waitPromoted(t, conn)
+	testenv.WaitPromoted(t, conn)
 	var n int
 	must(t, conn.QueryRow(ctx, "SELECT count(*) FROM t").Scan(&n))
 	if n != r.rows {
@@ -332,7 +332,7 @@ func (r *pgRepo) startRestore(t *testing.T, repo string) outcome {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 		cmd.Dir = parent
 	}
-	var out, errb lockedBuffer
+	var out, errb testenv.LockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	cmd.Run()
 	t.Cleanup(func() {

@@ -75,30 +75,13 @@ func (c cli) expect(want int, args ...string) (string, string) {
 type proc struct {
 	t    *testing.T
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *testenv.LockedBuffer
 	done chan struct{}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func (c cli) start(args ...string) *proc {
 	c.t.Helper()
-	p := &proc{t: c.t, cmd: c.command(context.Background(), args...), out: &lockedBuffer{}, done: make(chan struct{})}
+	p := &proc{t: c.t, cmd: c.command(context.Background(), args...), out: &testenv.LockedBuffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		c.t.Fatal(err)
@@ -252,7 +235,7 @@ func (l *load) checkAcked(t *testing.T, restored *testenv.Postgres) {
 		t.Fatal(err)
 	}
 	defer c.Close(ctx)
-	waitPromoted(t, c)
+	testenv.WaitPromoted(t, c)
 	rows, err := c.Query(ctx, "SELECT id FROM acked")
 	if err != nil {
 		t.Fatal(err)
@@ -278,22 +261,6 @@ func (l *load) checkAcked(t *testing.T, restored *testenv.Postgres) {
 		t.Fatalf("%d of %d acknowledged commits lost (e.g. id %d)", len(lost), len(l.acked), lost[0])
 	}
 	t.Logf("all %d acknowledged commits restored (%d rows)", len(l.acked), len(have))
-}
-
-func waitPromoted(t *testing.T, c *pgx.Conn) {
-	t.Helper()
-	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		var rec bool
-		if err := c.QueryRow(context.Background(), "SELECT pg_is_in_recovery()").Scan(&rec); err != nil {
-			t.Fatal(err)
-		}
-		if !rec {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("restored server never finished recovery")
-		}
-	}
 }
 
 // syncPostgres is a server on which a commit returns only once the

@@ -39,15 +39,22 @@ func waitStream(t *testing.T, c cli, repo string, want string, done func(positio
 	}
 }
 
-func buildBinlogRepo(t *testing.T) *streamRepo {
+// startStreamRepo makes a repository and starts streaming source into it;
+// restores go back to the source.
+func startStreamRepo(t *testing.T, source string) (*streamRepo, cli, *proc) {
 	t.Helper()
-	db := testenv.NewMariaDB(t, testenv.MariaDBOptions{})
 	c := newCLI(t)
-	r := &streamRepo{pgRepo: pgRepo{dir: filepath.Join(t.TempDir(), "repo")}, target: db.URL()}
+	r := &streamRepo{pgRepo: pgRepo{dir: filepath.Join(t.TempDir(), "repo")}, target: source}
 	var recipient string
 	r.key, recipient = keyFile(t, nil)
 	c.expect(0, "init", "--repo", r.dir, "--recipient", recipient)
-	stream := c.start("stream", "--repo", r.dir, "--source", db.URL(), "--flush-interval", "100ms", "--log-level", "warn")
+	return r, c, c.start("stream", "--repo", r.dir, "--source", source, "--flush-interval", "100ms", "--log-level", "warn")
+}
+
+func buildBinlogRepo(t *testing.T) *streamRepo {
+	t.Helper()
+	db := testenv.NewMariaDB(t, testenv.MariaDBOptions{})
+	r, c, stream := startStreamRepo(t, db.URL())
 	db.Exec(t, "CREATE DATABASE app")
 	db.Exec(t, "CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(40))")
 	db.Exec(t, "INSERT INTO app.t SELECT seq, MD5(seq) FROM app.seq_1_to_1000")
@@ -87,12 +94,7 @@ func buildOplogRepo(t *testing.T) *streamRepo {
 		_, err := coll.InsertMany(ctx, docs)
 		must(t, err)
 	}
-	c := newCLI(t)
-	r := &streamRepo{pgRepo: pgRepo{dir: filepath.Join(t.TempDir(), "repo")}, target: f.URL()}
-	var recipient string
-	r.key, recipient = keyFile(t, nil)
-	c.expect(0, "init", "--repo", r.dir, "--recipient", recipient)
-	stream := c.start("stream", "--repo", r.dir, "--source", f.URL(), "--flush-interval", "100ms", "--log-level", "warn")
+	r, c, stream := startStreamRepo(t, f.URL())
 	insert(0, 200)
 	c.expect(0, "backup", "--repo", r.dir, "--source", f.URL(), "--log-level", "warn")
 	insert(200, 400)

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -65,7 +64,7 @@ func TestInterruptedRestoreIsMarked(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close(context.Background())
-	waitPromoted(t, c)
+	testenv.WaitPromoted(t, c)
 	if n := count(t, c, "t"); n != 200000 {
 		t.Fatalf("%d rows after finishing with --delta, want 200000", n)
 	}
@@ -97,23 +96,6 @@ func TestRecoveryFailureKeepsFetchClass(t *testing.T) {
 		_, err := scanRecoveryLog(log, &Recovered{})
 		if !errors.Is(err, c.want) || !strings.Contains(err.Error(), "could not restore file") {
 			t.Errorf("recovery aborted by %q: %v", c.fetch, err)
-		}
-	}
-}
-
-// waitPromoted waits (bounded) until a restored server left recovery.
-func waitPromoted(t *testing.T, c *pgx.Conn) {
-	t.Helper()
-	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		var rec bool
-		if err := c.QueryRow(context.Background(), "SELECT pg_is_in_recovery()").Scan(&rec); err != nil {
-			t.Fatal(err)
-		}
-		if !rec {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("restored server never finished recovery")
 		}
 	}
 }
