@@ -81,7 +81,7 @@ func Backup(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := holdWAL(ctx, conn, cfg); err != nil {
+	if err := holdWAL(ctx, conn, cfg, src.Version); err != nil {
 		return nil, err
 	}
 	w, err := cfg.Repo.NewChunkWriter(ctx, cfg.Jobs)
@@ -91,7 +91,7 @@ func Backup(ctx context.Context, cfg Config) (*Result, error) {
 	defer w.Abort() // packs still open after a failure leave nothing behind
 	started := time.Now().UTC()
 	label := "tidemark " + archive.NewManifestID(started)
-	bb := &baseBackup{cfg: cfg, conn: conn, chunks: w}
+	bb := &baseBackup{cfg: cfg, conn: conn, chunks: w, version: src.Version}
 	meta, files, err := bb.run(ctx, label)
 	if err != nil {
 		return nil, err
@@ -130,12 +130,12 @@ func withReplication(source string) string {
 
 // holdWAL makes sure the streamer's slot exists before the backup starts, so
 // the server keeps the WAL from the backup's start LSN until it is archived.
-func holdWAL(ctx context.Context, conn *pgconn.PgConn, cfg Config) error {
-	res, err := conn.Exec(ctx, "READ_REPLICATION_SLOT "+cfg.Slot).ReadAll()
+func holdWAL(ctx context.Context, conn *pgconn.PgConn, cfg Config, v wal.Version) error {
+	slot, err := wal.ReadSlot(ctx, conn, v, cfg.Source, cfg.Slot)
 	if err != nil {
-		return fmt.Errorf("READ_REPLICATION_SLOT %s: %w", cfg.Slot, err)
+		return err
 	}
-	if len(res) == 1 && len(res[0].Rows) == 1 && res[0].Rows[0][0] != nil {
+	if slot.Exists {
 		return nil
 	}
 	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE_REPLICATION_SLOT %s PHYSICAL RESERVE_WAL", cfg.Slot)).ReadAll(); err != nil {

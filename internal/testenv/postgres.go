@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -41,7 +42,8 @@ type PostgresOptions struct {
 	// DataDir, when set, is an existing data directory (a restored backup)
 	// to start instead of running initdb. It is not deleted on Stop.
 	DataDir string
-	// Major is the server's major version (0: DefaultPostgresMajor).
+	// Major is the server's major version (0: the data directory's, else
+	// DefaultPostgresMajor).
 	Major int
 }
 
@@ -79,9 +81,18 @@ func NewPostgreSQL(t testing.TB, o PostgresOptions) *Postgres {
 	return p
 }
 
+// major is the server to run: the one asked for, else the one that wrote
+// a given data directory, else the default.
 func (o PostgresOptions) major() int {
 	if o.Major != 0 {
 		return o.Major
+	}
+	if o.DataDir != "" {
+		if b, err := os.ReadFile(filepath.Join(o.DataDir, "PG_VERSION")); err == nil {
+			if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				return n
+			}
+		}
 	}
 	return DefaultPostgresMajor()
 }

@@ -1,0 +1,59 @@
+package postgres
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestEveryMajor: stream, back up with the streamer running, and restore
+// to a time and to the latest WAL on each supported major besides the two
+// the whole suite runs on (15, and 17 through TIDEMARK_PG_MAJOR); then
+// stream from the promoted restore (timeline 2) into the same repository
+// and restore the timeline-1 backup again, across the switch.
+func TestEveryMajor(t *testing.T) {
+	for _, major := range []int{13, 14, 16, 18} {
+		t.Run(fmt.Sprint(major), func(t *testing.T) { testMajor(t, major) })
+	}
+}
+
+func testMajor(t *testing.T, major int) {
+	p := newPITRWith(t, "", major)
+	p.startStreaming()
+	p.exec("CREATE TABLE orders (id int primary key, note text)")
+	p.exec("INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, 1000) g")
+	res := p.backup()
+	if res.Meta.WALArchivedBy != "streamer" {
+		t.Fatalf("WAL archived by %q with a streamer running", res.Meta.WALArchivedBy)
+	}
+	p.exec("INSERT INTO orders SELECT g, 'phase 2' FROM generate_series(1001, 1500) g")
+	time.Sleep(20 * time.Millisecond)
+	markTime := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	p.exec("DELETE FROM orders WHERE id <= 200")
+	p.waitArchived()
+	p.stopWAL()
+
+	if n := count(t, p.restore(Target{Time: markTime}), "orders"); n != 1500 {
+		t.Fatalf("PostgreSQL %d, restore to time: %d orders, want 1500", major, n)
+	}
+	promoted, c := p.restoreServer(Target{Latest: true}, nil)
+	if n := count(t, c, "orders"); n != 1300 {
+		t.Fatalf("PostgreSQL %d, restore to latest: %d orders, want 1300", major, n)
+	}
+
+	// The restored server is on timeline 2: archive its changes too.
+	p.pg, p.conn = promoted, c
+	p.startStreaming()
+	p.exec("INSERT INTO orders SELECT g, 'timeline 2' FROM generate_series(2001, 2100) g")
+	p.waitArchived()
+	p.stopWAL()
+	again := p.restore(Target{Latest: true})
+	var tli int
+	if err := again.QueryRow(t.Context(), "SELECT timeline_id FROM pg_control_checkpoint()").Scan(&tli); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, again, "orders"); n != 1400 || tli < 3 {
+		t.Fatalf("PostgreSQL %d, restore across the timeline switch: %d orders on timeline %d, want 1400 on timeline 3", major, n, tli)
+	}
+}
