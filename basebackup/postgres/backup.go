@@ -28,10 +28,13 @@ var slotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 
 // Config configures a PostgreSQL base backup.
 type Config struct {
-	Repo           *archive.Repository
-	Source         string // postgres:// URL (password from ~/.pgpass, PGPASSFILE, PGPASSWORD)
-	Slot           string // the streamer's slot: held before the backup so its WAL stays
-	Type           string // full, incremental, differential (see docs: all deduplicated)
+	Repo   *archive.Repository
+	Source string // postgres:// URL (password from ~/.pgpass, PGPASSFILE, PGPASSWORD)
+	Slot   string // the streamer's slot: held before the backup so its WAL stays
+	Type   string // full, incremental, differential (see docs: all deduplicated; block-level on 17+)
+	// FallbackFull takes a full backup when an incremental or differential
+	// one cannot be taken (WAL summaries off, no reference), instead of failing.
+	FallbackFull   bool
 	FastCheckpoint bool
 	Jobs           int
 	Log            *slog.Logger
@@ -84,6 +87,10 @@ func Backup(ctx context.Context, cfg Config) (*Result, error) {
 	if err := holdWAL(ctx, conn, cfg, src.Version); err != nil {
 		return nil, err
 	}
+	ref, err := prepareIncremental(ctx, conn, &cfg, src.Version)
+	if err != nil {
+		return nil, err
+	}
 	w, err := cfg.Repo.NewChunkWriter(ctx, cfg.Jobs)
 	if err != nil {
 		return nil, err
@@ -91,13 +98,35 @@ func Backup(ctx context.Context, cfg Config) (*Result, error) {
 	defer w.Abort() // packs still open after a failure leave nothing behind
 	started := time.Now().UTC()
 	label := "tidemark " + archive.NewManifestID(started)
-	bb := &baseBackup{cfg: cfg, conn: conn, chunks: w, version: src.Version}
+	bb := &baseBackup{cfg: cfg, conn: conn, chunks: w, version: src.Version, incremental: ref != nil}
 	meta, files, err := bb.run(ctx, label)
+	var pgErr *pgconn.PgError
+	if ref != nil && errors.As(err, &pgErr) && bb.done == 0 {
+		// The server refused the incremental before sending anything
+		// (say, WAL summaries do not reach back to the reference).
+		err = fmt.Errorf("%w: incremental backup against %s: %w", ErrNoIncremental, ref.id, err)
+		if cfg.FallbackFull {
+			cfg.Log.Warn("taking a full backup instead", "reason", err)
+			if ferr := bb.finish(ctx); ferr != nil {
+				return nil, fmt.Errorf("after the refused incremental: %w", ferr)
+			}
+			ref, cfg.Type, bb.incremental, bb.cfg.Type = nil, "full", false, "full"
+			meta, files, err = bb.run(ctx, label)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
+	var dependsOn []string
+	if ref != nil {
+		if meta.BlockSize, err = blockSize(ctx, conn); err != nil {
+			return nil, err
+		}
+		meta.IncrementalFrom, dependsOn = ref.id, []string{ref.id}
+	}
 	meta.SystemID, meta.Label, meta.WALSegmentSize = src.SystemID, label, src.Geometry.SegSize
 	meta.ServerVersion = conn.ParameterStatus("server_version")
+	meta.Received = bb.done
 	if err := w.Commit(ctx); err != nil {
 		return nil, err
 	}
@@ -113,7 +142,7 @@ func Backup(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	m := &archive.Manifest{ID: archive.NewManifestID(started), Engine: "postgres", Type: cfg.Type,
-		Started: started, Finished: time.Now().UTC(), Start: meta.StartLSN, Stop: meta.StopLSN, Files: files, Stats: w.Stats(), EngineMeta: em}
+		Started: started, Finished: time.Now().UTC(), Start: meta.StartLSN, Stop: meta.StopLSN, DependsOn: dependsOn, Files: files, Stats: w.Stats(), EngineMeta: em}
 	if err := cfg.Repo.CommitManifest(ctx, m); err != nil {
 		return nil, err
 	}

@@ -23,8 +23,10 @@ type baseBackup struct {
 	conn    *pgconn.PgConn
 	chunks  *archive.ChunkWriter
 	version wal.Version
-	total   int64
-	done    int64
+	// incremental: the reference's manifest is uploaded; send INCREMENTAL.
+	incremental bool
+	total       int64
+	done        int64
 }
 
 // command is the BASE_BACKUP command in the server's syntax: an option
@@ -42,8 +44,12 @@ func (b *baseBackup) command(label string) string {
 	if b.cfg.FastCheckpoint {
 		checkpoint = "fast"
 	}
-	return fmt.Sprintf("BASE_BACKUP (LABEL '%s', PROGRESS, CHECKPOINT '%s', WAIT false, MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', TABLESPACE_MAP)",
-		label, checkpoint)
+	incremental := ""
+	if b.incremental {
+		incremental = ", INCREMENTAL"
+	}
+	return fmt.Sprintf("BASE_BACKUP (LABEL '%s', PROGRESS, CHECKPOINT '%s', WAIT false, MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', TABLESPACE_MAP%s)",
+		label, checkpoint, incremental)
 }
 
 func (b *baseBackup) run(ctx context.Context, label string) (Meta, []archive.FileEntry, error) {
