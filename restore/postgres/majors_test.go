@@ -2,8 +2,12 @@ package postgres
 
 import (
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/tidemark/tidemark/internal/testenv"
 )
 
 // TestEveryMajor: stream, back up with the streamer running, and restore
@@ -55,5 +59,24 @@ func testMajor(t *testing.T, major int) {
 	}
 	if n := count(t, again, "orders"); n != 1400 || tli < 3 {
 		t.Fatalf("PostgreSQL %d, restore across the timeline switch: %d orders on timeline %d, want 1400 on timeline 3", major, n, tli)
+	}
+}
+
+// TestBinDirMatchesMajor: the binaries found for --start and drill are of
+// the backup's major (before, pg_config's were taken whatever their version).
+func TestBinDirMatchesMajor(t *testing.T) {
+	bin17, err := testenv.PostgresBin(17)
+	if err != nil {
+		testenv.Unavailable(t, "PostgreSQL 17", err)
+	}
+	t.Setenv("PATH", bin17+":"+os.Getenv("PATH"))
+	if d, err := BinDir("15.18"); err != nil || d != testenv.PostgresBinDir {
+		t.Fatalf("15: %s, %v", d, err)
+	}
+	if d, err := BinDir("17.10"); err != nil || d != bin17 {
+		t.Fatalf("17: %s, %v", d, err)
+	}
+	if _, err := BinDir("16.2 (Debian 16.2-1)"); err == nil || !strings.Contains(err.Error(), "PostgreSQL 16 binaries not found") {
+		t.Fatalf("16, not installed: %v", err)
 	}
 }
