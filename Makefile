@@ -20,9 +20,15 @@ vet:
 # The whole suite against real servers (PostgreSQL, MariaDB, FerretDB, MinIO,
 # fake-gcs-server, Azurite)
 # started by the tests themselves. Under CI=true a server that cannot start
-# fails its tests instead of skipping them.
+# fails its tests instead of skipping them. The PostgreSQL suite runs on 15
+# (Debian's) and again on 17; the tests that pin their majors (13 to 18:
+# TestEveryMajor, the 17+ incremental tests) run once.
+PG_CLI_TESTS := Postgres|TestRestoreStart|TestStreamWALGap|TestWalFetch|TestVerifyKeys
+PG_PINNED    := TestEveryMajor|TestIncremental|TestBinDir|TestPostgreSQLMajors
 test: deps vet
 	$(GO) test -count=1 -timeout 25m ./...
+	TIDEMARK_PG_MAJOR=17 $(GO) test -count=1 -timeout 15m -skip '$(PG_PINNED)' ./wal ./restore/postgres
+	TIDEMARK_PG_MAJOR=17 $(GO) test -count=1 -timeout 10m -run '$(PG_CLI_TESTS)' ./cmd/tidemark
 
 demo: deps build
 	$(GO) run ./internal/demo

@@ -18,7 +18,14 @@ import (
 	"github.com/tidemark/tidemark/internal/testenv/storeenv"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	// As a user runs tidemark: the servers' major's binaries on PATH, which
+	// restore --start and drill find their binaries by.
+	if bin, err := testenv.PostgresBin(testenv.DefaultPostgresMajor()); err == nil {
+		os.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	}
+	testenv.Main(m)
+}
 
 // run executes the CLI in-process and returns its output and exit code.
 func run(t *testing.T, args ...string) (stdout, stderr string, code int) {

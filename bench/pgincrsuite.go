@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tidemark/tidemark/internal/testenv"
+)
+
+// pgIncrSuite: the second backup of a PostgreSQL 17 cluster (summarize_wal
+// = on) after 5% of its rows, one contiguous id range, were updated and 1%
+// inserted — a block-level incremental against a full backup, alternating
+// A B A B: wall time, bytes received from the server, bytes newly stored,
+// peak RSS. Each run starts from a fresh repository holding one full
+// backup; `tidemark stream` runs throughout, as deployed.
+func pgIncrSuite(ctx context.Context, dir string, rows int64, runs int) error {
+	bin, err := filepath.Abs("bin/tidemark")
+	if err != nil {
+		return err
+	}
+	pg, err := testenv.StartPostgres(testenv.PostgresOptions{Major: 17,
+		Conf: []string{"summarize_wal=on", "max_wal_size=8GB", "checkpoint_timeout=30min", "shared_buffers=256MB"}})
+	if err != nil {
+		return err
+	}
+	defer pg.Destroy()
+	url := pg.URL("postgres")
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	fmt.Printf("\npostgres incremental suite (PostgreSQL 17): %d rows of uuids, numerics and random text; %d runs, A B alternating\n", rows, runs)
+	// Realistic, not very compressible rows; settled as a table loaded long
+	// ago is (hint bits and visibility map set by VACUUM FREEZE).
+	for _, sql := range []string{
+		"CREATE TABLE accounts (id bigint PRIMARY KEY, uid uuid NOT NULL, balance numeric(14,2) NOT NULL, updated timestamptz NOT NULL, note text NOT NULL)",
+		fmt.Sprintf(`INSERT INTO accounts SELECT g, gen_random_uuid(), round((random()*1e6)::numeric, 2), now() - random() * interval '900 days',
+			md5(random()::text) || md5(random()::text) || md5(random()::text) || encode(sha256(random()::text::bytea), 'base64')
+			FROM generate_series(1, %d) g`, rows),
+		"CREATE INDEX ON accounts (uid)",
+		"VACUUM (FREEZE, ANALYZE) accounts",
+		"CHECKPOINT",
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("%.60s: %w", sql, err)
+		}
+	}
+	var dbSize int64
+	conn.QueryRow(ctx, "SELECT sum(pg_database_size(oid)) FROM pg_database").Scan(&dbSize)
+	fmt.Printf("cluster size %.0f MiB\n", mib(dbSize))
+
+	type result struct {
+		s                  []sample
+		received, newBytes []int64
+	}
+	res := map[string]*result{"incremental": {}, "full": {}}
+	next := rows
+	for run := 0; run < 2*runs; run++ {
+		typ := []string{"incremental", "full"}[run%2]
+		repo := filepath.Join(dir, fmt.Sprintf("tm-incr-%d", run))
+		if out, err := exec.Command(bin, "init", "--repo", repo, "--no-encryption").CombinedOutput(); err != nil {
+			return fmt.Errorf("init: %v %s", err, out)
+		}
+		conn.Exec(ctx, "SELECT pg_drop_replication_slot('tidemark') FROM pg_replication_slots WHERE slot_name = 'tidemark'")
+		stopStream, err := startDaemon(exec.Command(bin, "stream", "--repo", repo, "--source", url, "--create-slot", "--log-level", "warn"))
+		if err != nil {
+			return err
+		}
+		err = func() error {
+			defer stopStream()
+			if err := waitStreaming(ctx, conn); err != nil {
+				return err
+			}
+			if _, err := backupJSON(bin, repo, url, "full"); err != nil {
+				return err
+			}
+			// 5% of the rows in one contiguous id range (hot data), rows
+			// keeping their size, plus 1% new rows.
+			from := (int64(run)*rows/20)%(rows-rows/20) + 1
+			for _, sql := range []string{
+				fmt.Sprintf(`UPDATE accounts SET balance = balance + 1, updated = now(), note = md5(random()::text) || substr(note, 33)
+					WHERE id BETWEEN %d AND %d`, from, from+rows/20-1),
+				fmt.Sprintf(`INSERT INTO accounts SELECT g, gen_random_uuid(), round((random()*1e6)::numeric, 2), now(),
+					md5(random()::text) || md5(random()::text) || md5(random()::text) || encode(sha256(random()::text::bytea), 'base64')
+					FROM generate_series(%d, %d) g`, next+1, next+rows/100),
+				"CHECKPOINT",
+			} {
+				if _, err := conn.Exec(ctx, sql); err != nil {
+					return fmt.Errorf("%.60s: %w", sql, err)
+				}
+			}
+			next += rows / 100
+			if err := waitArchived(ctx, conn, true); err != nil {
+				return err
+			}
+			out, err := backupJSON(bin, repo, url, typ)
+			if err != nil {
+				return err
+			}
+			r := res[typ]
+			r.s = append(r.s, out.sample)
+			r.received = append(r.received, out.Received)
+			r.newBytes = append(r.newBytes, out.NewStored)
+			return nil
+		}()
+		os.RemoveAll(repo)
+		if err != nil {
+			return err
+		}
+	}
+	fmt.Printf("\n%-28s %9s %14s %14s %11s   %s\n", "second backup", "median", "from server", "newly stored", "peak RSS", "each run (s)")
+	for _, typ := range []string{"incremental", "full"} {
+		r := res[typ]
+		m := median(r.s)
+		var each []string
+		for _, x := range r.s {
+			each = append(each, fmt.Sprintf("%.2f", x.wall.Seconds()))
+		}
+		fmt.Printf("%-28s %8.2fs %10.1f MiB %10.1f MiB %7.1f MiB   %s\n", "--type "+typ, m.wall.Seconds(), mib(medianInt(r.received)),
+			mib(medianInt(r.newBytes)), mib(m.maxRSS), strings.Join(each, " "))
+	}
+	inc, full := res["incremental"], res["full"]
+	fmt.Printf("\nincremental/full: wall time %.2f, bytes from the server %.3f (goals: ≤ 0.3 and ≤ 0.2)\n",
+		median(inc.s).wall.Seconds()/median(full.s).wall.Seconds(), float64(medianInt(inc.received))/float64(medianInt(full.received)))
+	return nil
+}
+
+type backupOut struct {
+	sample
+	Received  int64  `json:"received_bytes"`
+	NewStored int64  `json:"new_stored_bytes"`
+	Type      string `json:"type"`
+}
+
+// backupJSON runs `tidemark backup --json` and reads what it reports.
+func backupJSON(bin, repo, url, typ string) (backupOut, error) {
+	outFile := filepath.Join(repo, "..", filepath.Base(repo)+".json")
+	defer os.Remove(outFile)
+	cmd := exec.Command("bash", "-c", fmt.Sprintf("exec %q backup --repo %q --source %q --type %s --fast-checkpoint --jobs 2 --log-level warn --json > %q",
+		bin, repo, url, typ, outFile))
+	s, _, err := measureCmd(cmd, nil)
+	if err != nil {
+		return backupOut{}, err
+	}
+	b, err := os.ReadFile(outFile)
+	if err != nil {
+		return backupOut{}, err
+	}
+	out := backupOut{sample: s}
+	if err := json.Unmarshal(b, &out); err != nil {
+		return out, fmt.Errorf("backup --json: %w", err)
+	}
+	if out.Type != typ {
+		return out, fmt.Errorf("asked for a %s backup, got %s", typ, out.Type)
+	}
+	return out, nil
+}
+
+func medianInt(xs []int64) int64 {
+	s := append([]int64(nil), xs...)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
