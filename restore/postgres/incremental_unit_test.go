@@ -46,7 +46,7 @@ func TestParseIncrHeader(t *testing.T) {
 // cut at the source's chunk boundaries; blocks without a source are holes.
 func TestPieces(t *testing.T) {
 	const bs = 4
-	full := &archive.FileEntry{Path: "f", Chunks: []archive.ChunkRef{{Size: 8}, {Size: 8}}}     // blocks 0-3
+	full := &archive.FileEntry{Path: "f", Chunks: []archive.ChunkRef{{Size: 8}, {Size: 8}}}  // blocks 0-3
 	inc := &archive.FileEntry{Path: "INCREMENTAL.f", Chunks: []archive.ChunkRef{{Size: 12}}} // header 4, blocks at 4, 8
 	src := []source{{full, 0}, {inc, 4}, {full, 8}, {full, 12}, {}, {inc, 8}}
 	ps, err := pieces(src, bs)
