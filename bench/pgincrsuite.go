@@ -67,19 +67,12 @@ func pgIncrSuite(ctx context.Context, dir string, rows int64, runs int) error {
 	for run := 0; run < 2*runs; run++ {
 		typ := []string{"incremental", "full"}[run%2]
 		repo := filepath.Join(dir, fmt.Sprintf("tm-incr-%d", run))
-		if out, err := exec.Command(bin, "init", "--repo", repo, "--no-encryption").CombinedOutput(); err != nil {
-			return fmt.Errorf("init: %v %s", err, out)
-		}
-		conn.Exec(ctx, "SELECT pg_drop_replication_slot('tidemark') FROM pg_replication_slots WHERE slot_name = 'tidemark'")
-		stopStream, err := startDaemon(exec.Command(bin, "stream", "--repo", repo, "--source", url, "--create-slot", "--log-level", "warn"))
+		stopStream, err := streamingRepo(ctx, conn, bin, repo, url)
 		if err != nil {
 			return err
 		}
 		err = func() error {
 			defer stopStream()
-			if err := waitStreaming(ctx, conn); err != nil {
-				return err
-			}
 			if _, err := backupJSON(bin, repo, url, "full"); err != nil {
 				return err
 			}
@@ -132,6 +125,24 @@ func pgIncrSuite(ctx context.Context, dir string, rows int64, runs int) error {
 	fmt.Printf("\nincremental/full: wall time %.2f, bytes from the server %.3f (goals: ≤ 0.3 and ≤ 0.2)\n",
 		median(inc.s).wall.Seconds()/median(full.s).wall.Seconds(), float64(medianInt(inc.received))/float64(medianInt(full.received)))
 	return nil
+}
+
+// streamingRepo makes a repository at repo and starts `tidemark stream`
+// into it on a fresh slot, returning once it is connected.
+func streamingRepo(ctx context.Context, conn *pgx.Conn, bin, repo, url string) (stop func(), err error) {
+	if out, err := exec.Command(bin, "init", "--repo", repo, "--no-encryption").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("init: %v %s", err, out)
+	}
+	conn.Exec(ctx, "SELECT pg_drop_replication_slot('tidemark') FROM pg_replication_slots WHERE slot_name = 'tidemark'")
+	stop, err = startDaemon(exec.Command(bin, "stream", "--repo", repo, "--source", url, "--create-slot", "--log-level", "warn"))
+	if err != nil {
+		return nil, err
+	}
+	if err := waitStreaming(ctx, conn); err != nil {
+		stop()
+		return nil, err
+	}
+	return stop, nil
 }
 
 type backupOut struct {

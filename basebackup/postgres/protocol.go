@@ -145,17 +145,8 @@ func (b *baseBackup) resultSet(ctx context.Context) ([][][]byte, error) {
 // reports progress, 'm' starts the backup manifest. Each archive is consumed
 // concurrently as it streams, never staged whole.
 func (b *baseBackup) archives(ctx context.Context) ([]archive.FileEntry, error) {
-	for {
-		msg, err := b.conn.ReceiveMessage(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if _, ok := msg.(*pgproto3.CopyOutResponse); ok {
-			break
-		}
-		if e, ok := msg.(*pgproto3.ErrorResponse); ok {
-			return nil, pgconn.ErrorResponseToPgError(e)
-		}
+	if err := b.awaitCopyOut(ctx); err != nil {
+		return nil, err
 	}
 	var (
 		files []archive.FileEntry
@@ -246,19 +237,26 @@ func (b *baseBackup) legacyArchives(ctx context.Context, prefixes []string) ([]a
 	return files, nil
 }
 
-// legacyCopy streams one COPY OUT into store.
-func (b *baseBackup) legacyCopy(ctx context.Context, store func(io.Reader) ([]archive.FileEntry, error)) ([]archive.FileEntry, error) {
+// awaitCopyOut reads up to the start of a COPY OUT.
+func (b *baseBackup) awaitCopyOut(ctx context.Context) error {
 	for {
 		msg, err := b.conn.ReceiveMessage(ctx)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if _, ok := msg.(*pgproto3.CopyOutResponse); ok {
-			break
+			return nil
 		}
 		if e, ok := msg.(*pgproto3.ErrorResponse); ok {
-			return nil, pgconn.ErrorResponseToPgError(e)
+			return pgconn.ErrorResponseToPgError(e)
 		}
+	}
+}
+
+// legacyCopy streams one COPY OUT into store.
+func (b *baseBackup) legacyCopy(ctx context.Context, store func(io.Reader) ([]archive.FileEntry, error)) ([]archive.FileEntry, error) {
+	if err := b.awaitCopyOut(ctx); err != nil {
+		return nil, err
 	}
 	cur := b.consume(ctx, store)
 	for {

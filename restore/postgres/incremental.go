@@ -116,16 +116,8 @@ func (r *rebuilder) header(ctx context.Context, f *archive.FileEntry) (*incrHead
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", f.Path, err)
 		}
-		b = append(b, data...)
-		if h, err := parseIncrHeader(b, int(r.blockSize)); err == nil || len(b) >= 12+4*maxRelSegBlocks {
-			if err == nil {
-				err = h.checkSize(f, r.blockSize)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", f.Path, err)
-			}
-			r.headers[f] = h
-			return h, nil
+		if b = append(b, data...); len(b) >= 12 && int64(len(b)) >= 12+4*int64(binary.LittleEndian.Uint32(b[4:])) {
+			break
 		}
 	}
 	h, err := parseIncrHeader(b, int(r.blockSize))

@@ -5,7 +5,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tidemark/tidemark/internal/testenv"
 )
@@ -23,20 +22,10 @@ func TestEveryMajor(t *testing.T) {
 
 func testMajor(t *testing.T, major int) {
 	p := newPITRWith(t, "", major)
-	p.startStreaming()
-	p.exec("CREATE TABLE orders (id int primary key, note text)")
-	p.exec("INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, 1000) g")
-	res := p.backup()
+	res, markTime := p.ordersScenario()
 	if res.Meta.WALArchivedBy != "streamer" {
 		t.Fatalf("WAL archived by %q with a streamer running", res.Meta.WALArchivedBy)
 	}
-	p.exec("INSERT INTO orders SELECT g, 'phase 2' FROM generate_series(1001, 1500) g")
-	time.Sleep(20 * time.Millisecond)
-	markTime := time.Now()
-	time.Sleep(20 * time.Millisecond)
-	p.exec("DELETE FROM orders WHERE id <= 200")
-	p.waitArchived()
-	p.stopWAL()
 
 	if n := count(t, p.restore(Target{Time: markTime}), "orders"); n != 1500 {
 		t.Fatalf("PostgreSQL %d, restore to time: %d orders, want 1500", major, n)

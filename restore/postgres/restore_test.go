@@ -225,6 +225,25 @@ func (p *pitr) restoreServer(target Target, tsMap map[string]string) (*testenv.P
 	}
 }
 
+// ordersScenario streams, backs up 1000 orders with the streamer running,
+// adds 500 more, notes the time, deletes 200, and stops streaming once all
+// is archived: a restore to the time has 1500 orders, to the latest 1300.
+func (p *pitr) ordersScenario() (*pgbackup.Result, time.Time) {
+	p.t.Helper()
+	p.startStreaming()
+	p.exec("CREATE TABLE orders (id int primary key, note text)")
+	p.exec("INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, 1000) g")
+	res := p.backup()
+	p.exec("INSERT INTO orders SELECT g, 'phase 2' FROM generate_series(1001, 1500) g")
+	time.Sleep(20 * time.Millisecond)
+	markTime := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	p.exec("DELETE FROM orders WHERE id <= 200")
+	p.waitArchived()
+	p.stopWAL()
+	return res, markTime
+}
+
 func count(t *testing.T, c *pgx.Conn, table string) int {
 	t.Helper()
 	var n int
@@ -307,17 +326,7 @@ func TestPointInTimeRestoreOnObjectStores(t *testing.T) {
 	} {
 		t.Run(store.name, func(t *testing.T) {
 			p := newPITRAt(t, store.repo(t))
-			p.startStreaming()
-			p.exec("CREATE TABLE orders (id int primary key, note text)")
-			p.exec("INSERT INTO orders SELECT g, md5(g::text) FROM generate_series(1, 1000) g")
-			p.backup()
-			p.exec("INSERT INTO orders SELECT g, 'phase 2' FROM generate_series(1001, 1500) g")
-			time.Sleep(20 * time.Millisecond)
-			markTime := time.Now()
-			time.Sleep(20 * time.Millisecond)
-			p.exec("DELETE FROM orders WHERE id <= 200")
-			p.waitArchived()
-			p.stopWAL()
+			_, markTime := p.ordersScenario()
 			if n := count(t, p.restore(Target{Time: markTime}), "orders"); n != 1500 {
 				t.Fatalf("restore to time from %s: %d orders, want 1500", p.repoURL, n)
 			}
