@@ -47,6 +47,7 @@ fuzz:
 	$(GO) test ./archive/store/azblob -run '^$$' -fuzz '^FuzzParseAzureURL$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./restore -run '^$$' -fuzz '^FuzzParseTime$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./restore/postgres -run '^$$' -fuzz '^FuzzParseIncrHeader$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./wal -run '^$$' -fuzz '^FuzzParseVersion$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./basebackup/mysql -run '^$$' -fuzz '^FuzzRowReader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./binlog -run '^$$' -fuzz '^FuzzParseSegment$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./binlog -run '^$$' -fuzz '^FuzzParsePosition$$' -fuzztime $(FUZZTIME)

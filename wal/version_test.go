@@ -43,3 +43,15 @@ func TestVersionDifferences(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseVersion(f *testing.F) {
+	for _, s := range []string{"15.18 (Debian 15.18-0+deb12u1)", "18beta1", "17.10", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := ParseVersion(s)
+		if err == nil && (v.Major < 0 || v.Minor < 0) {
+			t.Fatalf("%q: %v", s, v)
+		}
+	})
+}
