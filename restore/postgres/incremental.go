@@ -279,8 +279,14 @@ func writeRebuilt(ctx context.Context, cfg Config, rebuilt []outPlan, progress f
 		return nil
 	}
 	if cfg.Delta {
+		// What an earlier restore left there; a stale backup_manifest
+		// would describe another backup.
+		paths := []string{pgbackup.ManifestFile}
 		for _, p := range rebuilt {
-			err := os.Remove(filepath.Join(cfg.TargetDir, filepath.FromSlash(p.entry.Path)))
+			paths = append(paths, p.entry.Path)
+		}
+		for _, p := range paths {
+			err := os.Remove(filepath.Join(cfg.TargetDir, filepath.FromSlash(p)))
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
