@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -92,7 +93,7 @@ func pgIncrSuite(ctx context.Context, dir string, rows int64, runs int) error {
 				}
 			}
 			next += rows / 100
-			if err := waitArchived(ctx, conn, true); err != nil {
+			if err := waitStreamed(ctx, conn); err != nil {
 				return err
 			}
 			out, err := backupJSON(bin, repo, url, typ)
@@ -143,6 +144,23 @@ func streamingRepo(ctx context.Context, conn *pgx.Conn, bin, repo, url string) (
 		return nil, err
 	}
 	return stop, nil
+}
+
+// waitStreamed waits until tidemark's streamer flushed the WAL written so far.
+func waitStreamed(ctx context.Context, conn *pgx.Conn) error {
+	var target string
+	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&target); err != nil {
+		return err
+	}
+	for range 1200 {
+		var done bool
+		conn.QueryRow(ctx, "SELECT coalesce(bool_or(flush_lsn >= $1::pg_lsn), false) FROM pg_stat_replication WHERE application_name LIKE 'tidemark%'", target).Scan(&done)
+		if done {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("tidemark stream did not reach %s within 2 minutes", target)
 }
 
 type backupOut struct {
