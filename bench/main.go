@@ -54,7 +54,7 @@ func main() {
 	mysqlFlag := flag.String("mysql-size", "1GiB", "mysql suite: data size of the backed-up database")
 	mongoDocs := flag.Int("mongo-docs", 100000, "mongodb suite: documents in the backed-up collection")
 	pgScale := flag.Int("pg-scale", 100, "postgres suite: pgbench scale of the backed-up database")
-	pgIncrRows := flag.Int64("pgincr-rows", 6_000_000, "pgincr suite: rows of the PostgreSQL 17 table (6M ≈ 1.6 GiB of cluster)")
+	pgIncrRows := flag.Int64("pgincr-rows", 7_000_000, "pgincr suite: rows of the PostgreSQL 17 table (7M ≈ 1.6 GiB of cluster with its primary key)")
 	scale := flag.Int("pgbench-scale", 50, "wal suite: pgbench scale")
 	phase := flag.Duration("pgbench-duration", 60*time.Second, "wal suite: pgbench run per phase")
 	sizeFlag := flag.String("size", "1GiB", "data size of the repo suite")
