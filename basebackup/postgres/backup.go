@@ -91,6 +91,9 @@ func Backup(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if ref != nil {
+		cfg.Log.Debug("reference manifest uploaded", "reference", ref.id, "bytes", len(ref.manifest))
+	}
 	w, err := cfg.Repo.NewChunkWriter(ctx, cfg.Jobs)
 	if err != nil {
 		return nil, err

@@ -67,6 +67,7 @@ func (b *baseBackup) run(ctx context.Context, label string) (Meta, []archive.Fil
 		return meta, nil, fmt.Errorf("BASE_BACKUP start: unexpected result %q", rows)
 	}
 	meta.StartLSN = string(rows[0][0])
+	b.cfg.Log.Debug("BASE_BACKUP started: checkpoint done", "start_lsn", meta.StartLSN, "incremental", b.incremental)
 	tli, _ := strconv.ParseUint(string(rows[0][1]), 10, 32)
 	meta.StartTimeline = uint32(tli)
 	// Result 2: tablespaces; the data directory comes last, with no oid.
@@ -74,6 +75,7 @@ func (b *baseBackup) run(ctx context.Context, label string) (Meta, []archive.Fil
 	if err != nil {
 		return meta, nil, fmt.Errorf("BASE_BACKUP tablespaces: %w", err)
 	}
+	b.cfg.Log.Debug("BASE_BACKUP tablespaces listed")
 	var order []string // the archives' path prefixes, in the order they come
 	for _, r := range rows {
 		if size, err := strconv.ParseInt(string(r[2]), 10, 64); err == nil {
@@ -104,6 +106,7 @@ func (b *baseBackup) run(ctx context.Context, label string) (Meta, []archive.Fil
 		return meta, nil, fmt.Errorf("BASE_BACKUP end: unexpected result")
 	}
 	meta.StopLSN = string(rows[0][0])
+	b.cfg.Log.Debug("BASE_BACKUP data received", "stop_lsn", meta.StopLSN, "bytes", b.done)
 	tli, _ = strconv.ParseUint(string(rows[0][1]), 10, 32)
 	meta.StopTimeline = uint32(tli)
 	if err := b.finish(ctx); err != nil {
