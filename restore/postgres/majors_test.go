@@ -1,12 +1,15 @@
 package postgres
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/restore"
 )
 
 // TestEveryMajor: stream, back up with the streamer running, and restore
@@ -30,6 +33,7 @@ func testMajor(t *testing.T, major int) {
 	if n := count(t, p.restore(Target{Time: markTime}), "orders"); n != 1500 {
 		t.Fatalf("PostgreSQL %d, restore to time: %d orders, want 1500", major, n)
 	}
+	p.drill(Target{Latest: true})
 	promoted, c := p.restoreServer(Target{Latest: true}, nil)
 	if n := count(t, c, "orders"); n != 1300 {
 		t.Fatalf("PostgreSQL %d, restore to latest: %d orders, want 1300", major, n)
@@ -67,5 +71,25 @@ func TestBinDirMatchesMajor(t *testing.T) {
 	}
 	if _, err := BinDir("16.2 (Debian 16.2-1)"); err == nil || !strings.Contains(err.Error(), "PostgreSQL 16 binaries not found") {
 		t.Fatalf("16, not installed: %v", err)
+	}
+}
+
+// drill runs a drill to target with the server's own binaries and fails
+// the test unless every check passed.
+func (p *pitr) drill(target Target) {
+	p.t.Helper()
+	var as *restore.OSUser
+	if os.Geteuid() == 0 {
+		var err error
+		if as, err = restore.LookupOSUser("postgres"); err != nil {
+			p.t.Fatal(err)
+		}
+	}
+	p.pg.Grant(p.t, p.keyFile, p.repoDir)
+	cmd := fmt.Sprintf("%s wal-fetch --repo %s --identity-file %s %%f %%p", testenv.TidemarkBinary(p.t), p.repoURL, p.keyFile)
+	rep, err := Drill(context.Background(), DrillConfig{Repo: p.repo, Target: target, RestoreCommand: cmd, As: as,
+		BinDir: p.pg.BinDir, Timeout: 2 * time.Minute, Log: p.log()})
+	if err != nil || !rep.OK || rep.IndexesChecked == 0 {
+		p.t.Fatalf("drill on PostgreSQL %d: %v, %+v", p.pg.Major, err, rep)
 	}
 }
