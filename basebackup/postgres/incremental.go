@@ -80,10 +80,12 @@ func findReference(ctx context.Context, conn *pgconn.PgConn, cfg Config) (ref *r
 	if err != nil {
 		return nil, "", err
 	}
+	// The newest by finish time: ids order backups only to the second.
 	var chosen *archive.BackupSummary
-	for i := len(backups) - 1; i >= 0 && chosen == nil; i-- {
+	for i := range backups {
 		b := &backups[i]
-		if b.Engine == "postgres" && (cfg.Type == "incremental" || len(b.DependsOn) == 0) {
+		if b.Engine == "postgres" && (cfg.Type == "incremental" || len(b.DependsOn) == 0) &&
+			(chosen == nil || b.Finished.After(chosen.Finished)) {
 			chosen = b
 		}
 	}

@@ -60,10 +60,11 @@ func fingerprint(t *testing.T, c *pgx.Conn) string {
 
 // TestIncrementalBackup (PostgreSQL 17, summarize_wal = on): a full backup,
 // then two block-level incrementals after a hot-range update, inserts, a
-// dropped table, a truncated one and a new one. Each incremental receives
-// a fraction of the full backup's bytes, stores INCREMENTAL.* files and
-// records its reference; restores from the chain of three and of two
-// match the source at their points in time.
+// dropped table, a truncated one and a new one, then a differential. Each
+// incremental receives a fraction of the full backup's bytes, stores
+// INCREMENTAL.* files and records its reference; restores from the
+// differential and from chains of three and of two match the source at
+// their points in time.
 func TestIncrementalBackup(t *testing.T) {
 	p := newPITRWith(t, "", 17, "summarize_wal=on")
 	p.startStreaming()
@@ -124,16 +125,33 @@ func TestIncrementalBackup(t *testing.T) {
 	if inc2.Meta.IncrementalFrom != inc1.Manifest.ID {
 		t.Fatalf("second incremental refers to %q, want %s", inc2.Meta.IncrementalFrom, inc1.Manifest.ID)
 	}
+	time.Sleep(20 * time.Millisecond)
+	afterInc2 := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	atInc2 := fingerprint(t, p.conn)
 	p.exec("DELETE FROM orders WHERE id <= 100")
+	diff, err := p.backupAs("differential", false, false) // against the newest full one
+	if err != nil || diff.Meta.IncrementalFrom != full.Manifest.ID {
+		t.Fatalf("differential: %v, refers to %q, want %s", err, diff.Meta.IncrementalFrom, full.Manifest.ID)
+	}
+	p.exec("INSERT INTO later SELECT g FROM generate_series(601, 650) g")
 	p.waitArchived()
 	latest := fingerprint(t, p.conn)
 	p.stopWAL()
 
 	if got := fingerprint(t, p.restore(Target{Latest: true})); got != latest {
-		t.Fatalf("restore from a chain of three to latest:\n got %s\nwant %s", got, latest)
+		t.Fatalf("restore from the differential to latest:\n got %s\nwant %s", got, latest)
+	}
+	// Between the second incremental and the differential: a chain of three.
+	plan, err := PlanRestore(context.Background(), p.repo, Target{Time: afterInc2})
+	if err != nil || plan.Backup.ID != inc2.Manifest.ID || len(plan.Chain) != 2 {
+		t.Fatalf("plan for %s: %+v, %v; want backup %s with a chain of two", afterInc2, plan, err, inc2.Manifest.ID)
+	}
+	if got := fingerprint(t, p.restore(Target{Time: afterInc2})); got != atInc2 {
+		t.Fatalf("restore from a chain of three:\n got %s\nwant %s", got, atInc2)
 	}
 	// A time between the two incrementals restores from the first: a chain of two.
-	plan, err := PlanRestore(context.Background(), p.repo, Target{Time: afterInc1})
+	plan, err = PlanRestore(context.Background(), p.repo, Target{Time: afterInc1})
 	if err != nil || plan.Backup.ID != inc1.Manifest.ID || len(plan.Chain) != 1 {
 		t.Fatalf("plan for %s: %+v, %v; want backup %s with a chain of one", afterInc1, plan, err, inc1.Manifest.ID)
 	}
@@ -144,8 +162,8 @@ func TestIncrementalBackup(t *testing.T) {
 	if err != nil || len(problems) > 0 {
 		t.Fatalf("verify: %v %v", problems, err)
 	}
-	// Without its reference, the newest backup cannot be restored: verify
-	// says so and a restore refuses before writing anything.
+	// Without its reference, the second incremental cannot be restored:
+	// verify says so and a restore refuses before writing anything.
 	if err := p.repo.Store().Delete(context.Background(), "backups/"+inc1.Manifest.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +171,7 @@ func TestIncrementalBackup(t *testing.T) {
 		t.Fatalf("verify after removing the reference: %v", problems)
 	}
 	dir := filepath.Join(t.TempDir(), "broken")
-	_, err = Restore(context.Background(), Config{Repo: p.repo, TargetDir: dir, Target: Target{Latest: true}, RestoreCommand: "false", Log: p.log()})
+	_, err = Restore(context.Background(), Config{Repo: p.repo, TargetDir: dir, Target: Target{Time: afterInc2}, RestoreCommand: "false", Log: p.log()})
 	if !errors.Is(err, archive.ErrCorrupt) || !strings.Contains(err.Error(), inc1.Manifest.ID) {
 		t.Fatalf("restore without the reference: %v", err)
 	}
