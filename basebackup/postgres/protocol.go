@@ -54,6 +54,7 @@ func (b *baseBackup) command(label string) string {
 
 func (b *baseBackup) run(ctx context.Context, label string) (Meta, []archive.FileEntry, error) {
 	var meta Meta
+	b.total, b.done = 0, 0 // a second run after a refused incremental starts over
 	b.conn.Frontend().SendQuery(&pgproto3.Query{String: b.command(label)})
 	if err := b.conn.Frontend().Flush(); err != nil {
 		return meta, nil, fmt.Errorf("send BASE_BACKUP: %w", err)
