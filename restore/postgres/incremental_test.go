@@ -198,3 +198,32 @@ func TestIncrementalRefusals(t *testing.T) {
 		t.Fatalf("incremental without the identity: %v", err)
 	}
 }
+
+// TestIncrementalAfterPromotion: after a failover the new primary has no
+// WAL summaries back to the last backup; the server refuses the
+// incremental, tidemark says so, and with --fallback-full takes a full one.
+func TestIncrementalAfterPromotion(t *testing.T) {
+	p := newPITRWith(t, "", 17, "summarize_wal=on")
+	p.startStreaming()
+	p.exec("CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
+	if _, err := p.backupAs("full", true, false); err != nil {
+		t.Fatal(err)
+	}
+	p.exec("INSERT INTO t SELECT g FROM generate_series(1001, 2000) g")
+	p.waitArchived()
+	p.stopWAL()
+	promoted, c := p.restoreServer(Target{Latest: true}, nil)
+	p.pg, p.conn = promoted, c
+	p.exec("ALTER SYSTEM SET summarize_wal = on")
+	p.exec("SELECT pg_reload_conf()")
+	p.startStreaming()
+	_, err := p.backupAs("incremental", false, false)
+	if !errors.Is(err, pgbackup.ErrNoIncremental) || !strings.Contains(err.Error(), "summar") {
+		t.Fatalf("incremental on the promoted server: %v", err)
+	}
+	t.Logf("refused as: %v", err)
+	res, err := p.backupAs("incremental", false, true)
+	if err != nil || res.Manifest.Type != "full" || res.Meta.IncrementalFrom != "" || len(res.Manifest.DependsOn) > 0 {
+		t.Fatalf("with fallback: %v, %+v", err, res)
+	}
+}
