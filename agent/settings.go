@@ -63,7 +63,7 @@ func (d Database) options(reg *engine.Registry, cmd engine.Command) (engine.Engi
 		if !owns(decl.Owners(s.flag), eng.Info().Name) {
 			msg := fmt.Sprintf("not a %s setting", eng.Info().Title)
 			if s.flag == "password-file" {
-				msg += fmt.Sprintf(" (its password comes from %s)", eng.Info().Passwords)
+				msg += fmt.Sprintf(" (its password comes from %s)", eng.Info().Credentials)
 			}
 			return nil, opts, &fieldError{s.key, msg}
 		}

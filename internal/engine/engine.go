@@ -74,9 +74,9 @@ type Info struct {
 	// StreamLock is the repository lock a streamer holds, so two streamers
 	// never write one repository.
 	StreamLock string
-	// Passwords says where the engine's source password comes from, for
+	// Credentials says where the engine's source password comes from, for
 	// messages.
-	Passwords string
+	Credentials string
 	// RestoreTarget is the flag naming where a restore goes: "target-dir"
 	// for a data directory, "target" for a server URL.
 	RestoreTarget string

@@ -29,7 +29,7 @@ func New() *Engine { return &Engine{} }
 // Info implements engine.Engine.
 func (*Engine) Info() engine.Info {
 	return engine.Info{Name: oplog.Engine, Title: "MongoDB", Stream: "oplog", Schemes: []string{"mongodb", "mongodb+srv"},
-		StreamLock: "stream-mongodb", Passwords: "a password file (--password-file, password_file) or the URL in TIDEMARK_SOURCE", RestoreTarget: "target"}
+		StreamLock: "stream-mongodb", Credentials: "a password file (--password-file, password_file) or the URL in TIDEMARK_SOURCE", RestoreTarget: "target"}
 }
 
 // Flags implements engine.Engine.

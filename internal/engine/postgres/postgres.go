@@ -27,7 +27,7 @@ func New() *Engine { return &Engine{} }
 // Info implements engine.Engine.
 func (*Engine) Info() engine.Info {
 	return engine.Info{Name: "postgres", Title: "PostgreSQL", Stream: "WAL", Schemes: []string{"postgres", "postgresql"},
-		StreamLock: "stream-wal", Passwords: "~/.pgpass, PGPASSFILE or PGPASSWORD", RestoreTarget: "target-dir"}
+		StreamLock: "stream-wal", Credentials: "~/.pgpass, PGPASSFILE or PGPASSWORD", RestoreTarget: "target-dir"}
 }
 
 // defaultSlot is the replication slot a streamer uses unless told.
