@@ -4,12 +4,16 @@ BIN      := bin/tidemark
 # Servers and tools built from Go modules are cached here by `make deps`.
 export TIDEMARK_CACHE ?= $(HOME)/.cache/tidemark
 
-.PHONY: all deps build test demo bench fuzz vet clean
+.PHONY: all deps deps-demo build test demo bench fuzz vet clean
 
 all: build
 
 deps:
 	@bash scripts/deps.sh
+
+# Only what the demo uses: PostgreSQL 15 and age.
+deps-demo:
+	@bash scripts/deps.sh demo
 
 build:
 	$(GO) build -o $(BIN) ./cmd/tidemark
@@ -24,7 +28,7 @@ vet:
 test: deps vet
 	$(GO) test -count=1 -timeout 25m ./...
 
-demo: deps build
+demo: deps-demo build
 	$(GO) run ./internal/demo
 
 # Side-by-side benchmarks (A B A B …) with ratios and peak RSS; see bench/README.md.

@@ -275,6 +275,7 @@ databases:
 		t.Fatalf("status after the agent: %+v", st)
 	}
 	oldest := st.Backups[0].Finished.Add(time.Second).UTC().Format(time.RFC3339Nano)
+	pg.Grant(t, repo) // the restored server's OS user reads the repository through restore_command
 	expect(t, 0, "restore", "--repo", repo, "--identity-file", key, "--to-time", oldest,
 		"--target-dir", filepath.Join(dir, "restored"))
 }

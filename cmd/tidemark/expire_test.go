@@ -60,6 +60,9 @@ func TestExpirePostgres(t *testing.T) {
 	}
 	expect(t, 0, "verify", "--repo", repo, "--identity-file", keyPath)
 	expect(t, 2, "expire", "--repo", repo)
+	// The restored server's OS user reads the repository and the key
+	// through restore_command (as root, the restore checks it can).
+	pg.Grant(t, repo, keyPath)
 	expect(t, exitUnreachable, "restore", "--repo", repo, "--identity-file", keyPath, "--target-dir", filepath.Join(base, "early"),
 		"--to-time", between.Format(time.RFC3339Nano))
 	expect(t, 0, "restore", "--repo", repo, "--identity-file", keyPath, "--target-dir", filepath.Join(base, "latest"), "--latest")
@@ -67,7 +70,6 @@ func TestExpirePostgres(t *testing.T) {
 	// A drill restores the kept backup into a scratch server (as root: run
 	// as postgres, which reads the repository through restore_command),
 	// checks it and records the report.
-	pg.Grant(t, repo, keyPath)
 	drill := exec.Command(bin, "drill", "--repo", repo, "--identity-file", keyPath, "--json")
 	drill.Stderr = os.Stderr
 	out2, err := drill.Output()

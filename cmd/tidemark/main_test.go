@@ -18,7 +18,15 @@ import (
 	"github.com/tidemark/tidemark/internal/testenv/storeenv"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	// A PostgreSQL restore run in-process writes this test binary into
+	// restore_command (os.Executable) and checks it as the server's OS
+	// user: it then acts as the CLI, never as the test suite.
+	if len(os.Args) > 1 && os.Args[1] == "wal-fetch" {
+		main()
+	}
+	testenv.Main(m)
+}
 
 // run executes the CLI in-process and returns its output and exit code.
 func run(t *testing.T, args ...string) (stdout, stderr string, code int) {

@@ -115,15 +115,16 @@ func startStreaming(t *testing.T, bin string, pg *testenv.Postgres, repo string)
 	return c
 }
 
-// TestRestoreStartRefusesRoot: as root, --start is refused before anything
-// is restored.
-func TestRestoreStartRefusesRoot(t *testing.T) {
+// TestRestoreRunAsUnknownUser: as root, the restored server's OS user
+// (--run-as) must exist; the restore is refused before anything is
+// written.
+func TestRestoreRunAsUnknownUser(t *testing.T) {
 	if os.Geteuid() != 0 {
-		return // only meaningful as root; CI runs as root
+		return // --run-as is refused without root (CI runs as root)
 	}
 	target := filepath.Join(t.TempDir(), "never")
-	_, errs := expect(t, 2, "restore", "--repo", t.TempDir(), "--latest", "--target-dir", target, "--start")
-	if !strings.Contains(errs, "does not run as root") {
+	_, errs := expect(t, 2, "restore", "--repo", t.TempDir(), "--latest", "--target-dir", target, "--start", "--run-as", "no-such-user-tm")
+	if !strings.Contains(errs, "no-such-user-tm") || !strings.Contains(errs, "--run-as") {
 		t.Fatalf("stderr: %s", errs)
 	}
 	if _, err := os.Stat(target); !os.IsNotExist(err) {
