@@ -148,6 +148,24 @@ func (r EngineRunner) Repository(ctx context.Context, db Database) (RepoSummary,
 			s.CompressionRatio = b.CompressionRatio()
 		}
 	}
-	_, s.Stored, err = repo.StoredSize(ctx, "")
-	return s, err
+	if _, s.Stored, err = repo.StoredSize(ctx, ""); err != nil {
+		return s, err
+	}
+	for _, area := range []string{"packs/", "chunks/"} {
+		_, n, err := repo.StoredSize(ctx, area)
+		if err != nil {
+			return s, err
+		}
+		s.BackupStored += n
+	}
+	return s, nil
+}
+
+// Status implements Runner.
+func (r EngineRunner) Status(ctx context.Context, db Database) (*jobs.StatusReport, error) {
+	repo, _, err := r.open(ctx, db, false)
+	if err != nil {
+		return nil, err
+	}
+	return jobs.Status(ctx, r.Engines, repo, time.Now())
 }
