@@ -61,7 +61,7 @@ func (r EngineRunner) Backup(ctx context.Context, db Database) (BackupResult, er
 	if typ == "" {
 		typ = "full"
 	}
-	rep, err := jobs.Backup(ctx, eng, engine.BackupJob{Job: job, Source: db.Source, Type: typ, Jobs: max(db.Backup.Jobs, 4)})
+	rep, err := jobs.Backup(ctx, eng, engine.BackupJob{Job: job, Source: db.backupSource(), Type: typ, Jobs: max(db.Backup.Jobs, 4)})
 	if err != nil {
 		return BackupResult{}, err
 	}

@@ -64,6 +64,9 @@ browser() { command -v chromium >/dev/null 2>&1 || apt_install chromium; }
 # prom_tools: promtool checks deploy/prometheus's alert rules in a test.
 prom_tools() { command -v promtool >/dev/null 2>&1 || apt_install prometheus; }
 
+# systemd_tools: systemd-analyze checks the agent's unit in a test.
+systemd_tools() { command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd; }
+
 # go_install NAME MODULE VERSION [NOTE] builds a command from a Go module
 # into $CACHE/NAME/VERSION/NAME.
 go_install() {
@@ -123,6 +126,7 @@ mariadb
 anchors
 browser
 prom_tools
+systemd_tools
 minio
 ferretdb
 fake_gcs
