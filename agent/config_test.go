@@ -95,14 +95,16 @@ func TestReadmeExample(t *testing.T) {
 		t.Fatal("README.md has no yaml example")
 	}
 	secret := writeConfig(t, "x")
-	for _, f := range []string{"/etc/tidemark/webhook", "/etc/tidemark/smtp", "/etc/tidemark/restore.key"} {
+	for _, f := range []string{"/etc/tidemark/webhook", "/etc/tidemark/smtp", "/etc/tidemark/restore.key",
+		"/etc/tidemark/shop-stream.pass", "/etc/tidemark/shop-backup.pass"} {
 		body = strings.ReplaceAll(body, f, secret)
 	}
 	cfg, err := LoadConfig(writeConfig(t, body), all.Registry())
 	if err != nil {
 		t.Fatalf("README example: %v", err)
 	}
-	if len(cfg.Databases) != 1 || cfg.Databases[0].Retention.Policy().Window != 14*24*time.Hour {
+	if len(cfg.Databases) != 2 || cfg.Databases[0].Retention.Policy().Window != 14*24*time.Hour ||
+		cfg.Databases[1].backupSource() != "mysql://tidemark_backup@db2:3306/" || cfg.Databases[1].Backup.PasswordFile == "" {
 		t.Fatalf("README example parsed as %+v", cfg)
 	}
 }

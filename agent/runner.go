@@ -102,8 +102,8 @@ func (r EngineRunner) Verify(ctx context.Context, db Database) error {
 	return jobs.VerifyOutcome(repo, rep)
 }
 
-// Drill implements Runner: a random point between the oldest and the
-// newest backup, as the drill command's --random-point.
+// Drill implements Runner: a random point with something to replay, as
+// the drill command's --random-point.
 func (r EngineRunner) Drill(ctx context.Context, db Database) (DrillResult, error) {
 	repo, ref, err := r.open(ctx, db, true)
 	if err != nil {
@@ -117,12 +117,12 @@ func (r EngineRunner) Drill(ctx context.Context, db Database) (DrillResult, erro
 	if fe != nil {
 		return DrillResult{}, errors.New(fe.key + ": " + fe.msg)
 	}
-	at, err := jobs.RandomPoint(ctx, repo)
+	at, err := jobs.RandomPoint(ctx, eng, repo)
 	if err != nil {
 		return DrillResult{}, err
 	}
 	rep, err := jobs.Drill(ctx, eng, engine.DrillJob{Job: engine.Job{Repo: repo, RepoRef: ref, Log: r.Log.With("database", db.Name),
-		Options: opts}, To: engine.Target{Time: at}, Jobs: 4, Timeout: 30 * time.Minute})
+		Options: opts}, To: engine.Target{Time: at}, Random: true, Jobs: 4, Timeout: 30 * time.Minute})
 	var res DrillResult
 	if rep != nil {
 		res = DrillResult{RTO: time.Duration(rep.RTOSeconds * float64(time.Second)), Problems: rep.Problems}

@@ -389,6 +389,11 @@ func TestAgentMySQL(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || !rep.OK || rep.Engine != "mysql" || rep.Tables != 1 || rep.Rows != 3 {
 		t.Fatalf("drill: %v\n%s", err, out)
 	}
+	// The RTO counts the scratch server's start, as a restore onto a
+	// fresh host would pay it.
+	if rep.ServerStartSeconds <= 0 || rep.RTOSeconds < rep.ServerStartSeconds+rep.RestoreSeconds+rep.RecoverySeconds {
+		t.Fatalf("drill RTO %.2fs, server start %.2fs, restore %.2fs, replay %.2fs", rep.RTOSeconds, rep.ServerStartSeconds, rep.RestoreSeconds, rep.RecoverySeconds)
+	}
 	if st := statusOf(t, repo); st.LastDrill == nil || st.LastDrill.Rows != 3 {
 		t.Fatalf("status after the drill: %+v", st.LastDrill)
 	}

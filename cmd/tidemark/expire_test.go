@@ -12,6 +12,7 @@ import (
 
 	"github.com/tidemark/tidemark/internal/testenv"
 	"github.com/tidemark/tidemark/restore"
+	"github.com/tidemark/tidemark/wal"
 )
 
 // TestExpirePostgres: expiring the older of two backups deletes it and the
@@ -67,17 +68,38 @@ func TestExpirePostgres(t *testing.T) {
 		"--to-time", between.Format(time.RFC3339Nano))
 	expect(t, 0, "restore", "--repo", repo, "--identity-file", keyPath, "--target-dir", filepath.Join(base, "latest"), "--latest")
 
-	// A drill restores the kept backup into a scratch server (as root: run
-	// as postgres, which reads the repository through restore_command),
-	// checks it and records the report.
-	drill := exec.Command(bin, "drill", "--repo", repo, "--identity-file", keyPath, "--json")
+	// A drill to a random point restores the one kept backup into a
+	// scratch server (as root: run as postgres, which reads the repository
+	// through restore_command), replays WAL past it, checks the result and
+	// records the report.
+	exec1("INSERT INTO t SELECT g FROM generate_series(1, 100) g")
+	var cur string
+	c.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&cur)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		var ok bool
+		c.QueryRow(ctx, "SELECT flush_lsn >= $1::pg_lsn FROM pg_stat_replication WHERE application_name = 'tidemark'", cur).Scan(&ok)
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the insert after the backup was not archived")
+		}
+	}
+	kept := statusOf(t, repo).Backups[0]
+	drill := exec.Command(bin, "drill", "--repo", repo, "--identity-file", keyPath, "--random-point", "--json")
 	drill.Stderr = os.Stderr
 	out2, err := drill.Output()
 	if err != nil {
 		t.Fatalf("drill: %v\n%s", err, out2)
 	}
 	var rep restore.DrillReport
-	if err := json.Unmarshal(out2, &rep); err != nil || !rep.OK || rep.Rows != 4000 || rep.Tables != 1 || rep.IndexesChecked == 0 || rep.RTOSeconds <= 0 {
+	if err := json.Unmarshal(out2, &rep); err != nil || !rep.OK || rep.Rows < 4000 || rep.Rows > 4100 || rep.Tables != 1 || rep.IndexesChecked == 0 || rep.RTOSeconds <= 0 {
 		t.Fatalf("drill report: %v\n%s", err, out2)
+	}
+	// With one backup the random point still lies past it: WAL to replay.
+	target, err := wal.ParseLSN(strings.TrimPrefix(rep.Target, "lsn "))
+	stop, _ := wal.ParseLSN(kept.Stop)
+	if err != nil || rep.Backup != kept.ID || target <= stop {
+		t.Fatalf("drill --random-point to %q from backup %s (stop %s): %v", rep.Target, rep.Backup, kept.Stop, err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/tidemark/tidemark/basebackup"
 	pgbackup "github.com/tidemark/tidemark/basebackup/postgres"
 	"github.com/tidemark/tidemark/internal/engine"
 	"github.com/tidemark/tidemark/wal"
@@ -180,7 +181,7 @@ func (*Engine) Backup(ctx context.Context, job engine.BackupJob) (*engine.Backup
 	meta := res.Meta
 	return &engine.BackupReport{Manifest: res.Manifest, Start: meta.StartLSN, Stop: meta.StopLSN,
 		Lines: []string{
-			fmt.Sprintf("WAL %s – %s on timeline %d, archived by the %s", meta.StartLSN, meta.StopLSN, meta.StopTimeline, meta.WALArchivedBy),
+			fmt.Sprintf("WAL %s – %s on timeline %d, %s", meta.StartLSN, meta.StopLSN, meta.StopTimeline, basebackup.ArchivedBy(meta.WALArchivedBy)),
 		},
 		Detail: map[string]any{"start_lsn": meta.StartLSN, "stop_lsn": meta.StopLSN, "timeline": meta.StopTimeline,
 			"server_version": meta.ServerVersion, "wal_archived_by": meta.WALArchivedBy}}, nil

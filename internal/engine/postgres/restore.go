@@ -113,6 +113,11 @@ func (*Engine) Drill(ctx context.Context, job engine.DrillJob) (*restore.DrillRe
 		return nil, err
 	}
 	to := pgrestore.Target{Latest: job.To.Time.IsZero(), Time: job.To.Time}
+	if job.Random {
+		if to, err = pgrestore.RandomTarget(ctx, job.Repo); err != nil {
+			return nil, err
+		}
+	}
 	return pgrestore.Drill(ctx, pgrestore.DrillConfig{Repo: job.Repo, Target: to, Fetch: fetch, WorkDir: o.String("workdir"),
 		As: as, BinDir: o.String("pg-bindir"), User: o.String("db-user"), Jobs: job.Jobs, Timeout: job.Timeout, Log: job.Log})
 }
