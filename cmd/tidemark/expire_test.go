@@ -73,18 +73,7 @@ func TestExpirePostgres(t *testing.T) {
 	// through restore_command), replays WAL past it, checks the result and
 	// records the report.
 	exec1("INSERT INTO t SELECT g FROM generate_series(1, 100) g")
-	var cur string
-	c.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&cur)
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
-		var ok bool
-		c.QueryRow(ctx, "SELECT flush_lsn >= $1::pg_lsn FROM pg_stat_replication WHERE application_name = 'tidemark'", cur).Scan(&ok)
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the insert after the backup was not archived")
-		}
-	}
+	waitWALArchived(t, c)
 	kept := statusOf(t, repo).Backups[0]
 	drill := exec.Command(bin, "drill", "--repo", repo, "--identity-file", keyPath, "--random-point", "--json")
 	drill.Stderr = os.Stderr

@@ -26,8 +26,14 @@ import (
 	pgrestore "github.com/tidemark/tidemark/restore/postgres"
 )
 
+// main runs the demo with the tidemark binary named by its argument
+// (`make demo` builds bin/tidemark-demo), else bin/tidemark.
 func main() {
-	bin, err := filepath.Abs("bin/tidemark")
+	path := "bin/tidemark"
+	if len(os.Args) > 1 {
+		path = os.Args[1]
+	}
+	bin, err := filepath.Abs(path)
 	if err == nil {
 		err = run(context.Background(), bin)
 	}
@@ -49,7 +55,7 @@ type demo struct {
 func run(ctx context.Context, bin string) error {
 	defer testenv.StopAll()
 	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("%s missing: run `make build` first", bin)
+		return fmt.Errorf("%s missing: run `make demo` (or `make build`) first", bin)
 	}
 	work, err := os.MkdirTemp("", "tidemark-demo-")
 	if err != nil {
