@@ -125,8 +125,10 @@ func (*Engine) Check(cmd engine.Command, o engine.Options) error {
 		if o.String("run-as") != "" && os.Geteuid() != 0 {
 			return fmt.Errorf("--run-as needs root: without it the restored server runs as you")
 		}
-		if _, err := serverUser(o.String("run-as")); err != nil {
-			return err // refused before anything is restored
+		if name := o.String("run-as"); name != "" {
+			if _, err := serverUser(name); err != nil {
+				return err // a misspelt user is refused before anything is read
+			}
 		}
 	}
 	return nil
