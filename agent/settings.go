@@ -24,8 +24,10 @@ func (d Database) settings(cmd engine.Command) []setting {
 			s = append(s, setting{key, flag, value})
 		}
 	}
-	switch cmd {
-	case engine.CmdStream, engine.CmdBackup:
+	switch {
+	case cmd == engine.CmdBackup && d.Backup != nil && d.Backup.PasswordFile != "":
+		add("backup.password_file", "password-file", d.Backup.PasswordFile)
+	case cmd == engine.CmdStream, cmd == engine.CmdBackup:
 		add("password_file", "password-file", d.PasswordFile)
 	}
 	if st := d.Stream; st != nil {
