@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/internal/engine"
-
 	"github.com/tidemark/tidemark/internal/engine/all"
 )
 
@@ -103,14 +102,69 @@ func TestReadmeExample(t *testing.T) {
 		t.Fatal("README.md has no yaml example")
 	}
 	secret := writeConfig(t, "x")
-	for _, f := range []string{"/etc/tidemark/webhook", "/etc/tidemark/smtp", "/etc/tidemark/restore.key"} {
+	for _, f := range []string{"/etc/tidemark/webhook", "/etc/tidemark/smtp", "/etc/tidemark/restore.key",
+		"/etc/tidemark/shop-stream.pass", "/etc/tidemark/shop-backup.pass"} {
 		body = strings.ReplaceAll(body, f, secret)
 	}
 	cfg, err := LoadConfig(writeConfig(t, body), all.Registry())
 	if err != nil {
 		t.Fatalf("README example: %v", err)
 	}
-	if len(cfg.Databases) != 1 || cfg.Databases[0].Retention.Policy().Window != 14*24*time.Hour {
+	if len(cfg.Databases) != 2 || cfg.Databases[0].Retention.Policy().Window != 14*24*time.Hour ||
+		cfg.Databases[1].backupSource() != "mysql://tidemark_backup@db2:3306/" || cfg.Databases[1].Backup.PasswordFile == "" {
 		t.Fatalf("README example parsed as %+v", cfg)
+	}
+}
+
+// TestBackupCredentials: a database can stream as one user and back up as
+// another (MariaDB's backup needs RELOAD and SELECT, its stream does not);
+// configs without them keep working, and a backup source of another engine
+// or with a password is refused.
+func TestBackupCredentials(t *testing.T) {
+	streamPW, backupPW := writeConfig(t, "s"), writeConfig(t, "b")
+	c, err := LoadConfig(writeConfig(t, `databases:
+  - name: shop
+    source: mysql://tidemark_stream@db2:3306/
+    password_file: `+streamPW+`
+    repo: /var/backups/shop
+    stream: {enabled: true}
+    backup: {schedule: "@daily", source: "mysql://tidemark_backup@db2:3306/", password_file: `+backupPW+`}
+  - name: old
+    source: mysql://backup@db3:3306/
+    password_file: `+streamPW+`
+    repo: /var/backups/old
+    backup: {schedule: "@daily"}
+`), all.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	shop, old := c.Databases[0], c.Databases[1]
+	if shop.backupSource() != "mysql://tidemark_backup@db2:3306/" || old.backupSource() != "mysql://backup@db3:3306/" {
+		t.Fatalf("backup sources %q, %q", shop.backupSource(), old.backupSource())
+	}
+	for _, tc := range []struct {
+		db   Database
+		cmd  engine.Command
+		want string
+	}{{shop, engine.CmdBackup, backupPW}, {shop, engine.CmdStream, streamPW}, {old, engine.CmdBackup, streamPW}} {
+		_, opts, fe := tc.db.options(all.Registry(), tc.cmd)
+		if fe != nil || opts.String("password-file") != tc.want {
+			t.Errorf("%s %s: password file %q (%v), want %q", tc.db.Name, tc.cmd, opts.String("password-file"), fe, tc.want)
+		}
+	}
+	_, err = LoadConfig(writeConfig(t, `databases:
+  - name: shop
+    source: mysql://tidemark_stream@db2:3306/
+    repo: /var/backups/shop
+    backup: {schedule: "@daily", source: "postgres://backup@db2/postgres"}
+  - name: pg
+    source: postgres://replicator@db1/postgres
+    repo: /var/backups/pg
+    backup: {schedule: "@daily", source: "postgres://backup:secret@db1/postgres"}
+`), all.Registry())
+	for _, want := range []string{"databases.0.backup.source: a MySQL/MariaDB source", "databases.1.backup.source: no passwords"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want %q in %v", want, err)
+		}
 	}
 }

@@ -86,8 +86,8 @@ func (p *pitr) drill(target Target) {
 		}
 	}
 	p.pg.Grant(p.t, p.keyFile, p.repoDir)
-	cmd := fmt.Sprintf("%s wal-fetch --repo %s --identity-file %s %%f %%p", testenv.TidemarkBinary(p.t), p.repoURL, p.keyFile)
-	rep, err := Drill(context.Background(), DrillConfig{Repo: p.repo, Target: target, RestoreCommand: cmd, As: as,
+	fetch := FetchCommand{Binary: testenv.TidemarkBinary(p.t), Repo: p.repoURL, IdentityFile: p.keyFile}
+	rep, err := Drill(context.Background(), DrillConfig{Repo: p.repo, Target: target, Fetch: fetch, As: as,
 		BinDir: p.pg.BinDir, Timeout: 2 * time.Minute, Log: p.log()})
 	if err != nil || !rep.OK || rep.IndexesChecked == 0 {
 		p.t.Fatalf("drill on PostgreSQL %d: %v, %+v", p.pg.Major, err, rep)

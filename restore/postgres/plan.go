@@ -27,6 +27,10 @@ type Plan struct {
 	Timeline uint32
 	// Kept and Fetched count file bytes a delta restore kept and fetched.
 	Kept, Fetched int64
+	// Placed are the copies of tidemark and the key files a restore put
+	// in KitDir for the restored server's OS user (none when it could run
+	// the originals).
+	Placed []string
 }
 
 // PlanRestore picks the newest base backup that can reach the target and

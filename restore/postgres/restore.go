@@ -18,6 +18,7 @@ import (
 
 	"github.com/tidemark/tidemark/archive"
 	pgbackup "github.com/tidemark/tidemark/basebackup/postgres"
+	"github.com/tidemark/tidemark/restore"
 )
 
 // Config configures a PostgreSQL restore.
@@ -30,11 +31,20 @@ type Config struct {
 	// TablespaceMap relocates tablespaces: keys are a tablespace's OID or
 	// its original location, values the new location.
 	TablespaceMap map[string]string
+	// Fetch, when set, is how the restored server will fetch WAL: it is
+	// made runnable by Owner (PlaceFetch) before anything is written, and
+	// becomes the restore_command.
+	Fetch *FetchCommand
 	// RestoreCommand is the restore_command written into the restored
-	// configuration (a `tidemark wal-fetch` invocation, no secret inlined).
+	// configuration (a `tidemark wal-fetch` invocation, no secret inlined)
+	// when Fetch is not set.
 	RestoreCommand string
-	Log            *slog.Logger
-	Progress       func(done, total int64)
+	// Owner is the OS user the restored server runs as, when it is not
+	// the current user (a restore as root): the data directory and the
+	// tablespaces are handed to it. nil: the current user.
+	Owner    *restore.OSUser
+	Log      *slog.Logger
+	Progress func(done, total int64)
 	// Delta reuses an existing data directory: chunks already on disk are
 	// kept, only differing ones fetched, files the backup lacks removed.
 	Delta bool
@@ -54,6 +64,13 @@ func Restore(ctx context.Context, cfg Config) (*Plan, error) {
 	plan, err := PlanRestore(ctx, cfg.Repo, cfg.Target)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Fetch != nil {
+		f, placed, err := PlaceFetch(ctx, *cfg.Fetch, cfg.TargetDir, cfg.Owner)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RestoreCommand, plan.Placed = f.String(), placed
 	}
 	if cfg.Delta {
 		if err := checkDeltaTarget(cfg.TargetDir); err != nil {
@@ -78,7 +95,33 @@ func Restore(ctx context.Context, cfg Config) (*Plan, error) {
 	if err := writeRecoveryConfig(cfg); err != nil {
 		return nil, err
 	}
+	if err := handOver(cfg, plan.Meta); err != nil {
+		return nil, fmt.Errorf("hand the restored files to %s: %w", cfg.Owner.Name, err)
+	}
 	return plan, nil
+}
+
+// handOver gives the data directory and the tablespaces to the server's
+// OS user.
+func handOver(cfg Config, meta pgbackup.Meta) error {
+	if cfg.Owner == nil {
+		return nil
+	}
+	if err := cfg.Owner.Chown(cfg.TargetDir); err != nil {
+		return err
+	}
+	for _, ts := range meta.Tablespaces {
+		loc := ts.Location
+		for _, k := range []string{ts.OID, ts.Location} {
+			if v, ok := cfg.TablespaceMap[k]; ok {
+				loc = v
+			}
+		}
+		if err := cfg.Owner.Chown(loc); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // emptyDir creates dir, or accepts it when it exists and is empty.

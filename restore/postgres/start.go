@@ -30,7 +30,7 @@ type Recovered struct {
 }
 
 // ErrRunningAsRoot: PostgreSQL refuses to run as root.
-var ErrRunningAsRoot = errors.New("PostgreSQL does not run as root: run `restore --start` as the database's OS user (for example with sudo -u postgres)")
+var ErrRunningAsRoot = errors.New("PostgreSQL does not run as root: run `restore --start` as the database's OS user (for example with sudo -u postgres), or as root with --run-as naming that user")
 
 // StartRestored starts PostgreSQL on a restored directory, waits until
 // recovery has reached its target and the server promoted, and checks from

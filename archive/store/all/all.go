@@ -11,11 +11,8 @@ import (
 	"strings"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/archive/store/azblob"
 	"github.com/tidemark/tidemark/archive/store/file"
-	"github.com/tidemark/tidemark/archive/store/gcs"
 	"github.com/tidemark/tidemark/archive/store/internal/storeutil"
-	"github.com/tidemark/tidemark/archive/store/s3"
 )
 
 // Open opens the store a repository URL names. Every supported scheme is
@@ -47,12 +44,8 @@ func Open(ctx context.Context, repoURL string) (archive.Store, error) {
 			return nil, fmt.Errorf("%w: repository URL %q: file URLs take no host (file:///abs/path)", archive.ErrBadURL, repoURL)
 		}
 		return store(file.Open(u.Path))
-	case "s3":
-		return store(s3.Open(ctx, u))
-	case "gs":
-		return store(gcs.Open(ctx, u))
-	case "azblob", "https":
-		return store(azblob.Open(ctx, u))
+	case "s3", "gs", "azblob", "https":
+		return cloud(ctx, u)
 	default:
 		return nil, fmt.Errorf("%w: repository URL %q: unsupported scheme %q (supported: file://, s3://, gs://, azblob://, https://ACCOUNT.blob.core.windows.net/)", archive.ErrBadURL, storeutil.SafeURL(u), u.Scheme)
 	}

@@ -12,10 +12,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/tidemark/tidemark/basebackup"
 	pgbackup "github.com/tidemark/tidemark/basebackup/postgres"
 	"github.com/tidemark/tidemark/internal/engine"
 	"github.com/tidemark/tidemark/internal/progress"
-	pgrestore "github.com/tidemark/tidemark/restore/postgres"
 	"github.com/tidemark/tidemark/wal"
 )
 
@@ -28,7 +28,7 @@ func New() *Engine { return &Engine{} }
 // Info implements engine.Engine.
 func (*Engine) Info() engine.Info {
 	return engine.Info{Name: "postgres", Title: "PostgreSQL", Stream: "WAL", Schemes: []string{"postgres", "postgresql"},
-		StreamLock: "stream-wal", Passwords: "~/.pgpass, PGPASSFILE or PGPASSWORD", RestoreTarget: "target-dir"}
+		StreamLock: "stream-wal", Credentials: "~/.pgpass, PGPASSFILE or PGPASSWORD", RestoreTarget: "target-dir"}
 }
 
 // defaultSlot is the replication slot a streamer uses unless told.
@@ -53,6 +53,7 @@ func (*Engine) Flags(cmd engine.Command, d *engine.Declarer) {
 		d.String("to-name", "", "restore to this named restore point")
 		d.String("timeline", "latest", "timeline to follow (number or latest)")
 		d.Bool("start", false, "start the restored server, wait until it reached the target and promoted, and report where it stopped")
+		d.String("run-as", "", "when running as root: the OS user the restored server runs as, given the data directory (default postgres)")
 		d.Int("port", 5433, "port for --start")
 		d.String("pg-bindir", "", "server binaries for --start (default: the backup's major version's, or pg_config --bindir)")
 		d.Duration("start-timeout", 0, "how long --start waits for recovery (default 1h)")
@@ -95,14 +96,21 @@ on any chunk of any file), recovery is configured (recovery.signal,
 restore_command calling 'tidemark wal-fetch' with the repository and key
 file paths — never a key inline — the target, and promote); start
 PostgreSQL on it to replay, or pass --start. Targets: --to-time, --latest,
---to-lsn, --to-xid, --to-name.`
+--to-lsn, --to-xid, --to-name.
+restore_command runs as the server's OS user (as root: --run-as, default
+postgres, who is given the data directory). Before anything is written,
+restore checks as that user that it can run tidemark and read the
+repository and key file; when the user cannot reach tidemark or the key
+file, copies go into DIR.tidemark beside the data directory (keep it while
+the server recovers); a repository it cannot read is refused.`
 	case engine.CmdDrill:
 		return `PostgreSQL: restore into a scratch directory, start a throwaway server on a
 free port (local socket only), recover to the target, then check every
 B-tree index with amcheck and count every table's rows in every database.
 PostgreSQL does not run as root: as root, the scratch server runs as
---run-as (default postgres), which must be able to read the repository and
-the key file, since recovery fetches WAL with tidemark wal-fetch as that user.`
+--run-as (default postgres), which must be able to read the repository,
+since recovery fetches WAL with tidemark wal-fetch as that user (tidemark and
+the key file are copied into the scratch directory when it cannot reach them).`
 	}
 	return ""
 }
@@ -121,8 +129,13 @@ func (*Engine) Check(cmd engine.Command, o engine.Options) error {
 		if _, err := tablespaceMap(o.Strings("tablespace-map")); err != nil {
 			return err
 		}
-		if o.Bool("start") && os.Geteuid() == 0 {
-			return pgrestore.ErrRunningAsRoot // refuse before restoring anything
+		if o.String("run-as") != "" && os.Geteuid() != 0 {
+			return fmt.Errorf("--run-as needs root: without it the restored server runs as you")
+		}
+		if name := o.String("run-as"); name != "" {
+			if _, err := serverUser(name); err != nil {
+				return err // a misspelt user is refused before anything is read
+			}
 		}
 	}
 	return nil
@@ -177,7 +190,7 @@ func (*Engine) Backup(ctx context.Context, job engine.BackupJob) (*engine.Backup
 	meta := res.Meta
 	rep := &engine.BackupReport{Manifest: res.Manifest, Start: meta.StartLSN, Stop: meta.StopLSN,
 		Lines: []string{
-			fmt.Sprintf("WAL %s – %s on timeline %d, archived by the %s", meta.StartLSN, meta.StopLSN, meta.StopTimeline, meta.WALArchivedBy),
+			fmt.Sprintf("WAL %s – %s on timeline %d, %s", meta.StartLSN, meta.StopLSN, meta.StopTimeline, basebackup.ArchivedBy(meta.WALArchivedBy)),
 		},
 		Detail: map[string]any{"start_lsn": meta.StartLSN, "stop_lsn": meta.StopLSN, "timeline": meta.StopTimeline,
 			"server_version": meta.ServerVersion, "wal_archived_by": meta.WALArchivedBy}}
