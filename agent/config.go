@@ -81,7 +81,10 @@ type BackupJob struct {
 	Scheduled      `yaml:",inline"`
 	Type           string `yaml:"type"`
 	FastCheckpoint bool   `yaml:"fast_checkpoint"`
-	Jobs           int    `yaml:"jobs"`
+	// FallbackFull: PostgreSQL 17+, a full backup when an incremental
+	// cannot be taken (--fallback-full).
+	FallbackFull bool `yaml:"fallback_full"`
+	Jobs         int  `yaml:"jobs"`
 	// Source and PasswordFile, when set, are the credentials backups use
 	// instead of the database's: an engine whose backups need privileges
 	// its stream does not (MariaDB's RELOAD and SELECT) can stream and

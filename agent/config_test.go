@@ -32,7 +32,7 @@ databases:
     repo: s3://backups/main
     identity_file: `+key+`
     stream: {enabled: true, create_slot: true}
-    backup: {schedule: "0 1 * * *", fast_checkpoint: true}
+    backup: {schedule: "0 1 * * *", type: incremental, fast_checkpoint: true, fallback_full: true}
     retention: {schedule: "@daily", keep_daily: 7, pitr_window: 14d}
     verify: {schedule: "0 4 * * 0"}
     drill: {schedule: "0 5 * * 0", run_as: postgres}
@@ -45,6 +45,13 @@ databases:
 	if !d.Stream.Enabled || d.Backup.Schedule != "0 1 * * *" || d.Retention.Policy().Window != 14*24*time.Hour ||
 		time.Duration(c.Alerts.LagThreshold) != 2*time.Minute || d.Drill.RunAs != "postgres" {
 		t.Fatalf("config %+v", c)
+	}
+	var flags []string
+	for _, st := range d.settings(engine.CmdBackup) {
+		flags = append(flags, st.flag+"="+st.value)
+	}
+	if got := strings.Join(flags, " "); !strings.Contains(got, "fallback-full=true") {
+		t.Fatalf("backup settings %q lack fallback-full", got)
 	}
 }
 

@@ -41,6 +41,7 @@ func (d Database) settings(cmd engine.Command) []setting {
 	}
 	if b := d.Backup; b != nil && cmd == engine.CmdBackup {
 		add("backup.fast_checkpoint", "fast-checkpoint", strconv.FormatBool(b.FastCheckpoint))
+		add("backup.fallback_full", "fallback-full", strconv.FormatBool(b.FallbackFull))
 	}
 	if dr := d.Drill; dr != nil && cmd == engine.CmdDrill {
 		add("drill.run_as", "run-as", dr.RunAs)

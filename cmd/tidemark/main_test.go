@@ -27,6 +27,11 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "wal-fetch" {
 		main()
 	}
+	// As a user runs tidemark: the servers' major's binaries on PATH, which
+	// restore --start and drill find their binaries by.
+	if bin, err := testenv.PostgresBin(testenv.DefaultPostgresMajor()); err == nil {
+		os.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	}
 	testenv.Main(m)
 }
 

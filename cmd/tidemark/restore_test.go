@@ -58,7 +58,7 @@ func TestRestoreStartReachesTarget(t *testing.T) {
 	target := filepath.Join(targetParent, "pg")
 	out, err := asServerUser(bin, "restore", "--repo", repo, "--identity-file", key, "--to-name", "good",
 		"--target-dir", target, "--start", "--port", fmt.Sprint(port)).CombinedOutput()
-	defer asServerUser(filepath.Join(testenv.PostgresBinDir, "pg_ctl"), "stop", "-D", target, "-m", "immediate").Run()
+	defer asServerUser(filepath.Join(pg.BinDir, "pg_ctl"), "stop", "-D", target, "-m", "immediate").Run()
 	if err != nil {
 		t.Fatalf("restore --start: %v\n%s", err, out)
 	}
@@ -72,7 +72,7 @@ func TestRestoreStartReachesTarget(t *testing.T) {
 	cmd := asServerUser(bin, "restore", "--repo", repo, "--identity-file", key, "--to-name", "never-created",
 		"--target-dir", missing, "--start", "--port", fmt.Sprint(port2), "--start-timeout", "2m")
 	out2, err := cmd.CombinedOutput()
-	defer asServerUser(filepath.Join(testenv.PostgresBinDir, "pg_ctl"), "stop", "-D", missing, "-m", "immediate").Run()
+	defer asServerUser(filepath.Join(pg.BinDir, "pg_ctl"), "stop", "-D", missing, "-m", "immediate").Run()
 	if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != exitUnreachable || !strings.Contains(string(out2), "before the target") {
 		t.Fatalf("restore --start to a point never archived: %v\n%s", err, out2)
 	}

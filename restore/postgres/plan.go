@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -16,8 +17,11 @@ import (
 
 // Plan is what a restore will do, decided before anything is written.
 type Plan struct {
-	Backup   *archive.Manifest
-	Meta     pgbackup.Meta
+	Backup *archive.Manifest
+	Meta   pgbackup.Meta
+	// Chain: the backups an incremental Backup was taken against, newest
+	// first, down to a full one; its files are rebuilt from them.
+	Chain    []*archive.Manifest
 	WALFrom  pglogrepl.LSN
 	WALUntil pglogrepl.LSN // newest archived WAL on the newest timeline
 	Timeline uint32
@@ -68,8 +72,12 @@ func PlanRestore(ctx context.Context, repo *archive.Repository, target Target) (
 	if err != nil {
 		return nil, err
 	}
+	chain, err := loadChain(ctx, repo, m, meta)
+	if err != nil {
+		return nil, err
+	}
 	start, _ := pglogrepl.ParseLSN(meta.StartLSN)
-	p := &Plan{Backup: m, Meta: meta, WALFrom: start, WALUntil: latest.End, Timeline: latest.TLI}
+	p := &Plan{Backup: m, Meta: meta, Chain: chain, WALFrom: start, WALUntil: latest.End, Timeline: latest.TLI}
 	if err := checkContinuity(state, g, p); err != nil {
 		return nil, err
 	}
@@ -122,6 +130,29 @@ func chooseBase(bases []archive.BackupSummary, target Target, latest *wal.Timeli
 		return nil, fmt.Errorf("%w: %s is in the future; %s", restore.ErrUnreachable, target, window)
 	}
 	return chosen, nil
+}
+
+// loadChain reads the manifests of the backups an incremental depends on,
+// newest first, down to the full one; nil for a full backup.
+func loadChain(ctx context.Context, repo *archive.Repository, m *archive.Manifest, meta pgbackup.Meta) ([]*archive.Manifest, error) {
+	var chain []*archive.Manifest
+	seen := map[string]bool{m.ID: true}
+	for from, id := meta.IncrementalFrom, m.ID; from != ""; {
+		if seen[from] {
+			return nil, fmt.Errorf("backup %s: %w: its chain of references loops at %s", m.ID, archive.ErrCorrupt, from)
+		}
+		seen[from] = true
+		ref, refMeta, err := readBase(ctx, repo, from)
+		if errors.Is(err, archive.ErrNotExist) {
+			return nil, fmt.Errorf("backup %s: %w: it is incremental against backup %s, which is not in the repository", id, archive.ErrCorrupt, from)
+		}
+		if err != nil {
+			return nil, err
+		}
+		chain = append(chain, ref)
+		from, id = refMeta.IncrementalFrom, ref.ID
+	}
+	return chain, nil
 }
 
 // readBase reads a base backup's manifest and its PostgreSQL metadata.

@@ -88,7 +88,7 @@ func Restore(ctx context.Context, cfg Config) (*Plan, error) {
 	cfg.Log.Info("restoring", "backup", plan.Backup.ID, "start_lsn", plan.Meta.StartLSN, "target", cfg.Target.String(),
 		"archived_wal_until", plan.WALUntil, "timeline", plan.Timeline)
 	st := &deltaStats{}
-	if err := materialize(ctx, cfg, plan.Backup, plan.Meta, st); err != nil {
+	if err := materialize(ctx, cfg, plan, st); err != nil {
 		return nil, err
 	}
 	plan.Kept, plan.Fetched = st.kept.Load(), st.fetched.Load()
@@ -141,11 +141,8 @@ func emptyDir(dir string) error {
 
 // materialize writes every file of the backup, in parallel, each verified
 // chunk by chunk as it is read.
-func materialize(ctx context.Context, cfg Config, m *archive.Manifest, meta pgbackup.Meta, st *deltaStats) error {
-	var total, done int64
-	for _, f := range m.Files {
-		total += f.Size
-	}
+func materialize(ctx context.Context, cfg Config, plan *Plan, st *deltaStats) error {
+	m, meta := plan.Backup, plan.Meta
 	var mu sync.Mutex
 	tsMap, relocated, err := placeTablespaces(cfg, meta)
 	if err != nil {
@@ -168,6 +165,17 @@ func materialize(ctx context.Context, cfg Config, m *archive.Manifest, meta pgba
 			regular = append(regular, f)
 		}
 	}
+	regular, rebuilt, err := rebuildPlans(ctx, cfg, plan, regular)
+	if err != nil {
+		return err
+	}
+	var total, done int64
+	for _, f := range regular {
+		total += f.Size
+	}
+	for _, p := range rebuilt {
+		total += p.entry.Size
+	}
 	report := func(n int64) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -182,6 +190,9 @@ func materialize(ctx context.Context, cfg Config, m *archive.Manifest, meta pgba
 		err = writeFiles(ctx, cfg.Repo, cfg.TargetDir, regular, cfg.Jobs, func(n int64) { st.fetched.Add(n); report(n) })
 	}
 	if err != nil {
+		return err
+	}
+	if err := writeRebuilt(ctx, cfg, rebuilt, func(n int64) { st.fetched.Add(n); report(n) }); err != nil {
 		return err
 	}
 	if relocated {

@@ -15,6 +15,7 @@ import (
 	"github.com/tidemark/tidemark/basebackup"
 	pgbackup "github.com/tidemark/tidemark/basebackup/postgres"
 	"github.com/tidemark/tidemark/internal/engine"
+	"github.com/tidemark/tidemark/internal/progress"
 	"github.com/tidemark/tidemark/wal"
 )
 
@@ -44,6 +45,7 @@ func (*Engine) Flags(cmd engine.Command, d *engine.Declarer) {
 	case engine.CmdBackup:
 		d.Bool("fast-checkpoint", false, "request an immediate checkpoint instead of a spread one")
 		d.String("slot", defaultSlot, "the streamer's replication slot (created if missing, to hold the backup's WAL)")
+		d.Bool("fallback-full", false, "PostgreSQL 17+: take a full backup when an incremental or differential one cannot be taken (summarize_wal off, no earlier backup) instead of failing")
 	case engine.CmdRestore:
 		d.String("target-dir", "", "empty directory to restore the data directory into")
 		d.String("to-lsn", "", "restore to this LSN")
@@ -78,11 +80,16 @@ streams straight into deduplicated, compressed, encrypted chunks (never
 staged on local disk); the manifest is written last, and only once the WAL
 from the backup's start to its stop is archived — by the running
 'tidemark stream' on the same slot, or by the backup itself when no
-streamer runs. Every backup restores on its own (no chains). --type: every
-backup stores only the chunks the repository does not hold yet, so in
-storage terms every type is incremental against everything in the
-repository; PostgreSQL sends the whole cluster for every type, and the
-type is recorded in the manifest for your retention policy.`
+streamer runs. Every backup stores only the chunks the repository does not
+hold yet. --type incremental on PostgreSQL 17+ (summarize_wal = on) is
+block-level: the previous backup's manifest, read from the repository (this
+needs --identity-file), is uploaded and the server sends only the blocks
+changed since (differential: since the newest full backup); a restore
+rebuilds the files from the chain, and expire keeps every backup a kept one
+depends on. Without summaries or an earlier backup it fails, unless
+--fallback-full. On 13 to 16, and for --type full, the server sends the whole
+cluster and deduplication saves the storage, not the reading; full backups
+restore on their own.`
 	case engine.CmdRestore:
 		return `PostgreSQL (--target-dir DIR): the data directory is written (every worker
 on any chunk of any file), recovery is configured (recovery.signal,
@@ -172,7 +179,7 @@ func (*Engine) Backup(ctx context.Context, job engine.BackupJob) (*engine.Backup
 	if slot == "" {
 		slot = defaultSlot
 	}
-	res, err := pgbackup.Backup(ctx, pgbackup.Config{Repo: job.Repo, Source: job.Source, Slot: slot, Type: job.Type,
+	res, err := pgbackup.Backup(ctx, pgbackup.Config{Repo: job.Repo, Source: job.Source, Slot: slot, Type: job.Type, FallbackFull: o.Bool("fallback-full"),
 		FastCheckpoint: o.Bool("fast-checkpoint"), Jobs: job.Jobs, Log: job.Log,
 		Progress: func(done, total int64) {
 			job.Report(engine.Step{Phase: "backup", Unit: "bytes", Done: done, Total: total})
@@ -181,10 +188,17 @@ func (*Engine) Backup(ctx context.Context, job engine.BackupJob) (*engine.Backup
 		return nil, err
 	}
 	meta := res.Meta
-	return &engine.BackupReport{Manifest: res.Manifest, Start: meta.StartLSN, Stop: meta.StopLSN,
+	rep := &engine.BackupReport{Manifest: res.Manifest, Start: meta.StartLSN, Stop: meta.StopLSN,
 		Lines: []string{
 			fmt.Sprintf("WAL %s – %s on timeline %d, %s", meta.StartLSN, meta.StopLSN, meta.StopTimeline, basebackup.ArchivedBy(meta.WALArchivedBy)),
 		},
 		Detail: map[string]any{"start_lsn": meta.StartLSN, "stop_lsn": meta.StopLSN, "timeline": meta.StopTimeline,
-			"server_version": meta.ServerVersion, "wal_archived_by": meta.WALArchivedBy}}, nil
+			"server_version": meta.ServerVersion, "wal_archived_by": meta.WALArchivedBy}}
+	if meta.IncrementalFrom != "" {
+		rep.Lines = append(rep.Lines, fmt.Sprintf("block-level incremental against backup %s: %s received from the server",
+			meta.IncrementalFrom, progress.FormatBytes(meta.Received)))
+		rep.Detail["incremental_from"] = meta.IncrementalFrom
+	}
+	rep.Detail["received_bytes"] = meta.Received
+	return rep, nil
 }
