@@ -12,6 +12,7 @@ import (
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/internal/engine"
+	"github.com/tidemark/tidemark/internal/jobs"
 	"github.com/tidemark/tidemark/internal/supervise"
 )
 
@@ -25,6 +26,9 @@ type Runner interface {
 	Drill(ctx context.Context, db Database) (DrillResult, error)
 	// Repository summarizes the repository for metrics and schedules.
 	Repository(ctx context.Context, db Database) (RepoSummary, error)
+	// Status is the repository's status, as `status --json` shows it, for
+	// the page at /.
+	Status(ctx context.Context, db Database) (*jobs.StatusReport, error)
 }
 
 // StreamProgress is a stream's position after an acknowledgment: byte
@@ -57,6 +61,10 @@ type RepoSummary struct {
 	NewestBackup time.Time // zero when there is none
 	Logical      int64     // sum of the backups' logical sizes
 	Stored       int64     // bytes the repository holds
+	// BackupStored is what the backups' chunks occupy (packs and, in
+	// format 1, chunk objects): the stream, manifests and bookkeeping
+	// are not counted.
+	BackupStored int64
 	// CompressionRatio is what the newest backup's new chunks achieved (0:
 	// unknown).
 	CompressionRatio float64
@@ -68,7 +76,9 @@ type Agent struct {
 	Log     *slog.Logger
 	Metrics *Metrics
 	Alerts  *Alerter
-	Now     func() time.Time
+	// Board is the page at /, fed with the RPO; nil for none.
+	Board *Board
+	Now   func() time.Time
 	// MissedGrace is how late a scheduled backup may finish before it counts
 	// as missed (default 1 hour).
 	MissedGrace time.Duration
@@ -95,6 +105,7 @@ func (a *Agent) Run(ctx context.Context, cfg *Config) error {
 	if a.StreamDownGrace <= 0 {
 		a.StreamDownGrace = 30 * time.Second
 	}
+	a.Board.configure(cfg)
 	var wg sync.WaitGroup
 	for _, db := range cfg.Databases {
 		d := &dbRun{agent: a, db: db, cfg: cfg, started: a.Now(), kick: make(chan struct{}, 1)}
@@ -309,6 +320,7 @@ func (d *dbRun) watch(ctx context.Context) {
 		}
 		rpo := now.Sub(since)
 		d.agent.Metrics.rpo.WithLabelValues(d.db.Name).Set(rpo.Seconds())
+		d.agent.Board.setRPO(d.db.Name, rpo, up)
 		limit := time.Duration(d.cfg.Alerts.LagThreshold)
 		if limit <= 0 {
 			limit = 5 * time.Minute
@@ -349,6 +361,7 @@ func (d *dbRun) runJob(ctx context.Context, log *slog.Logger, job string, fn fun
 	}
 	log.Info("job succeeded", "job", job, "seconds", took.Seconds())
 	d.agent.Alerts.Resolve(ctx, d.db.Name, job)
+	d.agent.Board.invalidate(d.db.Name)
 	if sum, err := d.agent.Runner.Repository(ctx, d.db); err == nil {
 		d.agent.Metrics.repository(d.db.Name, sum)
 	}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tidemark/tidemark/internal/jobs"
 )
 
 // failingRunner fails everything, so the test sees each alert path. The
@@ -31,6 +33,9 @@ func (failingRunner) Drill(context.Context, Database) (DrillResult, error) {
 }
 func (failingRunner) Repository(context.Context, Database) (RepoSummary, error) {
 	return RepoSummary{}, nil
+}
+func (failingRunner) Status(context.Context, Database) (*jobs.StatusReport, error) {
+	return nil, errors.New("unreachable")
 }
 
 func TestAgentAlertsOnFailuresAndMissedBackups(t *testing.T) {
@@ -89,16 +94,29 @@ func TestAgentAlertsOnFailuresAndMissedBackups(t *testing.T) {
 		t.Fatalf("stream alert sent %d times", n)
 	}
 	rec := httptest.NewRecorder()
-	m.Handler(alerts).ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	m.Handler(alerts, nil).ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
 	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "missed_backup") {
 		t.Fatalf("/healthz: %d %s", rec.Code, rec.Body)
 	}
 	rec = httptest.NewRecorder()
-	m.Handler(alerts).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	m.Handler(alerts, nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if !strings.Contains(rec.Body.String(), `tidemark_job_failures_total{database="main",job="backup"}`) ||
 		!strings.Contains(rec.Body.String(), `tidemark_stream_restarts_total{database="main"}`) {
 		t.Fatalf("/metrics:\n%s", rec.Body)
 	}
 	cancel()
 	<-done
+}
+
+// TestDedupRatio: the ratio compares the backups' logical bytes with what
+// their chunks occupy, not with the whole repository (whose archived
+// stream would make three backups of 3 GiB beside 30 GiB of WAL read 0.3).
+func TestDedupRatio(t *testing.T) {
+	m := NewMetrics()
+	m.repository("main", RepoSummary{Logical: 9 << 30, Stored: 33 << 30, BackupStored: 3 << 30})
+	rec := httptest.NewRecorder()
+	m.Handler(nil, nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), `tidemark_dedup_ratio{database="main"} 3`+"\n") {
+		t.Fatalf("/metrics:\n%s", rec.Body)
+	}
 }

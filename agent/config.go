@@ -84,7 +84,24 @@ type BackupJob struct {
 	Scheduled      `yaml:",inline"`
 	Type           string `yaml:"type"`
 	FastCheckpoint bool   `yaml:"fast_checkpoint"`
-	Jobs           int    `yaml:"jobs"`
+	// FallbackFull: PostgreSQL 17+, a full backup when an incremental
+	// cannot be taken (--fallback-full).
+	FallbackFull bool `yaml:"fallback_full"`
+	Jobs         int  `yaml:"jobs"`
+	// Source and PasswordFile, when set, are the credentials backups use
+	// instead of the database's: an engine whose backups need privileges
+	// its stream does not (MariaDB's RELOAD and SELECT) can stream and
+	// back up as two users, each with only what its job needs.
+	Source       string `yaml:"source"`
+	PasswordFile string `yaml:"password_file"`
+}
+
+// backupSource is where backups read from: backup.source, else source.
+func (d Database) backupSource() string {
+	if d.Backup != nil && d.Backup.Source != "" {
+		return d.Backup.Source
+	}
+	return d.Source
 }
 
 // RetentionJob expires what the policy no longer keeps.
@@ -238,6 +255,12 @@ func (c *Config) validate(reg *engine.Registry) []fieldError {
 		}
 		if d.Backup != nil {
 			sched(k("backup.schedule"), d.Backup.Schedule)
+			if src := d.Backup.Source; src != "" {
+				if msg := sameEngine(reg, d.Source, src); msg != "" {
+					bad(k("backup.source"), "%s", msg)
+				}
+			}
+			checkFile(k("backup.password_file"), d.Backup.PasswordFile)
 			switch d.Backup.Type {
 			case "", "full", "incremental", "differential":
 			default:
@@ -261,6 +284,26 @@ func (c *Config) validate(reg *engine.Registry) []fieldError {
 		}
 	}
 	return errs
+}
+
+// sameEngine checks a job's own source: a URL of the database's engine,
+// without a password. "" when it is fine.
+func sameEngine(reg *engine.Registry, source, own string) string {
+	u, err := url.Parse(own)
+	if err != nil {
+		return err.Error()
+	}
+	if _, set := u.User.Password(); set {
+		return "no passwords in the config: use password_file (MySQL, MongoDB) or ~/.pgpass (PostgreSQL)"
+	}
+	e, err := reg.ForURL(own)
+	if err != nil {
+		return fmt.Sprintf("a %s URL is required", reg.SchemeList())
+	}
+	if d, err := reg.ForURL(source); err == nil && d != e {
+		return fmt.Sprintf("a %s source, like the database's", d.Info().Title)
+	}
+	return ""
 }
 
 // lineOf finds the line of a dotted key path ("databases.0.backup.schedule")

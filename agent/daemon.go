@@ -28,6 +28,8 @@ func Serve(ctx context.Context, path string, engines *engine.Registry, log *slog
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
+	runner := EngineRunner{Engines: engines, Log: log}
+	board := NewBoard(runner.Status)
 	locks := newRepoLocks(log)
 	if err := locks.hold(ctx, cfg); err != nil {
 		return err
@@ -38,10 +40,10 @@ func Serve(ctx context.Context, path string, engines *engine.Registry, log *slog
 		if err != nil {
 			return fmt.Errorf("agent: listen for metrics: %w", err)
 		}
-		srv := &http.Server{Handler: metrics.Handler(alerts), ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: metrics.Handler(alerts, board), ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(l)
 		defer srv.Close()
-		log.Info("serving /metrics and /healthz", "addr", l.Addr().String())
+		log.Info("serving / (what can be restored), /metrics and /healthz", "addr", l.Addr().String())
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -49,7 +51,7 @@ func Serve(ctx context.Context, path string, engines *engine.Registry, log *slog
 	for {
 		runCtx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
-		ag := &Agent{Runner: EngineRunner{Engines: engines, Log: log}, Log: log, Metrics: metrics, Alerts: alerts,
+		ag := &Agent{Runner: runner, Log: log, Metrics: metrics, Alerts: alerts, Board: board,
 			StreamDownGrace: time.Duration(cfg.Alerts.StreamDownAfter)}
 		if g := ag.StreamDownGrace; g > 0 && g < 45*time.Second {
 			ag.Tick = max(g/3, time.Second) // watch often enough to alert on time

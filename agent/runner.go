@@ -61,7 +61,7 @@ func (r EngineRunner) Backup(ctx context.Context, db Database) (BackupResult, er
 	if typ == "" {
 		typ = "full"
 	}
-	rep, err := jobs.Backup(ctx, eng, engine.BackupJob{Job: job, Source: db.Source, Type: typ, Jobs: max(db.Backup.Jobs, 4)})
+	rep, err := jobs.Backup(ctx, eng, engine.BackupJob{Job: job, Source: db.backupSource(), Type: typ, Jobs: max(db.Backup.Jobs, 4)})
 	if err != nil {
 		return BackupResult{}, err
 	}
@@ -102,8 +102,8 @@ func (r EngineRunner) Verify(ctx context.Context, db Database) error {
 	return jobs.VerifyOutcome(repo, rep)
 }
 
-// Drill implements Runner: a random point between the oldest and the
-// newest backup, as the drill command's --random-point.
+// Drill implements Runner: a random point with something to replay, as
+// the drill command's --random-point.
 func (r EngineRunner) Drill(ctx context.Context, db Database) (DrillResult, error) {
 	repo, ref, err := r.open(ctx, db, true)
 	if err != nil {
@@ -117,12 +117,12 @@ func (r EngineRunner) Drill(ctx context.Context, db Database) (DrillResult, erro
 	if fe != nil {
 		return DrillResult{}, errors.New(fe.key + ": " + fe.msg)
 	}
-	at, err := jobs.RandomPoint(ctx, repo)
+	at, err := jobs.RandomPoint(ctx, eng, repo)
 	if err != nil {
 		return DrillResult{}, err
 	}
 	rep, err := jobs.Drill(ctx, eng, engine.DrillJob{Job: engine.Job{Repo: repo, RepoRef: ref, Log: r.Log.With("database", db.Name),
-		Options: opts}, To: engine.Target{Time: at}, Jobs: 4, Timeout: 30 * time.Minute})
+		Options: opts}, To: engine.Target{Time: at}, Random: true, Jobs: 4, Timeout: 30 * time.Minute})
 	var res DrillResult
 	if rep != nil {
 		res = DrillResult{RTO: time.Duration(rep.RTOSeconds * float64(time.Second)), Problems: rep.Problems}
@@ -148,6 +148,24 @@ func (r EngineRunner) Repository(ctx context.Context, db Database) (RepoSummary,
 			s.CompressionRatio = b.CompressionRatio()
 		}
 	}
-	_, s.Stored, err = repo.StoredSize(ctx, "")
-	return s, err
+	if _, s.Stored, err = repo.StoredSize(ctx, ""); err != nil {
+		return s, err
+	}
+	for _, area := range []string{"packs/", "chunks/"} {
+		_, n, err := repo.StoredSize(ctx, area)
+		if err != nil {
+			return s, err
+		}
+		s.BackupStored += n
+	}
+	return s, nil
+}
+
+// Status implements Runner.
+func (r EngineRunner) Status(ctx context.Context, db Database) (*jobs.StatusReport, error) {
+	repo, _, err := r.open(ctx, db, false)
+	if err != nil {
+		return nil, err
+	}
+	return jobs.Status(ctx, r.Engines, repo, time.Now())
 }

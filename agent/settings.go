@@ -24,8 +24,10 @@ func (d Database) settings(cmd engine.Command) []setting {
 			s = append(s, setting{key, flag, value})
 		}
 	}
-	switch cmd {
-	case engine.CmdStream, engine.CmdBackup:
+	switch {
+	case cmd == engine.CmdBackup && d.Backup != nil && d.Backup.PasswordFile != "":
+		add("backup.password_file", "password-file", d.Backup.PasswordFile)
+	case cmd == engine.CmdStream, cmd == engine.CmdBackup:
 		add("password_file", "password-file", d.PasswordFile)
 	}
 	if st := d.Stream; st != nil {
@@ -39,6 +41,7 @@ func (d Database) settings(cmd engine.Command) []setting {
 	}
 	if b := d.Backup; b != nil && cmd == engine.CmdBackup {
 		add("backup.fast_checkpoint", "fast-checkpoint", strconv.FormatBool(b.FastCheckpoint))
+		add("backup.fallback_full", "fallback-full", strconv.FormatBool(b.FallbackFull))
 	}
 	if dr := d.Drill; dr != nil && cmd == engine.CmdDrill {
 		add("drill.run_as", "run-as", dr.RunAs)
@@ -63,7 +66,7 @@ func (d Database) options(reg *engine.Registry, cmd engine.Command) (engine.Engi
 		if !owns(decl.Owners(s.flag), eng.Info().Name) {
 			msg := fmt.Sprintf("not a %s setting", eng.Info().Title)
 			if s.flag == "password-file" {
-				msg += fmt.Sprintf(" (its password comes from %s)", eng.Info().Passwords)
+				msg += fmt.Sprintf(" (its password comes from %s)", eng.Info().Credentials)
 			}
 			return nil, opts, &fieldError{s.key, msg}
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/internal/jobs"
 	"github.com/tidemark/tidemark/internal/supervise"
 	"github.com/tidemark/tidemark/internal/testenv"
 )
@@ -36,6 +37,9 @@ func (*scriptedRunner) Drill(context.Context, Database) (DrillResult, error) {
 }
 func (*scriptedRunner) Repository(context.Context, Database) (RepoSummary, error) {
 	return RepoSummary{}, nil
+}
+func (*scriptedRunner) Status(context.Context, Database) (*jobs.StatusReport, error) {
+	return &jobs.StatusReport{}, nil
 }
 
 // logBuffer collects JSON log records from the agent's goroutines.
@@ -86,7 +90,7 @@ func runAgent(t *testing.T, r Runner, db Database) *agentTest {
 
 func (at *agentTest) scrape(path string) (int, string) {
 	rec := httptest.NewRecorder()
-	at.metrics.Handler(at.alerts).ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+	at.metrics.Handler(at.alerts, nil).ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
 	return rec.Code, rec.Body.String()
 }
 

@@ -35,6 +35,8 @@ type BackupSummary struct {
 	// compression it achieved.
 	NewPlain int64 `json:"new_plain_bytes,omitempty"`
 	Files    int   `json:"files"`
+	// DependsOn: the backups a restore of this one also reads (Manifest.DependsOn).
+	DependsOn []string `json:"depends_on,omitempty"`
 }
 
 // CompressionRatio is the plaintext per stored byte of the chunks the
@@ -46,7 +48,7 @@ func (s BackupSummary) CompressionRatio() float64 { return ratio(s.NewPlain, s.N
 func SummaryOf(m *Manifest) BackupSummary {
 	return BackupSummary{ID: m.ID, Engine: m.Engine, Type: m.Type, Started: m.Started, Finished: m.Finished,
 		Start: m.Start, Stop: m.Stop, Stream: m.Stream, Logical: m.Stats.Logical, NewStored: m.Stats.NewStored,
-		NewPlain: m.Stats.NewPlain, Files: len(m.Files)}
+		NewPlain: m.Stats.NewPlain, Files: len(m.Files), DependsOn: m.DependsOn}
 }
 
 func (r *Repository) writeSummary(ctx context.Context, m *Manifest) error {

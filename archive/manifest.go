@@ -31,15 +31,19 @@ const (
 // Manifest describes one base backup. Engine-specific details (LSNs, binlog
 // coordinates, oplog timestamps) go in EngineMeta, decoded by the engine.
 type Manifest struct {
-	Version    int             `json:"version"`
-	ID         string          `json:"id"`
-	Engine     string          `json:"engine"`
-	Type       string          `json:"type"`
-	Started    time.Time       `json:"started"`
-	Finished   time.Time       `json:"finished"`
-	Start      string          `json:"start,omitempty"`  // engine stream position a restore replays from
-	Stop       string          `json:"stop,omitempty"`   // position from which the backup is consistent
-	Stream     string          `json:"stream,omitempty"` // archive stream it pairs with (binlog, oplog)
+	Version  int       `json:"version"`
+	ID       string    `json:"id"`
+	Engine   string    `json:"engine"`
+	Type     string    `json:"type"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Start    string    `json:"start,omitempty"`  // engine stream position a restore replays from
+	Stop     string    `json:"stop,omitempty"`   // position from which the backup is consistent
+	Stream   string    `json:"stream,omitempty"` // archive stream it pairs with (binlog, oplog)
+	// DependsOn names the backups whose files a restore of this one also
+	// reads (a PostgreSQL 17 incremental's reference); retention keeps them
+	// while this one is kept.
+	DependsOn  []string        `json:"depends_on,omitempty"`
 	Files      []FileEntry     `json:"files"`
 	Stats      ChunkStats      `json:"stats"`
 	EngineMeta json.RawMessage `json:"engine_meta,omitempty"`

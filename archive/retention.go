@@ -108,7 +108,29 @@ func (p Policy) Apply(backups []BackupSummary, now time.Time) []Decision {
 			break
 		}
 	}
+	keepDependencies(ds, keep)
 	return ds
+}
+
+// keepDependencies keeps every backup a kept backup depends on, through
+// whole chains: expiring one would leave the kept backup unrestorable.
+// ds is newest first and a backup depends only on older ones, so one pass
+// in that order reaches the end of every chain.
+func keepDependencies(ds []Decision, keep func(*Decision, string)) {
+	byID := make(map[string]*Decision, len(ds))
+	for i := range ds {
+		byID[ds[i].Backup.ID] = &ds[i]
+	}
+	for i := range ds {
+		if !ds[i].Keep {
+			continue
+		}
+		for _, dep := range ds[i].Backup.DependsOn {
+			if d, ok := byID[dep]; ok && !d.Keep {
+				keep(d, "needed by "+ds[i].Backup.ID)
+			}
+		}
+	}
 }
 
 // FormatDuration prints whole days as "14d", the way policies are written.

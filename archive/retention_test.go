@@ -227,3 +227,30 @@ func TestExpireRepacksMostlyDeadPacks(t *testing.T) {
 		t.Fatalf("after repacking, a backup of the whole data stored %d new chunks, want 3", st.NewChunks)
 	}
 }
+
+// TestPolicyKeepsDependencies: a kept incremental keeps its whole chain of
+// references, however old; a chain no kept backup needs goes.
+func TestPolicyKeepsDependencies(t *testing.T) {
+	day := func(d int) time.Time { return time.Date(2026, 3, d, 1, 0, 0, 0, time.UTC) }
+	bs := summaries(day(1), day(2), day(3), day(4), day(5))
+	bs[1].DependsOn = []string{"b00"} // b00 full ← b01 ← b02; b03 full ← b04
+	bs[2].DependsOn = []string{"b01"}
+	bs[4].DependsOn = []string{"b03"}
+	if got := kept((archive.Policy{KeepLast: 1}).Apply(bs, day(6))); got != "b04 b03" {
+		t.Fatalf("keep last 1 kept %q, want the newest and its reference", got)
+	}
+	ds := (archive.Policy{KeepDaily: 1, KeepMonthly: 1}).Apply(append(bs[:3:3], bs[4]), day(6)) // b03 gone: b04's chain is broken
+	if got := kept(ds); got != "b04" {
+		t.Fatalf("kept %q", got)
+	}
+	bs[4].DependsOn = nil
+	bs[3].DependsOn = []string{"b02"}
+	if got := kept((archive.Policy{KeepLast: 2}).Apply(bs, day(6))); got != "b04 b03 b02 b01 b00" {
+		t.Fatalf("keep last 2 kept %q, want the whole chain under b03", got)
+	}
+	for _, d := range (archive.Policy{KeepLast: 2}).Apply(bs, day(6)) {
+		if d.Backup.ID == "b00" && (len(d.Reasons) != 1 || d.Reasons[0] != "needed by b01") {
+			t.Fatalf("b00 kept for %v", d.Reasons)
+		}
+	}
+}

@@ -26,3 +26,20 @@ func AwaitStreamer(ctx context.Context, timeout time.Duration, reached func() (b
 	}
 	return false, nil
 }
+
+// ArchivedBy says in words who made a backup's stream range durable, from
+// what the engines record ("streamer", "backup", "none needed"), for the
+// backup's summary line.
+func ArchivedBy(by string) string {
+	switch by {
+	case "streamer":
+		return "archived by the running streamer"
+	case "backup":
+		return "archived by the backup itself (no streamer ran)"
+	case "none needed":
+		return "nothing to archive: no change during the backup"
+	case "":
+		return "archiving not recorded"
+	}
+	return "archived by " + by
+}

@@ -47,13 +47,14 @@ func main() {
 		}
 		return
 	}
-	suite := flag.String("suite", "all", "repo, object, wal, postgres, binlog, mysql, mongodb, compress or all")
+	suite := flag.String("suite", "all", "repo, object, wal, postgres, pgincr, binlog, mysql, mongodb, compress or all")
 	compressFlag := flag.String("compress-size", "64MiB", "compress suite: size of each generated corpus")
 	compressScale := flag.Int("compress-scale", 20, "compress suite: pgbench scale of the tar corpus")
 	binlogDur := flag.Duration("binlog-duration", 30*time.Second, "binlog suite: write load duration")
 	mysqlFlag := flag.String("mysql-size", "1GiB", "mysql suite: data size of the backed-up database")
 	mongoDocs := flag.Int("mongo-docs", 100000, "mongodb suite: documents in the backed-up collection")
 	pgScale := flag.Int("pg-scale", 100, "postgres suite: pgbench scale of the backed-up database")
+	pgIncrRows := flag.Int64("pgincr-rows", 7_000_000, "pgincr suite: rows of the PostgreSQL 17 table (7M ≈ 1.6 GiB of cluster with its primary key)")
 	scale := flag.Int("pgbench-scale", 50, "wal suite: pgbench scale")
 	phase := flag.Duration("pgbench-duration", 60*time.Second, "wal suite: pgbench run per phase")
 	sizeFlag := flag.String("size", "1GiB", "data size of the repo suite")
@@ -97,6 +98,11 @@ func main() {
 	}
 	if *suite == "postgres" || *suite == "all" {
 		if err := pgSuite(ctx, dir, *pgScale, *runs); err != nil {
+			fatal(err)
+		}
+	}
+	if *suite == "pgincr" || *suite == "all" {
+		if err := pgIncrSuite(ctx, dir, *pgIncrRows, *runs); err != nil {
 			fatal(err)
 		}
 	}

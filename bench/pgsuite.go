@@ -89,18 +89,10 @@ func pgSuite(ctx context.Context, dir string, scale, runs int) error {
 	for run := 0; run < runs; run++ {
 		repo := filepath.Join(dir, fmt.Sprintf("tm-repo-%d", run))
 		bbDir := filepath.Join(dir, fmt.Sprintf("bb-%d", run))
-		if out, err := exec.Command(bin, "init", "--repo", repo, "--no-encryption").CombinedOutput(); err != nil {
-			return fmt.Errorf("init: %v %s", err, out)
-		}
 		// As deployed: `tidemark stream` archives WAL continuously, as
 		// archive_command does for pgBackRest; backups wait for it.
-		conn.Exec(ctx, "SELECT pg_drop_replication_slot('tidemark') FROM pg_replication_slots WHERE slot_name = 'tidemark'")
-		stopStream, err := startDaemon(exec.Command(bin, "stream", "--repo", repo, "--source", url, "--create-slot", "--log-level", "warn"))
+		stopStream, err := streamingRepo(ctx, conn, bin, repo, url)
 		if err != nil {
-			return err
-		}
-		if err := waitStreaming(ctx, conn); err != nil {
-			stopStream()
 			return err
 		}
 		err = rotate(run,

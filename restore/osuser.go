@@ -16,6 +16,10 @@ import (
 type OSUser struct {
 	Name     string
 	UID, GID uint32
+	// Groups are the user's supplementary groups: a repository shared
+	// through a group must be readable in a check run as the user exactly
+	// as by the server a service manager starts.
+	Groups []uint32
 }
 
 // LookupOSUser resolves a user name.
@@ -29,14 +33,24 @@ func LookupOSUser(name string) (*OSUser, error) {
 	if err1 != nil || err2 != nil {
 		return nil, fmt.Errorf("run as %q: non-numeric uid/gid", name)
 	}
-	return &OSUser{Name: name, UID: uint32(uid), GID: uint32(gid)}, nil
+	as := &OSUser{Name: name, UID: uint32(uid), GID: uint32(gid)}
+	gids, err := u.GroupIds()
+	if err != nil {
+		return nil, fmt.Errorf("run as %q: groups: %w", name, err)
+	}
+	for _, g := range gids {
+		if n, err := strconv.ParseUint(g, 10, 32); err == nil {
+			as.Groups = append(as.Groups, uint32(n))
+		}
+	}
+	return as, nil
 }
 
 // Command prepares a command that runs as u (as the current user for nil).
 func (u *OSUser) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, name, args...)
 	if u != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.UID, Gid: u.GID}}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: u.Groups}}
 		cmd.Dir = "/" // the caller's working directory may be closed to u
 	}
 	return cmd

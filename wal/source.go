@@ -22,12 +22,20 @@ type Source struct {
 	ServerTLI uint32
 	XLogPos   LSN
 	Geometry  Geometry
+	Version   Version
 }
 
 // Identify reads the server's identity (IDENTIFY_SYSTEM, wal_segment_size)
 // over a replication connection and binds the repository to that cluster,
 // refusing another one.
 func Identify(ctx context.Context, conn *pgconn.PgConn, repo *archive.Repository) (*Source, error) {
+	v, err := ConnVersion(conn)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.Check(); err != nil {
+		return nil, err
+	}
 	sys, err := pglogrepl.IdentifySystem(ctx, conn)
 	if err != nil {
 		return nil, fmt.Errorf("IDENTIFY_SYSTEM: %w", err)
@@ -48,7 +56,7 @@ func Identify(ctx context.Context, conn *pgconn.PgConn, repo *archive.Repository
 	if bound.Details[segSizeDetail] != fmt.Sprint(segSize) {
 		return nil, fmt.Errorf("%w: wal_segment_size is %d, the repository was made with %s", errPermanent, segSize, bound.Details[segSizeDetail])
 	}
-	return &Source{SystemID: sys.SystemID, ServerTLI: uint32(sys.Timeline), XLogPos: sys.XLogPos, Geometry: Geometry{SegSize: segSize}}, nil
+	return &Source{SystemID: sys.SystemID, ServerTLI: uint32(sys.Timeline), XLogPos: sys.XLogPos, Geometry: Geometry{SegSize: segSize}, Version: v}, nil
 }
 
 // RepoGeometry is the WAL geometry of the cluster a repository holds;

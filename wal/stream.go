@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tidemark/tidemark/archive"
@@ -130,7 +129,7 @@ func session(ctx context.Context, cfg Config) (progressed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	slotLSN, err := prepareSlot(ctx, conn, cfg)
+	slotLSN, err := prepareSlot(ctx, conn, cfg, src.Version)
 	if err != nil {
 		return false, err
 	}
@@ -155,19 +154,15 @@ func session(ctx context.Context, cfg Config) (progressed bool, err error) {
 
 // prepareSlot checks (or creates) the slot and returns its restart LSN
 // (0 when it has none, or with NoSlot).
-func prepareSlot(ctx context.Context, conn *pgconn.PgConn, cfg Config) (LSN, error) {
+func prepareSlot(ctx context.Context, conn *pgconn.PgConn, cfg Config, v Version) (LSN, error) {
 	if cfg.NoSlot {
 		return 0, nil
 	}
-	res, err := conn.Exec(ctx, fmt.Sprintf("READ_REPLICATION_SLOT %s", cfg.Slot)).ReadAll()
+	slot, err := ReadSlot(ctx, conn, v, cfg.Source, cfg.Slot)
 	if err != nil {
-		return 0, fmt.Errorf("READ_REPLICATION_SLOT %s: %w", cfg.Slot, err)
+		return 0, err
 	}
-	if len(res) != 1 || len(res[0].Rows) != 1 {
-		return 0, fmt.Errorf("READ_REPLICATION_SLOT %s: unexpected result", cfg.Slot)
-	}
-	row := res[0].Rows[0]
-	if row[0] == nil { // no such slot
+	if !slot.Exists {
 		if !cfg.CreateSlot {
 			return 0, fmt.Errorf("%w: %q (create it with --create-slot, or stream with --no-slot and accept possible gaps)", ErrNoSlot, cfg.Slot)
 		}
@@ -180,17 +175,10 @@ func prepareSlot(ctx context.Context, conn *pgconn.PgConn, cfg Config) (LSN, err
 		default:
 			cfg.Log.Info("created physical replication slot", "slot", cfg.Slot)
 		}
-		return prepareSlot(ctx, conn, Config{Slot: cfg.Slot, Log: cfg.Log})
+		return prepareSlot(ctx, conn, Config{Slot: cfg.Slot, Source: cfg.Source, Log: cfg.Log}, v)
 	}
-	if string(row[0]) != "physical" {
-		return 0, fmt.Errorf("%w: slot %q is a %s slot, not physical", errPermanent, cfg.Slot, row[0])
+	if slot.Type != "physical" {
+		return 0, fmt.Errorf("%w: slot %q is a %s slot, not physical", errPermanent, cfg.Slot, slot.Type)
 	}
-	if row[1] == nil {
-		return 0, nil
-	}
-	lsn, err := pglogrepl.ParseLSN(string(row[1]))
-	if err != nil {
-		return 0, fmt.Errorf("slot restart_lsn %q: %w", row[1], err)
-	}
-	return lsn, nil
+	return slot.RestartLSN, nil
 }

@@ -121,6 +121,9 @@ func readDatabase(c *client.Conn, name string) (*Database, error) {
 		}
 		db.Routines = append(db.Routines, *o)
 	}
+	if err := checkHidden(c, name); err != nil {
+		return nil, err
+	}
 	triggers, err := query(c, "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? ORDER BY EVENT_OBJECT_TABLE, ACTION_ORDER", name)
 	if err != nil {
 		return nil, fmt.Errorf("list triggers: %w", err)

@@ -28,10 +28,13 @@ var slotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 
 // Config configures a PostgreSQL base backup.
 type Config struct {
-	Repo           *archive.Repository
-	Source         string // postgres:// URL (password from ~/.pgpass, PGPASSFILE, PGPASSWORD)
-	Slot           string // the streamer's slot: held before the backup so its WAL stays
-	Type           string // full, incremental, differential (see docs: all deduplicated)
+	Repo   *archive.Repository
+	Source string // postgres:// URL (password from ~/.pgpass, PGPASSFILE, PGPASSWORD)
+	Slot   string // the streamer's slot: held before the backup so its WAL stays
+	Type   string // full, incremental, differential (see docs: all deduplicated; block-level on 17+)
+	// FallbackFull takes a full backup when an incremental or differential
+	// one cannot be taken (WAL summaries off, no reference), instead of failing.
+	FallbackFull   bool
 	FastCheckpoint bool
 	Jobs           int
 	Log            *slog.Logger
@@ -81,8 +84,15 @@ func Backup(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := holdWAL(ctx, conn, cfg); err != nil {
+	if err := holdWAL(ctx, conn, cfg, src.Version); err != nil {
 		return nil, err
+	}
+	ref, err := prepareIncremental(ctx, conn, &cfg, src.Version)
+	if err != nil {
+		return nil, err
+	}
+	if ref != nil {
+		cfg.Log.Debug("reference manifest uploaded", "reference", ref.id, "bytes", len(ref.manifest))
 	}
 	w, err := cfg.Repo.NewChunkWriter(ctx, cfg.Jobs)
 	if err != nil {
@@ -91,13 +101,35 @@ func Backup(ctx context.Context, cfg Config) (*Result, error) {
 	defer w.Abort() // packs still open after a failure leave nothing behind
 	started := time.Now().UTC()
 	label := "tidemark " + archive.NewManifestID(started)
-	bb := &baseBackup{cfg: cfg, conn: conn, chunks: w}
+	bb := &baseBackup{cfg: cfg, conn: conn, chunks: w, version: src.Version, incremental: ref != nil}
 	meta, files, err := bb.run(ctx, label)
+	var pgErr *pgconn.PgError
+	if ref != nil && errors.As(err, &pgErr) && bb.done == 0 {
+		// The server refused the incremental before sending anything
+		// (say, WAL summaries do not reach back to the reference).
+		err = fmt.Errorf("%w: incremental backup against %s: %w", ErrNoIncremental, ref.id, err)
+		if cfg.FallbackFull {
+			cfg.Log.Warn("taking a full backup instead", "reason", err)
+			if ferr := bb.finish(ctx); ferr != nil {
+				return nil, fmt.Errorf("after the refused incremental: %w", ferr)
+			}
+			ref, cfg.Type, bb.incremental, bb.cfg.Type = nil, "full", false, "full"
+			meta, files, err = bb.run(ctx, label)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
+	var dependsOn []string
+	if ref != nil {
+		if meta.BlockSize, err = blockSize(ctx, conn); err != nil {
+			return nil, err
+		}
+		meta.IncrementalFrom, dependsOn = ref.id, []string{ref.id}
+	}
 	meta.SystemID, meta.Label, meta.WALSegmentSize = src.SystemID, label, src.Geometry.SegSize
 	meta.ServerVersion = conn.ParameterStatus("server_version")
+	meta.Received = bb.done
 	if err := w.Commit(ctx); err != nil {
 		return nil, err
 	}
@@ -113,7 +145,7 @@ func Backup(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	m := &archive.Manifest{ID: archive.NewManifestID(started), Engine: "postgres", Type: cfg.Type,
-		Started: started, Finished: time.Now().UTC(), Start: meta.StartLSN, Stop: meta.StopLSN, Files: files, Stats: w.Stats(), EngineMeta: em}
+		Started: started, Finished: time.Now().UTC(), Start: meta.StartLSN, Stop: meta.StopLSN, DependsOn: dependsOn, Files: files, Stats: w.Stats(), EngineMeta: em}
 	if err := cfg.Repo.CommitManifest(ctx, m); err != nil {
 		return nil, err
 	}
@@ -130,12 +162,12 @@ func withReplication(source string) string {
 
 // holdWAL makes sure the streamer's slot exists before the backup starts, so
 // the server keeps the WAL from the backup's start LSN until it is archived.
-func holdWAL(ctx context.Context, conn *pgconn.PgConn, cfg Config) error {
-	res, err := conn.Exec(ctx, "READ_REPLICATION_SLOT "+cfg.Slot).ReadAll()
+func holdWAL(ctx context.Context, conn *pgconn.PgConn, cfg Config, v wal.Version) error {
+	slot, err := wal.ReadSlot(ctx, conn, v, cfg.Source, cfg.Slot)
 	if err != nil {
-		return fmt.Errorf("READ_REPLICATION_SLOT %s: %w", cfg.Slot, err)
+		return err
 	}
-	if len(res) == 1 && len(res[0].Rows) == 1 && res[0].Rows[0][0] != nil {
+	if slot.Exists {
 		return nil
 	}
 	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE_REPLICATION_SLOT %s PHYSICAL RESERVE_WAL", cfg.Slot)).ReadAll(); err != nil {

@@ -16,6 +16,14 @@ type Meta struct {
 	Tablespaces    []TablespaceEntry `json:"tablespaces,omitempty"`
 	// WALArchivedBy says who made start..stop durable: "streamer" or "backup".
 	WALArchivedBy string `json:"wal_archived_by"`
+	// IncrementalFrom is the backup a PostgreSQL 17+ block-level
+	// incremental was taken against: its INCREMENTAL.* files hold only the
+	// blocks changed since; the rest of each file comes from there.
+	IncrementalFrom string `json:"incremental_from,omitempty"`
+	// BlockSize is the server's BLCKSZ (recorded for incrementals).
+	BlockSize int `json:"block_size,omitempty"`
+	// Received counts the bytes of archives and manifest the server sent.
+	Received int64 `json:"received_bytes,omitempty"`
 }
 
 // TablespaceEntry is a tablespace as BASE_BACKUP reported it.

@@ -14,26 +14,48 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/wal"
 )
 
 // baseBackup drives one BASE_BACKUP command.
 type baseBackup struct {
-	cfg    Config
-	conn   *pgconn.PgConn
-	chunks *archive.ChunkWriter
-	total  int64
-	done   int64
+	cfg     Config
+	conn    *pgconn.PgConn
+	chunks  *archive.ChunkWriter
+	version wal.Version
+	// incremental: the reference's manifest is uploaded; send INCREMENTAL.
+	incremental bool
+	total       int64
+	done        int64
 }
 
-func (b *baseBackup) run(ctx context.Context, label string) (Meta, []archive.FileEntry, error) {
-	var meta Meta
+// command is the BASE_BACKUP command in the server's syntax: an option
+// list from 15, bare keywords before.
+func (b *baseBackup) command(label string) string {
+	label = strings.ReplaceAll(label, "'", "''")
+	if !b.version.NewBaseBackup() {
+		fast := ""
+		if b.cfg.FastCheckpoint {
+			fast = " FAST"
+		}
+		return fmt.Sprintf("BASE_BACKUP LABEL '%s' PROGRESS%s NOWAIT MANIFEST 'yes' MANIFEST_CHECKSUMS 'CRC32C' TABLESPACE_MAP", label, fast)
+	}
 	checkpoint := "spread"
 	if b.cfg.FastCheckpoint {
 		checkpoint = "fast"
 	}
-	sql := fmt.Sprintf("BASE_BACKUP (LABEL '%s', PROGRESS, CHECKPOINT '%s', WAIT false, MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', TABLESPACE_MAP)",
-		strings.ReplaceAll(label, "'", "''"), checkpoint)
-	b.conn.Frontend().SendQuery(&pgproto3.Query{String: sql})
+	incremental := ""
+	if b.incremental {
+		incremental = ", INCREMENTAL"
+	}
+	return fmt.Sprintf("BASE_BACKUP (LABEL '%s', PROGRESS, CHECKPOINT '%s', WAIT false, MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', TABLESPACE_MAP%s)",
+		label, checkpoint, incremental)
+}
+
+func (b *baseBackup) run(ctx context.Context, label string) (Meta, []archive.FileEntry, error) {
+	var meta Meta
+	b.total, b.done = 0, 0 // a second run after a refused incremental starts over
+	b.conn.Frontend().SendQuery(&pgproto3.Query{String: b.command(label)})
 	if err := b.conn.Frontend().Flush(); err != nil {
 		return meta, nil, fmt.Errorf("send BASE_BACKUP: %w", err)
 	}
@@ -46,6 +68,7 @@ func (b *baseBackup) run(ctx context.Context, label string) (Meta, []archive.Fil
 		return meta, nil, fmt.Errorf("BASE_BACKUP start: unexpected result %q", rows)
 	}
 	meta.StartLSN = string(rows[0][0])
+	b.cfg.Log.Debug("BASE_BACKUP started: checkpoint done", "start_lsn", meta.StartLSN, "incremental", b.incremental)
 	tli, _ := strconv.ParseUint(string(rows[0][1]), 10, 32)
 	meta.StartTimeline = uint32(tli)
 	// Result 2: tablespaces; the data directory comes last, with no oid.
@@ -53,15 +76,25 @@ func (b *baseBackup) run(ctx context.Context, label string) (Meta, []archive.Fil
 	if err != nil {
 		return meta, nil, fmt.Errorf("BASE_BACKUP tablespaces: %w", err)
 	}
+	b.cfg.Log.Debug("BASE_BACKUP tablespaces listed")
+	var order []string // the archives' path prefixes, in the order they come
 	for _, r := range rows {
 		if size, err := strconv.ParseInt(string(r[2]), 10, 64); err == nil {
 			b.total += size * 1024 // PROGRESS sizes are in kB
 		}
 		if len(r[0]) > 0 {
 			meta.Tablespaces = append(meta.Tablespaces, TablespaceEntry{OID: string(r[0]), Location: string(r[1])})
+			order = append(order, "pg_tblspc/"+string(r[0])+"/")
+		} else {
+			order = append(order, "")
 		}
 	}
-	files, err := b.archives(ctx)
+	var files []archive.FileEntry
+	if b.version.NewBaseBackup() {
+		files, err = b.archives(ctx)
+	} else {
+		files, err = b.legacyArchives(ctx, order)
+	}
 	if err != nil {
 		return meta, nil, err
 	}
@@ -74,6 +107,7 @@ func (b *baseBackup) run(ctx context.Context, label string) (Meta, []archive.Fil
 		return meta, nil, fmt.Errorf("BASE_BACKUP end: unexpected result")
 	}
 	meta.StopLSN = string(rows[0][0])
+	b.cfg.Log.Debug("BASE_BACKUP data received", "stop_lsn", meta.StopLSN, "bytes", b.done)
 	tli, _ = strconv.ParseUint(string(rows[0][1]), 10, 32)
 	meta.StopTimeline = uint32(tli)
 	if err := b.finish(ctx); err != nil {
@@ -115,17 +149,8 @@ func (b *baseBackup) resultSet(ctx context.Context) ([][][]byte, error) {
 // reports progress, 'm' starts the backup manifest. Each archive is consumed
 // concurrently as it streams, never staged whole.
 func (b *baseBackup) archives(ctx context.Context) ([]archive.FileEntry, error) {
-	for {
-		msg, err := b.conn.ReceiveMessage(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if _, ok := msg.(*pgproto3.CopyOutResponse); ok {
-			break
-		}
-		if e, ok := msg.(*pgproto3.ErrorResponse); ok {
-			return nil, pgconn.ErrorResponseToPgError(e)
-		}
+	if err := b.awaitCopyOut(ctx); err != nil {
+		return nil, err
 	}
 	var (
 		files []archive.FileEntry
@@ -191,6 +216,73 @@ func (b *baseBackup) archives(ctx context.Context) ([]archive.FileEntry, error) 
 			if cur != nil {
 				cur.abort(err)
 			}
+			return nil, err
+		}
+	}
+}
+
+// legacyArchives reads what servers before 15 send: one COPY OUT of raw
+// tar per tablespace, in the order of the tablespace list (prefixes), then
+// one holding the backup manifest.
+func (b *baseBackup) legacyArchives(ctx context.Context, prefixes []string) ([]archive.FileEntry, error) {
+	var files []archive.FileEntry
+	for i := 0; i <= len(prefixes); i++ {
+		store := func(r io.Reader) ([]archive.FileEntry, error) { return b.storeManifest(ctx, r) }
+		if i < len(prefixes) {
+			prefix := prefixes[i]
+			store = func(r io.Reader) ([]archive.FileEntry, error) { return b.storeTar(ctx, r, prefix) }
+		}
+		got, err := b.legacyCopy(ctx, store)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, got...)
+	}
+	return files, nil
+}
+
+// awaitCopyOut reads up to the start of a COPY OUT.
+func (b *baseBackup) awaitCopyOut(ctx context.Context) error {
+	for {
+		msg, err := b.conn.ReceiveMessage(ctx)
+		if err != nil {
+			return err
+		}
+		if _, ok := msg.(*pgproto3.CopyOutResponse); ok {
+			return nil
+		}
+		if e, ok := msg.(*pgproto3.ErrorResponse); ok {
+			return pgconn.ErrorResponseToPgError(e)
+		}
+	}
+}
+
+// legacyCopy streams one COPY OUT into store.
+func (b *baseBackup) legacyCopy(ctx context.Context, store func(io.Reader) ([]archive.FileEntry, error)) ([]archive.FileEntry, error) {
+	if err := b.awaitCopyOut(ctx); err != nil {
+		return nil, err
+	}
+	cur := b.consume(ctx, store)
+	for {
+		msg, err := b.conn.ReceiveMessage(ctx)
+		if err != nil {
+			cur.abort(err)
+			return nil, err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyData:
+			if err := cur.write(m.Data); err != nil {
+				return nil, err
+			}
+			b.done += int64(len(m.Data))
+			if b.cfg.Progress != nil {
+				b.cfg.Progress(b.done, b.total)
+			}
+		case *pgproto3.CopyDone:
+			return cur.close()
+		case *pgproto3.ErrorResponse:
+			err := pgconn.ErrorResponseToPgError(m)
+			cur.abort(err)
 			return nil, err
 		}
 	}

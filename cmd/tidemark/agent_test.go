@@ -74,6 +74,18 @@ func (ar *agentRun) fail(format string, args ...any) {
 	ar.t.Fatalf(format+"\nagent log:\n%s", append(args, ar.logs.String())...)
 }
 
+// get fetches a path from the agent's HTTP listener.
+func (ar *agentRun) get(path string) string {
+	ar.t.Helper()
+	resp, err := http.Get("http://" + ar.listen + path)
+	if err != nil {
+		ar.fail("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
 // metric scrapes one series from /metrics; -1 when absent.
 func (ar *agentRun) metric(name string) float64 {
 	resp, err := http.Get("http://" + ar.listen + "/metrics")
@@ -208,11 +220,21 @@ databases:
 	waitFor("three scheduled backups and a verify", func() bool {
 		return len(backups()) >= 3 && metric(`tidemark_job_last_success{database="main",job="verify"}`) == 1
 	})
+	// The page at / pictures the same repository: a mark per backup, the
+	// recoverable window, the RPO.
+	if page := ar.get("/"); strings.Count(page, `class="backup"`) < 3 || !strings.Contains(page, `class="window"`) || !strings.Contains(page, "RPO now") {
+		fail("page at /:\n%s", page)
+	}
 	if v := metric(`tidemark_job_last_success{database="main",job="backup"}`); v != 1 {
 		fail("backup job_last_success = %v", v)
 	}
 	if ts := metric(`tidemark_last_backup_success_timestamp_seconds{database="main"}`); ts < float64(time.Now().Add(-time.Minute).Unix()) {
 		fail("last backup timestamp %v is not recent", ts)
+	}
+	// Three backups of one unchanged cluster store its chunks once: at
+	// least 3× from deduplication alone (the archived WAL is not counted).
+	if r := metric(`tidemark_dedup_ratio{database="main"}`); r < 3 {
+		fail("dedup ratio %v after three backups of one cluster, want >= 3", r)
 	}
 	if r := metric(`tidemark_last_backup_compression_ratio{database="main"}`); r <= 1 {
 		fail("compression ratio of the newest backup %v, want > 1 (a cluster compresses)", r)
@@ -275,6 +297,7 @@ databases:
 		t.Fatalf("status after the agent: %+v\nlast verify: %+v\nagent log:\n%s", st, st.LastVerify, ar.logs.String())
 	}
 	oldest := st.Backups[0].Finished.Add(time.Second).UTC().Format(time.RFC3339Nano)
+	pg.Grant(t, repo) // the restored server's OS user reads the repository through restore_command
 	expect(t, 0, "restore", "--repo", repo, "--identity-file", key, "--to-time", oldest,
 		"--target-dir", filepath.Join(dir, "restored"))
 }
@@ -365,6 +388,11 @@ func TestAgentMySQL(t *testing.T) {
 	var rep restore.DrillReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || !rep.OK || rep.Engine != "mysql" || rep.Tables != 1 || rep.Rows != 3 {
 		t.Fatalf("drill: %v\n%s", err, out)
+	}
+	// The RTO counts the scratch server's start, as a restore onto a
+	// fresh host would pay it.
+	if rep.ServerStartSeconds <= 0 || rep.RTOSeconds < rep.ServerStartSeconds+rep.RestoreSeconds+rep.RecoverySeconds {
+		t.Fatalf("drill RTO %.2fs, server start %.2fs, restore %.2fs, replay %.2fs", rep.RTOSeconds, rep.ServerStartSeconds, rep.RestoreSeconds, rep.RecoverySeconds)
 	}
 	if st := statusOf(t, repo); st.LastDrill == nil || st.LastDrill.Rows != 3 {
 		t.Fatalf("status after the drill: %+v", st.LastDrill)

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	osuser "os/user"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tidemark/tidemark/internal/shell"
@@ -27,9 +29,21 @@ a crontab line (for hosts without systemd: starts the agent every minute
 when it is not running; a second agent is refused by the repository lock
 anyway).
 
-Secrets stay out of the unit: point --env-file at a root-only file holding
-TIDEMARK_SOURCE or AWS_* variables, and keep key files where the config
-names them.`,
+The unit runs the agent as a dedicated user (--user, default tidemark),
+never as root; create it first:
+
+  useradd --system --home-dir /var/lib/tidemark --create-home \
+      --shell /usr/sbin/nologin tidemark
+
+It must be able to read the config, the key and password files it names
+(e.g. root:tidemark, mode 0640) and write a local repository; its home,
+/var/lib/tidemark (the unit's StateDirectory), is a good place for a
+local repository and for a PostgreSQL .pgpass. Drills then start their
+scratch servers as this user.
+
+Secrets stay out of the unit: point --env-file at a file readable only by
+root and that user holding TIDEMARK_SOURCE or AWS_* variables, and keep
+key files where the config names them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if systemd == cron {
@@ -53,6 +67,12 @@ names them.`,
 				return fmt.Errorf("locate the tidemark binary: %w", err)
 			}
 			if systemd {
+				if user == "" {
+					return usageErr(fmt.Errorf("--user: the agent needs a user to run as (default tidemark)"))
+				}
+				if _, err := osuser.Lookup(user); err != nil && user != "root" {
+					fmt.Fprintf(a.stderr, "note: user %s does not exist on this host; create it with\n  useradd --system --home-dir /var/lib/tidemark --create-home --shell /usr/sbin/nologin %s\n", user, user)
+				}
 				fmt.Fprint(a.stdout, systemdUnit(exe, cfgPath, user, envFile))
 				return nil
 			}
@@ -64,36 +84,42 @@ names them.`,
 	f.BoolVar(&systemd, "systemd", false, "print a systemd service unit")
 	f.BoolVar(&cron, "cron", false, "print a crontab entry")
 	f.StringVar(&config, "config", "", "the agent's config file")
-	f.StringVar(&user, "user", "", "systemd: run as this user (default: the unit's default, root)")
+	f.StringVar(&user, "user", "tidemark", "systemd: the dedicated user the agent runs as")
 	f.StringVar(&envFile, "env-file", "", "file of environment variables (secrets) for the agent")
 	return cmd
 }
 
 func systemdUnit(exe, config, user, envFile string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, `[Unit]
-Description=Tidemark archiving agent (%s)
+	fmt.Fprintf(&b, `# Runs the agent as %[4]s, never as root. Create the user first:
+#   useradd --system --home-dir /var/lib/tidemark --create-home --shell /usr/sbin/nologin %[4]s
+# and let it read %[2]s and the key and password files it names.
+[Unit]
+Description=Tidemark archiving agent (%[2]s)
 Wants=network-online.target
 After=network-online.target
 
 [Service]
 Type=simple
-ExecStart=%s agent --config %s
+ExecStart=%[1]s agent --config %[3]s
 ExecReload=/bin/kill -HUP $MAINPID
 # SIGTERM flushes the streams before exit.
 KillSignal=SIGTERM
 TimeoutStopSec=60
 Restart=always
 RestartSec=5
-`, config, systemdQuote(exe), systemdQuote(config))
-	if user != "" {
-		fmt.Fprintf(&b, "User=%s\n", user)
-	}
+User=%[4]s
+Group=%[4]s
+# /var/lib/tidemark, owned by the user: local repositories, drill scratch space.
+StateDirectory=tidemark
+WorkingDirectory=/var/lib/tidemark
+`, systemdQuote(exe), config, systemdQuote(config), user)
 	if envFile != "" {
 		fmt.Fprintf(&b, "EnvironmentFile=%s\n", envFile)
 	}
 	b.WriteString(`NoNewPrivileges=true
 PrivateTmp=true
+ProtectSystem=full
 
 [Install]
 WantedBy=multi-user.target

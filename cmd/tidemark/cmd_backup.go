@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -75,9 +76,13 @@ func (a *app) printBackup(eng engine.Engine, rep *engine.BackupReport, asJSON bo
 		return json.NewEncoder(a.stdout).Encode(out)
 	}
 	fmt.Fprintf(a.stdout, "backup %s (%s) committed: %s – %s\n", m.ID, m.Type, rep.Start, rep.Stop)
-	fmt.Fprintf(a.stdout, "  %s logical, %s newly stored (%d new chunks, %d already in the repository), %.1fs, %.0f MiB/s\n",
-		progress.FormatBytes(st.Logical), progress.FormatBytes(st.NewStored), st.NewChunks, st.DedupChunks,
-		rep.Seconds, float64(st.Logical)/(1<<20)/rep.Seconds)
+	took := time.Duration(rep.Seconds * float64(time.Second))
+	rate := ""
+	if r := progress.FormatRate(st.Logical, took); r != "" {
+		rate = ", " + r
+	}
+	fmt.Fprintf(a.stdout, "  %s logical, %s newly stored (%d new chunks, %d already in the repository), %.1fs%s\n",
+		progress.FormatBytes(st.Logical), progress.FormatBytes(st.NewStored), st.NewChunks, st.DedupChunks, rep.Seconds, rate)
 	if r := st.CompressionRatio(); r > 0 {
 		fmt.Fprintf(a.stdout, "  new chunks compressed %.2f:1 (%s → %s)\n", r, progress.FormatBytes(st.NewPlain), progress.FormatBytes(st.NewStored))
 	}

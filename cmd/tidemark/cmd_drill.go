@@ -31,8 +31,9 @@ repository as a report, which status shows. Exits non-zero when the drill
 cannot run or its checks find problems. The scratch server is stopped and
 removed (or emptied) afterwards.
 
-Target: --latest by default, --to-time T, or --random-point (a random time
-between the oldest and the newest backup's end).
+Target: --latest by default, --to-time T, or --random-point (a random point
+between the oldest backup's end and the newest archived change, so there is
+always something to replay; PostgreSQL picks an LSN in that range).
 
 ` + a.engines.Help(engine.CmdDrill),
 		Args: cobra.NoArgs,
@@ -62,12 +63,12 @@ between the oldest and the newest backup's end).
 				return err
 			}
 			if randomPoint {
-				if to.Time, err = jobs.RandomPoint(ctx, r); err != nil {
+				if to.Time, err = jobs.RandomPoint(ctx, eng, r); err != nil {
 					return err
 				}
 			}
 			rep, err := jobs.Drill(ctx, eng, engine.DrillJob{Job: engine.Job{Repo: r, RepoRef: rf.ref(), Log: a.log, Options: opts},
-				To: to, Jobs: jobsN, Timeout: timeout})
+				To: to, Random: randomPoint, Jobs: jobsN, Timeout: timeout})
 			if rep != nil {
 				a.printDrill(rep, asJSON)
 			}
@@ -77,7 +78,7 @@ between the oldest and the newest backup's end).
 	rf.register(cmd, true)
 	f := cmd.Flags()
 	f.StringVar(&toTime, "to-time", "", "recover to this time (RFC 3339 or 'YYYY-MM-DD HH:MM:SS[+TZ]')")
-	f.BoolVar(&randomPoint, "random-point", false, "recover to a random time between the oldest and newest backup")
+	f.BoolVar(&randomPoint, "random-point", false, "recover to a random point between the oldest backup's end and the newest archived change")
 	f.IntVar(&jobsN, "jobs", 4, "parallel fetch/decrypt/decompress workers")
 	f.DurationVar(&timeout, "timeout", 30*time.Minute, "give up when recovery takes longer")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
@@ -96,6 +97,10 @@ func (a *app) printDrill(rep *restore.DrillReport, asJSON bool) {
 	if rep.OK {
 		outcome = "ok"
 	}
-	fmt.Fprintf(a.stdout, "drill %s: backup %s to %s\n  RTO %.1fs (restore %.1fs, recovery %.1fs)\n  checked %d databases, %d tables, %d rows, %d indexes; %d problems\n",
-		outcome, rep.Backup, rep.Target, rep.RTOSeconds, rep.RestoreSeconds, rep.RecoverySeconds, rep.Databases, rep.Tables, rep.Rows, rep.IndexesChecked, rep.Problems)
+	start := ""
+	if rep.ServerStartSeconds > 0 {
+		start = fmt.Sprintf("scratch server start %.1fs, ", rep.ServerStartSeconds)
+	}
+	fmt.Fprintf(a.stdout, "drill %s: backup %s to %s\n  RTO %.1fs (%srestore %.1fs, recovery %.1fs)\n  checked %d databases, %d tables, %d rows, %d indexes; %d problems\n",
+		outcome, rep.Backup, rep.Target, rep.RTOSeconds, start, rep.RestoreSeconds, rep.RecoverySeconds, rep.Databases, rep.Tables, rep.Rows, rep.IndexesChecked, rep.Problems)
 }

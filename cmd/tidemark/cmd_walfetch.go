@@ -14,20 +14,63 @@ import (
 )
 
 func (a *app) walFetchCmd() *cobra.Command {
-	var rf repoFlags
+	var (
+		rf    repoFlags
+		check bool
+	)
 	cmd := &cobra.Command{
-		Use:   "wal-fetch --repo URL WAL_FILE DEST_PATH",
+		Use:   "wal-fetch --repo URL (WAL_FILE DEST_PATH | --check)",
 		Short: "Fetch one WAL file for PostgreSQL's restore_command",
 		Long: `For restore_command: restore_command = 'tidemark wal-fetch --repo URL
 --identity-file F %f %p'. Exits 0 only once the complete file is in place,
-1 when the file is not archived.`,
-		Args: cobra.ExactArgs(2),
+1 when the file is not archived.
+
+--check opens the repository with the key files and reads its WAL, as
+restore_command will: restore runs it as the restored server's OS user
+before it writes anything.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if check {
+				if len(args) != 0 {
+					return usageErr(fmt.Errorf("--check takes no arguments"))
+				}
+				return a.walFetchCheck(cmd.Context(), &rf)
+			}
+			if len(args) != 2 {
+				return usageErr(fmt.Errorf("want WAL_FILE DEST_PATH (restore_command's %%f %%p)"))
+			}
 			return a.walFetch(cmd.Context(), &rf, args[0], args[1])
 		},
 	}
 	rf.register(cmd, true)
+	cmd.Flags().BoolVar(&check, "check", false, "check that the repository, its WAL and the key files can be read, fetch nothing")
 	return cmd
+}
+
+// errCheckDone stops the listing at its first object.
+var errCheckDone = errors.New("done")
+
+// walFetchCheck is wal-fetch without a file: everything a fetch needs
+// (the repository, the key, the WAL area) is readable by this user.
+func (a *app) walFetchCheck(ctx context.Context, rf *repoFlags) error {
+	r, err := rf.open(ctx, true, a.log)
+	if err != nil {
+		return err
+	}
+	if _, err := wal.RepoGeometry(ctx, r); err != nil {
+		return fmt.Errorf("wal-fetch --check: %w", err)
+	}
+	err = r.Store().List(ctx, "wal/", "", func(o archive.ObjectInfo) error {
+		rc, err := r.Store().Get(ctx, o.Name, 0, 1)
+		if err != nil {
+			return err
+		}
+		rc.Close()
+		return errCheckDone
+	})
+	if err != nil && !errors.Is(err, errCheckDone) {
+		return fmt.Errorf("wal-fetch --check: read the archived WAL: %w", err)
+	}
+	return nil
 }
 
 // walFetch serves restore_command. PostgreSQL treats any non-zero exit as

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"filippo.io/age"
+	"github.com/spf13/cobra"
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/archive/store/file"
@@ -18,7 +20,20 @@ import (
 	"github.com/tidemark/tidemark/internal/testenv/storeenv"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	// A PostgreSQL restore run in-process writes this test binary into
+	// restore_command (os.Executable) and checks it as the server's OS
+	// user: it then acts as the CLI, never as the test suite.
+	if len(os.Args) > 1 && os.Args[1] == "wal-fetch" {
+		main()
+	}
+	// As a user runs tidemark: the servers' major's binaries on PATH, which
+	// restore --start and drill find their binaries by.
+	if bin, err := testenv.PostgresBin(testenv.DefaultPostgresMajor()); err == nil {
+		os.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	}
+	testenv.Main(m)
+}
 
 // run executes the CLI in-process and returns its output and exit code.
 func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
@@ -281,4 +296,34 @@ func TestWalFetchExitCodes(t *testing.T) {
 	// A wrong key is 126 as well: recovery must not go on without the WAL.
 	wrong, _ := keyFile(t)
 	expect(t, 126, "wal-fetch", "--repo", repo, "--identity-file", wrong, "000000010000000000000003", dest)
+}
+
+// TestEveryResultHasJSON: every command that ends with a result offers it
+// as JSON; the exceptions run until stopped or print a file of their own
+// format.
+func TestEveryResultHasJSON(t *testing.T) {
+	noResult := map[string]string{"stream": "runs until stopped", "agent": "runs until stopped",
+		"install": "prints a unit file or crontab line", "wal-fetch": "restore_command's protocol: an exit code"}
+	var walk func(c *cobra.Command)
+	seen := 0
+	walk = func(c *cobra.Command) {
+		for _, sub := range c.Commands() {
+			walk(sub)
+			if sub.Name() == "help" || sub.Name() == "completion" {
+				continue
+			}
+			seen++
+			if why, ok := noResult[sub.Name()]; ok {
+				t.Logf("%s: no --json (%s)", sub.CommandPath(), why)
+				continue
+			}
+			if sub.Flags().Lookup("json") == nil {
+				t.Errorf("%s has a result but no --json", sub.CommandPath())
+			}
+		}
+	}
+	walk(newApp(io.Discard, io.Discard).root())
+	if seen < 10 {
+		t.Fatalf("only %d commands found", seen)
+	}
 }

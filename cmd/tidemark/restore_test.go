@@ -49,18 +49,7 @@ func TestRestoreStartReachesTarget(t *testing.T) {
 	c.Exec(ctx, "INSERT INTO t SELECT g FROM generate_series(1001, 1500) g")
 	c.Exec(ctx, "SELECT pg_create_restore_point('good')")
 	c.Exec(ctx, "DELETE FROM t")
-	var cur string
-	c.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&cur)
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
-		var ok bool
-		c.QueryRow(ctx, "SELECT flush_lsn >= $1::pg_lsn FROM pg_stat_replication WHERE application_name = 'tidemark'", cur).Scan(&ok)
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("not archived")
-		}
-	}
+	waitWALArchived(t, c)
 
 	targetParent := filepath.Join(base, "restores")
 	os.MkdirAll(targetParent, 0o755)
@@ -69,7 +58,7 @@ func TestRestoreStartReachesTarget(t *testing.T) {
 	target := filepath.Join(targetParent, "pg")
 	out, err := asServerUser(bin, "restore", "--repo", repo, "--identity-file", key, "--to-name", "good",
 		"--target-dir", target, "--start", "--port", fmt.Sprint(port)).CombinedOutput()
-	defer asServerUser(filepath.Join(testenv.PostgresBinDir, "pg_ctl"), "stop", "-D", target, "-m", "immediate").Run()
+	defer asServerUser(filepath.Join(pg.BinDir, "pg_ctl"), "stop", "-D", target, "-m", "immediate").Run()
 	if err != nil {
 		t.Fatalf("restore --start: %v\n%s", err, out)
 	}
@@ -83,7 +72,7 @@ func TestRestoreStartReachesTarget(t *testing.T) {
 	cmd := asServerUser(bin, "restore", "--repo", repo, "--identity-file", key, "--to-name", "never-created",
 		"--target-dir", missing, "--start", "--port", fmt.Sprint(port2), "--start-timeout", "2m")
 	out2, err := cmd.CombinedOutput()
-	defer asServerUser(filepath.Join(testenv.PostgresBinDir, "pg_ctl"), "stop", "-D", missing, "-m", "immediate").Run()
+	defer asServerUser(filepath.Join(pg.BinDir, "pg_ctl"), "stop", "-D", missing, "-m", "immediate").Run()
 	if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != exitUnreachable || !strings.Contains(string(out2), "before the target") {
 		t.Fatalf("restore --start to a point never archived: %v\n%s", err, out2)
 	}
@@ -115,15 +104,35 @@ func startStreaming(t *testing.T, bin string, pg *testenv.Postgres, repo string)
 	return c
 }
 
-// TestRestoreStartRefusesRoot: as root, --start is refused before anything
-// is restored.
-func TestRestoreStartRefusesRoot(t *testing.T) {
+// waitWALArchived waits (a minute at most) until the streamer named tidemark
+// has made the server's current WAL durable.
+func waitWALArchived(t *testing.T, c *pgx.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	var cur string
+	c.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&cur)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		var ok bool
+		c.QueryRow(ctx, "SELECT flush_lsn >= $1::pg_lsn FROM pg_stat_replication WHERE application_name = 'tidemark'", cur).Scan(&ok)
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the streamer did not archive up to %s", cur)
+		}
+	}
+}
+
+// TestRestoreRunAsUnknownUser: as root, the restored server's OS user
+// (--run-as) must exist; the restore is refused before anything is
+// written.
+func TestRestoreRunAsUnknownUser(t *testing.T) {
 	if os.Geteuid() != 0 {
-		return // only meaningful as root; CI runs as root
+		return // --run-as is refused without root (CI runs as root)
 	}
 	target := filepath.Join(t.TempDir(), "never")
-	_, errs := expect(t, 2, "restore", "--repo", t.TempDir(), "--latest", "--target-dir", target, "--start")
-	if !strings.Contains(errs, "does not run as root") {
+	_, errs := expect(t, 2, "restore", "--repo", t.TempDir(), "--latest", "--target-dir", target, "--start", "--run-as", "no-such-user-tm")
+	if !strings.Contains(errs, "no-such-user-tm") || !strings.Contains(errs, "--run-as") {
 		t.Fatalf("stderr: %s", errs)
 	}
 	if _, err := os.Stat(target); !os.IsNotExist(err) {

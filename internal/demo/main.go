@@ -22,11 +22,22 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tidemark/tidemark/internal/testenv"
+	"github.com/tidemark/tidemark/restore"
 	pgrestore "github.com/tidemark/tidemark/restore/postgres"
 )
 
+// main runs the demo with the tidemark binary named by its argument
+// (`make demo` builds bin/tidemark-demo), else bin/tidemark.
 func main() {
-	if err := run(context.Background()); err != nil {
+	path := "bin/tidemark"
+	if len(os.Args) > 1 {
+		path = os.Args[1]
+	}
+	bin, err := filepath.Abs(path)
+	if err == nil {
+		err = run(context.Background(), bin)
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "\ndemo failed: %v\n", err)
 		os.Exit(1)
 	}
@@ -40,14 +51,11 @@ type demo struct {
 	conn                 *pgx.Conn
 }
 
-func run(ctx context.Context) error {
+// run runs the demo with the tidemark binary at bin.
+func run(ctx context.Context, bin string) error {
 	defer testenv.StopAll()
-	bin, err := filepath.Abs("bin/tidemark")
-	if err != nil {
-		return err
-	}
 	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("%s missing: run `make build` first", bin)
+		return fmt.Errorf("%s missing: run `make demo` (or `make build`) first", bin)
 	}
 	work, err := os.MkdirTemp("", "tidemark-demo-")
 	if err != nil {
@@ -125,28 +133,36 @@ func run(ctx context.Context) error {
 		return err
 	}
 
-	step("tidemark restore --to-time '%s' into a new directory", pgrestore.FormatTime(moment))
-	target := filepath.Join(work, "restored")
-	restoreStart := time.Now()
-	if err := d.tidemark("restore", "--repo", d.repo, "--identity-file", d.key, "--to-time", pgrestore.FormatTime(moment), "--target-dir", target); err != nil {
+	step("tidemark restore --to-time '%s' --start: restore into a new directory, replay WAL from the repository to the moment, promote", pgrestore.FormatTime(moment))
+	// The restored server runs restore_command (tidemark wal-fetch) as its
+	// own OS user: the repository must be readable by it. tidemark itself
+	// and the key file are copied beside the data directory when that user
+	// cannot reach them (a checkout in a private home directory).
+	if err := d.pg.GrantPath(d.repo); err != nil {
 		return err
 	}
-
-	step("start PostgreSQL on the restored directory: it replays WAL from the repository to the moment and promotes")
-	d.pg.GrantPath(d.repo)
-	d.pg.GrantPath(d.key)
-	restored, err := testenv.StartPostgres(testenv.PostgresOptions{DataDir: target})
+	target := filepath.Join(work, "restored")
+	port, err := testenv.FreePort()
 	if err != nil {
 		return err
 	}
-	defer restored.Destroy()
-	rc, err := pgx.Connect(ctx, restored.URL("postgres"))
+	restoreStart := time.Now()
+	if err := d.tidemark("restore", "--repo", d.repo, "--identity-file", d.key, "--to-time", pgrestore.FormatTime(moment),
+		"--target-dir", target, "--start", "--port", fmt.Sprint(port)); err != nil {
+		return err
+	}
+	as, err := serverUser()
+	if err != nil {
+		return err
+	}
+	defer pgrestore.StopRestored(context.WithoutCancel(ctx), target, testenv.PostgresBinDir, as)
+	rc, err := pgx.Connect(ctx, fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port))
 	if err != nil {
 		return err
 	}
 	defer rc.Close(ctx)
 	if err := waitPromoted(ctx, rc); err != nil {
-		return fmt.Errorf("%w\n%s", err, restored.Log())
+		return err
 	}
 	rto := time.Since(restoreStart)
 	got, err := d.fingerprint(rc)
@@ -169,6 +185,15 @@ func run(ctx context.Context) error {
 	fmt.Printf("\nDemo complete.\n  recovered point  %s (rows identical to what was seen then)\n  RPO              %s (the newest commit was archived that soon)\n  restore time     %s (restore + WAL replay + promotion)\n",
 		pgrestore.FormatTime(moment), rpo.Round(time.Millisecond), rto.Round(time.Millisecond))
 	return nil
+}
+
+// serverUser is the OS user the restored server runs as: postgres when
+// the demo runs as root (restore's default --run-as), else the demo's own.
+func serverUser() (*restore.OSUser, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	return restore.LookupOSUser("postgres")
 }
 
 func (d *demo) exec(sqls ...string) error {

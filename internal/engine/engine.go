@@ -75,9 +75,9 @@ type Info struct {
 	// StreamLock is the repository lock a streamer holds, so two streamers
 	// never write one repository.
 	StreamLock string
-	// Passwords says where the engine's source password comes from, for
+	// Credentials says where the engine's source password comes from, for
 	// messages.
-	Passwords string
+	Credentials string
 	// RestoreTarget is the flag naming where a restore goes: "target-dir"
 	// for a data directory, "target" for a server URL.
 	RestoreTarget string
@@ -219,7 +219,12 @@ type RestoreReport struct {
 // DrillJob runs a drill; To.Time zero with Latest false means latest.
 type DrillJob struct {
 	Job
-	To      Target
+	To Target
+	// Random asks for a random point with something to replay after the
+	// oldest base: To.Time holds one between that base's end and the
+	// newest archived change, which an engine may replace by a point of
+	// its own stream (PostgreSQL: an LSN, always reached).
+	Random  bool
 	Jobs    int
 	Timeout time.Duration
 }

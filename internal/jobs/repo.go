@@ -37,9 +37,11 @@ func OpenRepo(ctx context.Context, ref engine.RepoRef, read bool, log *slog.Logg
 	return r, nil
 }
 
-// RandomPoint is a random moment between the end of the oldest and of the
-// newest backup: what a drill with --random-point recovers to.
-func RandomPoint(ctx context.Context, repo *archive.Repository) (time.Time, error) {
+// RandomPoint is a random moment between the end of the oldest backup and
+// the newest change archived after it (or the newest backup's end, if
+// later): what a drill with --random-point recovers to, so that even with
+// one backup it replays something.
+func RandomPoint(ctx context.Context, eng engine.Engine, repo *archive.Repository) (time.Time, error) {
 	backups, err := repo.Backups(ctx)
 	if err != nil {
 		return time.Time{}, err
@@ -47,6 +49,16 @@ func RandomPoint(ctx context.Context, repo *archive.Repository) (time.Time, erro
 	if len(backups) == 0 {
 		return time.Time{}, fmt.Errorf("drill: %w: the repository holds no backup", archive.ErrUnreachable)
 	}
-	lo, hi := backups[0].Finished, backups[len(backups)-1].Finished
+	oldest := backups[0]
+	lo, hi := oldest.Finished, backups[len(backups)-1].Finished
+	streams, err := eng.Status(ctx, repo)
+	if err != nil {
+		return time.Time{}, err
+	}
+	for _, s := range streams {
+		if s.Pairs(oldest.Engine, oldest.Stream) && s.Latest != nil && s.Latest.After(hi) {
+			hi = *s.Latest
+		}
+	}
 	return lo.Add(time.Duration(rand.Int64N(int64(hi.Sub(lo)) + 1))), nil
 }

@@ -31,6 +31,9 @@ type MariaDB struct {
 type MariaDBOptions struct {
 	ServerID int      // default 1
 	Args     []string // extra mariadbd arguments
+	// TestDB keeps the empty `test` database mariadb-install-db creates by
+	// default, as on a default install.
+	TestDB bool
 }
 
 var sharedMariaDB shared[*MariaDB]
@@ -82,8 +85,10 @@ func StartMariaDB(o MariaDBOptions) (*MariaDB, error) {
 	}
 	m := &MariaDB{Host: "127.0.0.1", Port: port, User: "root", ServerID: o.ServerID,
 		DataDir: filepath.Join(dir, "data"), dir: dir}
-	install := []string{"--no-defaults", "--datadir=" + m.DataDir, "--auth-root-authentication-method=normal",
-		"--skip-test-db"}
+	install := []string{"--no-defaults", "--datadir=" + m.DataDir, "--auth-root-authentication-method=normal"}
+	if !o.TestDB {
+		install = append(install, "--skip-test-db")
+	}
 	if os.Geteuid() == 0 {
 		install = append(install, "--user=root")
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,16 +14,18 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// PostgresBinDir is where Debian's postgresql-15 package puts the server.
+// PostgresBinDir is where Debian's postgresql-15 package puts the server
+// (and the client tools every major's tests use: psql, pg_verifybackup).
 const PostgresBinDir = "/usr/lib/postgresql/15/bin"
 
-// Postgres is a throwaway PostgreSQL 15 server on 127.0.0.1.
+// Postgres is a throwaway PostgreSQL server on 127.0.0.1.
 type Postgres struct {
 	Host    string
 	Port    int
 	DataDir string
 	BinDir  string
 	User    string // superuser, allowed to replicate
+	Major   int
 
 	dir  string // scratch dir holding the data dir, socket and log
 	conf []string
@@ -39,6 +42,9 @@ type PostgresOptions struct {
 	// DataDir, when set, is an existing data directory (a restored backup)
 	// to start instead of running initdb. It is not deleted on Stop.
 	DataDir string
+	// Major is the server's major version (0: the data directory's, else
+	// DefaultPostgresMajor).
+	Major int
 }
 
 var sharedPostgres shared[*Postgres]
@@ -54,7 +60,7 @@ func PostgreSQL(t testing.TB) *Postgres {
 		return p, p.Destroy, nil
 	})
 	if err != nil {
-		Unavailable(t, "PostgreSQL 15", err)
+		Unavailable(t, fmt.Sprintf("PostgreSQL %d", DefaultPostgresMajor()), err)
 	}
 	return p
 }
@@ -69,17 +75,34 @@ func NewPostgreSQL(t testing.TB, o PostgresOptions) *Postgres {
 	case err != nil && o.DataDir != "":
 		t.Fatalf("start PostgreSQL on %s: %v", o.DataDir, err)
 	case err != nil:
-		Unavailable(t, "PostgreSQL 15", err)
+		Unavailable(t, fmt.Sprintf("PostgreSQL %d", o.major()), err)
 	}
 	t.Cleanup(p.Destroy)
 	return p
 }
 
+// major is the server to run: the one asked for, else the one that wrote
+// a given data directory, else the default.
+func (o PostgresOptions) major() int {
+	if o.Major != 0 {
+		return o.Major
+	}
+	if o.DataDir != "" {
+		if b, err := os.ReadFile(filepath.Join(o.DataDir, "PG_VERSION")); err == nil {
+			if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				return n
+			}
+		}
+	}
+	return DefaultPostgresMajor()
+}
+
 // StartPostgres initialises (unless o.DataDir is set) and starts a server.
 // The caller owns it: Destroy stops it and removes its files.
 func StartPostgres(o PostgresOptions) (*Postgres, error) {
-	if _, err := os.Stat(filepath.Join(PostgresBinDir, "postgres")); err != nil {
-		return nil, fmt.Errorf("PostgreSQL 15 not installed at %s", PostgresBinDir)
+	bin, err := PostgresBin(o.major())
+	if err != nil {
+		return nil, err
 	}
 	cred, err := serviceUser("postgres")
 	if err != nil {
@@ -93,7 +116,7 @@ func StartPostgres(o PostgresOptions) (*Postgres, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Postgres{Host: "127.0.0.1", Port: port, BinDir: PostgresBinDir, User: "postgres",
+	p := &Postgres{Host: "127.0.0.1", Port: port, BinDir: bin, User: "postgres", Major: o.major(),
 		dir: dir, conf: o.Conf, cred: cred, DataDir: filepath.Join(dir, "data")}
 	if o.DataDir != "" {
 		p.DataDir, p.keep = o.DataDir, true
@@ -102,7 +125,7 @@ func StartPostgres(o PostgresOptions) (*Postgres, error) {
 		return nil, err
 	}
 	if o.DataDir == "" {
-		if err := runAs(cred, filepath.Join(PostgresBinDir, "initdb"), "-D", p.DataDir, "-U", "postgres",
+		if err := runAs(cred, filepath.Join(bin, "initdb"), "-D", p.DataDir, "-U", "postgres",
 			"--auth=trust", "--data-checksums", "-E", "UTF8", "--locale=C"); err != nil {
 			os.RemoveAll(dir)
 			return nil, fmt.Errorf("initdb: %w", err)

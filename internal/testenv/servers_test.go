@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +115,29 @@ func TestFakeGCS(t *testing.T) {
 	g := FakeGCSServer(t)
 	if b := g.NewBucket(t); !strings.HasPrefix(b, "tm-") {
 		t.Fatalf("bucket %q", b)
+	}
+}
+
+// TestPostgreSQLMajors starts a server of every major the tests use: each
+// reports its own version and runs with data checksums.
+func TestPostgreSQLMajors(t *testing.T) {
+	for _, major := range PostgresMajors {
+		t.Run(fmt.Sprint(major), func(t *testing.T) {
+			p := NewPostgreSQL(t, PostgresOptions{Major: major})
+			ctx := context.Background()
+			c, err := pgx.Connect(ctx, p.URL("postgres"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close(ctx)
+			var num int
+			var checksums string
+			if err := c.QueryRow(ctx, "SELECT current_setting('server_version_num')::int, current_setting('data_checksums')").Scan(&num, &checksums); err != nil {
+				t.Fatal(err)
+			}
+			if num/10000 != major || p.Major != major || checksums != "on" {
+				t.Fatalf("server_version_num %d, Major %d, data_checksums %s; want major %d with checksums", num, p.Major, checksums, major)
+			}
+		})
 	}
 }

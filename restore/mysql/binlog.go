@@ -108,9 +108,22 @@ func ReplayBinlog(ctx context.Context, repo *archive.Repository, conn *client.Co
 	if err := ap.finish(); err != nil {
 		return res, err
 	}
-	opts.Log.Info("binlog replayed", "transactions", res.Transactions, "events", res.Events, "from", from.String(),
-		"to", res.End.String(), "last_commit", res.LastTime, "last_gtid", res.LastGTID)
+	opts.Log.Info("binlog replayed", replayedAttrs(from, res)...)
 	return res, nil
+}
+
+// replayedAttrs describes a finished replay for the log: the last commit
+// and GTID only when something was replayed (a zero time reads
+// "0001-01-01").
+func replayedAttrs(from binlog.Position, res *BinlogReplayResult) []any {
+	attrs := []any{"transactions", res.Transactions, "events", res.Events, "from", from.String(), "to", res.End.String()}
+	if !res.LastTime.IsZero() {
+		attrs = append(attrs, "last_commit", res.LastTime.UTC())
+	}
+	if res.LastGTID != "" {
+		attrs = append(attrs, "last_gtid", res.LastGTID)
+	}
+	return attrs
 }
 
 func binlogTxnName(t *binlog.Txn) string {

@@ -57,7 +57,8 @@ func Drill(ctx context.Context, cfg DrillConfig) (*restore.DrillReport, error) {
 	}
 	rep.RestoreSeconds = res.LoadTime.Seconds()
 	rep.RecoverySeconds = res.ReplayTime.Seconds()
-	rep.RTOSeconds = time.Since(restoreStart).Seconds()
+	rep.ServerStartSeconds = restoreStart.Sub(rep.Started).Seconds()
+	rep.RTOSeconds = time.Since(rep.Started).Seconds()
 	if err := checkTables(ctx, srv, rep, cfg.Log); err != nil {
 		return rep, fmt.Errorf("drill: checks: %w", err)
 	}

@@ -17,16 +17,16 @@ import (
 // DrillConfig configures a restore drill: restore into a scratch directory,
 // start a throwaway server on a free port, check it, throw it away.
 type DrillConfig struct {
-	Repo           *archive.Repository
-	Target         Target
-	RestoreCommand string
-	WorkDir        string          // parent of the scratch directory (default: the temp dir)
-	As             *restore.OSUser // PostgreSQL's OS user when running as root
-	BinDir         string          // default: found from the backup's server version
-	User           string          // database superuser to check as (default postgres)
-	Jobs           int
-	Timeout        time.Duration // for recovery (default 30 minutes)
-	Log            *slog.Logger
+	Repo    *archive.Repository
+	Target  Target
+	Fetch   FetchCommand
+	WorkDir string          // parent of the scratch directory (default: the temp dir)
+	As      *restore.OSUser // PostgreSQL's OS user when running as root
+	BinDir  string          // default: found from the backup's server version
+	User    string          // database superuser to check as (default postgres)
+	Jobs    int
+	Timeout time.Duration // for recovery (default 30 minutes)
+	Log     *slog.Logger
 }
 
 // Drill runs one drill. Problems found by the checks are logged and
@@ -46,9 +46,15 @@ func Drill(ctx context.Context, cfg DrillConfig) (*restore.DrillReport, error) {
 		return rep, fmt.Errorf("drill: %w", err)
 	}
 	defer os.RemoveAll(scratch)
+	// The scratch server's OS user must reach restore_command's executable
+	// and key files, placed beside the data directory when it cannot run
+	// the originals.
+	if err := cfg.As.Chown(scratch); err != nil {
+		return rep, fmt.Errorf("drill: hand the scratch directory to %s: %w", cfg.As.Name, err)
+	}
 	dir := filepath.Join(scratch, "pg")
 	plan, err := Restore(ctx, Config{Repo: cfg.Repo, TargetDir: dir, Target: cfg.Target,
-		RestoreCommand: cfg.RestoreCommand, Jobs: cfg.Jobs, Log: cfg.Log})
+		Fetch: &cfg.Fetch, Owner: cfg.As, Jobs: cfg.Jobs, Log: cfg.Log})
 	if err != nil {
 		return rep, fmt.Errorf("drill: %w", err)
 	}

@@ -21,10 +21,46 @@ import (
 // when set, is called with the bytes written by each chunk, from the
 // workers concurrently.
 func writeFiles(ctx context.Context, repo *archive.Repository, dir string, files []archive.FileEntry, jobs int, progress func(n int64)) error {
+	plans := make([]outPlan, len(files))
+	for i, f := range files {
+		plans[i] = outPlan{entry: f}
+	}
+	return writePlans(ctx, repo, dir, plans, jobs, progress)
+}
+
+// outPlan is one file to write: its entry's chunks, or (a file rebuilt
+// from an incremental chain) pieces of chunks of several backups' files
+// over a file of entry.Size whose other bytes stay zero.
+type outPlan struct {
+	entry  archive.FileEntry
+	pieces []piece
+}
+
+// piece is n bytes from offset from of a chunk, written at off.
+type piece struct {
+	ref     archive.ChunkRef
+	from, n int64
+	off     int64
+}
+
+func (p outPlan) work() []piece {
+	if p.pieces != nil {
+		return p.pieces
+	}
+	out := make([]piece, len(p.entry.Chunks))
+	var off int64
+	for i, ref := range p.entry.Chunks {
+		out[i] = piece{ref: ref, n: int64(ref.Size), off: off}
+		off += int64(ref.Size)
+	}
+	return out
+}
+
+// writePlans is writeFiles for plans.
+func writePlans(ctx context.Context, repo *archive.Repository, dir string, files []outPlan, jobs int, progress func(n int64)) error {
 	type job struct {
-		f   *outFile
-		off int64
-		ref archive.ChunkRef
+		f *outFile
+		piece
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	work := make(chan job, 2*jobs)
@@ -37,7 +73,11 @@ func writeFiles(ctx context.Context, repo *archive.Repository, dir string, files
 				}
 				buf := bufs.Get().(*[]byte)
 				data, err := repo.ReadChunkInto(ctx, j.ref, *buf)
+				if err == nil && (j.from+j.n > int64(len(data))) {
+					err = fmt.Errorf("chunk %s holds %d bytes, not the %d from %d: %w", j.ref.ID, len(data), j.n, j.from, archive.ErrCorrupt)
+				}
 				if err == nil {
+					data = data[j.from : j.from+j.n]
 					err = j.f.writeAt(data, j.off)
 				}
 				bufs.Put(buf) // the aligned one, even if a big chunk needed another
@@ -57,26 +97,32 @@ func writeFiles(ctx context.Context, repo *archive.Repository, dir string, files
 	var opened []*outFile // read after Wait
 	g.Go(func() error {
 		defer close(work)
-		for _, f := range files {
-			of, err := createFile(dir, f)
+		for _, p := range files {
+			pieces := p.work()
+			// Rebuilt files go through the page cache: their pieces need not be whole direct-I/O blocks.
+			of, err := createFile(dir, p.entry, len(pieces), p.pieces == nil && directIO(p.entry))
 			if err != nil {
 				return err
 			}
 			opened = append(opened, of)
-			if len(f.Chunks) == 0 {
+			if p.pieces != nil {
+				// Blocks no backup holds are zeros: leave them as holes.
+				if err := of.file.Truncate(p.entry.Size); err != nil {
+					return fmt.Errorf("restore %s: %w", p.entry.Path, err)
+				}
+			}
+			if len(pieces) == 0 {
 				if err := of.finish(); err != nil {
 					return err
 				}
 				continue
 			}
-			var off int64
-			for _, ref := range f.Chunks {
+			for _, pc := range pieces {
 				select {
-				case work <- job{of, off, ref}:
+				case work <- job{of, pc}:
 				case <-ctx.Done():
 					return context.Cause(ctx)
 				}
-				off += int64(ref.Size)
 			}
 		}
 		return nil
@@ -101,17 +147,17 @@ type outFile struct {
 	done   bool
 }
 
-func createFile(dir string, f archive.FileEntry) (*outFile, error) {
+func createFile(dir string, f archive.FileEntry, pieces int, direct bool) (*outFile, error) {
 	p := filepath.Join(dir, filepath.FromSlash(f.Path))
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return nil, err
 	}
-	file, direct, err := openOut(p, fs.FileMode(f.Mode).Perm()|0o600, directIO(f))
+	file, direct, err := openOut(p, fs.FileMode(f.Mode).Perm()|0o600, direct)
 	if err != nil {
 		return nil, err
 	}
 	of := &outFile{entry: f, path: p, file: file, direct: direct}
-	of.left.Store(int64(len(f.Chunks)))
+	of.left.Store(int64(pieces))
 	return of, nil
 }
 

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -16,13 +17,20 @@ import (
 
 // Plan is what a restore will do, decided before anything is written.
 type Plan struct {
-	Backup   *archive.Manifest
-	Meta     pgbackup.Meta
+	Backup *archive.Manifest
+	Meta   pgbackup.Meta
+	// Chain: the backups an incremental Backup was taken against, newest
+	// first, down to a full one; its files are rebuilt from them.
+	Chain    []*archive.Manifest
 	WALFrom  pglogrepl.LSN
 	WALUntil pglogrepl.LSN // newest archived WAL on the newest timeline
 	Timeline uint32
 	// Kept and Fetched count file bytes a delta restore kept and fetched.
 	Kept, Fetched int64
+	// Placed are the copies of tidemark and the key files a restore put
+	// in KitDir for the restored server's OS user (none when it could run
+	// the originals).
+	Placed []string
 	// Skipped names newer bases passed over as unusable (a corrupt
 	// manifest, chunks missing), and why.
 	Skipped []string
@@ -68,8 +76,12 @@ func PlanRestore(ctx context.Context, repo *archive.Repository, target Target) (
 		if err != nil {
 			return nil, err
 		}
+		chain, err := loadChain(ctx, repo, m, meta)
+		if err != nil {
+			return nil, err
+		}
 		start, _ := pglogrepl.ParseLSN(meta.StartLSN)
-		p := &Plan{Backup: m, Meta: meta, WALFrom: start, WALUntil: latest.End, Timeline: latest.TLI}
+		p := &Plan{Backup: m, Meta: meta, Chain: chain, WALFrom: start, WALUntil: latest.End, Timeline: latest.TLI}
 		return p, checkContinuity(state, g, p)
 	})
 	if err != nil {
@@ -125,6 +137,34 @@ func chooseBase(bases []archive.BackupSummary, target Target, latest *wal.Timeli
 		return nil, fmt.Errorf("%w: %s is in the future; %s", restore.ErrUnreachable, target, window)
 	}
 	return chosen, nil
+}
+
+// loadChain reads the manifests of the backups an incremental depends on,
+// newest first, down to the full one; nil for a full backup.
+func loadChain(ctx context.Context, repo *archive.Repository, m *archive.Manifest, meta pgbackup.Meta) ([]*archive.Manifest, error) {
+	var chain []*archive.Manifest
+	seen := map[string]bool{m.ID: true}
+	for from, id := meta.IncrementalFrom, m.ID; from != ""; {
+		if seen[from] {
+			return nil, fmt.Errorf("backup %s: %w: its chain of references loops at %s", m.ID, archive.ErrCorrupt, from)
+		}
+		seen[from] = true
+		ref, refMeta, err := readBase(ctx, repo, from)
+		if errors.Is(err, archive.ErrNotExist) {
+			err = fmt.Errorf("backup %s: %w: it is incremental against backup %s, which is not in the repository", id, archive.ErrCorrupt, from)
+		}
+		if err != nil {
+			// Unusable without its reference: the incremental is passed over.
+			var ub *restore.UnreadableBase
+			if errors.As(err, &ub) || errors.Is(err, archive.ErrCorrupt) {
+				return nil, &restore.UnreadableBase{ID: m.ID, Err: fmt.Errorf("its chain of references: %w", err)}
+			}
+			return nil, err
+		}
+		chain = append(chain, ref)
+		from, id = refMeta.IncrementalFrom, ref.ID
+	}
+	return chain, nil
 }
 
 // readBase reads a base backup's manifest and its PostgreSQL metadata.

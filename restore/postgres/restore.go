@@ -18,6 +18,7 @@ import (
 
 	"github.com/tidemark/tidemark/archive"
 	pgbackup "github.com/tidemark/tidemark/basebackup/postgres"
+	"github.com/tidemark/tidemark/restore"
 )
 
 // Config configures a PostgreSQL restore.
@@ -30,11 +31,20 @@ type Config struct {
 	// TablespaceMap relocates tablespaces: keys are a tablespace's OID or
 	// its original location, values the new location.
 	TablespaceMap map[string]string
+	// Fetch, when set, is how the restored server will fetch WAL: it is
+	// made runnable by Owner (PlaceFetch) before anything is written, and
+	// becomes the restore_command.
+	Fetch *FetchCommand
 	// RestoreCommand is the restore_command written into the restored
-	// configuration (a `tidemark wal-fetch` invocation, no secret inlined).
+	// configuration (a `tidemark wal-fetch` invocation, no secret inlined)
+	// when Fetch is not set.
 	RestoreCommand string
-	Log            *slog.Logger
-	Progress       func(done, total int64)
+	// Owner is the OS user the restored server runs as, when it is not
+	// the current user (a restore as root): the data directory and the
+	// tablespaces are handed to it. nil: the current user.
+	Owner    *restore.OSUser
+	Log      *slog.Logger
+	Progress func(done, total int64)
 	// Delta reuses an existing data directory: chunks already on disk are
 	// kept, only differing ones fetched, files the backup lacks removed.
 	Delta bool
@@ -55,6 +65,13 @@ func Restore(ctx context.Context, cfg Config) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Fetch != nil {
+		f, placed, err := PlaceFetch(ctx, *cfg.Fetch, cfg.TargetDir, cfg.Owner)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RestoreCommand, plan.Placed = f.String(), placed
+	}
 	if cfg.Delta {
 		if err := checkDeltaTarget(cfg.TargetDir); err != nil {
 			return nil, err
@@ -74,17 +91,43 @@ func Restore(ctx context.Context, cfg Config) (*Plan, error) {
 	cfg.Log.Info("restoring", "backup", plan.Backup.ID, "start_lsn", plan.Meta.StartLSN, "target", cfg.Target.String(),
 		"archived_wal_until", plan.WALUntil, "timeline", plan.Timeline)
 	st := &deltaStats{}
-	if err := materialize(ctx, cfg, plan.Backup, plan.Meta, st); err != nil {
+	if err := materialize(ctx, cfg, plan, st); err != nil {
 		return nil, failedInto(cfg.TargetDir, err)
 	}
 	plan.Kept, plan.Fetched = st.kept.Load(), st.fetched.Load()
 	if err := writeRecoveryConfig(cfg); err != nil {
 		return nil, failedInto(cfg.TargetDir, err)
 	}
+	if err := handOver(cfg, plan.Meta); err != nil {
+		return nil, failedInto(cfg.TargetDir, fmt.Errorf("hand the restored files to %s: %w", cfg.Owner.Name, err))
+	}
 	if err := markComplete(cfg.TargetDir); err != nil {
 		return nil, failedInto(cfg.TargetDir, err)
 	}
 	return plan, nil
+}
+
+// handOver gives the data directory and the tablespaces to the server's
+// OS user.
+func handOver(cfg Config, meta pgbackup.Meta) error {
+	if cfg.Owner == nil {
+		return nil
+	}
+	if err := cfg.Owner.Chown(cfg.TargetDir); err != nil {
+		return err
+	}
+	for _, ts := range meta.Tablespaces {
+		loc := ts.Location
+		for _, k := range []string{ts.OID, ts.Location} {
+			if v, ok := cfg.TablespaceMap[k]; ok {
+				loc = v
+			}
+		}
+		if err := cfg.Owner.Chown(loc); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // emptyDir creates dir, or accepts it when it exists and is empty.
@@ -108,11 +151,8 @@ func emptyDir(dir string) error {
 
 // materialize writes every file of the backup, in parallel, each verified
 // chunk by chunk as it is read.
-func materialize(ctx context.Context, cfg Config, m *archive.Manifest, meta pgbackup.Meta, st *deltaStats) error {
-	var total, done int64
-	for _, f := range m.Files {
-		total += f.Size
-	}
+func materialize(ctx context.Context, cfg Config, plan *Plan, st *deltaStats) error {
+	m, meta := plan.Backup, plan.Meta
 	var mu sync.Mutex
 	tsMap, relocated, err := placeTablespaces(cfg, meta)
 	if err != nil {
@@ -135,6 +175,17 @@ func materialize(ctx context.Context, cfg Config, m *archive.Manifest, meta pgba
 			regular = append(regular, f)
 		}
 	}
+	regular, rebuilt, err := rebuildPlans(ctx, cfg, plan, regular)
+	if err != nil {
+		return err
+	}
+	var total, done int64
+	for _, f := range regular {
+		total += f.Size
+	}
+	for _, p := range rebuilt {
+		total += p.entry.Size
+	}
 	report := func(n int64) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -149,6 +200,9 @@ func materialize(ctx context.Context, cfg Config, m *archive.Manifest, meta pgba
 		err = writeFiles(ctx, cfg.Repo, cfg.TargetDir, regular, cfg.Jobs, func(n int64) { st.fetched.Add(n); report(n) })
 	}
 	if err != nil {
+		return err
+	}
+	if err := writeRebuilt(ctx, cfg, rebuilt, func(n int64) { st.fetched.Add(n); report(n) }); err != nil {
 		return err
 	}
 	if relocated {

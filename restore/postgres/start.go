@@ -13,6 +13,7 @@ import (
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/restore"
+	"github.com/tidemark/tidemark/wal"
 )
 
 // Recovered is what PostgreSQL reported about a finished recovery.
@@ -29,7 +30,7 @@ type Recovered struct {
 }
 
 // ErrRunningAsRoot: PostgreSQL refuses to run as root.
-var ErrRunningAsRoot = errors.New("PostgreSQL does not run as root: run `restore --start` as the database's OS user (for example with sudo -u postgres)")
+var ErrRunningAsRoot = errors.New("PostgreSQL does not run as root: run `restore --start` as the database's OS user (for example with sudo -u postgres), or as root with --run-as naming that user")
 
 // StartRestored starts PostgreSQL on a restored directory, waits until
 // recovery has reached its target and the server promoted, and checks from
@@ -167,18 +168,37 @@ func tail(path string, n int) string {
 }
 
 // BinDir finds the server binaries for a backup's PostgreSQL version:
-// Debian's /usr/lib/postgresql/<major>/bin, else pg_config's bindir.
+// Debian's /usr/lib/postgresql/<major>/bin, PGDG's /usr/pgsql-<major>/bin,
+// the postgres on PATH, pg_config's bindir — the first whose postgres is
+// of that major (another major's server cannot start the directory).
 func BinDir(serverVersion string) (string, error) {
-	major, _, _ := strings.Cut(serverVersion, ".")
-	if major != "" {
-		d := filepath.Join("/usr/lib/postgresql", major, "bin")
-		if _, err := os.Stat(filepath.Join(d, "pg_ctl")); err == nil {
+	want, err := wal.ParseVersion(serverVersion)
+	if err != nil {
+		return "", err
+	}
+	major := fmt.Sprint(want.Major)
+	dirs := []string{filepath.Join("/usr/lib/postgresql", major, "bin"), "/usr/pgsql-" + major + "/bin"}
+	if p, err := exec.LookPath("postgres"); err == nil {
+		dirs = append(dirs, filepath.Dir(p))
+	}
+	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
+		dirs = append(dirs, strings.TrimSpace(string(out)))
+	}
+	var found []string
+	for _, d := range dirs {
+		out, err := exec.Command(filepath.Join(d, "postgres"), "--version").Output()
+		if err != nil {
+			continue
+		}
+		// "postgres (PostgreSQL) 17.10"
+		_, ver, _ := strings.Cut(strings.TrimSpace(string(out)), ") ")
+		if v, err := wal.ParseVersion(ver); err == nil && v.Major == want.Major {
 			return d, nil
 		}
+		found = append(found, d+" (PostgreSQL "+ver+")")
 	}
-	out, err := exec.Command("pg_config", "--bindir").Output()
-	if err != nil {
-		return "", fmt.Errorf("PostgreSQL %s binaries not found (pass --pg-bindir)", serverVersion)
+	if len(found) > 0 {
+		return "", fmt.Errorf("PostgreSQL %d binaries not found, only %s (pass --pg-bindir)", want.Major, strings.Join(found, ", "))
 	}
-	return strings.TrimSpace(string(out)), nil
+	return "", fmt.Errorf("PostgreSQL %d binaries not found (pass --pg-bindir)", want.Major)
 }

@@ -14,7 +14,8 @@ import (
 )
 
 // VerifyWAL lists what breaks restorability in a PostgreSQL
-// repository: base backups whose own WAL range is not archived, and holes
+// repository: base backups whose own WAL range is not archived, incremental
+// backups whose reference is gone (each link of every chain), and holes
 // in the archived WAL after the oldest base backup's start (the WAL before
 // it is never needed).
 func VerifyWAL(ctx context.Context, repo *archive.Repository) ([]string, error) {
@@ -39,6 +40,10 @@ func VerifyWAL(ctx context.Context, repo *archive.Repository) ([]string, error) 
 	}
 	var problems []string
 	oldest := pglogrepl.LSN(0)
+	committed := map[string]bool{}
+	for _, id := range ids {
+		committed[id] = true
+	}
 	for _, id := range ids {
 		m, err := repo.ReadManifest(ctx, id)
 		if errors.Is(err, archive.ErrNotExist) {
@@ -51,6 +56,9 @@ func VerifyWAL(ctx context.Context, repo *archive.Repository) ([]string, error) 
 		var meta pgbackup.Meta
 		if m.Engine != "postgres" || json.Unmarshal(m.EngineMeta, &meta) != nil {
 			continue
+		}
+		if ref := meta.IncrementalFrom; ref != "" && !committed[ref] {
+			problems = append(problems, fmt.Sprintf("backup %s: it is incremental against backup %s, which is not in the repository: it cannot be restored", id, ref))
 		}
 		from, to := mustLSN(meta.StartLSN), mustLSN(meta.StopLSN)
 		if !rangeArchived(state, g, meta.StartTimeline, from, to) {

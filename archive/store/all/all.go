@@ -11,12 +11,8 @@ import (
 	"strings"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/archive/store/azblob"
 	"github.com/tidemark/tidemark/archive/store/file"
-	"github.com/tidemark/tidemark/archive/store/gcs"
 	"github.com/tidemark/tidemark/archive/store/internal/storeutil"
-	"github.com/tidemark/tidemark/archive/store/retry"
-	"github.com/tidemark/tidemark/archive/store/s3"
 )
 
 // Open opens the store a repository URL names. Every supported scheme is
@@ -53,23 +49,11 @@ func Open(ctx context.Context, repoURL string) (archive.Store, error) {
 			return nil, fmt.Errorf("%w: repository URL %q: file URLs take no host (file:///abs/path)", archive.ErrBadURL, repoURL)
 		}
 		return store(file.Open(u.Path))
-	case "s3":
-		return remote(s3.Open(ctx, u))
-	case "gs":
-		return remote(gcs.Open(ctx, u))
-	case "azblob", "https":
-		return remote(azblob.Open(ctx, u))
+	case "s3", "gs", "azblob", "https":
+		return cloud(ctx, u)
 	default:
 		return nil, fmt.Errorf("%w: repository URL %q: unsupported scheme %q (supported: file://, s3://, gs://, azblob://, https://ACCOUNT.blob.core.windows.net/)", archive.ErrBadURL, storeutil.SafeURL(u), u.Scheme)
 	}
-}
-
-// remote is store for an object store, wrapped in retries.
-func remote[S archive.Store](s S, err error) (archive.Store, error) {
-	if err != nil {
-		return nil, err
-	}
-	return retry.Wrap(s, retry.Options{}), nil
 }
 
 // store passes on an opener's result as an archive.Store, and a failed open

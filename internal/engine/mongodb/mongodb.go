@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tidemark/tidemark/basebackup"
 	mgbackup "github.com/tidemark/tidemark/basebackup/mongodb"
 	"github.com/tidemark/tidemark/internal/engine"
 	"github.com/tidemark/tidemark/oplog"
@@ -29,7 +30,7 @@ func New() *Engine { return &Engine{} }
 // Info implements engine.Engine.
 func (*Engine) Info() engine.Info {
 	return engine.Info{Name: oplog.Engine, Title: "MongoDB", Stream: "oplog", Schemes: []string{"mongodb", "mongodb+srv"},
-		StreamLock: "stream-mongodb", Passwords: "a password file (--password-file, password_file) or the URL in TIDEMARK_SOURCE", RestoreTarget: "target"}
+		StreamLock: "stream-mongodb", Credentials: "a password file (--password-file, password_file) or the URL in TIDEMARK_SOURCE", RestoreTarget: "target"}
 }
 
 // Flags implements engine.Engine.
@@ -154,7 +155,7 @@ func (*Engine) Backup(ctx context.Context, job engine.BackupJob) (*engine.Backup
 	m, meta := res.Manifest, res.Meta
 	return &engine.BackupReport{Manifest: m, Start: meta.StartTS, Stop: meta.StopTS,
 		Lines: []string{
-			fmt.Sprintf("%s %s: oplog %s – %s, archived by the %s", meta.Flavour, meta.Version, meta.StartTS, meta.StopTS, meta.OplogArchivedBy),
+			fmt.Sprintf("%s %s: oplog %s – %s, %s", meta.Flavour, meta.Version, meta.StartTS, meta.StopTS, basebackup.ArchivedBy(meta.OplogArchivedBy)),
 			fmt.Sprintf("%d collections, %d documents", meta.Collections, meta.Documents),
 		},
 		Detail: map[string]any{"flavour": meta.Flavour, "start_ts": meta.StartTS, "stop_ts": meta.StopTS, "collections": meta.Collections,

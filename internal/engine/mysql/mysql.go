@@ -27,7 +27,7 @@ func New() *Engine { return &Engine{} }
 // Info implements engine.Engine.
 func (*Engine) Info() engine.Info {
 	return engine.Info{Name: "mysql", Title: "MySQL/MariaDB", Stream: "binlog", Schemes: []string{"mysql", "mariadb"},
-		StreamLock: "stream-mysql", Passwords: "a password file (--password-file, password_file) or the URL in TIDEMARK_SOURCE", RestoreTarget: "target"}
+		StreamLock: "stream-mysql", Credentials: "a password file (--password-file, password_file) or the URL in TIDEMARK_SOURCE", RestoreTarget: "target"}
 }
 
 // Flags implements engine.Engine.

@@ -12,9 +12,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/tidemark/tidemark/basebackup"
 	pgbackup "github.com/tidemark/tidemark/basebackup/postgres"
 	"github.com/tidemark/tidemark/internal/engine"
-	pgrestore "github.com/tidemark/tidemark/restore/postgres"
+	"github.com/tidemark/tidemark/internal/progress"
 	"github.com/tidemark/tidemark/wal"
 )
 
@@ -27,7 +28,7 @@ func New() *Engine { return &Engine{} }
 // Info implements engine.Engine.
 func (*Engine) Info() engine.Info {
 	return engine.Info{Name: "postgres", Title: "PostgreSQL", Stream: "WAL", Schemes: []string{"postgres", "postgresql"},
-		StreamLock: "stream-wal", Passwords: "~/.pgpass, PGPASSFILE or PGPASSWORD", RestoreTarget: "target-dir"}
+		StreamLock: "stream-wal", Credentials: "~/.pgpass, PGPASSFILE or PGPASSWORD", RestoreTarget: "target-dir"}
 }
 
 // defaultSlot is the replication slot a streamer uses unless told.
@@ -44,6 +45,7 @@ func (*Engine) Flags(cmd engine.Command, d *engine.Declarer) {
 	case engine.CmdBackup:
 		d.Bool("fast-checkpoint", false, "request an immediate checkpoint instead of a spread one")
 		d.String("slot", defaultSlot, "the streamer's replication slot (created if missing, to hold the backup's WAL)")
+		d.Bool("fallback-full", false, "PostgreSQL 17+: take a full backup when an incremental or differential one cannot be taken (summarize_wal off, no earlier backup) instead of failing")
 	case engine.CmdRestore:
 		d.String("target-dir", "", "empty directory to restore the data directory into")
 		d.String("to-lsn", "", "restore to this LSN")
@@ -51,6 +53,7 @@ func (*Engine) Flags(cmd engine.Command, d *engine.Declarer) {
 		d.String("to-name", "", "restore to this named restore point")
 		d.String("timeline", "latest", "timeline to follow (number or latest)")
 		d.Bool("start", false, "start the restored server, wait until it reached the target and promoted, and report where it stopped")
+		d.String("run-as", "", "when running as root: the OS user the restored server runs as, given the data directory (default postgres)")
 		d.Int("port", 5433, "port for --start")
 		d.String("pg-bindir", "", "server binaries for --start (default: the backup's major version's, or pg_config --bindir)")
 		d.Duration("start-timeout", 0, "how long --start waits for recovery (default 1h)")
@@ -77,25 +80,37 @@ streams straight into deduplicated, compressed, encrypted chunks (never
 staged on local disk); the manifest is written last, and only once the WAL
 from the backup's start to its stop is archived — by the running
 'tidemark stream' on the same slot, or by the backup itself when no
-streamer runs. Every backup restores on its own (no chains). --type: every
-backup stores only the chunks the repository does not hold yet, so in
-storage terms every type is incremental against everything in the
-repository; PostgreSQL sends the whole cluster for every type, and the
-type is recorded in the manifest for your retention policy.`
+streamer runs. Every backup stores only the chunks the repository does not
+hold yet. --type incremental on PostgreSQL 17+ (summarize_wal = on) is
+block-level: the previous backup's manifest, read from the repository (this
+needs --identity-file), is uploaded and the server sends only the blocks
+changed since (differential: since the newest full backup); a restore
+rebuilds the files from the chain, and expire keeps every backup a kept one
+depends on. Without summaries or an earlier backup it fails, unless
+--fallback-full. On 13 to 16, and for --type full, the server sends the whole
+cluster and deduplication saves the storage, not the reading; full backups
+restore on their own.`
 	case engine.CmdRestore:
 		return `PostgreSQL (--target-dir DIR): the data directory is written (every worker
 on any chunk of any file), recovery is configured (recovery.signal,
 restore_command calling 'tidemark wal-fetch' with the repository and key
 file paths — never a key inline — the target, and promote); start
 PostgreSQL on it to replay, or pass --start. Targets: --to-time, --latest,
---to-lsn, --to-xid, --to-name.`
+--to-lsn, --to-xid, --to-name.
+restore_command runs as the server's OS user (as root: --run-as, default
+postgres, who is given the data directory). Before anything is written,
+restore checks as that user that it can run tidemark and read the
+repository and key file; when the user cannot reach tidemark or the key
+file, copies go into DIR.tidemark beside the data directory (keep it while
+the server recovers); a repository it cannot read is refused.`
 	case engine.CmdDrill:
 		return `PostgreSQL: restore into a scratch directory, start a throwaway server on a
 free port (local socket only), recover to the target, then check every
 B-tree index with amcheck and count every table's rows in every database.
 PostgreSQL does not run as root: as root, the scratch server runs as
---run-as (default postgres), which must be able to read the repository and
-the key file, since recovery fetches WAL with tidemark wal-fetch as that user.`
+--run-as (default postgres), which must be able to read the repository,
+since recovery fetches WAL with tidemark wal-fetch as that user (tidemark and
+the key file are copied into the scratch directory when it cannot reach them).`
 	}
 	return ""
 }
@@ -114,8 +129,13 @@ func (*Engine) Check(cmd engine.Command, o engine.Options) error {
 		if _, err := tablespaceMap(o.Strings("tablespace-map")); err != nil {
 			return err
 		}
-		if o.Bool("start") && os.Geteuid() == 0 {
-			return pgrestore.ErrRunningAsRoot // refuse before restoring anything
+		if o.String("run-as") != "" && os.Geteuid() != 0 {
+			return fmt.Errorf("--run-as needs root: without it the restored server runs as you")
+		}
+		if name := o.String("run-as"); name != "" {
+			if _, err := serverUser(name); err != nil {
+				return err // a misspelt user is refused before anything is read
+			}
 		}
 	}
 	return nil
@@ -160,7 +180,7 @@ func (*Engine) Backup(ctx context.Context, job engine.BackupJob) (*engine.Backup
 	if slot == "" {
 		slot = defaultSlot
 	}
-	res, err := pgbackup.Backup(ctx, pgbackup.Config{Repo: job.Repo, Source: job.Source, Slot: slot, Type: job.Type,
+	res, err := pgbackup.Backup(ctx, pgbackup.Config{Repo: job.Repo, Source: job.Source, Slot: slot, Type: job.Type, FallbackFull: o.Bool("fallback-full"),
 		FastCheckpoint: o.Bool("fast-checkpoint"), Jobs: job.Jobs, Log: job.Log,
 		Progress: func(done, total int64) {
 			job.Report(engine.Step{Phase: "backup", Unit: "bytes", Done: done, Total: total})
@@ -169,10 +189,17 @@ func (*Engine) Backup(ctx context.Context, job engine.BackupJob) (*engine.Backup
 		return nil, err
 	}
 	meta := res.Meta
-	return &engine.BackupReport{Manifest: res.Manifest, Start: meta.StartLSN, Stop: meta.StopLSN,
+	rep := &engine.BackupReport{Manifest: res.Manifest, Start: meta.StartLSN, Stop: meta.StopLSN,
 		Lines: []string{
-			fmt.Sprintf("WAL %s – %s on timeline %d, archived by the %s", meta.StartLSN, meta.StopLSN, meta.StopTimeline, meta.WALArchivedBy),
+			fmt.Sprintf("WAL %s – %s on timeline %d, %s", meta.StartLSN, meta.StopLSN, meta.StopTimeline, basebackup.ArchivedBy(meta.WALArchivedBy)),
 		},
 		Detail: map[string]any{"start_lsn": meta.StartLSN, "stop_lsn": meta.StopLSN, "timeline": meta.StopTimeline,
-			"server_version": meta.ServerVersion, "wal_archived_by": meta.WALArchivedBy}}, nil
+			"server_version": meta.ServerVersion, "wal_archived_by": meta.WALArchivedBy}}
+	if meta.IncrementalFrom != "" {
+		rep.Lines = append(rep.Lines, fmt.Sprintf("block-level incremental against backup %s: %s received from the server",
+			meta.IncrementalFrom, progress.FormatBytes(meta.Received)))
+		rep.Detail["incremental_from"] = meta.IncrementalFrom
+	}
+	rep.Detail["received_bytes"] = meta.Received
+	return rep, nil
 }

@@ -4,14 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/internal/engine"
 	"github.com/tidemark/tidemark/internal/progress"
-	"github.com/tidemark/tidemark/internal/shell"
 	"github.com/tidemark/tidemark/restore"
 	pgrestore "github.com/tidemark/tidemark/restore/postgres"
 )
@@ -40,7 +37,11 @@ func plan(p *pgrestore.Plan) *engine.Plan {
 // Restore implements engine.Engine.
 func (e *Engine) Restore(ctx context.Context, job engine.RestoreJob) (*engine.RestoreReport, error) {
 	o := job.Options
-	rc, err := restoreCommand(job.RepoRef)
+	fetch, err := fetchCommand(job.RepoRef)
+	if err != nil {
+		return nil, err
+	}
+	owner, err := serverUser(o.String("run-as"))
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +53,7 @@ func (e *Engine) Restore(ctx context.Context, job engine.RestoreJob) (*engine.Re
 	to := target(job)
 	started := time.Now()
 	p, err := pgrestore.Restore(ctx, pgrestore.Config{Repo: job.Repo, TargetDir: dir, Target: to, Timeline: o.String("timeline"),
-		Jobs: job.Jobs, TablespaceMap: tsMap, Delta: o.Bool("delta"), Exclusive: o.Bool("exclusive"), RestoreCommand: rc, Log: job.Log,
+		Jobs: job.Jobs, TablespaceMap: tsMap, Delta: o.Bool("delta"), Exclusive: o.Bool("exclusive"), Fetch: &fetch, Owner: owner, Log: job.Log,
 		Progress: func(done, total int64) {
 			job.Report(engine.Step{Phase: "restore", Unit: "bytes", Done: done, Total: total})
 		}})
@@ -62,6 +63,11 @@ func (e *Engine) Restore(ctx context.Context, job engine.RestoreJob) (*engine.Re
 	rep := &engine.RestoreReport{Plan: *plan(p), Detail: map[string]any{"target_dir": dir, "recovery_target": to.String()}}
 	rep.Lines = append(rep.Lines, fmt.Sprintf("restored backup %s into %s in %.1fs", p.Backup.ID, dir, time.Since(started).Seconds()),
 		fmt.Sprintf("recovery target: %s (archived WAL reaches %s on timeline %d)", to, p.WALUntil, p.Timeline))
+	if len(p.Placed) > 0 {
+		rep.Lines = append(rep.Lines, fmt.Sprintf("restore_command runs a copy of tidemark (and the key file) in %s, where %s can reach them: keep it while the server recovers or runs as a standby",
+			pgrestore.KitDir(dir), userOf(owner)))
+		rep.Detail["restore_command_kit"] = pgrestore.KitDir(dir)
+	}
 	if o.Bool("delta") {
 		rep.Lines = append(rep.Lines, fmt.Sprintf("delta: kept %s already on disk, fetched %s", progress.FormatBytes(p.Kept), progress.FormatBytes(p.Fetched)))
 		rep.Detail["delta_kept_bytes"], rep.Detail["delta_fetched_bytes"] = p.Kept, p.Fetched
@@ -81,7 +87,7 @@ func (e *Engine) Restore(ctx context.Context, job engine.RestoreJob) (*engine.Re
 		timeout = time.Hour
 	}
 	job.Log.Info("starting PostgreSQL on the restored directory: replaying WAL from the repository", "port", port)
-	rec, err := pgrestore.StartRestored(ctx, dir, binDir, port, timeout, nil)
+	rec, err := pgrestore.StartRestored(ctx, dir, binDir, port, timeout, owner)
 	if err != nil {
 		return nil, err
 	}
@@ -98,50 +104,55 @@ func (e *Engine) Restore(ctx context.Context, job engine.RestoreJob) (*engine.Re
 // Drill implements engine.Engine.
 func (*Engine) Drill(ctx context.Context, job engine.DrillJob) (*restore.DrillReport, error) {
 	o := job.Options
-	var as *restore.OSUser
-	if os.Geteuid() == 0 {
-		name := o.String("run-as")
-		if name == "" {
-			name = "postgres"
-		}
-		var err error
-		if as, err = restore.LookupOSUser(name); err != nil {
-			return nil, err
-		}
+	as, err := serverUser(o.String("run-as"))
+	if err != nil {
+		return nil, err
 	}
-	rc, err := restoreCommand(job.RepoRef)
+	fetch, err := fetchCommand(job.RepoRef)
 	if err != nil {
 		return nil, err
 	}
 	to := pgrestore.Target{Latest: job.To.Time.IsZero(), Time: job.To.Time}
-	return pgrestore.Drill(ctx, pgrestore.DrillConfig{Repo: job.Repo, Target: to, RestoreCommand: rc, WorkDir: o.String("workdir"),
+	if job.Random {
+		if to, err = pgrestore.RandomTarget(ctx, job.Repo); err != nil {
+			return nil, err
+		}
+	}
+	return pgrestore.Drill(ctx, pgrestore.DrillConfig{Repo: job.Repo, Target: to, Fetch: fetch, WorkDir: o.String("workdir"),
 		As: as, BinDir: o.String("pg-bindir"), User: o.String("db-user"), Jobs: job.Jobs, Timeout: job.Timeout, Log: job.Log})
 }
 
-// restoreCommand builds the restore_command for a restored cluster: the
-// absolute path of this executable and the repository settings, with key
-// files by absolute path — never a key or passphrase inline.
-func restoreCommand(ref engine.RepoRef) (string, error) {
+// fetchCommand is the restore_command for a restored cluster: this
+// executable and the repository settings, with key files by absolute path
+// — never a key or passphrase inline.
+func fetchCommand(ref engine.RepoRef) (pgrestore.FetchCommand, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return "", err
+		return pgrestore.FetchCommand{}, err
 	}
-	repo := ref.URL
-	if !strings.Contains(repo, "://") {
-		if repo, err = filepath.Abs(repo); err != nil {
-			return "", err
-		}
+	return pgrestore.FetchCommand{Binary: self, Repo: ref.URL, IdentityFile: ref.IdentityFile, PassphraseFile: ref.PassphraseFile}.Absolute()
+}
+
+// serverUser is the OS user a restored server runs as: as root, --run-as
+// (default postgres), since PostgreSQL refuses to run as root; otherwise
+// the current user (nil).
+func serverUser(runAs string) (*restore.OSUser, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
 	}
-	parts := []string{shell.Quote(self), "wal-fetch", "--repo", shell.Quote(repo)}
-	for _, kf := range []struct{ flag, path string }{{"--identity-file", ref.IdentityFile}, {"--passphrase-file", ref.PassphraseFile}} {
-		if kf.path == "" {
-			continue
-		}
-		abs, err := filepath.Abs(kf.path)
-		if err != nil {
-			return "", err
-		}
-		parts = append(parts, kf.flag, shell.Quote(abs))
+	if runAs == "" {
+		runAs = "postgres"
 	}
-	return strings.Join(append(parts, "%f", "%p"), " "), nil
+	u, err := restore.LookupOSUser(runAs)
+	if err != nil {
+		return nil, fmt.Errorf("%w (as root, name the OS user the restored server runs as with --run-as)", err)
+	}
+	return u, nil
+}
+
+func userOf(u *restore.OSUser) string {
+	if u == nil {
+		return "you"
+	}
+	return u.Name
 }
