@@ -18,16 +18,25 @@ import (
 	"github.com/tidemark/tidemark/internal/testenv"
 )
 
-// scriptedRunner streams as its script says; backups succeed.
+// scriptedRunner streams as its script says; backups succeed once the
+// gate (when set) is opened.
 type scriptedRunner struct {
 	streams atomic.Int32
 	stream  func(ctx context.Context, n int32, hooks StreamHooks) error
+	gate    chan struct{}
 }
 
 func (r *scriptedRunner) Stream(ctx context.Context, _ Database, hooks StreamHooks) error {
 	return r.stream(ctx, r.streams.Add(1), hooks)
 }
-func (*scriptedRunner) Backup(context.Context, Database) (BackupResult, error) {
+func (r *scriptedRunner) Backup(ctx context.Context, _ Database) (BackupResult, error) {
+	if r.gate != nil {
+		select {
+		case <-r.gate:
+		case <-ctx.Done():
+			return BackupResult{}, ctx.Err()
+		}
+	}
 	return BackupResult{ID: "b"}, nil
 }
 func (*scriptedRunner) Expire(context.Context, Database) error { return nil }
@@ -114,7 +123,7 @@ func (at *agentTest) metric(series string) bool {
 // restarted, until a base backup succeeds.
 func TestPermanentStreamErrorIsNotRetried(t *testing.T) {
 	misconfigured := fmt.Errorf("%w: binary logging is off on the source: set log_bin and binlog_format=ROW", archive.ErrMisconfigured)
-	r := &scriptedRunner{stream: func(ctx context.Context, n int32, _ StreamHooks) error {
+	r := &scriptedRunner{gate: make(chan struct{}), stream: func(ctx context.Context, n int32, _ StreamHooks) error {
 		if n == 1 {
 			return misconfigured
 		}
@@ -130,6 +139,7 @@ func TestPermanentStreamErrorIsNotRetried(t *testing.T) {
 	if n := r.streams.Load(); n != 1 {
 		t.Fatalf("the stream was restarted %d times after a permanent error, before any backup", n-1)
 	}
+	close(r.gate)
 	at.waitFor("a successful backup to restart the stream", func() bool { return r.streams.Load() == 2 })
 }
 
