@@ -253,6 +253,7 @@ func TestDamagedObjects(t *testing.T) {
 			t.Run(k.kind+"/"+how, func(t *testing.T) {
 				repo := r.copyRepo(t)
 				damage(t, repo, k.name, how)
+				r.pg.Grant(t, repo) // restore_command reads it as the server's OS user
 				verify := runOutcome(c, "verify", "--repo", repo, "--identity-file", r.key)
 				switch {
 				case k.kind == "config":

@@ -68,6 +68,10 @@ func StartRestored(ctx context.Context, dir, binDir string, port int, timeout ti
 		if running(binDir, dir, as) {
 			seenRunning = true
 		} else if seenRunning {
+			// It stopped between two reads of its log: its last lines say why.
+			if _, err := scanRecoveryLog(logFile, rec); err != nil {
+				return rec, err
+			}
 			return rec, fmt.Errorf("PostgreSQL stopped during recovery; see %s:\n%s", logFile, tail(logFile, 15))
 		}
 		select {
