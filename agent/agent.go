@@ -10,14 +10,16 @@ import (
 
 	"github.com/robfig/cron/v3"
 
+	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/internal/engine"
 	"github.com/tidemark/tidemark/internal/jobs"
+	"github.com/tidemark/tidemark/internal/supervise"
 )
 
 // Runner does the agent's work, with the same code paths as the commands
 // (cmd/tidemark implements it). The agent decides when; the runner how.
 type Runner interface {
-	Stream(ctx context.Context, db Database, progress func(StreamProgress)) error
+	Stream(ctx context.Context, db Database, hooks StreamHooks) error
 	Backup(ctx context.Context, db Database) (BackupResult, error)
 	Expire(ctx context.Context, db Database) error
 	Verify(ctx context.Context, db Database) error
@@ -33,6 +35,13 @@ type Runner interface {
 // positions for streams that know the server's end (WAL), else the time
 // up to which everything the server wrote is durable.
 type StreamProgress = engine.StreamProgress
+
+// StreamHooks are what the agent hears of a running stream.
+type StreamHooks struct {
+	Progress  func(StreamProgress)           // after each acknowledgment
+	Observe   func(supervise.State)          // up, down (reconnecting), stopped
+	Heartbeat func(archive.Heartbeat, error) // each heartbeat written, or why not
+}
 
 // BackupResult is what a scheduled backup reports.
 type BackupResult struct {
@@ -75,6 +84,10 @@ type Agent struct {
 	MissedGrace time.Duration
 	// Tick is how often schedules and RPO are checked (default 15s).
 	Tick time.Duration
+	// StreamDownGrace is how long a stream may be down (reconnecting)
+	// before it is alerted (default 30s: a database restart passes
+	// unalerted, a dead one does not wait for the RPO threshold).
+	StreamDownGrace time.Duration
 }
 
 // Run runs cfg until ctx ends, then waits for streams to flush and jobs to
@@ -89,10 +102,13 @@ func (a *Agent) Run(ctx context.Context, cfg *Config) error {
 	if a.Tick <= 0 {
 		a.Tick = 15 * time.Second
 	}
+	if a.StreamDownGrace <= 0 {
+		a.StreamDownGrace = 30 * time.Second
+	}
 	a.Board.configure(cfg)
 	var wg sync.WaitGroup
 	for _, db := range cfg.Databases {
-		d := &dbRun{agent: a, db: db, cfg: cfg, started: a.Now()}
+		d := &dbRun{agent: a, db: db, cfg: cfg, started: a.Now(), kick: make(chan struct{}, 1)}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -110,8 +126,13 @@ type dbRun struct {
 	cfg     *Config
 	started time.Time
 
+	kick chan struct{} // a backup succeeded: a stream stopped for good may try again
+
 	mu           sync.Mutex
 	streamUp     bool
+	downSince    time.Time // when the stream last went down; zero while up
+	downErr      error     // why
+	stopped      bool      // ended on an error retrying cannot fix: alerted as such, not as down
 	caughtUp     time.Time // last moment the archive held all the server's WAL
 	lastBackupOK time.Time
 }
@@ -165,22 +186,43 @@ func (d *dbRun) run(ctx context.Context) {
 	}
 }
 
-// superviseStream keeps the stream running, restarting it with backoff.
+// superviseStream keeps the stream running, restarting it with backoff
+// when it ends on an error retrying can fix. One it cannot fix (a gap, a
+// misconfigured source, a lost lease: supervise.Permanent) is alerted with
+// its fix and not retried until a base backup succeeds (the remedy for a
+// gap) or the config is reloaded (SIGHUP restarts everything).
 func (d *dbRun) superviseStream(ctx context.Context, log *slog.Logger) {
 	backoff := time.Second
+	hooks := StreamHooks{Progress: d.progress, Observe: d.observe, Heartbeat: d.heartbeat}
 	for ctx.Err() == nil {
 		started := d.agent.Now()
-		d.setStream(true)
-		d.agent.Metrics.streamUp.WithLabelValues(d.db.Name).Set(1)
-		err := d.agent.Runner.Stream(ctx, d.db, d.progress)
-		d.setStream(false)
-		d.agent.Metrics.streamUp.WithLabelValues(d.db.Name).Set(0)
+		d.setStream(false, nil)
+		err := d.agent.Runner.Stream(ctx, d.db, hooks)
+		d.setStream(false, err)
 		if ctx.Err() != nil {
 			return
 		}
 		d.agent.Metrics.streamRestarts.WithLabelValues(d.db.Name).Inc()
 		if err == nil {
 			err = errors.New("stream ended without an error")
+		}
+		if supervise.Permanent(err) {
+			d.mu.Lock()
+			d.stopped = true
+			d.mu.Unlock()
+			log.Error("stream stopped on an error retrying cannot fix; it is not restarted until a base backup succeeds or the config is reloaded (SIGHUP)", "err", err)
+			d.agent.Alerts.Raise(ctx, d.db.Name, "stream", fmt.Sprintf("stream stopped, not restarted: %v", err))
+			select {
+			case <-ctx.Done():
+				return
+			case <-d.kick:
+				d.mu.Lock()
+				d.stopped = false
+				d.mu.Unlock()
+				log.Info("a base backup succeeded: restarting the stream")
+				backoff = time.Second
+				continue
+			}
 		}
 		log.Error("stream stopped; restarting", "err", err, "retry_in", backoff)
 		d.agent.Alerts.Raise(ctx, d.db.Name, "stream", fmt.Sprintf("stream down: %v", err))
@@ -196,10 +238,48 @@ func (d *dbRun) superviseStream(ctx context.Context, log *slog.Logger) {
 	}
 }
 
-func (d *dbRun) setStream(up bool) {
+// setStream records whether the stream is up (a session streams) and, when
+// it is down, since when and why.
+func (d *dbRun) setStream(up bool, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.streamUp = up
+	switch {
+	case up:
+		d.downSince, d.downErr = time.Time{}, nil
+	case d.downSince.IsZero():
+		d.downSince, d.downErr = d.agent.Now(), err
+	case err != nil:
+		d.downErr = err
+	}
+	v := 0.0
+	if up {
+		v = 1
+	}
+	d.agent.Metrics.streamUp.WithLabelValues(d.db.Name).Set(v)
+}
+
+// observe follows the stream's sessions: up only while one streams, so a
+// source refusing connections shows as down at once (and is alerted once
+// it stays down for StreamDownGrace), however long the streamer runs.
+func (d *dbRun) observe(s supervise.State) {
+	d.setStream(s.Up, s.Err)
+	if s.Up {
+		d.agent.Metrics.streamConnected.WithLabelValues(d.db.Name).Set(float64(d.agent.Now().Unix()))
+		d.agent.Alerts.Resolve(context.Background(), d.db.Name, "stream")
+	}
+}
+
+// heartbeat follows the streamer's heartbeat writes: a repository the
+// streamer cannot write to (a full disk) shows in the metrics and alerts.
+func (d *dbRun) heartbeat(h archive.Heartbeat, err error) {
+	if err != nil {
+		d.agent.Metrics.heartbeatFailures.WithLabelValues(d.db.Name).Inc()
+		d.agent.Alerts.Raise(context.Background(), d.db.Name, "heartbeat", fmt.Sprintf("the streamer cannot write its heartbeat to the repository: %v", err))
+		return
+	}
+	d.agent.Metrics.heartbeat.WithLabelValues(d.db.Name).Set(float64(h.Updated.Unix()))
+	d.agent.Alerts.Resolve(context.Background(), d.db.Name, "heartbeat")
 }
 
 func (d *dbRun) progress(p StreamProgress) {
@@ -224,8 +304,15 @@ func (d *dbRun) progress(p StreamProgress) {
 func (d *dbRun) watch(ctx context.Context) {
 	now := d.agent.Now()
 	d.mu.Lock()
-	caughtUp, up, lastOK := d.caughtUp, d.streamUp, d.lastBackupOK
+	caughtUp, up, lastOK, downSince, downErr, stopped := d.caughtUp, d.streamUp, d.lastBackupOK, d.downSince, d.downErr, d.stopped
 	d.mu.Unlock()
+	if d.db.Stream != nil && d.db.Stream.Enabled && !up && !stopped && !downSince.IsZero() && now.Sub(downSince) >= d.agent.StreamDownGrace {
+		why := "not connected"
+		if downErr != nil {
+			why = downErr.Error()
+		}
+		d.agent.Alerts.Raise(ctx, d.db.Name, "stream", fmt.Sprintf("stream down since %s: %s", downSince.UTC().Format(time.RFC3339), why))
+	}
 	if d.db.Stream != nil && d.db.Stream.Enabled {
 		since := caughtUp
 		if since.IsZero() {
@@ -290,6 +377,10 @@ func (d *dbRun) backup(ctx context.Context) error {
 	d.mu.Unlock()
 	d.agent.Metrics.lastBackup.WithLabelValues(d.db.Name).Set(float64(now.Unix()))
 	d.agent.Alerts.Resolve(ctx, d.db.Name, "missed_backup")
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
 	return nil
 }
 

@@ -20,7 +20,7 @@ import (
 // real jobs run against PostgreSQL in cmd/tidemark's agent test.
 type failingRunner struct{}
 
-func (failingRunner) Stream(ctx context.Context, _ Database, _ func(StreamProgress)) error {
+func (failingRunner) Stream(ctx context.Context, _ Database, _ StreamHooks) error {
 	return errors.New("connection refused")
 }
 func (failingRunner) Backup(context.Context, Database) (BackupResult, error) {

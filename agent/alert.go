@@ -84,7 +84,7 @@ func (a *Alerter) Raise(ctx context.Context, db, kind, msg string) {
 	a.Metrics.standing.WithLabelValues(db, kind).Set(1)
 	if send {
 		a.Metrics.alerts.WithLabelValues(db, kind).Inc()
-		a.notify(ctx, fmt.Sprintf("[tidemark] %s: %s", db, msg))
+		a.notify(ctx, db, fmt.Sprintf("[tidemark] %s: %s", db, msg))
 	}
 }
 
@@ -97,7 +97,7 @@ func (a *Alerter) Resolve(ctx context.Context, db, kind string) {
 	a.mu.Unlock()
 	if ok {
 		a.Metrics.standing.WithLabelValues(db, kind).Set(0)
-		a.notify(ctx, fmt.Sprintf("[tidemark] %s: resolved after %s: %s", db, a.Now().Sub(s.Since).Round(time.Second), s.Message))
+		a.notify(ctx, db, fmt.Sprintf("[tidemark] %s: resolved after %s: %s", db, a.Now().Sub(s.Since).Round(time.Second), s.Message))
 	}
 }
 
@@ -113,16 +113,17 @@ func (a *Alerter) Standing() []standingAlert {
 	return out
 }
 
-func (a *Alerter) notify(ctx context.Context, text string) {
-	a.Log.Warn("alert", "text", text)
+func (a *Alerter) notify(ctx context.Context, db, text string) {
+	log := a.Log.With("database", db)
+	log.Warn("alert", "text", text)
 	if a.WebhookURL != "" {
 		if err := a.postWebhook(ctx, text); err != nil {
-			a.Log.Error("alert webhook failed", "err", err)
+			log.Error("alert webhook failed", "err", err)
 		}
 	}
 	if a.SMTP != nil {
 		if err := a.sendMail(text); err != nil {
-			a.Log.Error("alert mail failed", "err", err)
+			log.Error("alert mail failed", "err", err)
 		}
 	}
 }

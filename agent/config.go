@@ -31,11 +31,14 @@ type Config struct {
 
 // Alerts say where to tell people that something slipped.
 type Alerts struct {
-	WebhookURLFile string        `yaml:"webhook_url_file"` // file holding a Slack/Mattermost-style incoming webhook URL
-	SMTP           *SMTP         `yaml:"smtp"`
-	LagThreshold   Duration      `yaml:"lag_threshold"` // alert when the stream's RPO exceeds this (default 5m)
-	Repeat         Duration      `yaml:"repeat"`        // repeat a standing alert this often (default 1h)
-	Timeout        time.Duration `yaml:"-"`
+	WebhookURLFile string   `yaml:"webhook_url_file"` // file holding a Slack/Mattermost-style incoming webhook URL
+	SMTP           *SMTP    `yaml:"smtp"`
+	LagThreshold   Duration `yaml:"lag_threshold"` // alert when the stream's RPO exceeds this (default 5m)
+	Repeat         Duration `yaml:"repeat"`        // repeat a standing alert this often (default 1h)
+	// StreamDownAfter: alert a stream that has been down (reconnecting)
+	// this long (default 30s).
+	StreamDownAfter Duration      `yaml:"stream_down_after"`
+	Timeout         time.Duration `yaml:"-"`
 }
 
 // SMTP sends alert mail.

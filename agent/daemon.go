@@ -51,7 +51,11 @@ func Serve(ctx context.Context, path string, engines *engine.Registry, log *slog
 	for {
 		runCtx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
-		ag := &Agent{Runner: runner, Log: log, Metrics: metrics, Alerts: alerts, Board: board}
+		ag := &Agent{Runner: runner, Log: log, Metrics: metrics, Alerts: alerts, Board: board,
+			StreamDownGrace: time.Duration(cfg.Alerts.StreamDownAfter)}
+		if g := ag.StreamDownGrace; g > 0 && g < 45*time.Second {
+			ag.Tick = max(g/3, time.Second) // watch often enough to alert on time
+		}
 		go func() {
 			defer close(done)
 			ag.Run(runCtx, cfg)

@@ -40,7 +40,7 @@ func (l *repoLocks) hold(ctx context.Context, cfg *Config) error {
 		if l.held[url] != nil {
 			continue
 		}
-		repo, err := jobs.OpenRepo(ctx, engine.RepoRef{URL: db.Repo, IdentityFile: db.IdentityFile, PassphraseFile: db.PassphraseFile}, false)
+		repo, err := jobs.OpenRepo(ctx, engine.RepoRef{URL: db.Repo, IdentityFile: db.IdentityFile, PassphraseFile: db.PassphraseFile}, false, l.log.With("database", db.Name))
 		if err == nil {
 			var lock *archive.Lock
 			var lctx context.Context

@@ -20,7 +20,7 @@ type EngineRunner struct {
 
 func (r EngineRunner) open(ctx context.Context, db Database, read bool) (*archive.Repository, engine.RepoRef, error) {
 	ref := engine.RepoRef{URL: db.Repo, IdentityFile: db.IdentityFile, PassphraseFile: db.PassphraseFile}
-	repo, err := jobs.OpenRepo(ctx, ref, read)
+	repo, err := jobs.OpenRepo(ctx, ref, read, r.Log.With("database", db.Name))
 	return repo, ref, err
 }
 
@@ -38,7 +38,7 @@ func (r EngineRunner) job(ctx context.Context, db Database, cmd engine.Command, 
 }
 
 // Stream implements Runner.
-func (r EngineRunner) Stream(ctx context.Context, db Database, progress func(StreamProgress)) error {
+func (r EngineRunner) Stream(ctx context.Context, db Database, hooks StreamHooks) error {
 	eng, job, err := r.job(ctx, db, engine.CmdStream, false)
 	if err != nil {
 		return err
@@ -48,7 +48,7 @@ func (r EngineRunner) Stream(ctx context.Context, db Database, progress func(Str
 		flush = time.Second
 	}
 	return jobs.Stream(ctx, eng, engine.StreamJob{Job: job, Source: db.Source, FlushInterval: flush,
-		Durable: progress})
+		Durable: hooks.Progress, Observe: hooks.Observe, Heartbeat: hooks.Heartbeat})
 }
 
 // Backup implements Runner.

@@ -73,8 +73,19 @@ func (r *Repository) Backups(ctx context.Context) ([]BackupSummary, error) {
 	out := make([]BackupSummary, 0, len(ids))
 	for _, id := range ids {
 		b, err := r.ReadAll(ctx, catalogPrefix+id, KindCatalog)
-		if errors.Is(err, ErrNotExist) {
+		var s BackupSummary
+		if err == nil {
+			if jerr := json.Unmarshal(b, &s); jerr != nil || s.ID != id {
+				err = fmt.Errorf("catalog entry %s: %w", id, ErrCorrupt)
+			}
+		}
+		if errors.Is(err, ErrNotExist) || errors.Is(err, ErrCorrupt) {
+			// Predates the catalog, or its entry was lost or damaged: the
+			// manifest says the same, with the key.
 			if !r.CanRead() {
+				if errors.Is(err, ErrCorrupt) {
+					return nil, fmt.Errorf("backup %s: its catalog entry does not read back, and its summary needs the key (`tidemark verify --repair`, with the key, writes it again): %w", id, err)
+				}
 				return nil, fmt.Errorf("backup %s predates the catalog; its summary needs the key: %w", id, ErrNoIdentity)
 			}
 			m, err := r.ReadManifest(ctx, id)
@@ -86,10 +97,6 @@ func (r *Repository) Backups(ctx context.Context) ([]BackupSummary, error) {
 		}
 		if err != nil {
 			return nil, fmt.Errorf("read catalog entry %s: %w", id, err)
-		}
-		var s BackupSummary
-		if err := json.Unmarshal(b, &s); err != nil || s.ID != id {
-			return nil, fmt.Errorf("catalog entry %s: %w", id, ErrCorrupt)
 		}
 		out = append(out, s)
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -114,7 +115,10 @@ func (r *Repository) writeChunkIndex(ctx context.Context, entries []indexEntry) 
 	return err
 }
 
-// loadChunkIndex returns the chunks the index objects record, by id.
+// loadChunkIndex returns the chunks the index objects record, by id. An
+// index object that does not read back (corrupt, an unknown version) is
+// passed over: the index is derived data, its chunks are found from their
+// packs' trailers (scanUnindexed), and verify names the object.
 func (r *Repository) loadChunkIndex(ctx context.Context) (map[ChunkID]indexEntry, error) {
 	known := make(map[ChunkID]indexEntry)
 	var names []string
@@ -127,6 +131,9 @@ func (r *Repository) loadChunkIndex(ctx context.Context) (map[ChunkID]indexEntry
 	}
 	for _, name := range names {
 		es, err := r.readIndex(ctx, name, KindChunkIndex)
+		if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrUnsupported) || errors.Is(err, ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("load chunk index: %w", err)
 		}

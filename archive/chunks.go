@@ -566,7 +566,21 @@ func (r *Repository) locate(ctx context.Context, id ChunkID) (indexEntry, error)
 	if e, ok := locs[id]; ok {
 		return e, nil
 	}
-	return indexEntry{}, fmt.Errorf("chunk %s: %w: no chunk index lists it", id, ErrNotExist)
+	// Not indexed: its index object may have been lost. The packs'
+	// trailers say where their members are.
+	sc, err := r.scanUnindexed(ctx, locs)
+	if err != nil {
+		return indexEntry{}, err
+	}
+	for cid, e := range sc.found {
+		if _, ok := locs[cid]; !ok {
+			locs[cid] = e
+		}
+	}
+	if e, ok := locs[id]; ok {
+		return e, nil
+	}
+	return indexEntry{}, fmt.Errorf("chunk %s: %w: no chunk index lists it and no pack holds it", id, ErrNotExist)
 }
 
 // ChunkLocation says which object holds a chunk and at which byte range

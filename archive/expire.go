@@ -31,6 +31,9 @@ type ExpireResult struct {
 	Orphans   int // refs and catalog entries of backups that never committed
 	Streams   Trimmed
 	Chunks    Trimmed
+	// TempFiles are the store's temporary files of writes whose writer was
+	// killed (untouched for TempFileAge), removed.
+	TempFiles Trimmed
 	DryRun    bool
 }
 
@@ -64,12 +67,14 @@ func (r *Repository) Expire(ctx context.Context, p Policy, now time.Time, o Expi
 			oldest[d.Backup.Engine] = d.Backup
 		}
 	}
+	expired := map[string]bool{}
 	for _, b := range res.Expired {
+		expired[b.ID] = true
 		if err := r.deleteBackup(ctx, b.ID, o.DryRun); err != nil {
 			return res, err
 		}
 	}
-	if res.Orphans, err = r.deleteOrphans(ctx, kept, o.DryRun); err != nil {
+	if res.Orphans, err = r.deleteOrphans(ctx, kept, expired, o.DryRun); err != nil {
 		return res, err
 	}
 	if o.TrimStreams != nil && len(oldest) > 0 {
@@ -82,6 +87,9 @@ func (r *Repository) Expire(ctx context.Context, p Policy, now time.Time, o Expi
 		ids = append(ids, id)
 	}
 	if res.Chunks, err = r.pruneChunks(ctx, ids, o.DryRun); err != nil {
+		return res, err
+	}
+	if res.TempFiles, err = r.deleteTempFiles(ctx, now, o.DryRun); err != nil {
 		return res, err
 	}
 	return res, nil
@@ -101,11 +109,14 @@ func (r *Repository) deleteBackup(ctx context.Context, id string, dryRun bool) e
 
 // deleteOrphans removes refs and catalog entries left by backups that
 // crashed before their manifest, or by an expire that was interrupted.
-func (r *Repository) deleteOrphans(ctx context.Context, kept map[string]bool, dryRun bool) (int, error) {
+// Those of the backups this run expires are not orphans: deleteBackup
+// deleted them (a dry run counts them with the backups, not here, so it
+// reports what the real run does).
+func (r *Repository) deleteOrphans(ctx context.Context, kept, expired map[string]bool, dryRun bool) (int, error) {
 	var orphans []string
 	for _, prefix := range []string{refsPrefix, catalogPrefix} {
 		if err := r.store.List(ctx, prefix, "", func(o ObjectInfo) error {
-			if !kept[strings.TrimPrefix(o.Name, prefix)] {
+			if id := strings.TrimPrefix(o.Name, prefix); !kept[id] && !expired[id] {
 				orphans = append(orphans, o.Name)
 			}
 			return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -34,7 +35,10 @@ func (r *Repository) RecordGap(ctx context.Context, g GapRecord) error {
 	return err
 }
 
-// Gaps returns the recorded gaps, oldest first.
+// Gaps returns the recorded gaps, oldest first. A record that does not
+// read back is still a gap someone recorded: it is returned with its
+// engine from its name, "unknown" as its range and the damage as its
+// reason, never dropped.
 func (r *Repository) Gaps(ctx context.Context) ([]GapRecord, error) {
 	var names []string
 	if err := r.store.List(ctx, gapPrefix, "", func(o ObjectInfo) error {
@@ -46,14 +50,21 @@ func (r *Repository) Gaps(ctx context.Context) ([]GapRecord, error) {
 	var out []GapRecord
 	for _, n := range names {
 		b, err := r.ReadAll(ctx, n, KindGap)
-		if err != nil {
-			return nil, err
-		}
 		var g GapRecord
-		if err := json.Unmarshal(b, &g); err != nil || !strings.HasPrefix(n, gapPrefix+g.Engine+"-") {
-			return nil, fmt.Errorf("gap record %s: %w", n, ErrCorrupt)
+		if err == nil {
+			if jerr := json.Unmarshal(b, &g); jerr != nil || !strings.HasPrefix(n, gapPrefix+g.Engine+"-") {
+				err = fmt.Errorf("gap record %s: %w", n, ErrCorrupt)
+			}
 		}
-		out = append(out, g)
+		switch {
+		case errors.Is(err, ErrCorrupt), errors.Is(err, ErrUnsupported):
+			eng, _, _ := strings.Cut(strings.TrimPrefix(n, gapPrefix), "-")
+			out = append(out, GapRecord{Engine: eng, From: "unknown", Reason: fmt.Sprintf("the gap record %s does not read back (%v)", n, err)})
+		case err != nil:
+			return nil, err
+		default:
+			out = append(out, g)
+		}
 	}
 	return out, nil
 }

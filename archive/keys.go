@@ -33,7 +33,26 @@ func LoadKeys(identityFile, passphraseFile string) (Keys, error) {
 		}
 		k.Passphrase = p
 	}
+	for _, f := range []string{identityFile, passphraseFile} {
+		if w := exposed(f); w != "" {
+			k.Warnings = append(k.Warnings, w)
+		}
+	}
 	return k, nil
+}
+
+// exposed warns about a key file every user of the host can read. Group
+// read is fine: the database's OS user may need it for restore_command.
+func exposed(path string) string {
+	if path == "" {
+		return ""
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o004 == 0 {
+		return ""
+	}
+	return fmt.Sprintf("key file %s is readable by every user of this host (mode %04o): chmod o-rwx it (600, or 640 for a group the database's OS user is in)",
+		path, fi.Mode().Perm())
 }
 
 func readIdentities(path string) ([]age.Identity, error) {

@@ -103,12 +103,28 @@ func (r *Repository) AcquireLock(ctx context.Context, name string, o LockOptions
 	return l, lctx, nil
 }
 
-// newest returns the newest generation number and its record (nil if none).
+// newest returns the newest generation number and its record (nil if
+// none). Names that are not generations are ignored (verify reports
+// them). A newest generation that cannot be read is a lease of unknown
+// holder, taken to run out two leases after the store wrote it: a live
+// holder would have renewed it by then (a newer generation), and if one
+// still does, its renewal finds its turn taken and it stops.
 func (l *Lock) newest(ctx context.Context) (uint64, *lockRecord, error) {
 	prefix := lockPrefix + l.name + "/"
-	var last string
+	var (
+		last  string
+		gen   uint64
+		wrote time.Time
+	)
 	if err := l.repo.store.List(ctx, prefix, "", func(o ObjectInfo) error {
-		last = o.Name
+		rest := strings.TrimPrefix(o.Name, prefix)
+		g, err := strconv.ParseUint(rest, 16, 64)
+		if err != nil || len(rest) != 16 {
+			return nil
+		}
+		if last == "" || g > gen {
+			last, gen, wrote = o.Name, g, o.ModTime
+		}
 		return nil
 	}); err != nil {
 		return 0, nil, fmt.Errorf("list lock %s: %w", l.name, err)
@@ -116,19 +132,22 @@ func (l *Lock) newest(ctx context.Context) (uint64, *lockRecord, error) {
 	if last == "" {
 		return 0, nil, nil
 	}
-	gen, err := strconv.ParseUint(strings.TrimPrefix(last, prefix), 16, 64)
-	if err != nil {
-		return 0, nil, fmt.Errorf("lock object %s: %w", last, ErrCorrupt)
-	}
 	b, err := l.repo.ReadAll(ctx, last, KindLock)
-	if err != nil {
+	var rec lockRecord
+	if err == nil {
+		if jerr := json.Unmarshal(b, &rec); jerr != nil {
+			err = fmt.Errorf("%w: %v", ErrCorrupt, jerr)
+		}
+	}
+	switch {
+	case err == nil:
+		return gen, &rec, nil
+	case errors.Is(err, ErrCorrupt), errors.Is(err, ErrUnsupported):
+		return gen, &lockRecord{Holder: fmt.Sprintf("an unknown holder (lock object %s is unreadable: %v)", last, err),
+			Acquired: wrote, Expires: wrote.Add(2 * l.opts.Lease)}, nil
+	default:
 		return 0, nil, fmt.Errorf("read lock %s: %w", last, err)
 	}
-	var rec lockRecord
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return 0, nil, fmt.Errorf("lock object %s: %w", last, ErrCorrupt)
-	}
-	return gen, &rec, nil
 }
 
 // write stores the next generation and removes the one before it.

@@ -107,3 +107,42 @@ func TestLockOfDeadLocalProcessIsTaken(t *testing.T) {
 	}
 	l.Unlock(ctx)
 }
+
+// TestCorruptLockIsTakenOverAfterTwoLeases: an unreadable newest lock
+// generation (a flipped byte) no longer blocks every backup until someone
+// deletes it: it holds like a lease of an unknown holder, named in the
+// refusal, for two leases after it was written, and is then taken over.
+// Names that are not generations are ignored.
+func TestCorruptLockIsTakenOverAfterTwoLeases(t *testing.T) {
+	ctx := context.Background()
+	r, dir := newRepo(t, archive.InitOptions{NoEncrypt: true})
+	s := r.Store()
+	l, _, err := r.AcquireLock(ctx, "maintenance", archive.LockOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var newest string
+	s.List(ctx, "locks/maintenance/", "", func(o archive.ObjectInfo) error { newest = o.Name; return nil })
+	flipByte(t, dir, newest, 20)
+	if err := s.Put(ctx, "locks/maintenance/zz-not-a-generation", strings.NewReader("x"), 1); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = r.AcquireLock(ctx, "maintenance", archive.LockOptions{})
+	if !errors.Is(err, archive.ErrLocked) || !strings.Contains(err.Error(), newest) || !strings.Contains(err.Error(), "unreadable") {
+		t.Fatalf("right after the corruption: %v", err)
+	}
+	later := func() time.Time { return time.Now().Add(2*time.Minute + time.Second) }
+	l, _, err = r.AcquireLock(ctx, "maintenance", archive.LockOptions{Now: later})
+	if err != nil {
+		t.Fatalf("two leases later: %v", err)
+	}
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Stat(ctx, newest); !errors.Is(err, archive.ErrNotExist) {
+		t.Fatalf("the corrupt generation %s stays: %v", newest, err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -136,7 +137,14 @@ func (r *Repository) ListManifests(ctx context.Context) ([]string, error) {
 func (r *Repository) ReferencedChunks(ctx context.Context, ids []string) (map[ChunkID]struct{}, error) {
 	refs := make(map[ChunkID]struct{})
 	for _, id := range ids {
-		if err := r.readIDs(ctx, refsPrefix+id, KindRefs, refs); err != nil {
+		err := r.readIDs(ctx, refsPrefix+id, KindRefs, refs)
+		if errors.Is(err, ErrNotExist) {
+			// Nothing can tell, without the key, which chunks the backup
+			// needs: deleting anything could destroy it.
+			return nil, fmt.Errorf("%w: backup %s has lost its refs object %s%s, which lists the chunks it needs; nothing is deleted until it is back (`tidemark verify --repair`, with the key, writes it again from the manifest)",
+				ErrCorrupt, id, refsPrefix, id)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("references of backup %s: %w", id, err)
 		}
 	}

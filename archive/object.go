@@ -57,19 +57,22 @@ const (
 	KindLock         Kind = 13 // one generation of a repository lock lease
 	KindCatalog      Kind = 14 // unencrypted summary of one backup
 	KindPack         Kind = 15 // container of chunk objects (format version 2)
+	KindHeartbeat    Kind = 16 // a streamer's liveness and state
 )
 
 // plaintextAllowed reports whether objects of kind are stored unencrypted
 // even in an encrypted repository: bookkeeping a backup host (which holds
 // only public keys) must read back, holding no user data.
 func (k Kind) plaintextAllowed() bool {
-	return k == KindConfig || k == KindChunkIndex || k == KindSource || k == KindRefs || k == KindGap || k == KindSegmentIndex || k == KindLock || k == KindCatalog || k == KindReport
+	return k == KindConfig || k == KindChunkIndex || k == KindSource || k == KindRefs || k == KindGap || k == KindSegmentIndex || k == KindLock || k == KindCatalog || k == KindReport ||
+		k == KindHeartbeat
 }
 
 func (k Kind) String() string {
 	names := map[Kind]string{KindConfig: "config", KindKey: "key", KindChunk: "chunk",
 		KindChunkIndex: "chunk index", KindManifest: "manifest", KindSegment: "segment",
-		KindSegmentIndex: "segment index", KindReport: "report", KindBlob: "blob", KindSource: "source", KindRefs: "refs", KindGap: "gap record", KindLock: "lock", KindCatalog: "catalog entry", KindPack: "pack"}
+		KindSegmentIndex: "segment index", KindReport: "report", KindBlob: "blob", KindSource: "source", KindRefs: "refs", KindGap: "gap record", KindLock: "lock", KindCatalog: "catalog entry", KindPack: "pack",
+		KindHeartbeat: "heartbeat"}
 	if n, ok := names[k]; ok {
 		return n
 	}

@@ -45,6 +45,10 @@ func (r *Repository) prunePacks(ctx context.Context, refs map[ChunkID]struct{}, 
 	}); err != nil {
 		return t, fmt.Errorf("expire: list packs: %w", err)
 	}
+	reindexed, err := r.indexFromPacks(ctx, idx, refs, use, &t)
+	if err != nil {
+		return t, err
+	}
 	for id, e := range idx {
 		if _, ok := refs[id]; ok && use[e.pack] != nil {
 			use[e.pack].live += int64(e.length)
@@ -61,7 +65,7 @@ func (r *Repository) prunePacks(ctx context.Context, refs map[ChunkID]struct{}, 
 			repack = append(repack, p)
 			t.Bytes += u.size - u.live
 		default:
-			deadStaying += u.size - u.live
+			deadStaying += max(0, u.size-u.live)
 		}
 	}
 	sortPacks(doomed)
@@ -73,7 +77,7 @@ func (r *Repository) prunePacks(ctx context.Context, refs map[ChunkID]struct{}, 
 	if deadStaying > 0 {
 		t.Detail = append(t.Detail, fmt.Sprintf("%d bytes of unreferenced chunks and pack framing stay in packs at least %.0f%% referenced", deadStaying, repackBelow*100))
 	}
-	if dryRun || len(doomed)+len(repack) == 0 {
+	if dryRun || len(doomed)+len(repack) == 0 && reindexed == 0 {
 		return t, nil
 	}
 	moved, err := r.repack(ctx, repack, idx, refs)
@@ -101,6 +105,51 @@ func (r *Repository) prunePacks(ctx context.Context, refs map[ChunkID]struct{}, 
 		}
 	}
 	return t, nil
+}
+
+// indexFromPacks finds the referenced chunks no index lists in the
+// trailers of the packs no index names (their index object was lost or is
+// unreadable) and adds them to idx, so their packs count as live and the
+// index expire writes lists them again. A pack whose trailer cannot be
+// read may hold such chunks: it is kept whole. Referenced chunks found
+// nowhere are reported; verify names them.
+func (r *Repository) indexFromPacks(ctx context.Context, idx map[ChunkID]indexEntry, refs map[ChunkID]struct{},
+	use map[packID]*packUse, t *Trimmed) (found int, err error) {
+	missing := 0
+	for id := range refs {
+		if _, ok := idx[id]; !ok {
+			missing++
+		}
+	}
+	if missing == 0 {
+		return 0, nil
+	}
+	sc, err := r.scanUnindexed(ctx, idx)
+	if err != nil {
+		return 0, fmt.Errorf("expire: %w", err)
+	}
+	for id := range refs {
+		if _, ok := idx[id]; ok {
+			continue
+		}
+		if e, ok := sc.found[id]; ok {
+			idx[id] = e
+			found++
+		}
+	}
+	if found > 0 {
+		t.Detail = append(t.Detail, fmt.Sprintf("%d referenced chunks no index listed were found in their packs and are indexed again", found))
+	}
+	for p, err := range sc.unreadable {
+		if u := use[p]; u != nil {
+			u.live = u.size // may hold what is missing: never deleted blind
+			t.Detail = append(t.Detail, fmt.Sprintf("pack %s kept: its trailer is unreadable (%v)", u.name, err))
+		}
+	}
+	if lost := missing - found; lost > 0 {
+		t.Detail = append(t.Detail, fmt.Sprintf("%d chunks referenced by kept backups are in no pack: `tidemark verify` names the backups", lost))
+	}
+	return found, nil
 }
 
 // repack copies the referenced members of packs into new packs and says

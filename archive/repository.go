@@ -49,6 +49,9 @@ type InitOptions struct {
 type Keys struct {
 	Identities []age.Identity
 	Passphrase []byte
+	// Warnings are what LoadKeys found unwise about the key files (readable
+	// by every user), for the caller to log.
+	Warnings []string
 }
 
 // Init creates a repository in an empty store. A store that holds anything
@@ -200,6 +203,10 @@ func resolveIdentities(ctx context.Context, store Store, cfg *Config, keys Keys)
 		return ids, err == nil, err
 	}
 	if len(keys.Identities) == 0 {
+		if len(keys.Passphrase) > 0 {
+			return nil, false, fmt.Errorf("a passphrase was given, but this repository is encrypted to age recipients, not a passphrase: pass --identity-file with the identity of one of %s: %w",
+				strings.Join(cfg.Recipients, ", "), ErrKeyFile)
+		}
 		return nil, false, nil
 	}
 	for _, id := range keys.Identities {

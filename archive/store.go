@@ -44,6 +44,19 @@ type Store interface {
 	Location() string
 }
 
+// TempFileStore is implemented by stores that keep a write in progress
+// under a name of their own until it completes (the file store's
+// temporary files beside the final name). A writer killed mid-write
+// leaves that behind, and List does not show it: verify reports such
+// files and expire removes them once they are old.
+type TempFileStore interface {
+	// TempFiles calls fn for every temporary file, named by its path
+	// relative to the store's root.
+	TempFiles(ctx context.Context, fn func(ObjectInfo) error) error
+	// DeleteTempFile removes one.
+	DeleteTempFile(ctx context.Context, name string) error
+}
+
 // ObjectInfo describes one stored object.
 type ObjectInfo struct {
 	Name    string
@@ -56,6 +69,11 @@ var (
 	ErrNotExist = errors.New("object does not exist")
 	ErrExist    = errors.New("object already exists")
 )
+
+// ErrUnavailable marks a store's answer that may change if the request is
+// repeated (HTTP 5xx, 429, "slow down"): stores wrap such errors in it, and
+// the retrying decorator (archive/store/retry) repeats them.
+var ErrUnavailable = errors.New("store temporarily unavailable")
 
 // ErrBadURL marks a repository URL that cannot name a store. Every store's
 // opener wraps it, so the CLI answers them all with one exit code.

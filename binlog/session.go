@@ -13,6 +13,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/replication"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/internal/supervise"
 )
 
 // streamer is one Stream call's state, kept across reconnects.
@@ -66,6 +67,7 @@ func (s *streamer) session(ctx context.Context) (progressed bool, err error) {
 	if err != nil {
 		return false, classify(err, s.cur)
 	}
+	supervise.Connected(ctx)
 	s.cfg.Log.Info("streaming binlog", "server", s.cfg.Source.Addr(), "version", si.Version, "from", s.cur.String(),
 		"stream", s.stream, "replica_server_id", s.cfg.ServerID)
 	var flushAt time.Time
@@ -107,7 +109,8 @@ func (s *streamer) session(ctx context.Context) (progressed bool, err error) {
 // first connect binds the repository and opens the stream.
 func (s *streamer) check(ctx context.Context, si *serverInfo) error {
 	if !si.LogBin {
-		return fmt.Errorf("%w: binary logging is off (start the server with --log-bin)", ErrUnsupported)
+		return fmt.Errorf("%w: binary logging is off on the source %s: set log_bin and binlog_format=ROW (e.g. log_bin = mysql-bin, binlog_format = ROW in its config) and restart it",
+			ErrUnsupported, s.cfg.Source.Addr())
 	}
 	if !strings.EqualFold(si.Checksum, "CRC32") {
 		s.cfg.Log.Warn("binlog_checksum is not CRC32: archived events cannot be verified", "binlog_checksum", si.Checksum)

@@ -100,6 +100,9 @@ func inspect(c *client.Conn) (*serverInfo, error) {
 	si.UUID, _ = r.GetString(0, 0)
 	si.GTIDState, _ = r.GetString(0, 1)
 	si.GTIDState = strings.ReplaceAll(strings.TrimSpace(si.GTIDState), "\n", "")
+	if !si.LogBin {
+		return si, nil // nothing to list; the streamer refuses the server (check)
+	}
 	if r, err = c.Execute("SHOW BINARY LOGS"); err != nil {
 		return nil, fmt.Errorf("list binary logs: %w", err)
 	}

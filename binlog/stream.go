@@ -32,6 +32,9 @@ type Config struct {
 	// Progress, when set, is called after every flush that made events
 	// durable (tests, metrics).
 	Progress func(Progress)
+	// Observe, when set, hears the stream go up, down and stop (see
+	// supervise.Options.Observe).
+	Observe func(supervise.State)
 }
 
 // Progress is the streamer's state after a flush.
@@ -74,7 +77,7 @@ func Stream(ctx context.Context, cfg Config) error {
 	}
 	s := &streamer{cfg: cfg}
 	return supervise.Run(ctx, supervise.Options{Stream: "binlog", Source: cfg.Source.Addr(), Log: cfg.Log,
-		OnGap: s.recordGap, Stop: s.stop}, s.session)
+		OnGap: s.recordGap, Stop: s.stop, Observe: cfg.Observe}, s.session)
 }
 
 // stop makes what arrived durable on the way out, whatever ends streaming.

@@ -80,6 +80,33 @@ func Identify(ctx context.Context, c *mongo.Client) (Source, error) {
 	return s, nil
 }
 
+// CheckOplog refuses a server that reports a replica set but keeps no
+// oplog to tail: FerretDB writes one only into a capped local.oplog.rs
+// created beforehand. Retrying cannot help; the fix is named.
+func CheckOplog(ctx context.Context, c *mongo.Client, s Source) error {
+	specs, err := c.Database("local").ListCollectionSpecifications(ctx, bson.D{{Key: "name", Value: "oplog.rs"}})
+	if err != nil {
+		return fmt.Errorf("list local.oplog.rs: %w", err)
+	}
+	fix := "run the server as a replica set member (mongod --replSet, then rs.initiate())"
+	if s.Flavour == FlavourFerretDB {
+		fix = `create it before writing: db.getSiblingDB("local").createCollection("oplog.rs", {capped: true, size: 1073741824}), and run FerretDB with --repl-set-name`
+	}
+	if len(specs) == 0 {
+		return fmt.Errorf("%w: %s has no local.oplog.rs: %s", ErrNoOplog, s.Flavour, fix)
+	}
+	var opts struct {
+		Capped bool `bson:"capped"`
+	}
+	if specs[0].Options != nil {
+		bson.Unmarshal(specs[0].Options, &opts)
+	}
+	if !opts.Capped {
+		return fmt.Errorf("%w: local.oplog.rs on %s is not a capped collection: %s", ErrNoOplog, s.Flavour, fix)
+	}
+	return nil
+}
+
 // Archive returns the repository source record for s.
 func (s Source) Archive() archive.Source {
 	return archive.Source{Engine: Engine, ClusterID: s.ClusterID,

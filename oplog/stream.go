@@ -34,6 +34,9 @@ type Config struct {
 	// more to return and nothing is pending: the archive holds the oplog
 	// as of then (the agent's RPO on an idle database).
 	CaughtUp func(at time.Time)
+	// Observe, when set, hears the stream go up, down and stop (see
+	// supervise.Options.Observe).
+	Observe func(supervise.State)
 	// Connect overrides how the client is made (tests); default mongo.Connect.
 	Connect func(ctx context.Context, url string) (*mongo.Client, error)
 
@@ -68,7 +71,7 @@ func Stream(ctx context.Context, cfg Config) error {
 	// No OnGap: a session records a rollover itself (rollover), since it
 	// may continue past the gap from a newer base backup's start.
 	return supervise.Run(ctx, supervise.Options{Stream: "oplog", Source: supervise.Redact(cfg.Source), Log: cfg.Log,
-		Stop: t.stop}, t.session)
+		Stop: t.stop, Observe: cfg.Observe}, t.session)
 }
 
 // Connect opens a client for url with timeouts suited to a long-running

@@ -11,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/internal/supervise"
 )
 
 // tailer is the state that survives reconnections: the stream writer (with
@@ -45,6 +46,9 @@ func (t *tailer) session(ctx context.Context) (progressed bool, err error) {
 		return false, fmt.Errorf("%w: reconnected to %s, streaming %s", archive.ErrSourceMismatch, src.ClusterID, t.src.ClusterID)
 	}
 	t.src = src
+	if err := CheckOplog(ctx, c, src); err != nil {
+		return false, err
+	}
 	if _, err := t.cfg.Repo.BindSource(ctx, src.Archive()); err != nil {
 		return false, err
 	}
@@ -54,6 +58,7 @@ func (t *tailer) session(ctx context.Context) (progressed bool, err error) {
 			return false, err
 		}
 	}
+	supervise.Connected(ctx)
 	for {
 		p, err := t.follow(ctx, c, oplog)
 		progressed = progressed || p
@@ -135,6 +140,9 @@ func (t *tailer) open(ctx context.Context, c *mongo.Client, oplog *mongo.Collect
 // when there is none).
 func newestBaseStart(ctx context.Context, repo *archive.Repository) (TS, error) {
 	backups, err := repo.Backups(ctx)
+	if errors.Is(err, archive.ErrNoIdentity) {
+		return TS{}, fmt.Errorf("a new oplog stream starts at the newest base backup's start, and that backup predates the catalog, so only its encrypted manifest says where it starts; a streamer holds no key: run `tidemark verify --repair` once with the key (it writes the catalog entry), or take a new base backup: %w", err)
+	}
 	if err != nil {
 		return TS{}, err
 	}

@@ -31,6 +31,9 @@ type Config struct {
 	Log     *slog.Logger
 	// Progress, when set, is called after each acknowledgment (tests, metrics).
 	Progress func(Progress)
+	// Observe, when set, hears the stream go up, down and stop (see
+	// supervise.Options.Observe).
+	Observe func(supervise.State)
 }
 
 // Progress is the streamer's position after an acknowledgment.
@@ -73,7 +76,7 @@ func Stream(ctx context.Context, cfg Config) error {
 		cfg.Log.Warn("streaming without a replication slot: the server may recycle WAL before it is archived, which would be a gap")
 	}
 	return supervise.Run(ctx, supervise.Options{Stream: "WAL", Source: supervise.Redact(cfg.Source), Log: cfg.Log,
-		OnGap: func(gap error) error { return recordGap(cfg, gap) }},
+		OnGap: func(gap error) error { return recordGap(cfg, gap) }, Observe: cfg.Observe},
 		func(ctx context.Context) (bool, error) { return session(ctx, cfg) })
 }
 
@@ -118,7 +121,7 @@ func session(ctx context.Context, cfg Config) (progressed bool, err error) {
 	}
 	conn, err := pgconn.Connect(ctx, connURL)
 	if err != nil {
-		return false, fmt.Errorf("connect: %w", err)
+		return false, connectError(cfg.Source, err)
 	}
 	defer conn.Close(context.Background())
 
@@ -144,6 +147,7 @@ func session(ctx context.Context, cfg Config) (progressed bool, err error) {
 	if err := startReplication(ctx, conn, cfg, pos); err != nil {
 		return false, err
 	}
+	supervise.Connected(ctx)
 	r := newReceiver(cfg, w, pos)
 	return r.run(ctx, conn)
 }

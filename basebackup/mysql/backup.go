@@ -74,7 +74,8 @@ func Backup(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	if !id.LogBin {
-		return nil, fmt.Errorf("the server has binary logging off (log_bin): a base backup without binlog coordinates cannot be rolled forward")
+		return nil, fmt.Errorf("%w: binary logging is off on the source: set log_bin and binlog_format=ROW and restart it (a base backup without binlog coordinates cannot be rolled forward)",
+			binlog.ErrUnsupported)
 	}
 	if !id.MariaDB {
 		return nil, fmt.Errorf("base backups of MySQL (%s) are not implemented yet: only MariaDB's consistent-snapshot coordinates are supported", id.Version)

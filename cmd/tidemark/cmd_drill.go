@@ -50,7 +50,7 @@ always something to replay; PostgreSQL picks an LSN in that range).
 				to.Time = t
 			}
 			ctx := cmd.Context()
-			r, err := rf.open(ctx, true)
+			r, err := rf.open(ctx, true, a.log)
 			if err != nil {
 				return err
 			}

@@ -51,7 +51,7 @@ moment: run it again to finish. Needs no key.`,
 				return usageErr(fmt.Errorf("no retention rule given: set at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly, --pitr-window"))
 			}
 			ctx := cmd.Context()
-			r, err := rf.open(ctx, false)
+			r, err := rf.open(ctx, false, a.log)
 			if err != nil {
 				return err
 			}
@@ -90,8 +90,9 @@ func (a *app) printExpire(res *archive.ExpireResult, p archive.Policy, asJSON bo
 			Orphans  int             `json:"orphans"`
 			Streams  archive.Trimmed `json:"streams"`
 			Chunks   archive.Trimmed `json:"chunks"`
+			Temp     archive.Trimmed `json:"temp_files"`
 			Earliest *time.Time      `json:"earliest_restorable,omitempty"`
-		}{DryRun: res.DryRun, Policy: p, Orphans: res.Orphans, Streams: res.Streams, Chunks: res.Chunks}
+		}{DryRun: res.DryRun, Policy: p, Orphans: res.Orphans, Streams: res.Streams, Chunks: res.Chunks, Temp: res.TempFiles}
 		for _, d := range res.Decisions {
 			out.Backups = append(out.Backups, decision{ID: d.Backup.ID, Finished: d.Backup.Finished, Keep: d.Keep, Reasons: d.Reasons})
 		}
@@ -115,8 +116,9 @@ func (a *app) printExpire(res *archive.ExpireResult, p archive.Policy, asJSON bo
 			fmt.Fprintf(a.stdout, "  expire  %s  finished %s\n", d.Backup.ID, d.Backup.Finished.UTC().Format(time.RFC3339))
 		}
 	}
-	fmt.Fprintf(a.stdout, "%s: %d backups, %d leftovers of uncommitted backups, %d stream objects (%s), %d chunk objects (%s)\n",
-		verb, len(res.Expired), res.Orphans, res.Streams.Objects, progress.FormatBytes(res.Streams.Bytes), res.Chunks.Objects, progress.FormatBytes(res.Chunks.Bytes))
+	fmt.Fprintf(a.stdout, "%s: %d backups, %d leftovers of uncommitted backups, %d stream objects (%s), %d chunk objects (%s), %d temporary files of killed writes (%s)\n",
+		verb, len(res.Expired), res.Orphans, res.Streams.Objects, progress.FormatBytes(res.Streams.Bytes), res.Chunks.Objects, progress.FormatBytes(res.Chunks.Bytes),
+		res.TempFiles.Objects, progress.FormatBytes(res.TempFiles.Bytes))
 	for _, d := range append(res.Streams.Detail, res.Chunks.Detail...) {
 		fmt.Fprintf(a.stdout, "  %s\n", d)
 	}

@@ -73,7 +73,7 @@ Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
 				return err
 			}
 			ctx := cmd.Context()
-			r, err := rf.open(ctx, true)
+			r, err := rf.open(ctx, true, a.log)
 			if err != nil {
 				return err
 			}
@@ -167,10 +167,19 @@ func ownTargets(fs *pflag.FlagSet) []string {
 	return out
 }
 
+// warnSkipped says which newer bases a plan passed over: the restore goes
+// ahead from an older one, but the damage must not pass unseen.
+func (a *app) warnSkipped(p engine.Plan) {
+	for _, s := range p.Skipped {
+		fmt.Fprintf(a.stderr, "tidemark: warning: %s; an older backup is used (run `tidemark verify`)\n", s)
+	}
+}
+
 func (a *app) printPlan(p *engine.Plan, asJSON bool) error {
+	a.warnSkipped(*p)
 	if asJSON {
 		return json.NewEncoder(a.stdout).Encode(map[string]any{"backup": p.Backup.ID, "backup_finished": p.Backup.Finished,
-			"from": p.From, "to": p.To, "detail": p.Detail})
+			"from": p.From, "to": p.To, "detail": p.Detail, "skipped": p.Skipped})
 	}
 	fmt.Fprintf(a.stdout, "plan: backup %s (finished %s), then the stream from %s to %s\n", p.Backup.ID,
 		p.Backup.Finished.UTC().Format(time.RFC3339), p.From, p.To)
@@ -182,9 +191,10 @@ func (a *app) printPlan(p *engine.Plan, asJSON bool) error {
 }
 
 func (a *app) printRestore(eng engine.Engine, rep *engine.RestoreReport, asJSON bool) error {
+	a.warnSkipped(rep.Plan)
 	if asJSON {
 		out := map[string]any{"engine": eng.Info().Name, "backup": rep.Plan.Backup.ID, "from": rep.Plan.From, "to": rep.Plan.To,
-			"seconds": rep.Seconds}
+			"seconds": rep.Seconds, "skipped": rep.Plan.Skipped}
 		for k, v := range rep.Detail {
 			out[k] = v
 		}

@@ -26,13 +26,20 @@ and how old the newest change is — then the base backups with their sizes,
 the streams' positions, the last verify and drill, and what each area of the
 repository stores. Needs no key: it reads only unencrypted bookkeeping.
 
+The streamer line says what each engine's streamer last recorded in its
+heartbeat: streaming, down and reconnecting (with the error), stopped (and
+why), or silent — no heartbeat for three of its intervals, so it is not
+running or cannot write to the repository (a full disk, lost
+credentials).
+
 --json: "streams" lists one entry per archived stream of every engine in
-one shape (engine, stream, earliest, latest, position, age_seconds, gaps)
-with the engine's own "detail".`,
+one shape (engine, stream, earliest, latest, position, age_seconds, gaps,
+heartbeat) with the engine's own "detail"; "streamers" the heartbeats with
+their age, whether they are stale, and a summary.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			r, err := rf.open(ctx, false)
+			r, err := rf.open(ctx, false, a.log)
 			if err != nil {
 				return err
 			}
@@ -63,6 +70,12 @@ func (a *app) printStatus(rep *jobs.StatusReport) {
 	}
 	if len(rep.Streams) == 0 {
 		fmt.Fprintf(w, "recoverable nothing yet: no stream archived\n")
+	}
+	for _, s := range rep.Streamers {
+		fmt.Fprintf(w, "streamer    %s\n", s.Summary)
+	}
+	for _, s := range rep.Warnings {
+		fmt.Fprintf(w, "WARNING     %s\n", s)
 	}
 	for _, s := range rep.Streams {
 		switch {

@@ -21,7 +21,7 @@ func (a *app) sourceJob(cmd *cobra.Command, ecmd engine.Command, source string, 
 	if err != nil {
 		return nil, engine.Job{}, err
 	}
-	r, err := rf.open(cmd.Context(), false)
+	r, err := rf.open(cmd.Context(), false, a.log)
 	if err != nil {
 		return nil, engine.Job{}, err
 	}

@@ -52,7 +52,7 @@ var errCheckDone = errors.New("done")
 // walFetchCheck is wal-fetch without a file: everything a fetch needs
 // (the repository, the key, the WAL area) is readable by this user.
 func (a *app) walFetchCheck(ctx context.Context, rf *repoFlags) error {
-	r, err := rf.open(ctx, true)
+	r, err := rf.open(ctx, true, a.log)
 	if err != nil {
 		return err
 	}
@@ -86,7 +86,7 @@ func (a *app) walFetch(ctx context.Context, rf *repoFlags, name, dest string) er
 }
 
 func (a *app) fetchWAL(ctx context.Context, rf *repoFlags, name, dest string) error {
-	r, err := rf.open(ctx, true)
+	r, err := rf.open(ctx, true, a.log)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,10 @@ const (
 	exitUnreachable    = 7
 	exitNotImplemented = 8
 	exitLocked         = 9 // another process holds the repository lock, or took it over
+	// exitTargetHoldsData: the restore target already holds data (a data
+	// directory, a database, a collection). Its own code, so a script can
+	// tell "pick another target or --force/--delta" from a failure.
+	exitTargetHoldsData = 10
 	// exitFetchFailed is wal-fetch's answer when a file exists but cannot be
 	// served (unreadable, corrupt, store unreachable). PostgreSQL reads exit 1
 	// as "no such file" and would end recovery early and promote, silently
@@ -47,6 +51,8 @@ func exitCode(err error) int {
 		return exitUnreachable
 	case errors.Is(err, archive.ErrLocked), errors.Is(err, archive.ErrLockLost):
 		return exitLocked
+	case errors.Is(err, archive.ErrTargetHoldsData):
+		return exitTargetHoldsData
 	case errors.Is(err, archive.ErrNotExist):
 		return exitNotFound
 	default:

@@ -36,6 +36,7 @@ func TestExitCodesOfEngineErrors(t *testing.T) {
 		{oplog.ErrBeyond, exitUnreachable},
 		{binlog.ErrCorrupt, exitCorrupt},
 		{archive.ErrKeyFile, exitKey},
+		{archive.ErrTargetHoldsData, exitTargetHoldsData},
 		{engine.ErrUsage, exitUsage},
 	} {
 		err := fmt.Errorf("stream: %w", fmt.Errorf("session: %w", c.err))

@@ -114,7 +114,8 @@ or files, never from the URL:
 Exit codes: 0 ok, 1 error, 2 bad usage, 3 corruption found, 4 missing or
 wrong key, 5 not found, 6 gap in the archive, 7 target unreachable,
 8 not implemented yet, 9 repository locked by another process
-(or the lock was lost); wal-fetch exits 1 for a file that is not archived
+(or the lock was lost), 10 the restore target already holds data;
+wal-fetch exits 1 for a file that is not archived
 and 126 when it cannot serve one (so PostgreSQL aborts recovery instead of
 ending it early).`,
 		SilenceUsage:  true,

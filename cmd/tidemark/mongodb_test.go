@@ -230,7 +230,7 @@ func TestMongoStreamKill9Backup(t *testing.T) {
 		t.Fatalf("restored state differs from the source (%v); %d writes; restore said:\n%s", err, written.Load(), out)
 	}
 	// A second restore into the same target is refused before writing.
-	_, errs = expect(t, 1, "restore", "--repo", m.repo, "--identity-file", m.key, "--target", target.URL(), "--latest")
+	_, errs = expect(t, exitTargetHoldsData, "restore", "--repo", m.repo, "--identity-file", m.key, "--target", target.URL(), "--latest")
 	if !strings.Contains(errs, "app.load") || !strings.Contains(errs, "--force") {
 		t.Fatalf("restore over existing collections: %s", errs)
 	}

@@ -126,7 +126,7 @@ func TestMySQLBackupRestoreCLI(t *testing.T) {
 	if n != 101 || changed != 1 {
 		t.Fatalf("restored app.t: %d rows, %d changed; want 101 and 1", n, changed)
 	}
-	if _, errs := expect(t, exitError, "restore", "--repo", repo, "--identity-file", key, "--target", dst.URL(), "--latest"); !strings.Contains(errs, "--force") {
+	if _, errs := expect(t, exitTargetHoldsData, "restore", "--repo", repo, "--identity-file", key, "--target", dst.URL(), "--latest"); !strings.Contains(errs, "--force") {
 		t.Fatalf("restore over existing databases: %s", errs)
 	}
 	expect(t, exitUsage, "restore", "--repo", repo, "--identity-file", key, "--target", dst.URL(), "--to-position", "nonsense")

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -87,7 +88,7 @@ func TestStreamMySQL(t *testing.T) {
 func openRepo(t *testing.T, repo, keyPath string) *archive.Repository {
 	t.Helper()
 	rf := repoFlags{repo: repo, identityFile: keyPath}
-	r, err := rf.open(context.Background(), true)
+	r, err := rf.open(context.Background(), true, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/spf13/cobra"
 
@@ -42,9 +43,9 @@ func (f *repoFlags) store(ctx context.Context) (archive.Store, error) {
 }
 
 // open opens the repository with whatever keys were given; read needs them.
-func (f *repoFlags) open(ctx context.Context, read bool) (*archive.Repository, error) {
+func (f *repoFlags) open(ctx context.Context, read bool, log *slog.Logger) (*archive.Repository, error) {
 	if f.repo == "" {
 		return nil, usageErr(fmt.Errorf("--repo (or TIDEMARK_REPO) is required"))
 	}
-	return jobs.OpenRepo(ctx, f.ref(), read)
+	return jobs.OpenRepo(ctx, f.ref(), read, log)
 }

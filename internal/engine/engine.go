@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/internal/supervise"
 	"github.com/tidemark/tidemark/restore"
 )
 
@@ -137,6 +138,16 @@ type StreamJob struct {
 	// Durable hears after each acknowledgment what is durable, for the
 	// agent's RPO gauge; nil for none.
 	Durable func(StreamProgress)
+	// Observe hears the stream go up (streaming), down (a session failed,
+	// reconnecting) and stop, for liveness: the heartbeat in the
+	// repository and the agent's stream_up; nil for none.
+	Observe func(supervise.State)
+	// HeartbeatEvery is how often the heartbeat is written while nothing
+	// changes (0: jobs.HeartbeatInterval).
+	HeartbeatEvery time.Duration
+	// Heartbeat hears each heartbeat written to the repository, or the
+	// error writing it failed with (a full disk); nil for none.
+	Heartbeat func(archive.Heartbeat, error)
 }
 
 // StreamProgress is where a stream stands after an acknowledgment: byte
@@ -191,6 +202,10 @@ type Plan struct {
 	// Lines describe the plan for people.
 	Lines  []string
 	Detail map[string]any
+	// Skipped names newer bases the plan passed over as unusable (a
+	// corrupt manifest, missing chunks), and why: the CLI and the agent
+	// show them as warnings, so damage never hides behind a success.
+	Skipped []string
 }
 
 // RestoreReport is a finished restore.

@@ -1,6 +1,10 @@
 package engine
 
-import "time"
+import (
+	"time"
+
+	"github.com/tidemark/tidemark/archive"
+)
 
 // StreamStatus is one archived stream as status shows it: the common
 // shape every engine fills, plus the engine's own detail.
@@ -20,6 +24,9 @@ type StreamStatus struct {
 	// Detail is the engine's own description (timelines, binlog files,
 	// oplog spans) for --json.
 	Detail any `json:"detail,omitempty"`
+	// Heartbeat is the newest record the engine's streamer left of its
+	// state (filled by status from the repository, not by the engine).
+	Heartbeat *archive.Heartbeat `json:"heartbeat,omitempty"`
 }
 
 // Pairs reports whether a backup's stream is this one: a restore of that

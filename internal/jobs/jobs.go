@@ -19,11 +19,22 @@ import (
 const maintenanceLock = "maintenance"
 
 // Stream runs eng's streamer under its stream lock, so two streamers
-// never write one repository.
+// never write one repository, and keeps its heartbeat in the repository
+// (archive.Heartbeat: streaming, reconnecting with the error, stopped),
+// which status and the agent read.
 func Stream(ctx context.Context, eng engine.Engine, job engine.StreamJob) error {
 	info := eng.Info()
 	return job.Repo.WithLock(ctx, info.StreamLock, archive.LockOptions{Purpose: "tidemark stream (" + info.Title + " " + info.Stream + ")"},
-		func(ctx context.Context) error { return eng.Stream(ctx, job) })
+		func(ctx context.Context) error {
+			b := newBeat(job.Repo, info, job.Source, job.Log, job.HeartbeatEvery)
+			b.written = job.Heartbeat
+			job.Observe = both(b.observe, job.Observe)
+			job.Durable = both(b.durable, job.Durable)
+			stop := b.run(ctx)
+			err := eng.Stream(ctx, job)
+			stop(err)
+			return err
+		})
 }
 
 // BackupTypes are the --type values.

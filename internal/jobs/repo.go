@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"time"
 
@@ -13,8 +14,8 @@ import (
 
 // OpenRepo opens the repository ref names with the keys its files hold;
 // with read, a repository it cannot decrypt is refused at once instead of
-// at the first object.
-func OpenRepo(ctx context.Context, ref engine.RepoRef, read bool) (*archive.Repository, error) {
+// at the first object. Key files any user can read are warned about in log.
+func OpenRepo(ctx context.Context, ref engine.RepoRef, read bool, log *slog.Logger) (*archive.Repository, error) {
 	s, err := storeall.Open(ctx, ref.URL)
 	if err != nil {
 		return nil, err
@@ -22,6 +23,9 @@ func OpenRepo(ctx context.Context, ref engine.RepoRef, read bool) (*archive.Repo
 	keys, err := archive.LoadKeys(ref.IdentityFile, ref.PassphraseFile)
 	if err != nil {
 		return nil, err
+	}
+	for _, w := range keys.Warnings {
+		log.Warn(w)
 	}
 	r, err := archive.Open(ctx, s, keys)
 	if err != nil {

@@ -25,13 +25,21 @@ type StatusReport struct {
 	// Streams: one entry per archived stream of every engine, in one
 	// shape — its recoverable window, newest change and gaps — with the
 	// engine's own detail.
-	Streams    []StreamEntry           `json:"streams"`
+	Streams []StreamEntry `json:"streams"`
+	// Streamers are the newest heartbeat of each engine's streamer, with
+	// what it says in one line: streaming, reconnecting and why, stopped
+	// and why, or silent (not running, or unable to write here).
+	Streamers  []Streamer              `json:"streamers"`
 	Gaps       []archive.GapRecord     `json:"gaps"`
 	Backups    []archive.BackupSummary `json:"backups"`
 	LastVerify *VerifyRecord           `json:"last_verify,omitempty"`
 	LastDrill  *restore.DrillReport    `json:"last_drill,omitempty"`
 	Areas      map[string]AreaUsage    `json:"areas"`
 	Total      AreaUsage               `json:"total"`
+	// Warnings name bookkeeping status could not read (a damaged catalog
+	// entry, report or gap record): it shows what it can, and verify says
+	// more.
+	Warnings []string `json:"warnings"`
 }
 
 // StreamEntry is one stream with the window a restore can reach on it:
@@ -41,6 +49,15 @@ type StreamEntry struct {
 	engine.StreamStatus
 	Earliest *time.Time `json:"earliest,omitempty"` // nil: no base backup yet
 	AgeSec   float64    `json:"age_seconds"`        // since Latest: the RPO if the source died now
+}
+
+// Streamer is a streamer's heartbeat and what it means now.
+type Streamer struct {
+	archive.Heartbeat
+	AgeSec float64 `json:"heartbeat_age_seconds"`
+	Stale  bool    `json:"stale"`
+	// Summary says it for people.
+	Summary string `json:"summary"`
 }
 
 // AreaUsage counts the objects under one top-level prefix.
@@ -68,7 +85,8 @@ func Status(ctx context.Context, reg *engine.Registry, repo *archive.Repository,
 	if err != nil {
 		return nil, err
 	}
-	if rep.Backups, err = backups(ctx, repo); err != nil {
+	rep.Warnings = []string{}
+	if rep.Backups, err = backups(ctx, repo, rep); err != nil {
 		return nil, err
 	}
 	src, err := repo.Source(ctx)
@@ -81,16 +99,31 @@ func Status(ctx context.Context, reg *engine.Registry, repo *archive.Repository,
 	if rep.Gaps, err = repo.Gaps(ctx); err != nil {
 		return nil, err
 	}
+	beats, err := repo.Heartbeats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep.Streamers = []Streamer{}
+	for _, h := range beats {
+		rep.Streamers = append(rep.Streamers, streamer(now, h))
+	}
 	for _, e := range reg.Engines() {
 		streams, err := e.Status(ctx, repo)
 		if err != nil {
 			return nil, err
 		}
 		for _, s := range streams {
+			for i := range beats {
+				if beats[i].Engine == s.Engine {
+					s.Heartbeat = &beats[i]
+				}
+			}
 			rep.Streams = append(rep.Streams, window(now, s, rep.Backups, rep.Gaps))
 		}
 	}
-	if rep.LastVerify, rep.LastDrill, err = lastReports(ctx, repo); err != nil {
+	if rep.LastVerify, rep.LastDrill, err = lastReports(ctx, repo); errors.Is(err, archive.ErrCorrupt) {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("reports: %v", err))
+	} else if err != nil {
 		return nil, err
 	}
 	return rep, nil
@@ -122,9 +155,12 @@ func window(now time.Time, s engine.StreamStatus, backups []archive.BackupSummar
 // backups reads the catalog; a repository whose oldest backups predate
 // the catalog needs the key for their summaries, which status does
 // without: it then lists ids only.
-func backups(ctx context.Context, repo *archive.Repository) ([]archive.BackupSummary, error) {
+func backups(ctx context.Context, repo *archive.Repository, rep *StatusReport) ([]archive.BackupSummary, error) {
 	b, err := repo.Backups(ctx)
-	if errors.Is(err, archive.ErrNoIdentity) {
+	if errors.Is(err, archive.ErrCorrupt) {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("backups listed by id only: %v", err))
+	}
+	if errors.Is(err, archive.ErrNoIdentity) || errors.Is(err, archive.ErrCorrupt) {
 		ids, lerr := repo.ListManifests(ctx)
 		if lerr != nil {
 			return nil, lerr
@@ -160,4 +196,30 @@ func lastReports(ctx context.Context, repo *archive.Repository) (*VerifyRecord, 
 		dp = &d
 	}
 	return vp, dp, nil
+}
+
+// streamer reads a heartbeat at now.
+func streamer(now time.Time, h archive.Heartbeat) Streamer {
+	s := Streamer{Heartbeat: h, AgeSec: now.Sub(h.Updated).Seconds(), Stale: h.Stale(now)}
+	age := func(t time.Time) string { return now.Sub(t).Round(time.Second).String() + " ago" }
+	who := fmt.Sprintf("%s streamer (%s, %s)", h.Stream, h.Holder, h.Source)
+	switch {
+	case s.Stale:
+		s.Summary = fmt.Sprintf("%s: SILENT — its last heartbeat (%s, %s) is %s: it is not running, or cannot write to the repository",
+			who, h.State, h.Updated.UTC().Format(time.RFC3339), age(h.Updated))
+		if h.Error != "" {
+			s.Summary += "; its last error: " + h.Error
+		}
+	case h.State == archive.StreamStreaming:
+		s.Summary = fmt.Sprintf("%s: streaming since %s (heartbeat %s)", who, h.Since.UTC().Format(time.RFC3339), age(h.Updated))
+	case h.State == archive.StreamReconnecting:
+		s.Summary = fmt.Sprintf("%s: DOWN since %s, reconnecting: %s", who, h.Since.UTC().Format(time.RFC3339), h.Error)
+	case h.State == archive.StreamStopped && h.Error != "":
+		s.Summary = fmt.Sprintf("%s: STOPPED at %s: %s", who, h.Since.UTC().Format(time.RFC3339), h.Error)
+	case h.State == archive.StreamStopped:
+		s.Summary = fmt.Sprintf("%s: stopped cleanly at %s", who, h.Since.UTC().Format(time.RFC3339))
+	default:
+		s.Summary = fmt.Sprintf("%s: %s since %s %s", who, h.State, h.Since.UTC().Format(time.RFC3339), h.Error)
+	}
+	return s
 }

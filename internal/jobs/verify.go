@@ -36,7 +36,12 @@ func Verify(ctx context.Context, reg *engine.Registry, repo *archive.Repository,
 	for _, e := range reg.Engines() {
 		problems, err := e.Verify(ctx, repo)
 		if err != nil {
-			return nil, 0, fmt.Errorf("verify %s: %w", e.Info().Title, err)
+			if ctx.Err() != nil {
+				return nil, 0, err
+			}
+			// One unreadable object must not hide the rest: what stopped
+			// this engine's checks is a problem like any other.
+			problems = append(problems, fmt.Sprintf("%s checks stopped: %v", e.Info().Title, err))
 		}
 		rep.Problems = append(rep.Problems, problems...)
 	}
@@ -47,6 +52,7 @@ func Verify(ctx context.Context, reg *engine.Registry, repo *archive.Repository,
 	for _, g := range gaps {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("recorded gap: %s stream stopped at %s on %s: %s", g.Engine, g.From, g.Detected.Format(time.RFC3339), g.Reason))
 	}
+	rep.Problems = unique(rep.Problems)
 	elapsed := time.Since(start)
 	log.Info("verify finished", "repository", repo.Store().Location(), "objects", rep.Objects,
 		"bytes", rep.Bytes, "backups", rep.Backups, "problems", len(rep.Problems), "seconds", elapsed.Seconds())
@@ -59,10 +65,40 @@ func Verify(ctx context.Context, reg *engine.Registry, repo *archive.Repository,
 	return rep, elapsed, nil
 }
 
+// Repair writes again, under the maintenance lock, what verify found
+// missing and intact objects can give back (refs, catalog entries, chunk
+// indexes: archive.Repository.Repair), and returns what it wrote.
+func Repair(ctx context.Context, repo *archive.Repository, log *slog.Logger) ([]string, error) {
+	var done []string
+	err := repo.WithLock(ctx, maintenanceLock, archive.LockOptions{Purpose: "tidemark verify --repair"}, func(ctx context.Context) error {
+		var err error
+		done, err = repo.Repair(ctx)
+		return err
+	})
+	for _, d := range done {
+		log.Info("repaired", "what", d)
+	}
+	return done, err
+}
+
 // VerifyOutcome turns a report with problems into an error (exit 3).
 func VerifyOutcome(repo *archive.Repository, rep *archive.VerifyReport) error {
 	if !rep.OK() {
 		return fmt.Errorf("%w: %d problems in %s", archive.ErrVerifyFailed, len(rep.Problems), repo.Store().Location())
 	}
 	return nil
+}
+
+// unique drops repeats (an unreadable manifest is found by the object
+// check and again by an engine's), keeping the order.
+func unique(ss []string) []string {
+	seen := map[string]bool{}
+	out := ss[:0]
+	for _, s := range ss {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -10,13 +10,15 @@ import (
 // reconnecting cannot fix any of these, so retrying would only bury them
 // in a log.
 //
-// Not listed, because no streamer stopped on them before this list was
-// shared: ErrLocked (the stream's lock is taken before it starts) and the
-// key errors ErrNoIdentity and ErrWrongIdentity (a stream writes with the
-// public keys; its sessions read plaintext metadata only, except an oplog
-// stream reading a backup that predates the catalog).
+// Not listed: ErrLocked (the stream's lock is taken before it starts).
 func Permanent(err error) bool {
 	switch {
+	case errors.Is(err, archive.ErrNoIdentity), errors.Is(err, archive.ErrWrongIdentity), errors.Is(err, archive.ErrKeyFile):
+		// A stream writes with the public keys and reads plaintext
+		// metadata; when it needs a key after all (an oplog stream
+		// starting at a backup that predates the catalog), no reconnect
+		// brings one.
+		return true
 	case errors.Is(err, archive.ErrGap):
 		// History is missing: the remedy is a new base backup.
 		return true

@@ -11,7 +11,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"sync"
 	"time"
+
+	"github.com/tidemark/tidemark/archive"
 )
 
 // Options configure Run. Only Stream is required.
@@ -36,8 +39,35 @@ type Options struct {
 	// Stop, when set, is called once as streaming ends, with the error Run
 	// is about to return (nil for a clean stop); Run returns what Stop
 	// returns. It is the final flush of an engine whose writer outlives
-	// sessions; a failure should wrap ErrFinalFlush.
+	// sessions; a failure should wrap ErrFinalFlush. It is not called when
+	// the stream's lease was lost (archive.ErrLockLost): another writer
+	// owns the stream then, and nothing may be written.
 	Stop func(err error) error
+	// Observe, when set, hears the stream's state as it changes: up once a
+	// session reports (Connected) that it streams, down with the error
+	// each time a session fails and is retried, stopped as Run returns.
+	// Monitoring reads liveness from it (the agent's stream_up, the
+	// heartbeat in the repository) rather than from Run merely running.
+	Observe func(State)
+}
+
+// State is where a stream stands.
+type State struct {
+	Up      bool          // a session is streaming
+	Stopped bool          // Run returned: Err is why (nil: a clean stop)
+	Err     error         // why the stream is down or stopped
+	RetryIn time.Duration // down: when the next session starts
+}
+
+type connectedKey struct{}
+
+// Connected tells Run that the session ctx belongs to is streaming: the
+// server accepted it and data flows. Sessions call it once they are past
+// connecting and checking (a later call does nothing).
+func Connected(ctx context.Context) {
+	if f, ok := ctx.Value(connectedKey{}).(func()); ok {
+		f()
+	}
 }
 
 // Signals a session returns that are not failures to report.
@@ -64,7 +94,9 @@ func Run(ctx context.Context, o Options, session func(ctx context.Context) (prog
 	o.defaults()
 	backoff := o.Initial
 	for {
-		progressed, err := session(ctx)
+		var once sync.Once
+		sctx := context.WithValue(ctx, connectedKey{}, func() { once.Do(func() { o.observe(State{Up: true}) }) })
+		progressed, err := session(sctx)
 		switch {
 		case errors.Is(err, ErrDone):
 			return o.stop(nil)
@@ -81,6 +113,7 @@ func Run(ctx context.Context, o Options, session func(ctx context.Context) (prog
 			backoff = o.Initial
 		}
 		o.Log.Error(o.Stream+" streaming interrupted; reconnecting", o.attrs("err", err, "retry_in", backoff)...)
+		o.observe(State{Err: err, RetryIn: backoff})
 		if o.Sleep(ctx, backoff) != nil {
 			return o.ended(ctx, nil)
 		}
@@ -128,10 +161,17 @@ func (o *Options) gap(err error) error {
 }
 
 func (o *Options) stop(err error) error {
-	if o.Stop == nil {
-		return err
+	if o.Stop != nil && !errors.Is(err, archive.ErrLockLost) {
+		err = o.Stop(err)
 	}
-	return o.Stop(err)
+	o.observe(State{Stopped: true, Err: err})
+	return err
+}
+
+func (o *Options) observe(s State) {
+	if o.Observe != nil {
+		o.Observe(s)
+	}
 }
 
 // attrs puts the source first, when known: reconnect logs must say which

@@ -132,7 +132,11 @@ func TestPermanentStops(t *testing.T) {
 			if !errors.Is(err, class) || calls != 1 || len(h.sleeps) != 0 || h.gaps != 0 {
 				t.Fatalf("Run = %v after %d sessions, %d sleeps, %d gaps: want the error after one session", err, calls, len(h.sleeps), h.gaps)
 			}
-			if len(h.stops) != 1 || h.stops[0] != sessionErr {
+			if class == archive.ErrLockLost {
+				if len(h.stops) != 0 {
+					t.Fatalf("Stop (the final flush) called after the lease was lost: %v", h.stops)
+				}
+			} else if len(h.stops) != 1 || h.stops[0] != sessionErr {
 				t.Fatalf("Stop called with %v, want once with the session's error", h.stops)
 			}
 			if h.log.Len() != 0 {
@@ -149,6 +153,7 @@ func TestEnginePermanentErrors(t *testing.T) {
 		wal.ErrGap, wal.ErrNoSlot, archive.ErrSourceMismatch, archive.ErrExist,
 		binlog.ErrGap, binlog.ErrCorrupt, binlog.ErrUnsupported, archive.ErrLockLost,
 		oplog.ErrRollover, oplog.ErrNoOplog, archive.ErrUnsupported, archive.ErrCorrupt,
+		archive.ErrNoIdentity, archive.ErrWrongIdentity, archive.ErrKeyFile,
 	} {
 		if !supervise.Permanent(fmt.Errorf("session: %w", err)) {
 			t.Errorf("%q is not permanent", err)
@@ -272,7 +277,8 @@ func TestFinalFlushFailureReported(t *testing.T) {
 }
 
 // TestLeaseLostEndsWithItsCause: a context cancelled because the lease was
-// lost is no clean stop: another writer owns the stream.
+// lost is no clean stop: another writer owns the stream, so no engine's
+// final flush runs (binlog's used to write after it).
 func TestLeaseLostEndsWithItsCause(t *testing.T) {
 	h := newHarness()
 	ctx, cancel := context.WithCancelCause(context.Background())
@@ -281,8 +287,8 @@ func TestLeaseLostEndsWithItsCause(t *testing.T) {
 		cancel(lost)
 		return false, ctx.Err()
 	})
-	if !errors.Is(err, archive.ErrLockLost) || len(h.stops) != 1 || h.stops[0] != lost {
-		t.Fatalf("Run = %v, stops %v: want the lost lease", err, h.stops)
+	if !errors.Is(err, archive.ErrLockLost) || len(h.stops) != 0 {
+		t.Fatalf("Run = %v, stops %v: want the lost lease and no final flush", err, h.stops)
 	}
 }
 
@@ -313,5 +319,45 @@ func TestRedact(t *testing.T) {
 		if strings.Contains(supervise.Redact(in), "s3cret") {
 			t.Errorf("Redact(%q) kept the password", in)
 		}
+	}
+}
+
+// TestObserveFollowsSessions: the observer hears up only once a session
+// says it streams, down with the error and the backoff when one fails
+// (a source refusing connections is down, however long Run runs), and
+// the stop.
+func TestObserveFollowsSessions(t *testing.T) {
+	h := newHarness()
+	var states []supervise.State
+	h.opts.Observe = func(s supervise.State) { states = append(states, s) }
+	calls := 0
+	err := supervise.Run(context.Background(), h.opts, func(ctx context.Context) (bool, error) {
+		switch calls++; calls {
+		case 1, 2:
+			return false, errTransient // refused before streaming
+		case 3:
+			supervise.Connected(ctx)
+			supervise.Connected(ctx) // once per session
+			return true, errTransient
+		}
+		return false, supervise.ErrDone
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range states {
+		switch {
+		case s.Stopped:
+			got = append(got, fmt.Sprintf("stopped(%v)", s.Err))
+		case s.Up:
+			got = append(got, "up")
+		default:
+			got = append(got, fmt.Sprintf("down(%v, %s)", s.Err, s.RetryIn))
+		}
+	}
+	want := "down(connection reset by peer, 1s) down(connection reset by peer, 2s) up down(connection reset by peer, 1s) stopped(<nil>)"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("states:\n%s\nwant\n%s", strings.Join(got, " "), want)
 	}
 }

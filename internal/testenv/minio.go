@@ -24,6 +24,9 @@ type MinIO struct {
 
 	dir  string
 	proc *process
+	env  []string // to start it again after Kill
+	args []string
+	bin  string
 }
 
 var sharedMinIO shared[*MinIO]
@@ -70,16 +73,24 @@ func StartMinIO() (*MinIO, error) {
 	}
 	m := &MinIO{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), AccessKey: "tm" + randomHex(8),
 		SecretKey: randomHex(20), Region: "us-east-1", dir: dir}
-	env := []string{"MINIO_ROOT_USER=" + m.AccessKey, "MINIO_ROOT_PASSWORD=" + m.SecretKey,
+	m.env = []string{"MINIO_ROOT_USER=" + m.AccessKey, "MINIO_ROOT_PASSWORD=" + m.SecretKey,
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_REGION=" + m.Region}
-	proc, err := startProcess("MinIO", filepath.Join(dir, "minio.log"), nil, env, bin, "server", filepath.Join(dir, "data"),
-		"--address", fmt.Sprintf("127.0.0.1:%d", port), "--console-address", fmt.Sprintf("127.0.0.1:%d", consolePort), "--quiet")
-	if err != nil {
-		os.RemoveAll(dir)
+	m.bin, m.args = bin, []string{"server", filepath.Join(dir, "data"),
+		"--address", fmt.Sprintf("127.0.0.1:%d", port), "--console-address", fmt.Sprintf("127.0.0.1:%d", consolePort), "--quiet"}
+	if err := m.start(); err != nil {
+		m.Stop()
 		return nil, err
 	}
+	return m, nil
+}
+
+func (m *MinIO) start() error {
+	proc, err := startProcess("MinIO", filepath.Join(m.dir, "minio.log"), nil, m.env, m.bin, m.args...)
+	if err != nil {
+		return err
+	}
 	m.proc = proc
-	if err := proc.waitReady(func(ctx context.Context) error {
+	return proc.waitReady(func(ctx context.Context) error {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, m.Endpoint+"/minio/health/cluster", nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -90,12 +101,16 @@ func StartMinIO() (*MinIO, error) {
 			return fmt.Errorf("health: %s", resp.Status)
 		}
 		return nil
-	}); err != nil {
-		m.Stop()
-		return nil, err
-	}
-	return m, nil
+	})
 }
+
+// Kill ends the server at once, as a crash or a pulled cable would: an
+// outage for whoever uses it, until Restart. Only for a server of the
+// test's own (StartMinIO), never the shared one.
+func (m *MinIO) Kill() { m.proc.kill() }
+
+// Restart starts a killed server again on the same address and data.
+func (m *MinIO) Restart() error { return m.start() }
 
 // Env is the standard AWS environment pointing at this server, for child
 // processes and for the SDK's default credential chain.

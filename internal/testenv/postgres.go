@@ -312,3 +312,21 @@ func confArg(line string) string {
 	}
 	return strings.TrimSpace(name) + "=" + value
 }
+
+// WaitPromoted waits (bounded) until the server c is connected to has left
+// recovery: a restored server replayed its WAL and promoted.
+func WaitPromoted(t testing.TB, c *pgx.Conn) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		var rec bool
+		if err := c.QueryRow(context.Background(), "SELECT pg_is_in_recovery()").Scan(&rec); err != nil {
+			t.Fatal(err)
+		}
+		if !rec {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("restored server never finished recovery")
+		}
+	}
+}

@@ -41,6 +41,8 @@ type Plan struct {
 	From, To oplog.TS // replay entries after From through To
 	Segments []archive.SegmentInfo
 	Window   []oplog.Span
+	// Skipped names newer bases passed over as unusable, and why.
+	Skipped []string
 }
 
 // PlanRestore picks the newest base that can reach the target and checks
@@ -92,20 +94,29 @@ func PlanRestore(ctx context.Context, repo *archive.Repository, to Target) (*Pla
 	if err != nil {
 		return nil, err
 	}
-	found := false
-	for _, b := range bases {
-		stop, err := oplog.ParseTS(b.Stop)
-		if err != nil {
-			return nil, fmt.Errorf("backup %s: stop %q: %w", b.ID, b.Stop, archive.ErrCorrupt)
+	chosen, skipped, err := restore.PassOver(bases, func(bases []archive.BackupSummary) (*archive.BackupSummary, error) {
+		var chosen *archive.BackupSummary
+		for i, b := range bases {
+			stop, err := oplog.ParseTS(b.Stop)
+			if err != nil {
+				return nil, fmt.Errorf("backup %s: stop %q: %w", b.ID, b.Stop, archive.ErrCorrupt)
+			}
+			if p.To.Less(stop) || (!to.Time.IsZero() && to.Time.Before(b.Finished)) {
+				continue
+			}
+			chosen = &bases[i]
 		}
-		if p.To.Less(stop) || (!to.Time.IsZero() && to.Time.Before(b.Finished)) {
-			continue
+		if chosen == nil {
+			return nil, fmt.Errorf("%w: no MongoDB base backup ends at or before %s (%d backups)", restore.ErrUnreachable, to, len(bases))
 		}
-		p.Backup, found = b, true
+		// The restore reads the manifest; an unusable one is passed over now.
+		_, err := restore.ReadBase(ctx, repo, chosen.ID)
+		return chosen, err
+	})
+	if err != nil {
+		return nil, err
 	}
-	if !found {
-		return nil, fmt.Errorf("%w: no MongoDB base backup ends at or before %s (%d backups)", restore.ErrUnreachable, to, len(bases))
-	}
+	p.Backup, p.Skipped = *chosen, skipped
 	if p.From, err = oplog.ParseTS(p.Backup.Start); err != nil {
 		return nil, fmt.Errorf("backup %s: start %q: %w", p.Backup.ID, p.Backup.Start, archive.ErrCorrupt)
 	}

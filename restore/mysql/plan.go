@@ -17,6 +17,8 @@ type Plan struct {
 	Backup *archive.Manifest
 	Meta   mysqlbackup.Meta
 	From   binlog.Position // where replay starts: the base's snapshot position
+	// Skipped names newer bases passed over as unusable, and why.
+	Skipped []string
 }
 
 // PlanRestore picks the newest MySQL base backup that can reach the target
@@ -39,39 +41,42 @@ func PlanRestore(ctx context.Context, repo *archive.Repository, to binlog.Target
 		if p, ok := read[b.ID]; ok {
 			return p, nil
 		}
-		m, err := repo.ReadManifest(ctx, b.ID)
+		m, err := restore.ReadBase(ctx, repo, b.ID)
 		if err != nil {
 			return nil, err
 		}
 		var meta mysqlbackup.Meta
 		if err := json.Unmarshal(m.EngineMeta, &meta); err != nil {
-			return nil, fmt.Errorf("backup %s: %w: engine metadata: %v", b.ID, archive.ErrCorrupt, err)
+			return nil, &restore.UnreadableBase{ID: b.ID, Err: fmt.Errorf("%w: engine metadata: %v", archive.ErrCorrupt, err)}
 		}
 		read[b.ID] = &Plan{Backup: m, Meta: meta, From: meta.Position()}
 		return read[b.ID], nil
 	}
-	chosen, err := chooseBase(bases, to, func(b archive.BackupSummary) (time.Time, error) {
-		p, err := load(b)
+	plan, skipped, err := restore.PassOver(bases, func(bases []archive.BackupSummary) (*Plan, error) {
+		chosen, err := chooseBase(bases, to, func(b archive.BackupSummary) (time.Time, error) {
+			p, err := load(b)
+			if err != nil {
+				return time.Time{}, err
+			}
+			return p.Meta.SnapshotTime, nil
+		})
 		if err != nil {
-			return time.Time{}, err
+			return nil, err
 		}
-		return p.Meta.SnapshotTime, nil
+		if chosen == nil {
+			first, err := load(bases[0])
+			if err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %s is before the oldest base backup %s (consistent at %s, %s)", restore.ErrUnreachable, to,
+				first.Backup.ID, first.From, first.Meta.SnapshotTime.Format(time.RFC3339))
+		}
+		return load(*chosen)
 	})
 	if err != nil {
 		return nil, err
 	}
-	if chosen == nil {
-		first, err := load(bases[0])
-		if err != nil {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w: %s is before the oldest base backup %s (consistent at %s, %s)", restore.ErrUnreachable, to,
-			first.Backup.ID, first.From, first.Meta.SnapshotTime.Format(time.RFC3339))
-	}
-	plan, err := load(*chosen)
-	if err != nil {
-		return nil, err
-	}
+	plan.Skipped = skipped
 	if err := CheckBinlogCoverage(ctx, repo, plan.From, to); err != nil {
 		return nil, fmt.Errorf("from backup %s at %s: %w", plan.Backup.ID, plan.From, err)
 	}

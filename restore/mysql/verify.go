@@ -24,8 +24,12 @@ func VerifyBases(ctx context.Context, repo *archive.Repository) ([]string, error
 	var problems []string
 	for _, id := range ids {
 		m, err := repo.ReadManifest(ctx, id)
+		if errors.Is(err, archive.ErrNotExist) {
+			continue // expired since the listing
+		}
 		if err != nil {
-			return nil, err
+			problems = append(problems, err.Error()) // and the other bases are still checked
+			continue
 		}
 		if m.Engine != "mysql" {
 			continue

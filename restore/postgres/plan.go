@@ -31,6 +31,9 @@ type Plan struct {
 	// in KitDir for the restored server's OS user (none when it could run
 	// the originals).
 	Placed []string
+	// Skipped names newer bases passed over as unusable (a corrupt
+	// manifest, chunks missing), and why.
+	Skipped []string
 }
 
 // PlanRestore picks the newest base backup that can reach the target and
@@ -56,31 +59,35 @@ func PlanRestore(ctx context.Context, repo *archive.Repository, target Target) (
 	if len(bases) == 0 || latest == nil {
 		return nil, fmt.Errorf("%w: the repository holds %d base backups and %s", restore.ErrUnreachable, len(bases), walSummary(state))
 	}
-	chosen, err := chooseBase(bases, target, latest, func(b archive.BackupSummary) (string, error) {
-		if b.Stop != "" {
-			return b.Stop, nil
+	p, skipped, err := restore.PassOver(bases, func(bases []archive.BackupSummary) (*Plan, error) {
+		chosen, err := chooseBase(bases, target, latest, func(b archive.BackupSummary) (string, error) {
+			if b.Stop != "" {
+				return b.Stop, nil
+			}
+			// Committed before manifests carried positions: the catalog
+			// entry was summarized from a manifest without them.
+			_, meta, err := readBase(ctx, repo, b.ID)
+			return meta.StopLSN, err
+		})
+		if err != nil {
+			return nil, err
 		}
-		// Committed before manifests carried positions: the catalog
-		// entry was summarized from a manifest without them.
-		_, meta, err := readBase(ctx, repo, b.ID)
-		return meta.StopLSN, err
+		m, meta, err := readBase(ctx, repo, chosen.ID)
+		if err != nil {
+			return nil, err
+		}
+		chain, err := loadChain(ctx, repo, m, meta)
+		if err != nil {
+			return nil, err
+		}
+		start, _ := pglogrepl.ParseLSN(meta.StartLSN)
+		p := &Plan{Backup: m, Meta: meta, Chain: chain, WALFrom: start, WALUntil: latest.End, Timeline: latest.TLI}
+		return p, checkContinuity(state, g, p)
 	})
 	if err != nil {
 		return nil, err
 	}
-	m, meta, err := readBase(ctx, repo, chosen.ID)
-	if err != nil {
-		return nil, err
-	}
-	chain, err := loadChain(ctx, repo, m, meta)
-	if err != nil {
-		return nil, err
-	}
-	start, _ := pglogrepl.ParseLSN(meta.StartLSN)
-	p := &Plan{Backup: m, Meta: meta, Chain: chain, WALFrom: start, WALUntil: latest.End, Timeline: latest.TLI}
-	if err := checkContinuity(state, g, p); err != nil {
-		return nil, err
-	}
+	p.Skipped = skipped
 	return p, nil
 }
 
@@ -144,9 +151,14 @@ func loadChain(ctx context.Context, repo *archive.Repository, m *archive.Manifes
 		seen[from] = true
 		ref, refMeta, err := readBase(ctx, repo, from)
 		if errors.Is(err, archive.ErrNotExist) {
-			return nil, fmt.Errorf("backup %s: %w: it is incremental against backup %s, which is not in the repository", id, archive.ErrCorrupt, from)
+			err = fmt.Errorf("backup %s: %w: it is incremental against backup %s, which is not in the repository", id, archive.ErrCorrupt, from)
 		}
 		if err != nil {
+			// Unusable without its reference: the incremental is passed over.
+			var ub *restore.UnreadableBase
+			if errors.As(err, &ub) || errors.Is(err, archive.ErrCorrupt) {
+				return nil, &restore.UnreadableBase{ID: m.ID, Err: fmt.Errorf("its chain of references: %w", err)}
+			}
 			return nil, err
 		}
 		chain = append(chain, ref)
@@ -158,12 +170,12 @@ func loadChain(ctx context.Context, repo *archive.Repository, m *archive.Manifes
 // readBase reads a base backup's manifest and its PostgreSQL metadata.
 func readBase(ctx context.Context, repo *archive.Repository, id string) (*archive.Manifest, pgbackup.Meta, error) {
 	var meta pgbackup.Meta
-	m, err := repo.ReadManifest(ctx, id)
+	m, err := restore.ReadBase(ctx, repo, id)
 	if err != nil {
 		return nil, meta, err
 	}
 	if err := json.Unmarshal(m.EngineMeta, &meta); err != nil {
-		return nil, meta, fmt.Errorf("backup %s: %w: engine metadata: %v", id, archive.ErrCorrupt, err)
+		return nil, meta, &restore.UnreadableBase{ID: id, Err: fmt.Errorf("%w: engine metadata: %v", archive.ErrCorrupt, err)}
 	}
 	return m, meta, nil
 }

@@ -85,18 +85,24 @@ func Restore(ctx context.Context, cfg Config) (*Plan, error) {
 	} else if err := emptyDir(cfg.TargetDir); err != nil {
 		return nil, err
 	}
+	if err := markIncomplete(cfg.TargetDir, plan.Backup.ID); err != nil {
+		return nil, err
+	}
 	cfg.Log.Info("restoring", "backup", plan.Backup.ID, "start_lsn", plan.Meta.StartLSN, "target", cfg.Target.String(),
 		"archived_wal_until", plan.WALUntil, "timeline", plan.Timeline)
 	st := &deltaStats{}
 	if err := materialize(ctx, cfg, plan, st); err != nil {
-		return nil, err
+		return nil, failedInto(cfg.TargetDir, err)
 	}
 	plan.Kept, plan.Fetched = st.kept.Load(), st.fetched.Load()
 	if err := writeRecoveryConfig(cfg); err != nil {
-		return nil, err
+		return nil, failedInto(cfg.TargetDir, err)
 	}
 	if err := handOver(cfg, plan.Meta); err != nil {
-		return nil, fmt.Errorf("hand the restored files to %s: %w", cfg.Owner.Name, err)
+		return nil, failedInto(cfg.TargetDir, fmt.Errorf("hand the restored files to %s: %w", cfg.Owner.Name, err))
+	}
+	if err := markComplete(cfg.TargetDir); err != nil {
+		return nil, failedInto(cfg.TargetDir, err)
 	}
 	return plan, nil
 }
@@ -133,8 +139,12 @@ func emptyDir(dir string) error {
 	if err != nil {
 		return err
 	}
+	if Incomplete(dir) {
+		return refuseIncomplete(dir)
+	}
 	if len(entries) > 0 {
-		return fmt.Errorf("target directory %s is not empty", dir)
+		return fmt.Errorf("%w: target directory %s is not empty (restore into a new or empty directory, or over a stopped server's with --delta)",
+			archive.ErrTargetHoldsData, dir)
 	}
 	return os.Chmod(dir, 0o700)
 }
@@ -227,7 +237,8 @@ func placeTablespaces(cfg Config, meta pgbackup.Meta) (mapFile []byte, relocated
 			return nil, false, fmt.Errorf("tablespace %s: location %q must be absolute", ts.OID, loc)
 		}
 		if entries, err := os.ReadDir(loc); err == nil && len(entries) > 0 && !cfg.Delta {
-			return nil, false, fmt.Errorf("tablespace %s: %s is not empty (the original cluster's tablespace?); relocate it with --tablespace-map %s=NEW_DIR", ts.OID, loc, ts.OID)
+			return nil, false, fmt.Errorf("%w: tablespace %s: %s is not empty (the original cluster's tablespace?); relocate it with --tablespace-map %s=NEW_DIR",
+				archive.ErrTargetHoldsData, ts.OID, loc, ts.OID)
 		}
 		if err := os.MkdirAll(loc, 0o700); err != nil {
 			return nil, false, fmt.Errorf("tablespace %s: %w", ts.OID, err)

@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tidemark/tidemark/wal"
-
+	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/restore"
+	"github.com/tidemark/tidemark/wal"
 )
 
 // Recovered is what PostgreSQL reported about a finished recovery.
@@ -40,6 +40,9 @@ func StartRestored(ctx context.Context, dir, binDir string, port int, timeout ti
 	if os.Geteuid() == 0 && as == nil {
 		return nil, ErrRunningAsRoot
 	}
+	if Incomplete(dir) {
+		return nil, refuseIncomplete(dir)
+	}
 	logFile := filepath.Join(dir, "tidemark-restore.log")
 	start := time.Now()
 	cmd := as.Command(ctx, filepath.Join(binDir, "pg_ctl"), "start", "-D", dir, "-l", logFile, "-W",
@@ -65,6 +68,10 @@ func StartRestored(ctx context.Context, dir, binDir string, port int, timeout ti
 		if running(binDir, dir, as) {
 			seenRunning = true
 		} else if seenRunning {
+			// It stopped between two reads of its log: its last lines say why.
+			if _, err := scanRecoveryLog(logFile, rec); err != nil {
+				return rec, err
+			}
 			return rec, fmt.Errorf("PostgreSQL stopped during recovery; see %s:\n%s", logFile, tail(logFile, 15))
 		}
 		select {
@@ -112,10 +119,27 @@ func scanRecoveryLog(path string, rec *Recovered) (done bool, err error) {
 			if fetchErr != "" {
 				msg += " (restore_command: " + fetchErr + ")"
 			}
-			return false, fmt.Errorf("recovery failed: %s", msg)
+			err := fmt.Errorf("recovery failed: %s", msg)
+			if class := fetchClass(fetchErr); class != nil {
+				err = fmt.Errorf("%w: %w", class, err)
+			}
+			return false, err
 		}
 	}
 	return promoted && ready, sc.Err()
+}
+
+// fetchClass recovers the error class of what restore_command (tidemark
+// wal-fetch) printed before recovery aborted, so a corrupt or unreadable
+// archived WAL file fails the restore as corruption (exit 3) or a key
+// problem (exit 4) rather than a generic error; nil for anything else.
+func fetchClass(line string) error {
+	for _, class := range []error{archive.ErrCorrupt, archive.ErrWrongIdentity, archive.ErrNoIdentity, archive.ErrKeyFile} {
+		if line != "" && strings.Contains(line, class.Error()) {
+			return class
+		}
+	}
+	return nil
 }
 
 func after(line, marker string) string {

@@ -46,6 +46,9 @@ func VerifyWAL(ctx context.Context, repo *archive.Repository) ([]string, error) 
 	}
 	for _, id := range ids {
 		m, err := repo.ReadManifest(ctx, id)
+		if errors.Is(err, archive.ErrNotExist) {
+			continue // expired since the listing
+		}
 		if err != nil {
 			problems = append(problems, err.Error())
 			continue

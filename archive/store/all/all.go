@@ -27,6 +27,11 @@ import (
 //	                               Azure Blob Storage (azblob.Store)
 //
 // A URL that names no store is an error wrapping archive.ErrBadURL.
+//
+// Object stores come wrapped in the retrying decorator (archive/store/retry):
+// every operation outlasts an outage of minutes, then fails naming the store
+// and the operation. Local disk is not: its failures (a full disk, a
+// permission refused) do not pass by waiting.
 func Open(ctx context.Context, repoURL string) (archive.Store, error) {
 	if repoURL == "" {
 		return nil, fmt.Errorf("%w: no repository given (--repo or TIDEMARK_REPO)", archive.ErrBadURL)

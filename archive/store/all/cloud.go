@@ -9,6 +9,7 @@ import (
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/archive/store/azblob"
 	"github.com/tidemark/tidemark/archive/store/gcs"
+	"github.com/tidemark/tidemark/archive/store/retry"
 	"github.com/tidemark/tidemark/archive/store/s3"
 )
 
@@ -17,10 +18,18 @@ import (
 func cloud(ctx context.Context, u *url.URL) (archive.Store, error) {
 	switch u.Scheme {
 	case "s3":
-		return store(s3.Open(ctx, u))
+		return remote(s3.Open(ctx, u))
 	case "gs":
-		return store(gcs.Open(ctx, u))
+		return remote(gcs.Open(ctx, u))
 	default:
-		return store(azblob.Open(ctx, u))
+		return remote(azblob.Open(ctx, u))
 	}
+}
+
+// remote is store for an object store, wrapped in retries.
+func remote[S archive.Store](s S, err error) (archive.Store, error) {
+	if err != nil {
+		return nil, err
+	}
+	return retry.Wrap(s, retry.Options{}), nil
 }

@@ -72,7 +72,7 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) e
 	if err != nil {
 		return fmt.Errorf("azblob put: %w", err)
 	}
-	token := storeutil.RandomToken()
+	token := storeutil.PutToken(ctx)
 	src := &storeutil.ReadErrReader{R: storeutil.ContextReader{Ctx: ctx, R: r}}
 	err = s.put(ctx, bb, src, token)
 	switch {
@@ -289,6 +289,11 @@ func classify(err error) error {
 			if re.ErrorCode == "" { // HEAD responses carry no error body
 				return fmt.Errorf("%w: %w", archive.ErrNotExist, err)
 			}
+		case http.StatusTooManyRequests, http.StatusRequestTimeout:
+			return fmt.Errorf("%w: %w", archive.ErrUnavailable, err)
+		}
+		if re.StatusCode >= 500 {
+			return fmt.Errorf("%w: %w", archive.ErrUnavailable, err)
 		}
 	}
 	return err

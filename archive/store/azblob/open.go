@@ -93,8 +93,10 @@ func open(ctx context.Context, u *url.URL, transport policy.Transporter) (*Store
 		return nil, err
 	}
 	opts := &container.ClientOptions{ClientOptions: azcore.ClientOptions{Retry: policy.RetryOptions{
-		// More patience than the default 3 retries: backups run unattended.
-		MaxRetries: 9, RetryDelay: 200 * time.Millisecond, MaxRetryDelay: 20 * time.Second}, Transport: transport}}
+		// A few quick retries smooth over a dropped request; long outages are
+		// outlasted by the retrying decorator every store is opened in
+		// (archive/store/retry), which names the store when it gives up.
+		MaxRetries: 2, RetryDelay: 200 * time.Millisecond, MaxRetryDelay: 2 * time.Second}, Transport: transport}}
 	client, desc, err := azureClient(loc, opts)
 	if err != nil {
 		return nil, fmt.Errorf("azblob %s: %w", loc.container, err)

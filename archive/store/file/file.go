@@ -97,7 +97,7 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) e
 func (s *Store) writeTemp(ctx context.Context, p string, r io.Reader) (string, error) {
 	var rnd [8]byte
 	rand.Read(rnd[:])
-	tmp := filepath.Join(filepath.Dir(p), ".tmp-"+filepath.Base(p)+"-"+hex.EncodeToString(rnd[:]))
+	tmp := filepath.Join(filepath.Dir(p), tempPrefix+filepath.Base(p)+"-"+hex.EncodeToString(rnd[:]))
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
 	if err != nil {
 		return "", err
@@ -276,4 +276,47 @@ func (b byKey) Less(i, j int) bool { return b.keys[i] < b.keys[j] }
 func (b byKey) Swap(i, j int) {
 	b.keys[i], b.keys[j] = b.keys[j], b.keys[i]
 	b.entries[i], b.entries[j] = b.entries[j], b.entries[i]
+}
+
+// tempPrefix starts the name of the temporary file a Put writes before
+// linking it into place.
+const tempPrefix = ".tmp-"
+
+var _ archive.TempFileStore = (*Store)(nil)
+
+// TempFiles implements archive.TempFileStore: the temporary files of puts
+// in progress, or of puts whose process was killed before it removed them.
+func (s *Store) TempFiles(ctx context.Context, fn func(archive.ObjectInfo) error) error {
+	return filepath.WalkDir(s.root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if e.IsDir() || !strings.HasPrefix(e.Name(), tempPrefix) {
+			return nil
+		}
+		info, err := e.Info()
+		if err != nil {
+			return nil // finished meanwhile
+		}
+		rel, _ := filepath.Rel(s.root, p)
+		return fn(archive.ObjectInfo{Name: filepath.ToSlash(rel), Size: info.Size(), ModTime: info.ModTime()})
+	})
+}
+
+// DeleteTempFile implements archive.TempFileStore.
+func (s *Store) DeleteTempFile(_ context.Context, name string) error {
+	dir, base := filepath.Split(filepath.FromSlash(name))
+	if !strings.HasPrefix(base, tempPrefix) || (dir != "" && !archive.ValidName(strings.TrimSuffix(filepath.ToSlash(dir), "/"))) {
+		return fmt.Errorf("file delete temporary file %q: not one", name)
+	}
+	if err := os.Remove(filepath.Join(s.root, dir, base)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("file delete temporary file %s: %w", name, err)
+	}
+	return nil
 }

@@ -80,11 +80,12 @@ func open(ctx context.Context, u *url.URL, extra ...option.ClientOption) (*Store
 	// Every call we make is safe to repeat: creates are conditional (and the
 	// put token resolves a repeat that finds its own object), reads and lists
 	// have no effect, and a name is never re-created after its deletion while
-	// a delete of it could still be in flight. So retry everything transient,
-	// patiently: backups run unattended.
+	// a delete of it could still be in flight. So retry everything transient
+	// a few times, quickly: long outages are outlasted by the retrying
+	// decorator every store is opened in (archive/store/retry).
 	client.SetRetry(storage.WithPolicy(storage.RetryAlways),
-		storage.WithBackoff(gax.Backoff{Initial: 200 * time.Millisecond, Max: 20 * time.Second, Multiplier: 2}),
-		storage.WithMaxAttempts(10))
+		storage.WithBackoff(gax.Backoff{Initial: 200 * time.Millisecond, Max: 2 * time.Second, Multiplier: 2}),
+		storage.WithMaxAttempts(3))
 	prefix := strings.Trim(u.Path, "/")
 	if prefix != "" {
 		prefix += "/"
@@ -118,7 +119,7 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) e
 	if err != nil {
 		return fmt.Errorf("gs put: %w", err)
 	}
-	token := storeutil.RandomToken()
+	token := storeutil.PutToken(ctx)
 	src := &storeutil.ReadErrReader{R: storeutil.ContextReader{Ctx: ctx, R: r}}
 	err = s.put(ctx, obj, src, token)
 	switch {
@@ -264,6 +265,11 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %w", archive.ErrExist, err)
 	case http.StatusNotFound:
 		return fmt.Errorf("%w: %w", archive.ErrNotExist, err)
+	case http.StatusTooManyRequests, http.StatusRequestTimeout:
+		return fmt.Errorf("%w: %w", archive.ErrUnavailable, err)
+	}
+	if httpStatus(err) >= 500 {
+		return fmt.Errorf("%w: %w", archive.ErrUnavailable, err)
 	}
 	return err
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -15,11 +16,14 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/logging"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/archive/store/internal/storeutil"
@@ -54,17 +58,41 @@ var _ archive.Store = (*Store)(nil)
 
 // Open opens s3://bucket/prefix with the standard AWS configuration chain
 // (environment, shared config and credentials files, instance roles).
-func Open(ctx context.Context, u *url.URL) (*Store, error) {
+// Credentials never come from the URL: one with user info or a query is
+// refused, since it would show in process lists and logs.
+func Open(ctx context.Context, u *url.URL) (*Store, error) { return open(ctx, u) }
+
+// sdkAttempts bounds the SDK's own retries of one request. Long outages are
+// outlasted by the retrying decorator every store is wrapped in
+// (archive/store/retry), which also names the store and operation when it
+// gives up; the SDK only smooths over single dropped requests.
+const sdkAttempts = 3
+
+// open is Open with extra configuration (tests inject faults with it).
+func open(ctx context.Context, u *url.URL, extra ...func(*config.LoadOptions) error) (*Store, error) {
 	if u.Host == "" {
-		return nil, fmt.Errorf("%w: s3 URL %q: no bucket", archive.ErrBadURL, u.String())
+		return nil, fmt.Errorf("%w: s3 URL %q: no bucket", archive.ErrBadURL, storeutil.SafeURL(u))
 	}
-	cfg, err := config.LoadDefaultConfig(ctx, config.WithRetryer(func() aws.Retryer {
-		// More patience than the default 3 attempts: backups run unattended.
-		return retry.NewStandard(func(o *retry.StandardOptions) {
-			o.MaxAttempts = 10
-			o.MaxBackoff = 20 * time.Second
-		})
-	}))
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("%w: s3 URL %q: credentials and options come from the environment (AWS_ACCESS_KEY_ID, AWS_PROFILE, …), not the URL",
+			archive.ErrBadURL, storeutil.SafeURL(u))
+	}
+	opts := append([]func(*config.LoadOptions) error{
+		config.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = sdkAttempts
+				o.MaxBackoff = 2 * time.Second
+				// No client-side retry quota: during an outage it runs dry
+				// and fails requests with "retry quota exceeded" long before
+				// the service is back.
+				o.RateLimiter = ratelimit.None
+			})
+		}),
+		// The SDK logs to stderr by default; what matters reaches the
+		// caller as errors.
+		config.WithLogger(logging.Nop{}),
+	}, extra...)
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("s3 %s: load AWS configuration: %w", u.Host, err)
 	}
@@ -75,6 +103,9 @@ func Open(ctx context.Context, u *url.URL) (*Store, error) {
 	client := awss3.NewFromConfig(cfg, func(o *awss3.Options) {
 		// Custom endpoints (MinIO, Ceph, …) rarely serve virtual-host buckets.
 		o.UsePathStyle = custom
+		// Ranged reads (pack members, verify) carry no whole-object
+		// checksum; every object is checksummed by its own format anyway.
+		o.DisableLogOutputChecksumValidationSkipped = true
 	})
 	prefix := strings.Trim(u.Path, "/")
 	if prefix != "" {
@@ -118,21 +149,41 @@ func (s *Store) Put(ctx context.Context, name string, r io.Reader, size int64) e
 		return fmt.Errorf("s3 put: %w", err)
 	}
 	r = storeutil.ContextReader{Ctx: ctx, R: r}
+	meta := map[string]string{putTokenKey: storeutil.PutToken(ctx)}
 	buf, n, err := s.readFirst(r)
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		err = s.putSingle(ctx, key, buf[:n])
+		err = s.putSingle(ctx, key, buf[:n], meta)
 		s.release(buf)
 	case err != nil:
 		s.release(buf)
 		err = fmt.Errorf("read object data: %w", err)
 	default:
-		err = s.putMultipart(ctx, key, buf, r)
+		err = s.putMultipart(ctx, key, buf, r, meta)
+	}
+	if errors.Is(err, archive.ErrExist) && s.ownedBy(key, meta[putTokenKey]) {
+		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("s3 put %s: %w", name, err)
 	}
 	return nil
+}
+
+// putTokenKey is the object metadata (x-amz-meta-tidemark-put) holding a
+// random token per Put. The SDK repeats a request whose response was lost;
+// when the repeat of a conditional create is refused because the first
+// attempt landed, the token shows the object is this Put's own, so it
+// succeeds instead of reporting a false archive.ErrExist (which a lock
+// would read as lost).
+const putTokenKey = "tidemark-put"
+
+// ownedBy reports whether key exists and was written by the Put holding token.
+func (s *Store) ownedBy(key, token string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := s.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	return err == nil && out.Metadata[putTokenKey] == token
 }
 
 // readFirst reads up to one part. Most objects (chunks, WAL parts) are far
@@ -151,9 +202,9 @@ func (s *Store) readFirst(r io.Reader) ([]byte, int, error) {
 	return buf, small + m, err
 }
 
-func (s *Store) putSingle(ctx context.Context, key string, data []byte) error {
+func (s *Store) putSingle(ctx context.Context, key string, data []byte, meta map[string]string) error {
 	_, err := s.client.PutObject(ctx, &awss3.PutObjectInput{
-		Bucket: &s.bucket, Key: &key, Body: bytes.NewReader(data),
+		Bucket: &s.bucket, Key: &key, Body: bytes.NewReader(data), Metadata: meta,
 		ContentLength: aws.Int64(int64(len(data))), IfNoneMatch: aws.String("*"),
 		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c,
 	})
@@ -163,9 +214,9 @@ func (s *Store) putSingle(ctx context.Context, key string, data []byte) error {
 // putMultipart uploads first (a full part) and the rest of r as parts, at
 // most partsInFlight at a time, and completes only if key is still absent.
 // Any failure aborts the upload so nothing becomes visible.
-func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io.Reader) (err error) {
+func (s *Store) putMultipart(ctx context.Context, key string, first []byte, r io.Reader, meta map[string]string) (err error) {
 	up, err := s.client.CreateMultipartUpload(ctx, &awss3.CreateMultipartUploadInput{
-		Bucket: &s.bucket, Key: &key, ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c})
+		Bucket: &s.bucket, Key: &key, Metadata: meta, ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c})
 	if err != nil {
 		s.release(first)
 		return classify(err)
@@ -352,7 +403,13 @@ func classify(err error) error {
 			return fmt.Errorf("%w: %w", archive.ErrNotExist, err)
 		case "PreconditionFailed":
 			return fmt.Errorf("%w: %w", archive.ErrExist, err)
+		case "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "XMinioServerNotInitialized":
+			return fmt.Errorf("%w: %w", archive.ErrUnavailable, err)
 		}
+	}
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) && (re.HTTPStatusCode() >= 500 || re.HTTPStatusCode() == http.StatusTooManyRequests) {
+		return fmt.Errorf("%w: %w", archive.ErrUnavailable, err)
 	}
 	return err
 }

@@ -124,7 +124,7 @@ func (*Engine) Stream(ctx context.Context, job engine.StreamJob) error {
 	if err != nil {
 		return err
 	}
-	cfg := oplog.Config{Repo: job.Repo, Source: src, FlushInterval: job.FlushInterval, Log: job.Log}
+	cfg := oplog.Config{Repo: job.Repo, Source: src, FlushInterval: job.FlushInterval, Log: job.Log, Observe: job.Observe}
 	if job.Durable != nil {
 		caughtUp := func(at time.Time) { job.Durable(engine.StreamProgress{CaughtUpAt: at}) }
 		cfg.Progress = func(durable oplog.TS) { caughtUp(time.Unix(int64(durable.T), 0)) }

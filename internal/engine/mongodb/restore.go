@@ -39,7 +39,7 @@ func (*Engine) Plan(ctx context.Context, job engine.RestoreJob) (*engine.Plan, e
 }
 
 func plan(p *mgrestore.Plan) *engine.Plan {
-	return &engine.Plan{Backup: p.Backup, From: p.From.String(), To: p.To.String(),
+	return &engine.Plan{Backup: p.Backup, From: p.From.String(), To: p.To.String(), Skipped: p.Skipped,
 		Lines:  []string{fmt.Sprintf("oplog after %s through %s (%d segments, %s)", p.From, p.To, len(p.Segments), p.Flavour)},
 		Detail: map[string]any{"from_ts": p.From.String(), "to_ts": p.To.String(), "segments": len(p.Segments), "flavour": p.Flavour}}
 }

@@ -133,7 +133,7 @@ func (*Engine) Stream(ctx context.Context, job engine.StreamJob) error {
 		src.Password = pw
 	}
 	cfg := binlog.Config{Repo: job.Repo, Source: src, ServerID: job.Options.Uint32("server-id"), FlushInterval: job.FlushInterval,
-		Log: job.Log, Progress: func(p binlog.Progress) {
+		Log: job.Log, Observe: job.Observe, Progress: func(p binlog.Progress) {
 			job.Log.Debug("binlog durable", "stream", p.Stream, "position", p.Durable.String(), "event_time", p.EventTime, "caught_up", p.CaughtUp)
 			if job.Durable != nil {
 				at := p.EventTime // the newest durable commit: nothing older is missing

@@ -42,7 +42,7 @@ func (*Engine) Plan(ctx context.Context, job engine.RestoreJob) (*engine.Plan, e
 }
 
 func plan(p *myrestore.Plan, to binlog.Target) *engine.Plan {
-	return &engine.Plan{Backup: archive.SummaryOf(p.Backup), From: p.From.String(), To: to.String(),
+	return &engine.Plan{Backup: archive.SummaryOf(p.Backup), From: p.From.String(), To: to.String(), Skipped: p.Skipped,
 		Lines:  []string{fmt.Sprintf("binlog from %s (the base's snapshot, %s) to %s", p.From, p.Meta.SnapshotTime.Format(time.RFC3339), to)},
 		Detail: map[string]any{"from": p.From.String(), "to": to.String()}}
 }

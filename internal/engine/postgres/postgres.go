@@ -157,7 +157,8 @@ func tablespaceMap(flags []string) (map[string]string, error) {
 func (*Engine) Stream(ctx context.Context, job engine.StreamJob) error {
 	o := job.Options
 	cfg := wal.Config{Repo: job.Repo, Source: job.Source, Slot: o.String("slot"), CreateSlot: o.Bool("create-slot"),
-		NoSlot: o.Bool("no-slot"), Synchronous: o.Bool("synchronous"), FlushInterval: job.FlushInterval, Log: job.Log}
+		NoSlot: o.Bool("no-slot"), Synchronous: o.Bool("synchronous"), FlushInterval: job.FlushInterval, Log: job.Log,
+		Observe: job.Observe}
 	if cfg.Slot == "" {
 		cfg.Slot = defaultSlot
 	}

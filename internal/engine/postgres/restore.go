@@ -29,7 +29,7 @@ func (*Engine) Plan(ctx context.Context, job engine.RestoreJob) (*engine.Plan, e
 }
 
 func plan(p *pgrestore.Plan) *engine.Plan {
-	return &engine.Plan{Backup: archive.SummaryOf(p.Backup), From: p.WALFrom.String(), To: p.WALUntil.String(),
+	return &engine.Plan{Backup: archive.SummaryOf(p.Backup), From: p.WALFrom.String(), To: p.WALUntil.String(), Skipped: p.Skipped,
 		Lines:  []string{fmt.Sprintf("WAL %s – %s, timeline %d", p.WALFrom, p.WALUntil, p.Timeline)},
 		Detail: map[string]any{"wal_from": p.WALFrom.String(), "wal_until": p.WALUntil.String(), "timeline": p.Timeline}}
 }

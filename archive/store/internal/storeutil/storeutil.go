@@ -67,6 +67,26 @@ func RandomToken() string {
 	return hex.EncodeToString(b[:])
 }
 
+type putTokenKey struct{}
+
+// WithPutToken gives every Put under ctx the token to tag its object with.
+// A decorator that repeats a Put itself (archive/store/retry) passes one
+// token to all its attempts, so an attempt refused because an earlier one
+// landed (only its response was lost) still recognises the object as its
+// own.
+func WithPutToken(ctx context.Context, token string) context.Context {
+	return context.WithValue(ctx, putTokenKey{}, token)
+}
+
+// PutToken is the token a Put tags its object with: the one WithPutToken
+// set, else a fresh one.
+func PutToken(ctx context.Context) string {
+	if t, ok := ctx.Value(putTokenKey{}).(string); ok && t != "" {
+		return t
+	}
+	return RandomToken()
+}
+
 // SafeURL shows a URL in messages without anything that may hold a secret
 // (user info, query, fragment).
 func SafeURL(u *url.URL) string {

@@ -1,0 +1,148 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// A streamer records its liveness in the repository, so that status and
+// the agent — on any host, without a key — can tell a stream that runs
+// from one that reconnects, is stopped, or died without a word:
+//
+//	heartbeats/<engine>/<unixnano 016x>
+//
+// JSON, unencrypted (no user data: states, times, an error message and
+// the source's address without its password). Written when the state
+// changes and at least every Interval while the streamer runs; write-once
+// like everything else, so each write is a new object and the older ones
+// of that engine are deleted after it. The newest is the state.
+const heartbeatPrefix = "heartbeats/"
+
+// HeartbeatVersion is the version of the heartbeat object's JSON.
+const HeartbeatVersion = 1
+
+// Streamer states.
+const (
+	StreamStarting     = "starting"     // running, not yet connected
+	StreamStreaming    = "streaming"    // a session streams
+	StreamReconnecting = "reconnecting" // a session failed; the next one is due
+	StreamStopped      = "stopped"      // the streamer ended (Error says why, if not cleanly)
+)
+
+// Heartbeat is one streamer's state.
+type Heartbeat struct {
+	Version int    `json:"version"`
+	Engine  string `json:"engine"`
+	Stream  string `json:"stream"` // what the engine's stream is called: WAL, binlog, oplog
+	Holder  string `json:"holder"` // host/pid of the streamer
+	Source  string `json:"source,omitempty"`
+	State   string `json:"state"`
+	// Since is when the state began; Updated when this record was written.
+	Since   time.Time `json:"since"`
+	Updated time.Time `json:"updated"`
+	// Interval is how often the streamer writes a heartbeat while it runs:
+	// one much older than that means it is gone, or cannot write here.
+	Interval float64 `json:"interval_seconds"`
+	// Error is why the stream is reconnecting or stopped.
+	Error   string  `json:"error,omitempty"`
+	RetryIn float64 `json:"retry_in_seconds,omitempty"`
+	// Durable is when the streamer last made something durable or found
+	// itself caught up: what it archived is current as of then.
+	Durable *time.Time `json:"durable_at,omitempty"`
+}
+
+// Stale reports whether a running streamer's heartbeat is overdue (three
+// intervals): it died, or it cannot write to the repository (a full disk,
+// lost credentials).
+func (h Heartbeat) Stale(now time.Time) bool {
+	return h.State != StreamStopped && now.Sub(h.Updated) > 3*time.Duration(h.Interval*float64(time.Second))
+}
+
+// PutHeartbeat records h as its engine's newest heartbeat and deletes the
+// older ones. When the store refuses the write (a full disk), it deletes
+// the older ones first and tries once more, so the record of why the
+// stream is stuck can still land in the space they leave.
+func (r *Repository) PutHeartbeat(ctx context.Context, h Heartbeat) error {
+	if h.Engine == "" || strings.ContainsAny(h.Engine, "/.") {
+		return fmt.Errorf("heartbeat: bad engine %q", h.Engine)
+	}
+	h.Version = HeartbeatVersion
+	b, err := jsonMarshal(h)
+	if err != nil {
+		return err
+	}
+	dir := heartbeatPrefix + h.Engine + "/"
+	name := fmt.Sprintf("%s%016x", dir, h.Updated.UnixNano())
+	var older []string
+	if err := r.store.List(ctx, dir, "", func(o ObjectInfo) error {
+		if o.Name < name {
+			older = append(older, o.Name)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("list heartbeats: %w", err)
+	}
+	deleteOlder := func() {
+		for _, o := range older {
+			_ = r.store.Delete(ctx, o) // best effort: history, not state
+		}
+	}
+	if _, err := r.Put(ctx, name, KindHeartbeat, bytes.NewReader(b)); err != nil {
+		if errors.Is(err, ErrExist) || len(older) == 0 || ctx.Err() != nil {
+			return fmt.Errorf("write heartbeat: %w", err)
+		}
+		deleteOlder()
+		if _, err := r.Put(ctx, name, KindHeartbeat, bytes.NewReader(b)); err != nil {
+			return fmt.Errorf("write heartbeat: %w", err)
+		}
+		return nil
+	}
+	deleteOlder()
+	return nil
+}
+
+// Heartbeats returns the newest heartbeat of every engine that has one.
+// One that does not read back is returned with the problem as its Error
+// and state "unknown", never silently dropped.
+func (r *Repository) Heartbeats(ctx context.Context) ([]Heartbeat, error) {
+	newest := map[string]ObjectInfo{}
+	var engines []string
+	if err := r.store.List(ctx, heartbeatPrefix, "", func(o ObjectInfo) error {
+		eng, _, ok := strings.Cut(strings.TrimPrefix(o.Name, heartbeatPrefix), "/")
+		if !ok {
+			return nil
+		}
+		if _, seen := newest[eng]; !seen {
+			engines = append(engines, eng)
+		}
+		newest[eng] = o // listed in order: the last is the newest
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("list heartbeats: %w", err)
+	}
+	out := make([]Heartbeat, 0, len(engines))
+	for _, eng := range engines {
+		o := newest[eng]
+		var h Heartbeat
+		b, err := r.ReadAll(ctx, o.Name, KindHeartbeat)
+		if err == nil {
+			err = json.Unmarshal(b, &h)
+		}
+		if err == nil && h.Version != HeartbeatVersion {
+			err = fmt.Errorf("%w: heartbeat version %d", ErrUnsupported, h.Version)
+		}
+		if errors.Is(err, ErrNotExist) {
+			continue // replaced while we read
+		}
+		if err != nil {
+			h = Heartbeat{Engine: eng, State: "unknown", Updated: o.ModTime, Error: fmt.Sprintf("heartbeat %s unreadable: %v", o.Name, err)}
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}

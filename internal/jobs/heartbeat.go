@@ -1,0 +1,150 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/internal/engine"
+	"github.com/tidemark/tidemark/internal/supervise"
+)
+
+// HeartbeatInterval is how often a running streamer records its state in
+// the repository (and at once when the state changes).
+const HeartbeatInterval = 20 * time.Second
+
+// beat keeps one streamer's heartbeat (archive.Heartbeat) current.
+type beat struct {
+	repo     *archive.Repository
+	log      *slog.Logger
+	written  func(archive.Heartbeat, error)
+	interval time.Duration
+	changed  chan struct{}
+
+	mu      sync.Mutex
+	h       archive.Heartbeat
+	lastErr string // of the last failed write, logged once
+}
+
+func newBeat(repo *archive.Repository, info engine.Info, source string, log *slog.Logger, interval time.Duration) *beat {
+	if interval <= 0 {
+		interval = HeartbeatInterval
+	}
+	host, _ := os.Hostname()
+	now := time.Now().UTC()
+	return &beat{repo: repo, log: log, interval: interval, changed: make(chan struct{}, 1),
+		h: archive.Heartbeat{Engine: info.Name, Stream: info.Stream, Holder: fmt.Sprintf("%s/%d", host, os.Getpid()),
+			Source: supervise.Redact(source), State: archive.StreamStarting, Since: now, Interval: interval.Seconds()}}
+}
+
+// observe follows the stream's state (supervise.Options.Observe).
+func (b *beat) observe(s supervise.State) {
+	b.mu.Lock()
+	state, msg := archive.StreamReconnecting, ""
+	switch {
+	case s.Stopped:
+		state = archive.StreamStopped
+	case s.Up:
+		state = archive.StreamStreaming
+	}
+	if s.Err != nil {
+		msg = s.Err.Error()
+	}
+	if state != b.h.State || msg != b.h.Error {
+		b.h.Since = time.Now().UTC()
+	}
+	b.h.State, b.h.Error, b.h.RetryIn = state, msg, s.RetryIn.Seconds()
+	b.mu.Unlock()
+	select {
+	case b.changed <- struct{}{}:
+	default:
+	}
+}
+
+// durable notes an acknowledgment (engine.StreamJob.Durable).
+func (b *beat) durable(engine.StreamProgress) {
+	now := time.Now().UTC()
+	b.mu.Lock()
+	b.h.Durable = &now
+	b.mu.Unlock()
+}
+
+// run writes heartbeats until ctx ends; the returned stop writes the last
+// one, with the error streaming ended on.
+func (b *beat) run(ctx context.Context) (stop func(err error)) {
+	done := make(chan struct{})
+	outer := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		defer close(done)
+		t := time.NewTicker(b.interval)
+		defer t.Stop()
+		b.write(ctx)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			case <-b.changed:
+				// Several changes in a burst (a reconnect loop) make one write.
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+			}
+			b.write(ctx)
+		}
+	}()
+	return func(err error) {
+		cancel()
+		<-done
+		if errors.Is(err, archive.ErrLockLost) || errors.Is(context.Cause(outer), archive.ErrLockLost) {
+			return // another streamer owns the stream, and its heartbeat
+		}
+		b.observe(supervise.State{Stopped: true, Err: err})
+		wctx, wcancel := context.WithTimeout(context.WithoutCancel(outer), 10*time.Second)
+		defer wcancel()
+		b.write(wctx)
+	}
+}
+
+func (b *beat) write(ctx context.Context) {
+	b.mu.Lock()
+	h := b.h
+	b.mu.Unlock()
+	h.Updated = time.Now().UTC()
+	err := b.repo.PutHeartbeat(ctx, h)
+	if ctx.Err() != nil {
+		return
+	}
+	if b.written != nil {
+		b.written(h, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case err != nil && err.Error() != b.lastErr:
+		b.log.Warn("stream heartbeat not written to the repository", "err", err)
+		b.lastErr = err.Error()
+	case err == nil:
+		b.lastErr = ""
+	}
+}
+
+// both calls f and then g, either of which may be nil.
+func both[T any](f, g func(T)) func(T) {
+	return func(v T) {
+		if f != nil {
+			f(v)
+		}
+		if g != nil {
+			g(v)
+		}
+	}
+}
