@@ -285,13 +285,8 @@ func (d *dbRun) heartbeat(h archive.Heartbeat, err error) {
 func (d *dbRun) progress(p StreamProgress) {
 	now := d.agent.Now()
 	d.mu.Lock()
-	switch {
-	case !p.CaughtUpAt.IsZero():
-		if p.CaughtUpAt.After(d.caughtUp) {
-			d.caughtUp = p.CaughtUpAt
-		}
-	case p.Durable >= p.ServerEnd:
-		d.caughtUp = now
+	if at, ok := p.CaughtUp(now); ok && at.After(d.caughtUp) {
+		d.caughtUp = at
 	}
 	d.mu.Unlock()
 	if p.CaughtUpAt.IsZero() {

@@ -39,7 +39,9 @@ func pageStatus(now time.Time) *jobs.StatusReport {
 		Gaps:    []archive.GapRecord{{Engine: "postgres", Detected: now.Add(-16 * time.Hour), From: "0/5000000", Reason: "slot invalidated"}},
 		Streams: []jobs.StreamEntry{{StreamStatus: engine.StreamStatus{Engine: "postgres", Stream: "wal", Latest: &latest,
 			Gaps: []string{"stream stopped at 0/5000000: slot invalidated"}}, Earliest: &earliest}},
-		LastDrill: &restore.DrillReport{Started: now.Add(-5 * time.Hour), Backup: "b2", RTOSeconds: 42, OK: true},
+		LastDrill:  &restore.DrillReport{Started: now.Add(-5 * time.Hour), Backup: "b2", RTOSeconds: 42, OK: true},
+		Streamers:  []jobs.Streamer{{Heartbeat: archive.Heartbeat{Engine: "postgres", Stream: "WAL", State: archive.StreamStreaming}, Health: jobs.HealthAlive}},
+		Operations: []jobs.RunningOperation{{Summary: "verify by db1/42, started 2026-12-06T07:00:00Z: verify 1200 objects"}},
 	}
 }
 
@@ -69,7 +71,8 @@ func TestPageInChromium(t *testing.T) {
 			t.Errorf("%s: %d in the page, want %d", what, n, want)
 		}
 	}
-	for _, s := range []string{"RTO 42.0 s", "RPO now", "1.5 s", "slot invalidated", "recoverable from"} {
+	for _, s := range []string{"RTO 42.0 s", "RPO now", "1.5 s", "slot invalidated", "recoverable from",
+		"WAL streamer alive", "running: verify by db1/42"} {
 		if !strings.Contains(dom, s) {
 			t.Errorf("the page does not say %q", s)
 		}

@@ -35,6 +35,7 @@ type dbView struct {
 	RPOBad             bool
 	Facts              []string
 	Err                string
+	Running            []string // operations in progress
 	Timelines          []timelineView
 	Problems           []string
 }
@@ -102,7 +103,13 @@ func viewOf(e boardEntry, now time.Time) dbView {
 	if st.Source != nil {
 		v.Engine = st.Source.Engine
 	}
+	for _, s := range st.Streamers {
+		v.Facts = append(v.Facts, fmt.Sprintf("%s streamer %s", s.Stream, s.Health))
+	}
 	v.Facts = append(v.Facts, fmt.Sprintf("%d backups", len(st.Backups)))
+	for _, o := range st.Operations {
+		v.Running = append(v.Running, o.Summary)
+	}
 	if d := st.LastDrill; d != nil {
 		outcome := "ok"
 		if !d.OK {

@@ -28,7 +28,9 @@ type Trimmed struct {
 type ExpireResult struct {
 	Decisions []Decision
 	Expired   []BackupSummary
-	Orphans   int // refs and catalog entries of backups that never committed
+	// Orphans: refs and catalog entries of backups that never committed,
+	// and records of operations whose process died (Operation.Stale).
+	Orphans int
 	Streams   Trimmed
 	Chunks    Trimmed
 	// TempFiles are the store's temporary files of writes whose writer was
@@ -75,6 +77,11 @@ func (r *Repository) Expire(ctx context.Context, p Policy, now time.Time, o Expi
 		}
 	}
 	if res.Orphans, err = r.deleteOrphans(ctx, kept, expired, o.DryRun); err != nil {
+		return res, err
+	}
+	abandoned, err := r.deleteAbandonedOperations(ctx, now, o.DryRun)
+	res.Orphans += abandoned
+	if err != nil {
 		return res, err
 	}
 	if o.TrimStreams != nil && len(oldest) > 0 {

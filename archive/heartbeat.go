@@ -3,7 +3,6 @@ package archive
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -54,6 +53,11 @@ type Heartbeat struct {
 	// Durable is when the streamer last made something durable or found
 	// itself caught up: what it archived is current as of then.
 	Durable *time.Time `json:"durable_at,omitempty"`
+	// CaughtUp is the last moment the archive held everything the server
+	// had written (the agent's RPO is measured from it): the time of
+	// the newest change when the server sends it, else when the streamer
+	// found its durable position at the server's end.
+	CaughtUp *time.Time `json:"caught_up_at,omitempty"`
 }
 
 // Stale reports whether a running streamer's heartbeat is overdue (three
@@ -110,39 +114,8 @@ func (r *Repository) PutHeartbeat(ctx context.Context, h Heartbeat) error {
 // One that does not read back is returned with the problem as its Error
 // and state "unknown", never silently dropped.
 func (r *Repository) Heartbeats(ctx context.Context) ([]Heartbeat, error) {
-	newest := map[string]ObjectInfo{}
-	var engines []string
-	if err := r.store.List(ctx, heartbeatPrefix, "", func(o ObjectInfo) error {
-		eng, _, ok := strings.Cut(strings.TrimPrefix(o.Name, heartbeatPrefix), "/")
-		if !ok {
-			return nil
-		}
-		if _, seen := newest[eng]; !seen {
-			engines = append(engines, eng)
-		}
-		newest[eng] = o // listed in order: the last is the newest
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("list heartbeats: %w", err)
-	}
-	out := make([]Heartbeat, 0, len(engines))
-	for _, eng := range engines {
-		o := newest[eng]
-		var h Heartbeat
-		b, err := r.ReadAll(ctx, o.Name, KindHeartbeat)
-		if err == nil {
-			err = json.Unmarshal(b, &h)
-		}
-		if err == nil && h.Version != HeartbeatVersion {
-			err = fmt.Errorf("%w: heartbeat version %d", ErrUnsupported, h.Version)
-		}
-		if errors.Is(err, ErrNotExist) {
-			continue // replaced while we read
-		}
-		if err != nil {
-			h = Heartbeat{Engine: eng, State: "unknown", Updated: o.ModTime, Error: fmt.Sprintf("heartbeat %s unreadable: %v", o.Name, err)}
-		}
-		out = append(out, h)
-	}
-	return out, nil
+	return newestRecords(ctx, r, heartbeatPrefix, KindHeartbeat, HeartbeatVersion, func(h Heartbeat) int { return h.Version },
+		func(eng string, o ObjectInfo, err error) Heartbeat {
+			return Heartbeat{Engine: eng, State: "unknown", Updated: o.ModTime, Error: err.Error()}
+		})
 }

@@ -58,6 +58,7 @@ const (
 	KindCatalog      Kind = 14 // unencrypted summary of one backup
 	KindPack         Kind = 15 // container of chunk objects (format version 2)
 	KindHeartbeat    Kind = 16 // a streamer's liveness and state
+	KindOperation    Kind = 17 // a running operation and its progress
 )
 
 // plaintextAllowed reports whether objects of kind are stored unencrypted
@@ -65,14 +66,14 @@ const (
 // only public keys) must read back, holding no user data.
 func (k Kind) plaintextAllowed() bool {
 	return k == KindConfig || k == KindChunkIndex || k == KindSource || k == KindRefs || k == KindGap || k == KindSegmentIndex || k == KindLock || k == KindCatalog || k == KindReport ||
-		k == KindHeartbeat
+		k == KindHeartbeat || k == KindOperation
 }
 
 func (k Kind) String() string {
 	names := map[Kind]string{KindConfig: "config", KindKey: "key", KindChunk: "chunk",
 		KindChunkIndex: "chunk index", KindManifest: "manifest", KindSegment: "segment",
 		KindSegmentIndex: "segment index", KindReport: "report", KindBlob: "blob", KindSource: "source", KindRefs: "refs", KindGap: "gap record", KindLock: "lock", KindCatalog: "catalog entry", KindPack: "pack",
-		KindHeartbeat: "heartbeat"}
+		KindHeartbeat: "heartbeat", KindOperation: "operation"}
 	if n, ok := names[k]; ok {
 		return n
 	}

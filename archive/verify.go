@@ -350,6 +350,14 @@ func (v *verifier) leftovers(ctx context.Context) error {
 				o.Name, o.Size))
 		}
 	}
+	abandoned, err := v.r.abandonedOperations(ctx, time.Now())
+	if err != nil {
+		return err
+	}
+	for _, o := range abandoned {
+		v.rep.Leftovers = append(v.rep.Leftovers, fmt.Sprintf("%s%s/: record of a %s by %s that stopped at %s (its process died); expire deletes it",
+			operationPrefix, o.ID, o.Kind, o.Holder, o.Updated.UTC().Format(time.RFC3339)))
+	}
 	if err := v.r.TempFiles(ctx, func(o ObjectInfo) error {
 		v.rep.Leftovers = append(v.rep.Leftovers, fmt.Sprintf("%s (%d bytes, last written %s): temporary file of a write that never finished (its writer was killed); expire removes such files once they are %s old",
 			o.Name, o.Size, o.ModTime.UTC().Format(time.RFC3339), TempFileAge))

@@ -65,13 +65,13 @@ func (s *streamer) session(ctx context.Context) (progressed bool, err error) {
 	s.grp.reset()
 	st, err := syncer.StartSync(mysql.Position{Name: s.cur.File, Pos: s.cur.Pos})
 	if err != nil {
-		return false, classify(err, s.cur)
+		return false, dumpRefused(classify(err, s.cur))
 	}
 	supervise.Connected(ctx)
 	s.cfg.Log.Info("streaming binlog", "server", s.cfg.Source.Addr(), "version", si.Version, "from", s.cur.String(),
 		"stream", s.stream, "replica_server_id", s.cfg.ServerID)
 	var flushAt time.Time
-	for {
+	for first := true; ; first = false {
 		ectx, cancel := ctx, context.CancelFunc(func() {})
 		if !flushAt.IsZero() {
 			ectx, cancel = context.WithDeadline(ctx, flushAt)
@@ -87,6 +87,9 @@ func (s *streamer) session(ctx context.Context) (progressed bool, err error) {
 			err = nil
 		} else if ctx.Err() == nil {
 			err = classify(err, s.cur)
+			if first {
+				err = dumpRefused(err)
+			}
 		}
 		if err != nil {
 			return progressed, err
@@ -237,6 +240,33 @@ func classify(err error, at Position) error {
 		return fmt.Errorf("%w: the server cannot send the binlog from %s: %v", ErrGap, at, err)
 	}
 	return fmt.Errorf("binlog stream from %s: %w", at, err)
+}
+
+// missingPrivilege marks the server's refusals for want of a privilege
+// (REPLICATION SLAVE, BINLOG MONITOR, SELECT on mysql.*) as a
+// misconfiguration: reconnecting cannot grant it, so the stream stops
+// and says so instead of retrying forever.
+func missingPrivilege(err error) error {
+	var me *mysql.MyError
+	if err == nil || !errors.As(err, &me) {
+		return err
+	}
+	switch me.Code {
+	case mysql.ER_SPECIFIC_ACCESS_DENIED_ERROR, mysql.ER_TABLEACCESS_DENIED_ERROR, mysql.ER_DBACCESS_DENIED_ERROR:
+		return fmt.Errorf("%w: the streaming user lacks a privilege (docs/setup-mysql.md lists the grants): %w", ErrUnsupported, err)
+	}
+	return err
+}
+
+// dumpRefused: a login refused as the server's answer to the dump
+// request, when the same login has just run queries, is MariaDB's way of
+// saying REPLICATION SLAVE is missing.
+func dumpRefused(err error) error {
+	var me *mysql.MyError
+	if errors.As(err, &me) && me.Code == mysql.ER_ACCESS_DENIED_ERROR {
+		return fmt.Errorf("%w: the server refused the binlog dump (%v): the streaming user needs REPLICATION SLAVE (docs/setup-mysql.md)", ErrUnsupported, err)
+	}
+	return err
 }
 
 func annotateFlag(si *serverInfo) uint16 {

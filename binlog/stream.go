@@ -77,7 +77,10 @@ func Stream(ctx context.Context, cfg Config) error {
 	}
 	s := &streamer{cfg: cfg}
 	return supervise.Run(ctx, supervise.Options{Stream: "binlog", Source: cfg.Source.Addr(), Log: cfg.Log,
-		OnGap: s.recordGap, Stop: s.stop, Observe: cfg.Observe}, s.session)
+		OnGap: s.recordGap, Stop: s.stop, Observe: cfg.Observe}, func(ctx context.Context) (bool, error) {
+		progressed, err := s.session(ctx)
+		return progressed, missingPrivilege(err)
+	})
 }
 
 // stop makes what arrived durable on the way out, whatever ends streaming.

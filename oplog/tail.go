@@ -27,7 +27,7 @@ type tailer struct {
 	trusted bool // last is an artificial start this process saw the oplog empty at
 	seen    map[string]TS
 	flushed time.Time
-	drained time.Time // when the cursor last came back empty; zero after an entry
+	drained time.Time // what the cursor had all of when it last came back empty; zero after an entry
 }
 
 const cappedPositionLost = 136
@@ -216,9 +216,9 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 	}
 	idle := 0
 	for {
+		asked := time.Now()
 		if cur.TryNext(ctx) {
 			idle = 0
-			t.drained = time.Time{}
 			e, err := ParseEntry(bson.Raw(cur.Current))
 			if err != nil {
 				return progressed, fmt.Errorf("read oplog after %s: %w", t.last, err)
@@ -237,6 +237,7 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 				}
 			}
 			if t.accept(e) {
+				t.drained = time.Time{} // new, not a re-read: caught up only when it is durable
 				if err := t.append(ctx, e); err != nil {
 					return progressed, err
 				}
@@ -249,11 +250,17 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 				}
 				return progressed, nil
 			}
-			if cur.ID() == 0 {
-				return progressed, nil
+			// Everything written before the read was asked for has been
+			// read: on an idle source the caught-up time keeps moving, so
+			// the RPO measured from it stays small. (FerretDB can show an
+			// entry after a later one: only what is older than the
+			// overlap it re-reads counts as seen.)
+			t.drained = asked
+			if t.src.Flavour == FlavourFerretDB {
+				t.drained = asked.Add(-ferretOverlap * time.Second)
 			}
-			if t.drained.IsZero() {
-				t.drained = time.Now()
+			if cur.ID() == 0 {
+				return progressed, t.flushDue(ctx)
 			}
 			// FerretDB's await cursors can stall for good while entries
 			// keep coming: an idle one is replaced by a fresh find.

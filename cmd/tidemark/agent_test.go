@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -353,6 +354,19 @@ func (ar *agentRun) waitSmallRPO(name string) {
 	})
 }
 
+// checkLiveStatus: while the agent streams, status calls its streamer
+// alive or idle, and its RPO agrees with the agent's gauge within a
+// heartbeat interval (status reads the streamer's last heartbeat).
+func (ar *agentRun) checkLiveStatus(name, repo string) {
+	ar.t.Helper()
+	st := statusOf(ar.t, repo)
+	agentRPO := ar.metric(`tidemark_stream_rpo_seconds{database="` + name + `"}`)
+	if len(st.Streamers) != 1 || st.Streamers[0].Health == jobs.HealthDown || len(st.Streams) != 1 || st.Streams[0].CaughtUp == nil ||
+		math.Abs(st.Streams[0].RPOSec-agentRPO) > jobs.HeartbeatInterval.Seconds()+5 {
+		ar.fail("status while the agent streams (agent's RPO %.1fs): %+v\n%+v", agentRPO, st.Streamers, st.Streams)
+	}
+}
+
 // checkWindow: one recoverable window with both ends and no gap, and a
 // stored verify report that passed.
 func checkWindow(t *testing.T, st jobs.StatusReport) {
@@ -377,6 +391,7 @@ func TestAgentMySQL(t *testing.T) {
 	ar, repo, key := agentWithBackups(t, "shop", src.URL(), "    password_file: "+pw+"\n")
 	src.Exec(t, "INSERT INTO shop.t VALUES (3, 'c')")
 	ar.waitSmallRPO("shop")
+	ar.checkLiveStatus("shop", repo)
 	ar.shutdown()
 	st := statusOf(t, repo)
 	checkWindow(t, st)
@@ -421,6 +436,7 @@ func TestAgentMongo(t *testing.T) {
 		t.Fatal(err)
 	}
 	ar.waitSmallRPO("app")
+	ar.checkLiveStatus("app", repo)
 	ar.shutdown()
 	st := statusOf(t, repo)
 	checkWindow(t, st)

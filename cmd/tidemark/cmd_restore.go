@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tidemark/tidemark/internal/engine"
+	"github.com/tidemark/tidemark/internal/jobs"
 	"github.com/tidemark/tidemark/internal/progress"
 	"github.com/tidemark/tidemark/restore"
 )
@@ -91,7 +92,7 @@ Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
 				return a.printPlan(p, asJSON)
 			}
 			started := time.Now()
-			rep, err := eng.Restore(ctx, job)
+			rep, err := jobs.Restore(ctx, eng, job)
 			bar.Done()
 			if err != nil {
 				return err

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -27,15 +28,25 @@ the streams' positions, the last verify and drill, and what each area of the
 repository stores. Needs no key: it reads only unencrypted bookkeeping.
 
 The streamer line says what each engine's streamer last recorded in its
-heartbeat: streaming, down and reconnecting (with the error), stopped (and
-why), or silent — no heartbeat for three of its intervals, so it is not
-running or cannot write to the repository (a full disk, lost
-credentials).
+heartbeat, led by its health: ALIVE (streaming, changes arriving), IDLE
+(streaming and caught up, no change for 5 minutes) or DOWN — reconnecting
+(with the error), stopped (and why), or silent: no heartbeat for three of
+its intervals, so it is not running or cannot write to the repository (a
+full disk, lost credentials). The RPO is measured as the agent's
+stream_rpo_seconds gauge measures it: since the streamer last held
+everything the server had written.
+
+Running lines are backups, restores, verifies and drills in progress, from
+any host, with how far they got; one whose process died shows as
+ABANDONED.
 
 --json: "streams" lists one entry per archived stream of every engine in
-one shape (engine, stream, earliest, latest, position, age_seconds, gaps,
-heartbeat) with the engine's own "detail"; "streamers" the heartbeats with
-their age, whether they are stale, and a summary.`,
+one shape (engine, stream, earliest, latest, position, age_seconds,
+caught_up_at, rpo_seconds, gaps, heartbeat) with the engine's own "detail";
+"streamers" the heartbeats with their age, whether they are stale, their
+health and a summary; "operations" the running operations with their
+phase, done, total, percent and whether they are abandoned; "backups" each
+backup with its start and stop positions and times.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -72,7 +83,10 @@ func (a *app) printStatus(rep *jobs.StatusReport) {
 		fmt.Fprintf(w, "recoverable nothing yet: no stream archived\n")
 	}
 	for _, s := range rep.Streamers {
-		fmt.Fprintf(w, "streamer    %s\n", s.Summary)
+		fmt.Fprintf(w, "streamer    %s: %s\n", strings.ToUpper(s.Health), s.Summary)
+	}
+	for _, o := range rep.Operations {
+		fmt.Fprintf(w, "running     %s\n", o.Summary)
 	}
 	for _, s := range rep.Warnings {
 		fmt.Fprintf(w, "WARNING     %s\n", s)
@@ -85,7 +99,14 @@ func (a *app) printStatus(rep *jobs.StatusReport) {
 			fmt.Fprintf(w, "recoverable %s: NOTHING — stream empty\n", s.Stream)
 		default:
 			fmt.Fprintf(w, "recoverable %s: %s → %s (newest change %s ago, at %s)\n", s.Stream, s.Earliest.Format(time.RFC3339),
-				s.Latest.Format(time.RFC3339), (time.Duration(s.AgeSec) * time.Second).String(), s.Position)
+				s.Latest.Format(time.RFC3339), ago(s.AgeSec), s.Position)
+		}
+		if s.Latest != nil {
+			rpo := fmt.Sprintf("RPO %s", ago(s.RPOSec))
+			if s.CaughtUp != nil {
+				rpo += fmt.Sprintf(" (the streamer held everything the server wrote at %s)", s.CaughtUp.Format(time.RFC3339))
+			}
+			fmt.Fprintf(w, "            %s\n", rpo)
 		}
 		for _, g := range s.Gaps {
 			fmt.Fprintf(w, "GAP         %s\n", g)
@@ -103,6 +124,8 @@ func (a *app) printStatus(rep *jobs.StatusReport) {
 		}
 		fmt.Fprintf(w, "  %-28s %-12s finished %s  %10s logical  %10s new  compressed %s\n", b.ID, b.Type,
 			b.Finished.UTC().Format(time.RFC3339), progress.FormatBytes(b.Logical), progress.FormatBytes(b.NewStored), ratio)
+		fmt.Fprintf(w, "  %-28s start %s at %s, stop %s at %s\n", "", orDash(b.Start), b.Started.UTC().Format(time.RFC3339),
+			orDash(b.Stop), b.Finished.UTC().Format(time.RFC3339))
 	}
 	if v := rep.LastVerify; v != nil {
 		fmt.Fprintf(w, "last verify %s %s: %d objects, %d problems, %.1fs\n", v.Started.UTC().Format(time.RFC3339), okWord(v.OK), v.Objects, v.Problems, v.Seconds)
@@ -137,4 +160,16 @@ func okWord(ok bool) string {
 		return "OK"
 	}
 	return "FAILED"
+}
+
+// ago prints seconds as a duration, to the second.
+func ago(sec float64) string {
+	return (time.Duration(sec) * time.Second).String()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
 }

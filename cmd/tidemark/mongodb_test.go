@@ -251,6 +251,59 @@ func TestMongoStreamKill9Backup(t *testing.T) {
 	expect(t, 2, "restore", "--repo", m.repo, "--identity-file", m.key, "--target", target.URL(), "--to-lsn", "0/1")
 }
 
+// TestMongoIdleSourceWindow: on an idle source the newest change is older
+// than the newest backup; the streamer's heartbeat says the archive still
+// held everything at a later time, so status shows the streamer healthy
+// with a small RPO, and a restore to a moment after that backup (and
+// after the newest change) restores the source's state.
+func TestMongoIdleSourceWindow(t *testing.T) {
+	m := newMongoCLI(t)
+	ctx := context.Background()
+	coll := m.c.Database("app").Collection("idle")
+	for i := range 3 {
+		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: i}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stream, exited := m.startStream(testenv.TidemarkBinary(t))
+	defer func() {
+		stream.Process.Signal(syscall.SIGTERM)
+		<-exited
+	}()
+	m.waitArchived(exited)
+	time.Sleep(1100 * time.Millisecond) // the backup ends a second after the newest change at least
+	expect(t, 0, "backup", "--repo", m.repo, "--source", m.src.URL())
+	var st jobs.StatusReport
+	for deadline := time.Now().Add(2 * jobs.HeartbeatInterval); ; time.Sleep(500 * time.Millisecond) {
+		st = statusOf(t, m.repo)
+		if len(st.Streams) == 1 && len(st.Backups) == 1 && st.Streams[0].CaughtUp != nil && st.Streams[0].CaughtUp.After(st.Backups[0].Finished) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never showed the stream caught up after the backup: %+v\n%+v", st.Streams, st.Backups)
+		}
+	}
+	if s := st.Streams[0]; !s.Latest.Before(st.Backups[0].Finished) || s.RPOSec > 2*jobs.HeartbeatInterval.Seconds() ||
+		len(st.Streamers) != 1 || st.Streamers[0].Health == jobs.HealthDown {
+		t.Fatalf("status of an idle source: %+v\n%+v", st.Streams, st.Streamers)
+	}
+	want, err := testenv.MongoStateHash(ctx, m.c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := testenv.NewFerretDB(t)
+	at := st.Backups[0].Finished.Add(st.Streams[0].CaughtUp.Sub(st.Backups[0].Finished) / 2)
+	expect(t, 0, "restore", "--repo", m.repo, "--identity-file", m.key, "--target", target.URL(), "--to-time", at.Format(time.RFC3339Nano))
+	tc, err := target.Client(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Disconnect(ctx)
+	if got, err := testenv.MongoStateHash(ctx, tc); err != nil || got != want {
+		t.Fatalf("restored state differs from the source (%v)", err)
+	}
+}
+
 // TestMongoBackupBeforeStream: a base taken before any streamer ran is
 // continued by the first streamer from the base's start, so writes made in
 // between are not lost.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -75,6 +76,18 @@ func TestSetupMariaDB(t *testing.T) {
 	key, id := keyFile(t)
 	expect(t, 0, "init", "--repo", repo, "--recipient", id.Recipient().String())
 
+	// A grant short, the stream stops at once naming it (MariaDB answers the
+	// dump with a misleading "Access denied … using password: YES"): no
+	// reconnect can grant it, so retrying forever would only hide it.
+	src.Exec(t, "REVOKE REPLICATION SLAVE ON *.* FROM 'tidemark_stream'@'%'")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	denied, err := exec.CommandContext(ctx, testenv.TidemarkBinary(t), "stream", "--repo", repo, "--source", "mysql://tidemark_stream@"+src.Addr()+"/",
+		"--password-file", streamPW).CombinedOutput()
+	cancel()
+	if code := exitStatus(err); code != exitError || !strings.Contains(string(denied), "needs REPLICATION SLAVE") {
+		t.Fatalf("stream without REPLICATION SLAVE: exit %d (%v)\n%s", code, err, denied)
+	}
+	src.Exec(t, "GRANT REPLICATION SLAVE ON *.* TO 'tidemark_stream'@'%'")
 	stream := exec.Command(testenv.TidemarkBinary(t), "stream", "--repo", repo, "--source", "mysql://tidemark_stream@"+src.Addr()+"/",
 		"--password-file", streamPW, "--flush-interval", "100ms")
 	var streamLog strings.Builder
@@ -244,4 +257,16 @@ func TestSetupPostgres(t *testing.T) {
 		return len(st.Backups) == 1 && len(st.Streams) == 1 && st.Streams[0].Earliest != nil
 	},
 		func() string { return streamLog.String() })
+}
+
+// exitStatus is a finished command's exit code (-1 when it did not exit).
+func exitStatus(err error) int {
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.ExitCode()
+	}
+	return -1
 }

@@ -159,6 +159,19 @@ type StreamProgress struct {
 	CaughtUpAt time.Time
 }
 
+// CaughtUp is the moment, as of now, up to which the archive held
+// everything the server had written, if this acknowledgment says so: the
+// RPO is measured from it, by the agent's gauge and by status alike.
+func (p StreamProgress) CaughtUp(now time.Time) (time.Time, bool) {
+	switch {
+	case !p.CaughtUpAt.IsZero():
+		return p.CaughtUpAt, true
+	case p.Durable >= p.ServerEnd:
+		return now, true
+	}
+	return time.Time{}, false
+}
+
 // BackupJob takes a base backup.
 type BackupJob struct {
 	Job

@@ -66,12 +66,17 @@ func (b *beat) observe(s supervise.State) {
 	}
 }
 
-// durable notes an acknowledgment (engine.StreamJob.Durable).
-func (b *beat) durable(engine.StreamProgress) {
+// durable notes an acknowledgment (engine.StreamJob.Durable), and when the
+// archive caught up with the server as the agent's RPO gauge counts it.
+func (b *beat) durable(p engine.StreamProgress) {
 	now := time.Now().UTC()
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.h.Durable = &now
-	b.mu.Unlock()
+	if at, ok := p.CaughtUp(now); ok && (b.h.CaughtUp == nil || at.After(*b.h.CaughtUp)) {
+		at = at.UTC()
+		b.h.CaughtUp = &at
+	}
 }
 
 // run writes heartbeats until ctx ends; the returned stop writes the last

@@ -47,6 +47,9 @@ func Backup(ctx context.Context, eng engine.Engine, job engine.BackupJob) (*engi
 	started := time.Now()
 	err := job.Repo.WithLock(ctx, maintenanceLock, archive.LockOptions{Purpose: "tidemark backup (" + info.Title + ")"},
 		func(ctx context.Context) error {
+			t := track(ctx, job.Repo, job.Log, "backup", info.Name, job.Source)
+			defer t.end(ctx)
+			job.Progress = both(t.step, job.Progress)
 			var err error
 			rep, err = eng.Backup(ctx, job)
 			return err
@@ -64,7 +67,10 @@ func Backup(ctx context.Context, eng engine.Engine, job engine.BackupJob) (*engi
 // Drill runs eng's drill and keeps its report in the repository, which
 // status and the agent show. Problems the checks found fail the drill.
 func Drill(ctx context.Context, eng engine.Engine, job engine.DrillJob) (*restore.DrillReport, error) {
+	t := track(ctx, job.Repo, job.Log, "drill", eng.Info().Name, "")
+	job.Progress = both(t.step, job.Progress)
 	rep, err := eng.Drill(ctx, job)
+	t.end(ctx)
 	if rep == nil {
 		return nil, err
 	}
@@ -80,4 +86,14 @@ func Drill(ctx context.Context, eng engine.Engine, job engine.DrillJob) (*restor
 		}
 	}
 	return rep, err
+}
+
+// Restore runs eng's restore, recorded in the repository as a running
+// operation while it lasts.
+func Restore(ctx context.Context, eng engine.Engine, job engine.RestoreJob) (*engine.RestoreReport, error) {
+	info := eng.Info()
+	t := track(ctx, job.Repo, job.Log, "restore", info.Name, job.Options.String(info.RestoreTarget))
+	defer t.end(ctx)
+	job.Progress = both(t.step, job.Progress)
+	return eng.Restore(ctx, job)
 }

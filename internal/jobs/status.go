@@ -29,7 +29,11 @@ type StatusReport struct {
 	// Streamers are the newest heartbeat of each engine's streamer, with
 	// what it says in one line: streaming, reconnecting and why, stopped
 	// and why, or silent (not running, or unable to write here).
-	Streamers  []Streamer              `json:"streamers"`
+	Streamers []Streamer `json:"streamers"`
+	// Operations are the backups, restores, verifies and drills running
+	// now (or abandoned: their process stopped renewing their record),
+	// with their progress.
+	Operations []RunningOperation      `json:"operations"`
 	Gaps       []archive.GapRecord     `json:"gaps"`
 	Backups    []archive.BackupSummary `json:"backups"`
 	LastVerify *VerifyRecord           `json:"last_verify,omitempty"`
@@ -48,7 +52,14 @@ type StatusReport struct {
 type StreamEntry struct {
 	engine.StreamStatus
 	Earliest *time.Time `json:"earliest,omitempty"` // nil: no base backup yet
-	AgeSec   float64    `json:"age_seconds"`        // since Latest: the RPO if the source died now
+	AgeSec   float64    `json:"age_seconds"`        // since Latest, the newest archived change
+	// CaughtUp is when the streamer last held everything the server had
+	// written (from its heartbeat): on an idle source, later than Latest.
+	CaughtUp *time.Time `json:"caught_up_at,omitempty"`
+	// RPOSec is what would be lost if the source died now, measured as the
+	// agent's stream_rpo_seconds gauge is: since CaughtUp, or since Latest
+	// when the streamer never said it caught up.
+	RPOSec float64 `json:"rpo_seconds"`
 }
 
 // Streamer is a streamer's heartbeat and what it means now.
@@ -56,6 +67,10 @@ type Streamer struct {
 	archive.Heartbeat
 	AgeSec float64 `json:"heartbeat_age_seconds"`
 	Stale  bool    `json:"stale"`
+	// Health is alive (streaming, changes arriving), idle (streaming and
+	// caught up, the source quiet for IdleAfter) or down (reconnecting,
+	// stopped, or silent).
+	Health string `json:"health"`
 	// Summary says it for people.
 	Summary string `json:"summary"`
 }
@@ -121,6 +136,17 @@ func Status(ctx context.Context, reg *engine.Registry, repo *archive.Repository,
 			rep.Streams = append(rep.Streams, window(now, s, rep.Backups, rep.Gaps))
 		}
 	}
+	for i := range rep.Streamers {
+		rep.Streamers[i].Health = health(now, rep.Streamers[i], rep.Streams)
+	}
+	ops, err := repo.Operations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep.Operations = make([]RunningOperation, 0, len(ops))
+	for _, o := range ops {
+		rep.Operations = append(rep.Operations, runningOperation(now, o))
+	}
 	if rep.LastVerify, rep.LastDrill, err = lastReports(ctx, repo); errors.Is(err, archive.ErrCorrupt) {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("reports: %v", err))
 	} else if err != nil {
@@ -148,6 +174,14 @@ func window(now time.Time, s engine.StreamStatus, backups []archive.BackupSummar
 	}
 	if s.Latest != nil {
 		e.AgeSec = now.Sub(*s.Latest).Seconds()
+		e.RPOSec = e.AgeSec
+	}
+	if h := s.Heartbeat; h != nil && h.CaughtUp != nil {
+		c := h.CaughtUp.UTC()
+		e.CaughtUp = &c
+		if s.Latest == nil || c.After(*s.Latest) {
+			e.RPOSec = now.Sub(c).Seconds()
+		}
 	}
 	return e
 }

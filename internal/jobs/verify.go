@@ -29,7 +29,14 @@ type VerifyRecord struct {
 func Verify(ctx context.Context, reg *engine.Registry, repo *archive.Repository, log *slog.Logger,
 	progress func(objects, bytes int64)) (*archive.VerifyReport, time.Duration, error) {
 	start := time.Now()
-	rep, err := repo.Verify(ctx, progress)
+	t := track(ctx, repo, log, "verify", "", "")
+	defer t.end(ctx)
+	rep, err := repo.Verify(ctx, func(objects, bytes int64) {
+		t.step(engine.Step{Phase: "verify", Unit: "objects", Done: objects, Bytes: bytes})
+		if progress != nil {
+			progress(objects, bytes)
+		}
+	})
 	if err != nil {
 		return nil, 0, err
 	}

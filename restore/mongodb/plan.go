@@ -86,6 +86,12 @@ func PlanRestore(ctx context.Context, repo *archive.Repository, to Target) (*Pla
 	default:
 		ts, ok := oplog.TimeTS(chain, to.Time)
 		if !ok {
+			ts, ok, err = caughtUpThrough(ctx, repo, spans, to.Time)
+			if err != nil {
+				return nil, err
+			}
+		}
+		if !ok {
 			return nil, fmt.Errorf("%w: nothing archived was written at or after %s; %s", restore.ErrUnreachable, to.Time.UTC().Format(time.RFC3339Nano), window())
 		}
 		p.To = ts
@@ -128,4 +134,25 @@ func PlanRestore(ctx context.Context, repo *archive.Repository, to Target) (*Pla
 		return nil, fmt.Errorf("%w: from backup %s (oplog %s) to %s: %w; %s", restore.ErrUnreachable, p.Backup.ID, p.From, to, err, window())
 	}
 	return p, nil
+}
+
+// caughtUpThrough: a time after the newest archived entry is still
+// reachable when the streamer said, in its heartbeat, that the archive
+// held everything the server had written at that time or later: nothing
+// was written in between (an idle source), so the state at t is the one
+// after the newest entry.
+func caughtUpThrough(ctx context.Context, repo *archive.Repository, spans []oplog.Span, t time.Time) (oplog.TS, bool, error) {
+	if len(spans) == 0 {
+		return oplog.TS{}, false, nil
+	}
+	beats, err := repo.Heartbeats(ctx)
+	if err != nil {
+		return oplog.TS{}, false, err
+	}
+	for _, h := range beats {
+		if h.Engine == oplog.Engine && h.CaughtUp != nil && !h.CaughtUp.Before(t) {
+			return spans[len(spans)-1].End, true, nil
+		}
+	}
+	return oplog.TS{}, false, nil
 }
