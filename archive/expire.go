@@ -31,8 +31,8 @@ type ExpireResult struct {
 	// Orphans: refs and catalog entries of backups that never committed,
 	// and records of operations whose process died (Operation.Stale).
 	Orphans int
-	Streams   Trimmed
-	Chunks    Trimmed
+	Streams Trimmed
+	Chunks  Trimmed
 	// TempFiles are the store's temporary files of writes whose writer was
 	// killed (untouched for TempFileAge), removed.
 	TempFiles Trimmed
