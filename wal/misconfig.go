@@ -27,7 +27,8 @@ func connectError(source string, err error) error {
 	}
 	var fix string
 	switch {
-	case pgErr.Code == "53300" && strings.Contains(pgErr.Message, "max_wal_senders (currently 0)"):
+	case pgErr.Code == "53300" && strings.Contains(pgErr.Message, "max_wal_senders") && strings.Contains(pgErr.Message, "(currently 0)"):
+		// 16 and later quote the setting's name: `exceeds "max_wal_senders" (currently 0)`.
 		fix = "the source allows no replication connections (max_wal_senders = 0, which wal_level = minimal requires): " +
 			"set wal_level = replica (or logical) and max_wal_senders = 10 in postgresql.conf and restart PostgreSQL"
 	case pgErr.Code == "28000" && strings.Contains(pgErr.Message, "replication connection"):
