@@ -41,8 +41,8 @@ any host, with how far they got; one whose process died shows as
 ABANDONED.
 
 --json: "streams" lists one entry per archived stream of every engine in
-one shape (engine, stream, earliest, latest, position, age_seconds,
-caught_up_at, rpo_seconds, gaps, heartbeat) with the engine's own "detail";
+one shape (engine, stream, earliest, latest, recoverable_to, position,
+age_seconds, caught_up_at, rpo_seconds, gaps, heartbeat) with the engine's own "detail";
 "streamers" the heartbeats with their age, whether they are stale, their
 health and a summary; "operations" the running operations with their
 phase, done, total, percent and whether they are abandoned; "backups" each
@@ -99,7 +99,7 @@ func (a *app) printStatus(rep *jobs.StatusReport) {
 			fmt.Fprintf(w, "recoverable %s: NOTHING — stream empty\n", s.Stream)
 		default:
 			fmt.Fprintf(w, "recoverable %s: %s → %s (newest change %s ago, at %s)\n", s.Stream, s.Earliest.Format(time.RFC3339),
-				s.Latest.Format(time.RFC3339), ago(s.AgeSec), s.Position)
+				s.RecoverableTo.Format(time.RFC3339), ago(s.AgeSec), s.Position)
 		}
 		if s.Latest != nil {
 			rpo := fmt.Sprintf("RPO %s", ago(s.RPOSec))

@@ -283,7 +283,7 @@ func TestMongoIdleSourceWindow(t *testing.T) {
 			t.Fatalf("status never showed the stream caught up after the backup: %+v\n%+v", st.Streams, st.Backups)
 		}
 	}
-	if s := st.Streams[0]; !s.Latest.Before(st.Backups[0].Finished) || s.RPOSec > 2*jobs.HeartbeatInterval.Seconds() ||
+	if s := st.Streams[0]; !s.Latest.Before(st.Backups[0].Finished) || s.RecoverableTo == nil || !s.RecoverableTo.Equal(*s.CaughtUp) || s.RPOSec > 2*jobs.HeartbeatInterval.Seconds() ||
 		len(st.Streamers) != 1 || st.Streamers[0].Health == jobs.HealthDown {
 		t.Fatalf("status of an idle source: %+v\n%+v", st.Streams, st.Streamers)
 	}

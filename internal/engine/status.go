@@ -27,6 +27,11 @@ type StreamStatus struct {
 	// Heartbeat is the newest record the engine's streamer left of its
 	// state (filled by status from the repository, not by the engine).
 	Heartbeat *archive.Heartbeat `json:"heartbeat,omitempty"`
+	// ReachesCaughtUp: the engine restores to any time up to when the
+	// streamer last held everything the server wrote (its heartbeat's
+	// caught_up_at), not only up to the newest change: on an idle source
+	// the window runs on past the newest change.
+	ReachesCaughtUp bool `json:"-"`
 }
 
 // Pairs reports whether a backup's stream is this one: a restore of that

@@ -56,6 +56,9 @@ type StreamEntry struct {
 	// CaughtUp is when the streamer last held everything the server had
 	// written (from its heartbeat): on an idle source, later than Latest.
 	CaughtUp *time.Time `json:"caught_up_at,omitempty"`
+	// RecoverableTo is the window's end: Latest, or CaughtUp where the
+	// engine restores to times up to it (MongoDB).
+	RecoverableTo *time.Time `json:"recoverable_to,omitempty"`
 	// RPOSec is what would be lost if the source died now, measured as the
 	// agent's stream_rpo_seconds gauge is: since CaughtUp, or since Latest
 	// when the streamer never said it caught up.
@@ -182,6 +185,10 @@ func window(now time.Time, s engine.StreamStatus, backups []archive.BackupSummar
 		if s.Latest == nil || c.After(*s.Latest) {
 			e.RPOSec = now.Sub(c).Seconds()
 		}
+	}
+	e.RecoverableTo = s.Latest
+	if s.ReachesCaughtUp && s.Latest != nil && e.CaughtUp != nil && e.CaughtUp.After(*s.Latest) {
+		e.RecoverableTo = e.CaughtUp
 	}
 	return e
 }

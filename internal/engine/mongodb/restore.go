@@ -125,7 +125,7 @@ func (e *Engine) Status(ctx context.Context, repo *archive.Repository) ([]engine
 		return nil, err
 	}
 	d := OplogDetail{Flavour: src.Details["flavour"], Spans: []OplogSpan{}, Breaks: []string{}}
-	s := engine.StreamStatus{Engine: e.Info().Name, Stream: name, Gaps: []string{}}
+	s := engine.StreamStatus{Engine: e.Info().Name, Stream: name, Gaps: []string{}, ReachesCaughtUp: true}
 	for _, sp := range spans {
 		d.Spans = append(d.Spans, OplogSpan{Start: sp.Start.String(), End: sp.End.String(), FirstTime: sp.FirstTime.UTC(), LastTime: sp.LastTime.UTC()})
 		s.Lines = append(s.Lines, fmt.Sprintf("oplog       %s (%s): %s (%s) – %s (%s)", name, d.Flavour, sp.Start,
