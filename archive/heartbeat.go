@@ -23,8 +23,11 @@ import (
 // of that engine are deleted after it. The newest is the state.
 const heartbeatPrefix = "heartbeats/"
 
-// HeartbeatVersion is the version of the heartbeat object's JSON.
-const HeartbeatVersion = 1
+// HeartbeatVersion is the version of the heartbeat object's JSON. Version
+// 2 added where the stream comes from (Server, Slot) and how far it is
+// durable (Position, Timeline), so a backup finds the running streamer;
+// readers take 1 and 2.
+const HeartbeatVersion = 2
 
 // Streamer states.
 const (
@@ -54,6 +57,35 @@ type Heartbeat struct {
 	// Durable is when the streamer last made something durable or found
 	// itself caught up: what it archived is current as of then.
 	Durable *time.Time `json:"durable_at,omitempty"`
+	// Server is the host:port the stream comes from, resolved from the
+	// source (after a failover: the promoted server).
+	Server string `json:"server,omitempty"`
+	// Slot is the replication slot the streamer reads (PostgreSQL).
+	Slot string `json:"slot,omitempty"`
+	// Position is the durable position in the engine's terms (an LSN, a
+	// GTID position) and Timeline its PostgreSQL timeline.
+	Position string `json:"position,omitempty"`
+	Timeline uint32 `json:"timeline,omitempty"`
+}
+
+// Live reports whether h is a streamer that runs: not stopped, not stale.
+func (h Heartbeat) Live(now time.Time) bool {
+	return h.State != StreamStopped && h.State != "unknown" && !h.Stale(now)
+}
+
+// LiveHeartbeat returns the heartbeat of engine's streamer if one runs
+// (Live), else nil.
+func (r *Repository) LiveHeartbeat(ctx context.Context, engine string, now time.Time) (*Heartbeat, error) {
+	hs, err := r.Heartbeats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range hs {
+		if h.Engine == engine && h.Live(now) {
+			return &h, nil
+		}
+	}
+	return nil, nil
 }
 
 // Stale reports whether a running streamer's heartbeat is overdue (three
@@ -133,7 +165,7 @@ func (r *Repository) Heartbeats(ctx context.Context) ([]Heartbeat, error) {
 		if err == nil {
 			err = json.Unmarshal(b, &h)
 		}
-		if err == nil && h.Version != HeartbeatVersion {
+		if err == nil && (h.Version < 1 || h.Version > HeartbeatVersion) {
 			err = fmt.Errorf("%w: heartbeat version %d", ErrUnsupported, h.Version)
 		}
 		if errors.Is(err, ErrNotExist) {

@@ -209,7 +209,7 @@ func (r *receiver) sendStatus(ctx context.Context, reply bool) error {
 	}
 	r.lastStatus = time.Now()
 	if r.cfg.Progress != nil {
-		r.cfg.Progress(Progress{TLI: r.tli, Durable: r.durable, ServerEnd: max(r.serverEnd, r.durable)})
+		r.cfg.Progress(Progress{Server: r.cfg.server.Addr, Slot: r.cfg.Slot, TLI: r.tli, Durable: r.durable, ServerEnd: max(r.serverEnd, r.durable)})
 	}
 	return nil
 }

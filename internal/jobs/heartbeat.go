@@ -67,10 +67,14 @@ func (b *beat) observe(s supervise.State) {
 }
 
 // durable notes an acknowledgment (engine.StreamJob.Durable).
-func (b *beat) durable(engine.StreamProgress) {
+func (b *beat) durable(p engine.StreamProgress) {
 	now := time.Now().UTC()
 	b.mu.Lock()
 	b.h.Durable = &now
+	if p.Server != "" && p.Server != b.h.Server && b.h.Server != "" {
+		b.log.Info("the stream now comes from another server", "from", b.h.Server, "to", p.Server)
+	}
+	b.h.Server, b.h.Slot, b.h.Position, b.h.Timeline = p.Server, p.Slot, p.Position, p.Timeline
 	b.mu.Unlock()
 }
 
