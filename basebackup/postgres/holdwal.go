@@ -94,12 +94,12 @@ func ensureWAL(ctx context.Context, cfg Config, hold walHold, g wal.Geometry, tl
 		return false, nil
 	}
 	if ok, err := reached(); ok || err != nil {
-		return "streamer", err
+		return "streamer", firstErr(err, covers(ctx, cfg, g, tli, start))
 	}
 	if hold.streamer != "" {
 		cfg.Log.Info("waiting for the running streamer to archive the backup's WAL", "stop_lsn", stop)
 		if ok, err := basebackup.AwaitStreamer(ctx, cfg.WALTimeout, reached); ok || err != nil {
-			return "streamer", err
+			return "streamer", firstErr(err, covers(ctx, cfg, g, tli, start))
 		}
 		return "", fmt.Errorf("%s did not archive up to %s within %s (see `tidemark status`)", hold.streamer, stop, cfg.WALTimeout)
 	}
@@ -124,6 +124,33 @@ func ensureWAL(ctx context.Context, cfg Config, hold walHold, g wal.Geometry, tl
 		return "", ctx.Err()
 	}
 	return "backup", nil
+}
+
+// covers refuses a backup whose start lies before the archived WAL: a
+// streamer started after the backup's checkpoint (on a standby, the last
+// checkpoint it replayed, which may be old) cannot archive what came
+// before, and the backup would never restore.
+func covers(ctx context.Context, cfg Config, g wal.Geometry, tli uint32, start pglogrepl.LSN) error {
+	st, err := wal.LoadState(ctx, cfg.Repo.Store(), g)
+	if err != nil {
+		return err
+	}
+	for _, tl := range st.Timelines {
+		if tl.TLI <= tli && tl.Start <= start {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: the backup starts at %s but the WAL archive begins later: the streamer started after the backup's checkpoint "+
+		"(from a standby: the last checkpoint it replayed); run CHECKPOINT on the primary and back up again", wal.ErrGap, start)
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // slotActive reports whether a streamer is connected on the slot.

@@ -74,8 +74,15 @@ func (b *beat) durable(p engine.StreamProgress) {
 	if p.Server != "" && p.Server != b.h.Server && b.h.Server != "" {
 		b.log.Info("the stream now comes from another server", "from", b.h.Server, "to", p.Server)
 	}
+	moved := p.Server != b.h.Server || p.Slot != b.h.Slot || p.Timeline != b.h.Timeline
 	b.h.Server, b.h.Slot, b.h.Position, b.h.Timeline = p.Server, p.Slot, p.Position, p.Timeline
 	b.mu.Unlock()
+	if moved { // a backup looks for the streamer's slot and server: say so soon
+		select {
+		case b.changed <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // run writes heartbeats until ctx ends; the returned stop writes the last

@@ -79,12 +79,23 @@ func (e *Engine) Status(ctx context.Context, repo *archive.Repository) ([]engine
 		s.Lines = append(s.Lines, fmt.Sprintf("wal         timeline %d: %s – %s, %d complete + %d partial segments, last write %s",
 			w.Timeline, w.Start, w.End, w.Complete, w.Partial, w.LastWrite))
 	}
+	switches := []string{}
+	if repo.CanRead() { // history files are encrypted like WAL
+		sws, err := wal.Switches(ctx, repo, st)
+		if err != nil {
+			return nil, err
+		}
+		for _, sw := range sws {
+			switches = append(switches, sw.String())
+			s.Lines = append(s.Lines, "wal         switch "+sw.String()+" (history archived)")
+		}
+	}
 	latest := st.Latest() // the newest timeline is where a restore ends
 	s.Position = fmt.Sprintf("%s on timeline %d", latest.End, latest.TLI)
 	if !latest.LastWrite.IsZero() {
 		t := latest.LastWrite.UTC().Truncate(time.Second)
 		s.Latest = &t
 	}
-	s.Detail = map[string]any{"timelines": tls}
+	s.Detail = map[string]any{"timelines": tls, "switches": switches}
 	return []engine.StreamStatus{s}, nil
 }
