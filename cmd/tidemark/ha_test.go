@@ -227,7 +227,7 @@ func TestFailoverHA(t *testing.T) {
 	if s := slots(t, sc); s != "ha" {
 		t.Fatalf("slots on the promoted server: %q", s)
 	}
-	st, _ := expect(t, 0, "status", "--repo", repo, "--identity-file", key)
+	st, _ := expect(t, 0, "status", "--repo", repo)
 	if !strings.Contains(st, "switch timeline 1 → 2") {
 		t.Fatalf("status does not show the timeline switch:\n%s", st)
 	}
