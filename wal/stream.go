@@ -132,13 +132,19 @@ func session(ctx context.Context, cfg Config) (progressed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	slotLSN, err := prepareSlot(ctx, conn, cfg, src.Version)
+	slotLSN, created, err := prepareSlot(ctx, conn, cfg, src.Version)
 	if err != nil {
 		return false, err
 	}
 	state, err := LoadState(ctx, cfg.Repo.Store(), src.Geometry)
 	if err != nil {
 		return false, err
+	}
+	if latest := state.Latest(); created && latest != nil && latest.TLI < src.ServerTLI {
+		// A failover: the slot is new on the promoted server and begins at
+		// its last checkpoint, which says nothing of what WAL it still has.
+		// If what we need is gone, START_REPLICATION says so: a gap.
+		slotLSN = 0
 	}
 	w := writer{repo: cfg.Repo, g: src.Geometry}
 	pos, err := startPosition(ctx, conn, cfg, src, state, slotLSN, w)
@@ -156,36 +162,33 @@ func session(ctx context.Context, cfg Config) (progressed bool, err error) {
 }
 
 // prepareSlot checks (or creates) the slot and returns its restart LSN
-// (0 when it has none, or with NoSlot).
-func prepareSlot(ctx context.Context, conn *pgconn.PgConn, cfg Config, v Version) (LSN, error) {
+// (0 when it has none, or with NoSlot), and whether it created it.
+func prepareSlot(ctx context.Context, conn *pgconn.PgConn, cfg Config, v Version) (LSN, bool, error) {
 	if cfg.NoSlot {
-		return 0, nil
+		return 0, false, nil
 	}
 	slot, err := ReadSlot(ctx, conn, v, cfg.server, cfg.Slot)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	if !slot.Exists {
 		if !cfg.CreateSlot {
-			return 0, fmt.Errorf("%w: %q (create it with --create-slot, or stream with --no-slot and accept possible gaps)", ErrNoSlot, cfg.Slot)
+			return 0, false, fmt.Errorf("%w: %q (create it with --create-slot, or stream with --no-slot and accept possible gaps)", ErrNoSlot, cfg.Slot)
 		}
 		_, err := conn.Exec(ctx, fmt.Sprintf("CREATE_REPLICATION_SLOT %s PHYSICAL RESERVE_WAL", cfg.Slot)).ReadAll()
 		var pgErr *pgconn.PgError
 		switch {
 		case errors.As(err, &pgErr) && pgErr.Code == "42710": // created meanwhile (by a backup)
 		case err != nil:
-			return 0, fmt.Errorf("create replication slot %s: %w", cfg.Slot, err)
+			return 0, false, fmt.Errorf("create replication slot %s: %w", cfg.Slot, err)
 		default:
 			cfg.Log.Info("created physical replication slot", "slot", cfg.Slot, "server", cfg.server.Addr)
-			// A new slot says nothing of what WAL the server still has (after
-			// a failover it starts past the switch point): the server refuses
-			// START_REPLICATION if what we need is gone, which is the gap.
-			return 0, nil
 		}
-		return prepareSlot(ctx, conn, Config{Slot: cfg.Slot, Source: cfg.Source, Log: cfg.Log, server: cfg.server}, v)
+		lsn, _, err := prepareSlot(ctx, conn, Config{Slot: cfg.Slot, Source: cfg.Source, Log: cfg.Log, server: cfg.server}, v)
+		return lsn, true, err
 	}
 	if slot.Type != "physical" {
-		return 0, fmt.Errorf("%w: slot %q is a %s slot, not physical", errPermanent, cfg.Slot, slot.Type)
+		return 0, false, fmt.Errorf("%w: slot %q is a %s slot, not physical", errPermanent, cfg.Slot, slot.Type)
 	}
-	return slot.RestartLSN, nil
+	return slot.RestartLSN, false, nil
 }
