@@ -73,6 +73,12 @@ func Resolve(ctx context.Context, source, attrs string) (*Server, error) {
 		return nil, fmt.Errorf("%w: target_session_attrs=%s: tidemark understands any, read-write, primary, standby, prefer-standby", errPermanent, attrs)
 	}
 	hosts := splitHosts(base)
+	if len(hosts) == 1 && attrs == AttrsAny {
+		// Nothing to choose: no ordinary connection, which the role may not
+		// be allowed (pg_hba.conf may have only a replication line).
+		// Standby is then read from the replication connection (StandbyOf).
+		return &Server{Addr: hostAddr(hosts[0]), cfg: hosts[0]}, nil
+	}
 	var fallback *Server
 	var errs []error
 	for _, h := range hosts {
@@ -113,7 +119,7 @@ func Resolve(ctx context.Context, source, attrs string) (*Server, error) {
 
 // probe connects to one host and asks whether it is in recovery.
 func probe(ctx context.Context, cfg *pgconn.Config) (*Server, error) {
-	s := &Server{Addr: net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), cfg: cfg}
+	s := &Server{Addr: hostAddr(cfg), cfg: cfg}
 	conn, err := pgconn.ConnectConfig(ctx, cfg.Copy())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.Addr, err)
@@ -125,6 +131,17 @@ func probe(ctx context.Context, cfg *pgconn.Config) (*Server, error) {
 	}
 	s.Standby = string(res[0].Rows[0][0]) == "t"
 	return s, nil
+}
+
+func hostAddr(cfg *pgconn.Config) string {
+	return net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+}
+
+// StandbyOf reports whether the server a replication connection talks to
+// is in recovery, from what it reports at connect (in_hot_standby, 14+);
+// servers before 14 are taken for primaries unless Resolve probed them.
+func (s *Server) StandbyOf(conn *pgconn.PgConn) bool {
+	return s.Standby || conn.ParameterStatus("in_hot_standby") == "on"
 }
 
 // splitHosts turns a parsed config into one config per host, in order,

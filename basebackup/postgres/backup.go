@@ -82,12 +82,6 @@ func Backup(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	var lag time.Duration
-	if server.Standby {
-		if lag, err = awaitReplay(ctx, cfg, server); err != nil {
-			return nil, err
-		}
-	}
 	pcfg := server.Replication("tidemark_backup")
 	// The backup arrives as ~32 KiB messages; reading the socket 1 MiB at a
 	// time instead of pgproto3's 8 KiB saves most of the read syscalls.
@@ -102,6 +96,13 @@ func Backup(ctx context.Context, cfg Config) (*Result, error) {
 	src, err := wal.Identify(ctx, conn, cfg.Repo)
 	if err != nil {
 		return nil, err
+	}
+	server.Standby = server.StandbyOf(conn)
+	var lag time.Duration
+	if server.Standby {
+		if lag, err = awaitReplay(ctx, cfg, server); err != nil {
+			return nil, err
+		}
 	}
 	hold, err := holdWAL(ctx, conn, cfg, server)
 	if err != nil {
