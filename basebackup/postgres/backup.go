@@ -48,7 +48,7 @@ type Config struct {
 	// standby: the source's hosts are resolved with target_session_attrs
 	// standby); a source that resolves to a standby is backed up from it
 	// anyway. MaxLag refuses a standby whose replay lags more than that,
-	// after waiting LagWait for it to catch up (0: MaxLag, at least 10s).
+	// after waiting LagWait for it to catch up (0: MaxLag, at least 5s).
 	FromStandby     bool
 	MaxLag, LagWait time.Duration
 }

@@ -183,7 +183,7 @@ func awaitReplay(ctx context.Context, cfg Config, standby *wal.Server) (time.Dur
 	}
 	wait := cfg.LagWait
 	if wait == 0 {
-		wait = max(cfg.MaxLag, 10*time.Second)
+		wait = max(cfg.MaxLag, 5*time.Second)
 	}
 	deadline := time.Now().Add(wait)
 	for {

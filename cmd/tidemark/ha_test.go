@@ -193,6 +193,16 @@ func TestFailoverHA(t *testing.T) {
 	do(pc, "CHECKPOINT")
 	waitReplayed(t, pc, sc)
 
+	// A standby whose replay is paused lags: --max-lag refuses it.
+	do(sc, "SELECT pg_wal_replay_pause()")
+	do(pc, "INSERT INTO orders VALUES (999999, 'while replay is paused')")
+	if _, errs := expect(t, exitError, "backup", "--repo", repo, "--source", source, "--from-standby", "--max-lag", "1ms"); !strings.Contains(errs, "lags too far behind") {
+		t.Fatalf("backup from a lagging standby:\n%s", errs)
+	}
+	do(pc, "DELETE FROM orders WHERE id = 999999")
+	do(sc, "SELECT pg_wal_replay_resume()")
+	waitReplayed(t, pc, sc)
+
 	out, errs := expect(t, 0, "backup", "--repo", repo, "--source", source, "--from-standby", "--max-lag", "1m", "--fast-checkpoint")
 	if !strings.Contains(out, "taken from the standby "+addr(standby)) || !strings.Contains(out, "archived by the running streamer") {
 		t.Fatalf("backup from the standby:\n%s\n%s", out, errs)
