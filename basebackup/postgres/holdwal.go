@@ -25,9 +25,10 @@ import (
 
 // walHold is what keeps the backup's WAL and who archives it.
 type walHold struct {
-	streamer string // the running streamer relied on, "" when none
-	tempSlot string // the temporary slot held on the backup's connection
-	server   *wal.Server
+	streamer  string // the running streamer relied on, "" when none
+	heartbeat bool   // it was found by its heartbeat
+	tempSlot  string // the temporary slot held on the backup's connection
+	server    *wal.Server
 }
 
 // holdWAL finds the running streamer, or holds the WAL with a temporary
@@ -39,7 +40,7 @@ func holdWAL(ctx context.Context, conn *pgconn.PgConn, cfg Config, server *wal.S
 		return h, fmt.Errorf("look for a running streamer: %w", err)
 	}
 	if hb != nil {
-		h.streamer = fmt.Sprintf("the streamer %s (slot %q on %s)", hb.Holder, hb.Slot, hb.Server)
+		h.streamer, h.heartbeat = fmt.Sprintf("the streamer %s (slot %q on %s)", hb.Holder, hb.Slot, hb.Server), true
 		if cfg.Slot != "" && hb.Slot != "" && cfg.Slot != hb.Slot {
 			cfg.Log.Warn("--slot names another slot than the running streamer reads; relying on the streamer", "slot", cfg.Slot, "streamer_slot", hb.Slot)
 		}
@@ -98,10 +99,16 @@ func ensureWAL(ctx context.Context, cfg Config, hold walHold, g wal.Geometry, tl
 	}
 	if hold.streamer != "" {
 		cfg.Log.Info("waiting for the running streamer to archive the backup's WAL", "stop_lsn", stop)
-		if ok, err := basebackup.AwaitStreamer(ctx, cfg.WALTimeout, reached); ok || err != nil {
+		ok, err := basebackup.AwaitStreamer(ctx, cfg.WALTimeout, whileLive(ctx, cfg, hold, reached))
+		if ok || err != nil && !errors.Is(err, errStreamerGone) {
 			return "streamer", firstErr(err, covers(ctx, cfg, g, tli, start))
 		}
-		return "", fmt.Errorf("%s did not archive up to %s within %s (see `tidemark status`)", hold.streamer, stop, cfg.WALTimeout)
+		if err == nil {
+			return "", fmt.Errorf("%s did not archive up to %s within %s (see `tidemark status`)", hold.streamer, stop, cfg.WALTimeout)
+		}
+		// Its slot, if it had one here, still holds the WAL; else the
+		// server may have recycled it, which streaming finds out (a gap).
+		cfg.Log.Warn("the streamer stopped before archiving the backup's WAL: archiving it itself", "streamer", hold.streamer)
 	}
 	cfg.Log.Info("archiving the backup's WAL range itself", "stop_lsn", stop)
 	sctx, cancel := context.WithCancel(ctx)
@@ -109,7 +116,7 @@ func ensureWAL(ctx context.Context, cfg Config, hold walHold, g wal.Geometry, tl
 	var got bool
 	// No slot of its own: the temporary slot on the backup's connection,
 	// still open, holds the WAL on this same server.
-	err := wal.Stream(sctx, wal.Config{Repo: cfg.Repo, Source: cfg.Source, Server: hold.server, NoSlot: true, HeldElsewhere: true,
+	err := wal.Stream(sctx, wal.Config{Repo: cfg.Repo, Source: cfg.Source, Server: hold.server, NoSlot: true, HeldElsewhere: hold.tempSlot != "",
 		FlushInterval: 200 * time.Millisecond, StartAt: start, AppName: "tidemark_backup_wal",
 		Log: cfg.Log, Progress: func(p wal.Progress) {
 			if p.TLI >= tli && p.Durable >= stop {
@@ -124,6 +131,26 @@ func ensureWAL(ctx context.Context, cfg Config, hold walHold, g wal.Geometry, tl
 		return "", ctx.Err()
 	}
 	return "backup", nil
+}
+
+var errStreamerGone = errors.New("the streamer stopped")
+
+// whileLive wraps reached for a wait on a streamer found by its heartbeat:
+// once its heartbeat says it stopped or went silent (killed), waiting
+// longer is pointless, and the wait ends with errStreamerGone.
+func whileLive(ctx context.Context, cfg Config, hold walHold, reached func() (bool, error)) func() (bool, error) {
+	var checked time.Time
+	return func() (bool, error) {
+		if ok, err := reached(); ok || err != nil || !hold.heartbeat || time.Since(checked) < 2*time.Second {
+			return ok, err
+		}
+		checked = time.Now()
+		hb, err := cfg.Repo.LiveHeartbeat(ctx, "postgres", checked)
+		if err == nil && hb == nil {
+			return false, errStreamerGone
+		}
+		return false, nil // an unreadable heartbeat is no reason to stop waiting
+	}
 }
 
 // covers refuses a backup whose start lies before the archived WAL: a
