@@ -23,11 +23,11 @@ import (
 // of that engine are deleted after it. The newest is the state.
 const heartbeatPrefix = "heartbeats/"
 
-// HeartbeatVersion is the version of the heartbeat object's JSON. Version
-// 2 added where the stream comes from (Server, Slot) and how far it is
-// durable (Position, Timeline), so a backup finds the running streamer;
-// readers take 1 and 2.
-const HeartbeatVersion = 2
+// HeartbeatVersion is the version of the heartbeat object's JSON. Fields
+// added since (Server, Slot, Position, Timeline) are optional: a reader
+// of version 1 that does not know them ignores them, so they did not
+// change the version.
+const HeartbeatVersion = 1
 
 // Streamer states.
 const (
@@ -165,7 +165,7 @@ func (r *Repository) Heartbeats(ctx context.Context) ([]Heartbeat, error) {
 		if err == nil {
 			err = json.Unmarshal(b, &h)
 		}
-		if err == nil && (h.Version < 1 || h.Version > HeartbeatVersion) {
+		if err == nil && h.Version != HeartbeatVersion {
 			err = fmt.Errorf("%w: heartbeat version %d", ErrUnsupported, h.Version)
 		}
 		if errors.Is(err, ErrNotExist) {
