@@ -44,7 +44,16 @@ type Heartbeat struct {
 	Stream  string `json:"stream"` // what the engine's stream is called: WAL, binlog, oplog
 	Holder  string `json:"holder"` // host/pid of the streamer
 	Source  string `json:"source,omitempty"`
-	State   string `json:"state"`
+	// Server is the host:port the stream comes from, resolved from the
+	// source (after a failover: the promoted server).
+	Server string `json:"server,omitempty"`
+	// Slot is the replication slot the streamer reads (PostgreSQL).
+	Slot string `json:"slot,omitempty"`
+	// Position is the durable position in the engine's terms (an LSN, a
+	// GTID position) and Timeline its PostgreSQL timeline.
+	Position string `json:"position,omitempty"`
+	Timeline uint32 `json:"timeline,omitempty"`
+	State    string `json:"state"`
 	// Since is when the state began; Updated when this record was written.
 	Since   time.Time `json:"since"`
 	Updated time.Time `json:"updated"`
@@ -57,15 +66,6 @@ type Heartbeat struct {
 	// Durable is when the streamer last made something durable or found
 	// itself caught up: what it archived is current as of then.
 	Durable *time.Time `json:"durable_at,omitempty"`
-	// Server is the host:port the stream comes from, resolved from the
-	// source (after a failover: the promoted server).
-	Server string `json:"server,omitempty"`
-	// Slot is the replication slot the streamer reads (PostgreSQL).
-	Slot string `json:"slot,omitempty"`
-	// Position is the durable position in the engine's terms (an LSN, a
-	// GTID position) and Timeline its PostgreSQL timeline.
-	Position string `json:"position,omitempty"`
-	Timeline uint32 `json:"timeline,omitempty"`
 }
 
 // Live reports whether h is a streamer that runs: not stopped, not stale.

@@ -67,17 +67,25 @@ func (b *beat) observe(s supervise.State) {
 }
 
 // durable notes an acknowledgment (engine.StreamJob.Durable).
-func (b *beat) durable(p engine.StreamProgress) {
+func (b *beat) durable(engine.StreamProgress) {
 	now := time.Now().UTC()
 	b.mu.Lock()
 	b.h.Durable = &now
+	b.mu.Unlock()
+}
+
+// where notes where the stream comes from and how far it is durable
+// (engine.StreamJob.Durable), which a backup finds the streamer by; a
+// change is written soon, not at the next interval.
+func (b *beat) where(p engine.StreamProgress) {
+	b.mu.Lock()
 	if p.Server != "" && p.Server != b.h.Server && b.h.Server != "" {
 		b.log.Info("the stream now comes from another server", "from", b.h.Server, "to", p.Server)
 	}
 	moved := p.Server != b.h.Server || p.Slot != b.h.Slot || p.Timeline != b.h.Timeline
 	b.h.Server, b.h.Slot, b.h.Position, b.h.Timeline = p.Server, p.Slot, p.Position, p.Timeline
 	b.mu.Unlock()
-	if moved { // a backup looks for the streamer's slot and server: say so soon
+	if moved {
 		select {
 		case b.changed <- struct{}{}:
 		default:
