@@ -132,6 +132,10 @@ func (*Engine) Check(cmd engine.Command, o engine.Options) error {
 		if o.Bool("no-slot") && o.Bool("create-slot") {
 			return fmt.Errorf("--no-slot and --create-slot contradict each other")
 		}
+	case engine.CmdBackup:
+		if o.Duration("max-lag") < 0 {
+			return fmt.Errorf("--max-lag must not be negative")
+		}
 	case engine.CmdRestore:
 		if o.String("target-dir") == "" {
 			return fmt.Errorf("a PostgreSQL restore needs --target-dir: the directory to write the data directory into")
