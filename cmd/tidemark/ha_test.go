@@ -223,8 +223,10 @@ func TestFailoverHA(t *testing.T) {
 	if err := sc.QueryRow(ctx, "SELECT pg_promote(true, 60)").Scan(&promoted); err != nil || !promoted {
 		t.Fatalf("promote: %v %v\n%s", promoted, err, standby.Log())
 	}
+	promotedAt := time.Now()
 	do(sc, "INSERT INTO orders SELECT g, 'after failover' FROM generate_series(2001, 2100) g")
 	waitStreamer(t, repo, "ha", addr(standby), &logs)
+	t.Logf("the streamer streamed from the promoted server %s after the promotion (a measurement, not a limit)", time.Since(promotedAt).Round(time.Millisecond))
 	time.Sleep(20 * time.Millisecond)
 	after := time.Now()
 	time.Sleep(20 * time.Millisecond)
