@@ -17,11 +17,11 @@ import (
 // A backup is restorable only with the WAL from its start to its stop.
 // Whoever archives that WAL, the server must keep it until then, and no
 // backup may leave behind a replication slot that nothing reads (it would
-// keep WAL on the server until its disk fills). So: a running streamer,
-// found by its heartbeat in the repository, archives it and its slot holds
-// it; else a TEMPORARY slot on the backup's own connection holds it (the
-// server drops it when that connection ends, however the backup ends), and
-// the backup archives the range itself without a slot of its own.
+// keep WAL on the server until its disk fills). So a TEMPORARY slot on the
+// backup's own connection holds it (the server drops it when that
+// connection ends, however the backup ends); a running streamer, found by
+// its heartbeat in the repository, archives it, else the backup archives
+// the range itself, without a slot of its own.
 
 // walHold is what keeps the backup's WAL and who archives it.
 type walHold struct {
@@ -31,10 +31,16 @@ type walHold struct {
 	server    *wal.Server
 }
 
-// holdWAL finds the running streamer, or holds the WAL with a temporary
-// slot when none runs. It is called before BASE_BACKUP starts.
+// holdWAL holds the backup's WAL with a temporary slot and finds the
+// running streamer that will archive it. It is called before BASE_BACKUP
+// starts. The slot is held even when a streamer runs: should the streamer
+// stop before it archived the range, the backup archives it itself, and
+// the WAL must still be there.
 func holdWAL(ctx context.Context, conn *pgconn.PgConn, cfg Config, server *wal.Server) (walHold, error) {
-	h := walHold{server: server}
+	h := walHold{server: server, tempSlot: fmt.Sprintf("tidemark_backup_%d", os.Getpid())}
+	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE_REPLICATION_SLOT %s TEMPORARY PHYSICAL RESERVE_WAL", h.tempSlot)).ReadAll(); err != nil {
+		return h, fmt.Errorf("create a temporary replication slot to hold the backup's WAL: %w", err)
+	}
 	hb, err := cfg.Repo.LiveHeartbeat(ctx, "postgres", time.Now())
 	if err != nil {
 		return h, fmt.Errorf("look for a running streamer: %w", err)
@@ -57,10 +63,6 @@ func holdWAL(ctx context.Context, conn *pgconn.PgConn, cfg Config, server *wal.S
 			h.streamer = fmt.Sprintf("the streamer on slot %q", cfg.Slot)
 			return h, nil
 		}
-	}
-	h.tempSlot = fmt.Sprintf("tidemark_backup_%d", os.Getpid())
-	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE_REPLICATION_SLOT %s TEMPORARY PHYSICAL RESERVE_WAL", h.tempSlot)).ReadAll(); err != nil {
-		return h, fmt.Errorf("create a temporary replication slot to hold the backup's WAL: %w", err)
 	}
 	cfg.Log.Info("no streamer is running: a temporary replication slot holds the backup's WAL until the backup has archived it",
 		"slot", h.tempSlot, "server", server.Addr)
@@ -106,8 +108,6 @@ func ensureWAL(ctx context.Context, cfg Config, hold walHold, g wal.Geometry, tl
 		if err == nil {
 			return "", fmt.Errorf("%s did not archive up to %s within %s (see `tidemark status`)", hold.streamer, stop, cfg.WALTimeout)
 		}
-		// Its slot, if it had one here, still holds the WAL; else the
-		// server may have recycled it, which streaming finds out (a gap).
 		cfg.Log.Warn("the streamer stopped before archiving the backup's WAL: archiving it itself", "streamer", hold.streamer)
 	}
 	cfg.Log.Info("archiving the backup's WAL range itself", "stop_lsn", stop)
@@ -116,7 +116,7 @@ func ensureWAL(ctx context.Context, cfg Config, hold walHold, g wal.Geometry, tl
 	var got bool
 	// No slot of its own: the temporary slot on the backup's connection,
 	// still open, holds the WAL on this same server.
-	err := wal.Stream(sctx, wal.Config{Repo: cfg.Repo, Source: cfg.Source, Server: hold.server, NoSlot: true, HeldElsewhere: hold.tempSlot != "",
+	err := wal.Stream(sctx, wal.Config{Repo: cfg.Repo, Source: cfg.Source, Server: hold.server, NoSlot: true, HeldElsewhere: true,
 		FlushInterval: 200 * time.Millisecond, StartAt: start, AppName: "tidemark_backup_wal",
 		Log: cfg.Log, Progress: func(p wal.Progress) {
 			if p.TLI >= tli && p.Durable >= stop {
