@@ -44,7 +44,7 @@ func (*Engine) Flags(cmd engine.Command, d *engine.Declarer) {
 		d.Bool("synchronous", false, "report flush as soon as WAL is durable, for use as a synchronous standby (RPO 0)")
 	case engine.CmdBackup:
 		d.Bool("fast-checkpoint", false, "request an immediate checkpoint instead of a spread one")
-		d.String("slot", "", "a streamer's replication slot to rely on when it is active (default: the running streamer is found by its heartbeat in the repository; with none, a temporary slot holds the backup's WAL)")
+		d.String("slot", "", "a streamer's replication slot to rely on when it is active (default: the running streamer is found by its heartbeat in the repository; a temporary slot holds the backup's WAL either way)")
 		d.Bool("from-standby", false, "take the backup from a standby of the source (the source's hosts are resolved with target_session_attrs=standby; a source that resolves to a standby is backed up from it anyway)")
 		d.Duration("max-lag", 0, "from a standby: wait for its replay lag to come within this, and refuse the backup if it does not (0: no limit, the lag is only reported)")
 		d.Bool("fallback-full", false, "PostgreSQL 17+: take a full backup when an incremental or differential one cannot be taken (summarize_wal off, no earlier backup) instead of failing")
@@ -86,8 +86,8 @@ streams straight into deduplicated, compressed, encrypted chunks (never
 staged on local disk); the manifest is written last, and only once the WAL
 from the backup's start to its stop is archived — by the running
 'tidemark stream' (found by its heartbeat in the repository, whatever its
-slot), or by the backup itself when no streamer runs, holding the WAL with
-a temporary slot the server drops when the backup ends. A multi-host source
+slot), or by the backup itself when no streamer runs; a temporary slot,
+which the server drops when the backup ends, holds that WAL meanwhile. A multi-host source
 is resolved by its target_session_attrs; on a standby (--from-standby, or
 the source resolves to one) the backup reports the standby's replay lag
 and with --max-lag waits for it to come within it, or refuses. Every backup stores only the chunks the repository does not
