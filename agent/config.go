@@ -88,6 +88,11 @@ type BackupJob struct {
 	// cannot be taken (--fallback-full).
 	FallbackFull bool `yaml:"fallback_full"`
 	Jobs         int  `yaml:"jobs"`
+	// FromStandby and MaxLag: PostgreSQL, back up from a standby of the
+	// source (--from-standby), refusing one that replays further behind
+	// than MaxLag (--max-lag).
+	FromStandby bool     `yaml:"from_standby"`
+	MaxLag      Duration `yaml:"max_lag"`
 	// Source and PasswordFile, when set, are the credentials backups use
 	// instead of the database's: an engine whose backups need privileges
 	// its stream does not (MariaDB's RELOAD and SELECT) can stream and

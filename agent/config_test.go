@@ -32,7 +32,7 @@ databases:
     repo: s3://backups/main
     identity_file: `+key+`
     stream: {enabled: true, create_slot: true}
-    backup: {schedule: "0 1 * * *", type: incremental, fast_checkpoint: true, fallback_full: true}
+    backup: {schedule: "0 1 * * *", type: incremental, fast_checkpoint: true, fallback_full: true, from_standby: true, max_lag: 30s}
     retention: {schedule: "@daily", keep_daily: 7, pitr_window: 14d}
     verify: {schedule: "0 4 * * 0"}
     drill: {schedule: "0 5 * * 0", run_as: postgres}
@@ -50,8 +50,8 @@ databases:
 	for _, st := range d.settings(engine.CmdBackup) {
 		flags = append(flags, st.flag+"="+st.value)
 	}
-	if got := strings.Join(flags, " "); !strings.Contains(got, "fallback-full=true") {
-		t.Fatalf("backup settings %q lack fallback-full", got)
+	if got := strings.Join(flags, " "); !strings.Contains(got, "fallback-full=true") || !strings.Contains(got, "from-standby=true") || !strings.Contains(got, "max-lag=30s") {
+		t.Fatalf("backup settings %q lack fallback-full, from-standby or max-lag", got)
 	}
 }
 

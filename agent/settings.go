@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -36,12 +37,16 @@ func (d Database) settings(cmd engine.Command) []setting {
 			add("stream.slot", "slot", st.Slot)
 			add("stream.create_slot", "create-slot", strconv.FormatBool(st.CreateSlot))
 		case engine.CmdBackup:
-			add("stream.slot", "slot", st.Slot) // the backup holds the streamer's slot
+			add("stream.slot", "slot", st.Slot) // the backup relies on the streamer active on it
 		}
 	}
 	if b := d.Backup; b != nil && cmd == engine.CmdBackup {
 		add("backup.fast_checkpoint", "fast-checkpoint", strconv.FormatBool(b.FastCheckpoint))
 		add("backup.fallback_full", "fallback-full", strconv.FormatBool(b.FallbackFull))
+		add("backup.from_standby", "from-standby", strconv.FormatBool(b.FromStandby))
+		if b.MaxLag > 0 {
+			add("backup.max_lag", "max-lag", time.Duration(b.MaxLag).String())
+		}
 	}
 	if dr := d.Drill; dr != nil && cmd == engine.CmdDrill {
 		add("drill.run_as", "run-as", dr.RunAs)

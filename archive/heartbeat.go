@@ -22,7 +22,10 @@ import (
 // of that engine are deleted after it. The newest is the state.
 const heartbeatPrefix = "heartbeats/"
 
-// HeartbeatVersion is the version of the heartbeat object's JSON.
+// HeartbeatVersion is the version of the heartbeat object's JSON. Fields
+// added since (Server, Slot, Position, Timeline) are optional: a reader
+// of version 1 that does not know them ignores them, so they did not
+// change the version.
 const HeartbeatVersion = 1
 
 // Streamer states.
@@ -40,7 +43,16 @@ type Heartbeat struct {
 	Stream  string `json:"stream"` // what the engine's stream is called: WAL, binlog, oplog
 	Holder  string `json:"holder"` // host/pid of the streamer
 	Source  string `json:"source,omitempty"`
-	State   string `json:"state"`
+	// Server is the host:port the stream comes from, resolved from the
+	// source (after a failover: the promoted server).
+	Server string `json:"server,omitempty"`
+	// Slot is the replication slot the streamer reads (PostgreSQL).
+	Slot string `json:"slot,omitempty"`
+	// Position is the durable position in the engine's terms (an LSN, a
+	// GTID position) and Timeline its PostgreSQL timeline.
+	Position string `json:"position,omitempty"`
+	Timeline uint32 `json:"timeline,omitempty"`
+	State    string `json:"state"`
 	// Since is when the state began; Updated when this record was written.
 	Since   time.Time `json:"since"`
 	Updated time.Time `json:"updated"`
@@ -58,6 +70,26 @@ type Heartbeat struct {
 	// the newest change when the server sends it, else when the streamer
 	// found its durable position at the server's end.
 	CaughtUp *time.Time `json:"caught_up_at,omitempty"`
+}
+
+// Live reports whether h is a streamer that runs: not stopped, not stale.
+func (h Heartbeat) Live(now time.Time) bool {
+	return h.State != StreamStopped && h.State != "unknown" && !h.Stale(now)
+}
+
+// LiveHeartbeat returns the heartbeat of engine's streamer if one runs
+// (Live), else nil.
+func (r *Repository) LiveHeartbeat(ctx context.Context, engine string, now time.Time) (*Heartbeat, error) {
+	hs, err := r.Heartbeats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range hs {
+		if h.Engine == engine && h.Live(now) {
+			return &h, nil
+		}
+	}
+	return nil, nil
 }
 
 // Stale reports whether a running streamer's heartbeat is overdue (three

@@ -280,26 +280,58 @@ type writer struct {
 }
 
 func (w writer) putPart(ctx context.Context, tli uint32, segno uint64, from, to uint64, data []byte) error {
-	name := w.g.partObject(tli, segno, from, to)
-	if _, err := w.repo.Put(ctx, name, archive.KindSegment, bytes.NewReader(data)); err != nil {
-		if errors.Is(err, archive.ErrExist) {
-			return fmt.Errorf("%s already archived: is another streamer writing this repository? %w", name, err)
-		}
-		return err
-	}
-	return nil
+	return w.put(ctx, w.g.partObject(tli, segno, from, to), data)
 }
 
 // putSegment stores a complete segment, then removes its parts.
 func (w writer) putSegment(ctx context.Context, tli uint32, segno uint64, data []byte) error {
-	name := w.g.segmentObject(tli, segno)
-	if _, err := w.repo.Put(ctx, name, archive.KindSegment, bytes.NewReader(data)); err != nil {
-		if errors.Is(err, archive.ErrExist) {
-			return fmt.Errorf("%s already archived: is another streamer writing this repository? %w", name, err)
-		}
+	if err := w.put(ctx, w.g.segmentObject(tli, segno), data); err != nil {
 		return err
 	}
 	return w.dropParts(ctx, tli, segno)
+}
+
+// put stores WAL under name. Two writers may reach the same WAL (a backup
+// archiving its range while a streamer starts, the old and the new
+// primary's copies of a timeline): an existing object with the same bytes
+// is success, other bytes under that name a hard error (pgBackRest's
+// archive-duplicate rule).
+func (w writer) put(ctx context.Context, name string, data []byte) error {
+	_, err := w.repo.Put(ctx, name, archive.KindSegment, bytes.NewReader(data))
+	if !errors.Is(err, archive.ErrExist) {
+		return err
+	}
+	rc, gerr := w.repo.Get(ctx, name, archive.KindSegment)
+	if gerr != nil {
+		return fmt.Errorf("%s already archived, and reading it back failed: %w", name, gerr)
+	}
+	defer rc.Close()
+	same, cerr := sameBytes(rc, data)
+	if cerr != nil {
+		return fmt.Errorf("%s already archived, and reading it back failed: %w", name, cerr)
+	}
+	if !same {
+		return fmt.Errorf("%s already archived with other bytes: is another cluster's streamer writing this repository? %w", name, err)
+	}
+	return nil
+}
+
+// sameBytes reports whether r holds exactly data.
+func sameBytes(r io.Reader, data []byte) (bool, error) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := io.ReadFull(r, buf)
+		if n > len(data) || !bytes.Equal(buf[:n], data[:n]) {
+			return false, nil
+		}
+		data = data[n:]
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			return len(data) == 0, nil
+		case err != nil:
+			return false, err
+		}
+	}
 }
 
 // dropParts deletes the parts of a segment that is archived whole. Safe to

@@ -63,7 +63,10 @@ func startPosition(ctx context.Context, conn *pgconn.PgConn, cfg Config, src *So
 		// An empty archive starts at the server's current position: WAL from
 		// before the first base backup can never be replayed. (A slot's
 		// restart_lsn can lie far back, at the last checkpoint's redo point.)
-		pos.tli, pos.durable = src.ServerTLI, g.SegStart(g.SegNo(src.XLogPos))
+		// A slot created after IDENTIFY_SYSTEM (a checkpoint and segment
+		// switch in between, say a backup's) may begin after XLogPos: begin
+		// there then, not refuse it as a gap.
+		pos.tli, pos.durable = src.ServerTLI, g.SegStart(g.SegNo(max(src.XLogPos, slotLSN)))
 	}
 	if latest == nil && slotLSN != 0 && g.SegNo(slotLSN) > g.SegNo(pos.durable) {
 		return position{}, fmt.Errorf("%w: the slot %q starts at %s, after %s where archiving must begin", ErrGap, cfg.Slot, slotLSN, pos.durable)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -105,7 +106,7 @@ func (r *receiver) run(ctx context.Context, conn *pgconn.PgConn) (bool, error) {
 		case *pgproto3.CopyDone:
 			return r.progressed, r.endOfTimeline(ctx)
 		case *pgproto3.ErrorResponse:
-			return r.progressed, fmt.Errorf("server: %w", pgconn.ErrorResponseToPgError(m))
+			return r.progressed, streamError(pgconn.ErrorResponseToPgError(m), r.received, r.tli)
 		}
 		if err := r.tick(ctx); err != nil {
 			return r.progressed, err
@@ -209,7 +210,7 @@ func (r *receiver) sendStatus(ctx context.Context, reply bool) error {
 	}
 	r.lastStatus = time.Now()
 	if r.cfg.Progress != nil {
-		r.cfg.Progress(Progress{TLI: r.tli, Durable: r.durable, ServerEnd: max(r.serverEnd, r.durable)})
+		r.cfg.Progress(Progress{Server: r.cfg.server.Addr, Slot: r.cfg.Slot, TLI: r.tli, Durable: r.durable, ServerEnd: max(r.serverEnd, r.durable)})
 	}
 	return nil
 }
@@ -240,4 +241,14 @@ func (r *receiver) endOfTimeline(ctx context.Context) error {
 		r.cfg.Log.Info("timeline ended; following the next one", "timeline", r.tli, "at", r.durable, "next", res.Timeline, "switch", res.LSN)
 	}
 	return errTimelineSwitch
+}
+
+// streamError classifies an error the server sends while streaming: WAL
+// recycled while we read our way to it is a gap (as at START_REPLICATION);
+// anything else is retried.
+func streamError(pgErr *pgconn.PgError, at LSN, tli uint32) error {
+	if strings.Contains(pgErr.Message, "has already been removed") {
+		return fmt.Errorf("%w: %s: the server no longer has WAL from %s on timeline %d; take a new base backup", ErrGap, pgErr.Message, at, tli)
+	}
+	return fmt.Errorf("server: %w", pgErr)
 }

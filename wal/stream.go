@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"regexp"
 	"time"
 
@@ -34,10 +33,24 @@ type Config struct {
 	// Observe, when set, hears the stream go up, down and stop (see
 	// supervise.Options.Observe).
 	Observe func(supervise.State)
+	// Server, when set, is the one server every session uses (a backup
+	// archiving its own range from the server it read); else the source is
+	// resolved anew each session.
+	Server *Server
+	// SessionAttrs overrides the source's target_session_attrs ("": the
+	// URL's; see Resolve).
+	SessionAttrs string
+	// HeldElsewhere: with NoSlot, another session's slot holds the WAL (a
+	// backup's temporary slot), so there is no gap to warn of.
+	HeldElsewhere bool
+
+	server *Server // the session's resolved server
 }
 
 // Progress is the streamer's position after an acknowledgment.
 type Progress struct {
+	Server    string // host:port the WAL comes from
+	Slot      string
 	TLI       uint32
 	Durable   LSN // reported to the server as written and flushed
 	ServerEnd LSN // the server's WAL end as of its last message: Durable lags it by the unarchived WAL
@@ -72,7 +85,7 @@ func Stream(ctx context.Context, cfg Config) error {
 	if !cfg.NoSlot && !slotName.MatchString(cfg.Slot) {
 		return fmt.Errorf("slot name %q: want 1-63 of a-z, 0-9, _", cfg.Slot)
 	}
-	if cfg.NoSlot {
+	if cfg.NoSlot && !cfg.HeldElsewhere {
 		cfg.Log.Warn("streaming without a replication slot: the server may recycle WAL before it is archived, which would be a gap")
 	}
 	return supervise.Run(ctx, supervise.Options{Stream: "WAL", Source: supervise.Redact(cfg.Source), Log: cfg.Log,
@@ -97,39 +110,29 @@ func recordGap(cfg Config, gapErr error) error {
 	return cfg.Repo.RecordGap(ctx, archive.GapRecord{Engine: "postgres", Detected: time.Now().UTC(), From: from, Reason: gapErr.Error()})
 }
 
-// replicationURL adds what a physical replication connection needs.
-func replicationURL(source, appName string) (string, error) {
-	u, err := url.Parse(source)
-	if err != nil {
-		return "", fmt.Errorf("%w: source URL: %v", errPermanent, err)
-	}
-	q := u.Query()
-	q.Set("replication", "true")
-	if q.Get("application_name") == "" {
-		q.Set("application_name", appName)
-	}
-	u.RawQuery = q.Encode()
-	return u.String(), nil
-}
-
 // session is one connection's worth of streaming. progressed reports
 // whether anything was acknowledged, to reset the reconnect backoff.
 func session(ctx context.Context, cfg Config) (progressed bool, err error) {
-	connURL, err := replicationURL(cfg.Source, cfg.AppName)
-	if err != nil {
-		return false, err
+	// Resolved anew each session: after a failover the next session finds
+	// the promoted server.
+	server := cfg.Server
+	if server == nil {
+		if server, err = Resolve(ctx, cfg.Source, cfg.SessionAttrs); err != nil {
+			return false, connectError(cfg.Source, err)
+		}
 	}
-	conn, err := pgconn.Connect(ctx, connURL)
+	conn, err := pgconn.ConnectConfig(ctx, server.Replication(cfg.AppName))
 	if err != nil {
 		return false, connectError(cfg.Source, err)
 	}
 	defer conn.Close(context.Background())
+	cfg.server = server
 
 	src, err := Identify(ctx, conn, cfg.Repo)
 	if err != nil {
 		return false, err
 	}
-	slotLSN, err := prepareSlot(ctx, conn, cfg, src.Version)
+	slotLSN, created, err := prepareSlot(ctx, conn, cfg, src.Version)
 	if err != nil {
 		return false, err
 	}
@@ -137,12 +140,18 @@ func session(ctx context.Context, cfg Config) (progressed bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	if latest := state.Latest(); created && latest != nil && latest.TLI < src.ServerTLI {
+		// A failover: the slot is new on the promoted server and begins at
+		// its last checkpoint, which says nothing of what WAL it still has.
+		// If what we need is gone, START_REPLICATION says so: a gap.
+		slotLSN = 0
+	}
 	w := writer{repo: cfg.Repo, g: src.Geometry}
 	pos, err := startPosition(ctx, conn, cfg, src, state, slotLSN, w)
 	if err != nil {
 		return false, err
 	}
-	cfg.Log.Info("streaming WAL", "system_identifier", src.SystemID, "timeline", pos.tli, "start", pos.start,
+	cfg.Log.Info("streaming WAL", "server", server.Addr, "system_identifier", src.SystemID, "timeline", pos.tli, "start", pos.start,
 		"durable", pos.durable, "slot", cfg.Slot, "synchronous", cfg.Synchronous)
 	if err := startReplication(ctx, conn, cfg, pos); err != nil {
 		return false, err
@@ -153,32 +162,33 @@ func session(ctx context.Context, cfg Config) (progressed bool, err error) {
 }
 
 // prepareSlot checks (or creates) the slot and returns its restart LSN
-// (0 when it has none, or with NoSlot).
-func prepareSlot(ctx context.Context, conn *pgconn.PgConn, cfg Config, v Version) (LSN, error) {
+// (0 when it has none, or with NoSlot), and whether it created it.
+func prepareSlot(ctx context.Context, conn *pgconn.PgConn, cfg Config, v Version) (LSN, bool, error) {
 	if cfg.NoSlot {
-		return 0, nil
+		return 0, false, nil
 	}
-	slot, err := ReadSlot(ctx, conn, v, cfg.Source, cfg.Slot)
+	slot, err := ReadSlot(ctx, conn, v, cfg.server, cfg.Slot)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	if !slot.Exists {
 		if !cfg.CreateSlot {
-			return 0, fmt.Errorf("%w: %q (create it with --create-slot, or stream with --no-slot and accept possible gaps)", ErrNoSlot, cfg.Slot)
+			return 0, false, fmt.Errorf("%w: %q (create it with --create-slot, or stream with --no-slot and accept possible gaps)", ErrNoSlot, cfg.Slot)
 		}
 		_, err := conn.Exec(ctx, fmt.Sprintf("CREATE_REPLICATION_SLOT %s PHYSICAL RESERVE_WAL", cfg.Slot)).ReadAll()
 		var pgErr *pgconn.PgError
 		switch {
 		case errors.As(err, &pgErr) && pgErr.Code == "42710": // created meanwhile (by a backup)
 		case err != nil:
-			return 0, fmt.Errorf("create replication slot %s: %w", cfg.Slot, err)
+			return 0, false, fmt.Errorf("create replication slot %s: %w", cfg.Slot, err)
 		default:
-			cfg.Log.Info("created physical replication slot", "slot", cfg.Slot)
+			cfg.Log.Info("created physical replication slot", "slot", cfg.Slot, "server", cfg.server.Addr)
 		}
-		return prepareSlot(ctx, conn, Config{Slot: cfg.Slot, Source: cfg.Source, Log: cfg.Log}, v)
+		lsn, _, err := prepareSlot(ctx, conn, Config{Slot: cfg.Slot, Source: cfg.Source, Log: cfg.Log, server: cfg.server}, v)
+		return lsn, true, err
 	}
 	if slot.Type != "physical" {
-		return 0, fmt.Errorf("%w: slot %q is a %s slot, not physical", errPermanent, cfg.Slot, slot.Type)
+		return 0, false, fmt.Errorf("%w: slot %q is a %s slot, not physical", errPermanent, cfg.Slot, slot.Type)
 	}
-	return slot.RestartLSN, nil
+	return slot.RestartLSN, false, nil
 }

@@ -91,7 +91,7 @@ type Slot struct {
 // ReadSlot reads a slot: READ_REPLICATION_SLOT on the replication
 // connection from 15, pg_replication_slots over an ordinary connection to
 // source before (13 and 14 refuse SQL on a physical walsender).
-func ReadSlot(ctx context.Context, conn *pgconn.PgConn, v Version, source, slot string) (Slot, error) {
+func ReadSlot(ctx context.Context, conn *pgconn.PgConn, v Version, server *Server, slot string) (Slot, error) {
 	var row [][]byte
 	if v.HasReadReplicationSlot() {
 		res, err := conn.Exec(ctx, "READ_REPLICATION_SLOT "+slot).ReadAll()
@@ -104,7 +104,7 @@ func ReadSlot(ctx context.Context, conn *pgconn.PgConn, v Version, source, slot 
 		row = res[0].Rows[0]
 	} else {
 		var err error
-		if row, err = readSlotSQL(ctx, source, slot); err != nil {
+		if row, err = readSlotSQL(ctx, server, slot); err != nil {
 			return Slot{}, err
 		}
 	}
@@ -124,8 +124,8 @@ func ReadSlot(ctx context.Context, conn *pgconn.PgConn, v Version, source, slot 
 
 // readSlotSQL returns the slot's (type, restart_lsn), or nil when it does
 // not exist.
-func readSlotSQL(ctx context.Context, source, slot string) ([][]byte, error) {
-	conn, err := pgconn.Connect(ctx, source)
+func readSlotSQL(ctx context.Context, server *Server, slot string) ([][]byte, error) {
+	conn, err := pgconn.ConnectConfig(ctx, server.Ordinary())
 	if err != nil {
 		return nil, fmt.Errorf("PostgreSQL before 15 has no READ_REPLICATION_SLOT: tidemark reads slot %s from pg_replication_slots over an ordinary connection, which failed "+
 			"(let the role connect to the URL's database in pg_hba.conf): %w", slot, err)

@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -20,7 +19,6 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/tidemark/tidemark/archive"
-	"github.com/tidemark/tidemark/basebackup"
 	"github.com/tidemark/tidemark/wal"
 )
 
@@ -30,8 +28,11 @@ var slotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 type Config struct {
 	Repo   *archive.Repository
 	Source string // postgres:// URL (password from ~/.pgpass, PGPASSFILE, PGPASSWORD)
-	Slot   string // the streamer's slot: held before the backup so its WAL stays
-	Type   string // full, incremental, differential (see docs: all deduplicated; block-level on 17+)
+	// Slot, when set, is a streamer's slot: a backup that finds it active
+	// on the server relies on that streamer (else the streamer is found by
+	// its heartbeat in the repository).
+	Slot string
+	Type string // full, incremental, differential (see docs: all deduplicated; block-level on 17+)
 	// FallbackFull takes a full backup when an incremental or differential
 	// one cannot be taken (WAL summaries off, no reference), instead of failing.
 	FallbackFull   bool
@@ -43,6 +44,13 @@ type Config struct {
 	// WALTimeout bounds the wait for a running streamer to archive the
 	// backup's WAL.
 	WALTimeout time.Duration
+	// FromStandby takes the backup from a standby of the source (a hot
+	// standby: the source's hosts are resolved with target_session_attrs
+	// standby); a source that resolves to a standby is backed up from it
+	// anyway. MaxLag refuses a standby whose replay lags more than that,
+	// after waiting LagWait for it to catch up (0: MaxLag, at least 5s).
+	FromStandby     bool
+	MaxLag, LagWait time.Duration
 }
 
 // Result summarises a committed backup.
@@ -63,13 +71,18 @@ func Backup(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.WALTimeout == 0 {
 		cfg.WALTimeout = 5 * time.Minute
 	}
-	if !slotName.MatchString(cfg.Slot) {
+	if cfg.Slot != "" && !slotName.MatchString(cfg.Slot) {
 		return nil, fmt.Errorf("slot name %q: want 1-63 of a-z, 0-9, _", cfg.Slot)
 	}
-	pcfg, err := pgconn.ParseConfig(withReplication(cfg.Source))
+	attrs := ""
+	if cfg.FromStandby {
+		attrs = wal.AttrsStandby
+	}
+	server, err := wal.Resolve(ctx, cfg.Source, attrs)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
+	pcfg := server.Replication("tidemark_backup")
 	// The backup arrives as ~32 KiB messages; reading the socket 1 MiB at a
 	// time instead of pgproto3's 8 KiB saves most of the read syscalls.
 	pcfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
@@ -84,7 +97,15 @@ func Backup(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := holdWAL(ctx, conn, cfg, src.Version); err != nil {
+	server.Standby = server.StandbyOf(conn)
+	var lag time.Duration
+	if server.Standby {
+		if lag, err = awaitReplay(ctx, cfg, server); err != nil {
+			return nil, err
+		}
+	}
+	hold, err := holdWAL(ctx, conn, cfg, server)
+	if err != nil {
 		return nil, err
 	}
 	ref, err := prepareIncremental(ctx, conn, &cfg, src.Version)
@@ -135,11 +156,15 @@ func Backup(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	startLSN, _ := pglogrepl.ParseLSN(meta.StartLSN)
 	stopLSN, _ := pglogrepl.ParseLSN(meta.StopLSN)
-	by, err := ensureWAL(ctx, cfg, src.Geometry, meta.StopTimeline, startLSN, stopLSN)
+	by, err := ensureWAL(ctx, cfg, hold, src.Geometry, meta.StopTimeline, startLSN, stopLSN)
 	if err != nil {
 		return nil, fmt.Errorf("backup taken but not restorable: the WAL up to %s is not archived: %w", meta.StopLSN, err)
 	}
-	meta.WALArchivedBy = by
+	hold.release(ctx, conn, cfg)
+	meta.WALArchivedBy, meta.Server, meta.FromStandby = by, server.Addr, server.Standby
+	if server.Standby {
+		meta.StandbyLag = lag.Seconds()
+	}
 	em, err := json.Marshal(meta)
 	if err != nil {
 		return nil, err
@@ -150,97 +175,4 @@ func Backup(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	return &Result{Manifest: m, Meta: meta}, nil
-}
-
-func withReplication(source string) string {
-	sep := "?"
-	if strings.Contains(source, "?") {
-		sep = "&"
-	}
-	return source + sep + "replication=true&application_name=tidemark_backup"
-}
-
-// holdWAL makes sure the streamer's slot exists before the backup starts, so
-// the server keeps the WAL from the backup's start LSN until it is archived.
-func holdWAL(ctx context.Context, conn *pgconn.PgConn, cfg Config, v wal.Version) error {
-	slot, err := wal.ReadSlot(ctx, conn, v, cfg.Source, cfg.Slot)
-	if err != nil {
-		return err
-	}
-	if slot.Exists {
-		return nil
-	}
-	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE_REPLICATION_SLOT %s PHYSICAL RESERVE_WAL", cfg.Slot)).ReadAll(); err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "42710" {
-			return nil // a streamer created it meanwhile
-		}
-		return fmt.Errorf("create replication slot %s: %w", cfg.Slot, err)
-	}
-	cfg.Log.Info("created physical replication slot to hold the backup's WAL; run `tidemark stream` with it", "slot", cfg.Slot)
-	return nil
-}
-
-// ensureWAL waits until the repository holds the WAL up to stop on tli:
-// from a running streamer (its slot is active), or by streaming that range
-// itself. It says which.
-func ensureWAL(ctx context.Context, cfg Config, g wal.Geometry, tli uint32, start, stop pglogrepl.LSN) (string, error) {
-	reached := func() (bool, error) {
-		st, err := wal.LoadState(ctx, cfg.Repo.Store(), g)
-		if err != nil {
-			return false, err
-		}
-		for _, tl := range st.Timelines {
-			if tl.TLI >= tli && tl.End >= stop {
-				return true, nil
-			}
-		}
-		return false, nil
-	}
-	if ok, err := reached(); ok || err != nil {
-		return "streamer", err
-	}
-	active, err := slotActive(ctx, cfg)
-	if err != nil {
-		return "", err
-	}
-	if active {
-		cfg.Log.Info("waiting for the running streamer to archive the backup's WAL", "stop_lsn", stop)
-		if ok, err := basebackup.AwaitStreamer(ctx, cfg.WALTimeout, reached); ok || err != nil {
-			return "streamer", err
-		}
-		return "", fmt.Errorf("the streamer on slot %s did not archive up to %s within %s", cfg.Slot, stop, cfg.WALTimeout)
-	}
-	cfg.Log.Info("no streamer is running: archiving the backup's WAL range itself", "stop_lsn", stop)
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var got bool
-	err = wal.Stream(sctx, wal.Config{Repo: cfg.Repo, Source: cfg.Source, Slot: cfg.Slot, FlushInterval: 200 * time.Millisecond, StartAt: start,
-		Log: cfg.Log, Progress: func(p wal.Progress) {
-			if p.TLI >= tli && p.Durable >= stop {
-				got = true
-				cancel()
-			}
-		}})
-	if err != nil {
-		return "", err
-	}
-	if !got {
-		return "", ctx.Err()
-	}
-	return "backup", nil
-}
-
-// slotActive reports whether a streamer is connected on the slot.
-func slotActive(ctx context.Context, cfg Config) (bool, error) {
-	conn, err := pgconn.Connect(ctx, cfg.Source)
-	if err != nil {
-		return false, fmt.Errorf("connect: %w", err)
-	}
-	defer conn.Close(context.Background())
-	res, err := conn.Exec(ctx, fmt.Sprintf("SELECT active FROM pg_replication_slots WHERE slot_name = '%s'", cfg.Slot)).ReadAll()
-	if err != nil {
-		return false, fmt.Errorf("read slot %s: %w", cfg.Slot, err)
-	}
-	return len(res) == 1 && len(res[0].Rows) == 1 && string(res[0].Rows[0][0]) == "t", nil
 }

@@ -16,6 +16,12 @@ type Meta struct {
 	Tablespaces    []TablespaceEntry `json:"tablespaces,omitempty"`
 	// WALArchivedBy says who made start..stop durable: "streamer" or "backup".
 	WALArchivedBy string `json:"wal_archived_by"`
+	// Server is the host:port the backup was read from; FromStandby says
+	// it was a standby (the WAL came from the streamer on the primary).
+	Server      string `json:"server,omitempty"`
+	FromStandby bool   `json:"from_standby,omitempty"`
+	// StandbyLag is how far the standby's replay lagged as the backup began.
+	StandbyLag float64 `json:"standby_replay_lag_seconds,omitempty"`
 	// IncrementalFrom is the backup a PostgreSQL 17+ block-level
 	// incremental was taken against: its INCREMENTAL.* files hold only the
 	// blocks changed since; the rest of each file comes from there.

@@ -157,6 +157,14 @@ type StreamProgress struct {
 	Durable    uint64
 	ServerEnd  uint64
 	CaughtUpAt time.Time
+	// Where the stream stands, for the heartbeat a backup finds the
+	// streamer by (archive.Heartbeat): the server it comes from (host:port),
+	// the slot it reads, the durable position in the engine's terms and
+	// its timeline; empty where the engine has none.
+	Server   string
+	Slot     string
+	Position string
+	Timeline uint32
 }
 
 // CaughtUp is the moment, as of now, up to which the archive held

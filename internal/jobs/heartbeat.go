@@ -79,6 +79,25 @@ func (b *beat) durable(p engine.StreamProgress) {
 	}
 }
 
+// where notes where the stream comes from and how far it is durable
+// (engine.StreamJob.Durable), which a backup finds the streamer by; a
+// change is written soon, not at the next interval.
+func (b *beat) where(p engine.StreamProgress) {
+	b.mu.Lock()
+	if p.Server != "" && p.Server != b.h.Server && b.h.Server != "" {
+		b.log.Info("the stream now comes from another server", "from", b.h.Server, "to", p.Server)
+	}
+	moved := p.Server != b.h.Server || p.Slot != b.h.Slot || p.Timeline != b.h.Timeline
+	b.h.Server, b.h.Slot, b.h.Position, b.h.Timeline = p.Server, p.Slot, p.Position, p.Timeline
+	b.mu.Unlock()
+	if moved {
+		select {
+		case b.changed <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // run writes heartbeats until ctx ends; the returned stop writes the last
 // one, with the error streaming ended on.
 func (b *beat) run(ctx context.Context) (stop func(err error)) {

@@ -29,7 +29,7 @@ func Stream(ctx context.Context, eng engine.Engine, job engine.StreamJob) error 
 			b := newBeat(job.Repo, info, job.Source, job.Log, job.HeartbeatEvery)
 			b.written = job.Heartbeat
 			job.Observe = both(b.observe, job.Observe)
-			job.Durable = both(b.durable, job.Durable)
+			job.Durable = both(b.durable, both(b.where, job.Durable))
 			stop := b.run(ctx)
 			err := eng.Stream(ctx, job)
 			stop(err)

@@ -244,6 +244,9 @@ func streamer(now time.Time, h archive.Heartbeat) Streamer {
 	s := Streamer{Heartbeat: h, AgeSec: now.Sub(h.Updated).Seconds(), Stale: h.Stale(now)}
 	age := func(t time.Time) string { return now.Sub(t).Round(time.Second).String() + " ago" }
 	who := fmt.Sprintf("%s streamer (%s, %s)", h.Stream, h.Holder, h.Source)
+	if h.Server != "" { // the host of a multi-host source it follows
+		who = fmt.Sprintf("%s streamer (%s, %s via %s)", h.Stream, h.Holder, h.Source, h.Server)
+	}
 	switch {
 	case s.Stale:
 		s.Summary = fmt.Sprintf("%s: SILENT — its last heartbeat (%s, %s) is %s: it is not running, or cannot write to the repository",

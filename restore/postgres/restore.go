@@ -281,6 +281,10 @@ func writeRecoveryConfig(cfg Config) error {
 		"restore_command = " + quoteConf(cfg.RestoreCommand),
 		"recovery_target_timeline = " + quoteConf(tl),
 		"recovery_target_action = 'promote'",
+		// A backup taken from a standby carries its primary_conninfo: the
+		// restored server must never stream from the production primary.
+		"primary_conninfo = ''",
+		"primary_slot_name = ''",
 	}
 	if cfg.Exclusive {
 		lines = append(lines, "recovery_target_inclusive = off")
@@ -306,6 +310,11 @@ func writeRecoveryConfig(cfg Config) error {
 		return err
 	}
 	if err := f.Close(); err != nil {
+		return err
+	}
+	// A standby's backup holds standby.signal, which would keep the restored
+	// server a standby forever instead of recovering to the target.
+	if err := os.Remove(filepath.Join(cfg.TargetDir, "standby.signal")); err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	return os.WriteFile(filepath.Join(cfg.TargetDir, "recovery.signal"), nil, 0o600)

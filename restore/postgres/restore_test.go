@@ -341,6 +341,12 @@ func TestBackupWithoutStreamerArchivesItsOwnWAL(t *testing.T) {
 	if res.Meta.WALArchivedBy != "backup" {
 		t.Fatalf("WAL archived by %q with no streamer", res.Meta.WALArchivedBy)
 	}
+	// The backup held its WAL with a temporary slot: none is left behind to
+	// keep WAL on the server until its disk fills.
+	var slots int
+	if err := p.conn.QueryRow(context.Background(), "SELECT count(*) FROM pg_replication_slots").Scan(&slots); err != nil || slots != 0 {
+		t.Fatalf("replication slots left behind by the backup: %d %v", slots, err)
+	}
 	c := p.restore(Target{Latest: true})
 	if n := count(t, c, "t"); n != 100 {
 		t.Fatalf("%d rows, want 100", n)

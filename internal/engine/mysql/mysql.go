@@ -140,7 +140,7 @@ func (*Engine) Stream(ctx context.Context, job engine.StreamJob) error {
 				if p.CaughtUp {
 					at = time.Now()
 				}
-				job.Durable(engine.StreamProgress{CaughtUpAt: at})
+				job.Durable(engine.StreamProgress{CaughtUpAt: at, Server: src.Addr(), Position: p.Durable.String()})
 			}
 		}}
 	return binlog.Stream(ctx, cfg)

@@ -44,7 +44,9 @@ func (*Engine) Flags(cmd engine.Command, d *engine.Declarer) {
 		d.Bool("synchronous", false, "report flush as soon as WAL is durable, for use as a synchronous standby (RPO 0)")
 	case engine.CmdBackup:
 		d.Bool("fast-checkpoint", false, "request an immediate checkpoint instead of a spread one")
-		d.String("slot", defaultSlot, "the streamer's replication slot (created if missing, to hold the backup's WAL)")
+		d.String("slot", "", "a streamer's replication slot to rely on when it is active (default: the running streamer is found by its heartbeat in the repository; a temporary slot holds the backup's WAL either way)")
+		d.Bool("from-standby", false, "take the backup from a standby of the source (the source's hosts are resolved with target_session_attrs=standby; a source that resolves to a standby is backed up from it anyway)")
+		d.Duration("max-lag", 0, "from a standby: wait for its replay lag to come within this, and refuse the backup if it does not (0: no limit, the lag is only reported)")
 		d.Bool("fallback-full", false, "PostgreSQL 17+: take a full backup when an incremental or differential one cannot be taken (summarize_wal off, no earlier backup) instead of failing")
 	case engine.CmdRestore:
 		d.String("target-dir", "", "empty directory to restore the data directory into")
@@ -73,14 +75,22 @@ func (*Engine) Help(cmd engine.Command) string {
 	switch cmd {
 	case engine.CmdStream:
 		return `PostgreSQL (postgres://): WAL from a physical replication slot, reported to
-the server as flushed only once durable in the repository.`
+the server as flushed only once durable in the repository. A source naming
+several hosts (postgres://u@p1:5432,p2:5432/postgres?target_session_attrs=primary)
+is resolved over an ordinary connection before each session, so after a
+failover the streamer follows the promoted server (with --create-slot it
+creates its slot there) and archives the timeline switch.`
 	case engine.CmdBackup:
 		return `PostgreSQL: BASE_BACKUP over the replication protocol; each tablespace's tar
 streams straight into deduplicated, compressed, encrypted chunks (never
 staged on local disk); the manifest is written last, and only once the WAL
 from the backup's start to its stop is archived — by the running
-'tidemark stream' on the same slot, or by the backup itself when no
-streamer runs. Every backup stores only the chunks the repository does not
+'tidemark stream' (found by its heartbeat in the repository, whatever its
+slot), or by the backup itself when no streamer runs; a temporary slot,
+which the server drops when the backup ends, holds that WAL meanwhile. A multi-host source
+is resolved by its target_session_attrs; on a standby (--from-standby, or
+the source resolves to one) the backup reports the standby's replay lag
+and with --max-lag waits for it to come within it, or refuses. Every backup stores only the chunks the repository does not
 hold yet. --type incremental on PostgreSQL 17+ (summarize_wal = on) is
 block-level: the previous backup's manifest, read from the repository (this
 needs --identity-file), is uploaded and the server sends only the blocks
@@ -121,6 +131,10 @@ func (*Engine) Check(cmd engine.Command, o engine.Options) error {
 	case engine.CmdStream:
 		if o.Bool("no-slot") && o.Bool("create-slot") {
 			return fmt.Errorf("--no-slot and --create-slot contradict each other")
+		}
+	case engine.CmdBackup:
+		if o.Duration("max-lag") < 0 {
+			return fmt.Errorf("--max-lag must not be negative")
 		}
 	case engine.CmdRestore:
 		if o.String("target-dir") == "" {
@@ -167,7 +181,8 @@ func (*Engine) Stream(ctx context.Context, job engine.StreamJob) error {
 	}
 	if job.Durable != nil {
 		cfg.Progress = func(p wal.Progress) {
-			job.Durable(engine.StreamProgress{Durable: uint64(p.Durable), ServerEnd: uint64(p.ServerEnd)})
+			job.Durable(engine.StreamProgress{Durable: uint64(p.Durable), ServerEnd: uint64(p.ServerEnd),
+				Server: p.Server, Slot: p.Slot, Position: p.Durable.String(), Timeline: p.TLI})
 		}
 	}
 	return wal.Stream(ctx, cfg)
@@ -176,11 +191,8 @@ func (*Engine) Stream(ctx context.Context, job engine.StreamJob) error {
 // Backup implements engine.Engine.
 func (*Engine) Backup(ctx context.Context, job engine.BackupJob) (*engine.BackupReport, error) {
 	o := job.Options
-	slot := o.String("slot")
-	if slot == "" {
-		slot = defaultSlot
-	}
-	res, err := pgbackup.Backup(ctx, pgbackup.Config{Repo: job.Repo, Source: job.Source, Slot: slot, Type: job.Type, FallbackFull: o.Bool("fallback-full"),
+	res, err := pgbackup.Backup(ctx, pgbackup.Config{Repo: job.Repo, Source: job.Source, Slot: o.String("slot"), Type: job.Type, FallbackFull: o.Bool("fallback-full"),
+		FromStandby: o.Bool("from-standby"), MaxLag: o.Duration("max-lag"),
 		FastCheckpoint: o.Bool("fast-checkpoint"), Jobs: job.Jobs, Log: job.Log,
 		Progress: func(done, total int64) {
 			job.Report(engine.Step{Phase: "backup", Unit: "bytes", Done: done, Total: total})
@@ -194,7 +206,11 @@ func (*Engine) Backup(ctx context.Context, job engine.BackupJob) (*engine.Backup
 			fmt.Sprintf("WAL %s – %s on timeline %d, %s", meta.StartLSN, meta.StopLSN, meta.StopTimeline, basebackup.ArchivedBy(meta.WALArchivedBy)),
 		},
 		Detail: map[string]any{"start_lsn": meta.StartLSN, "stop_lsn": meta.StopLSN, "timeline": meta.StopTimeline,
-			"server_version": meta.ServerVersion, "wal_archived_by": meta.WALArchivedBy}}
+			"server_version": meta.ServerVersion, "wal_archived_by": meta.WALArchivedBy, "server": meta.Server}}
+	if meta.FromStandby {
+		rep.Lines = append(rep.Lines, fmt.Sprintf("taken from the standby %s (replay lag %.1fs as it began)", meta.Server, meta.StandbyLag))
+		rep.Detail["from_standby"], rep.Detail["standby_replay_lag_seconds"] = true, meta.StandbyLag
+	}
 	if meta.IncrementalFrom != "" {
 		rep.Lines = append(rep.Lines, fmt.Sprintf("block-level incremental against backup %s: %s received from the server",
 			meta.IncrementalFrom, progress.FormatBytes(meta.Received)))

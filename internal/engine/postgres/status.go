@@ -79,12 +79,49 @@ func (e *Engine) Status(ctx context.Context, repo *archive.Repository) ([]engine
 		s.Lines = append(s.Lines, fmt.Sprintf("wal         timeline %d: %s – %s, %d complete + %d partial segments, last write %s",
 			w.Timeline, w.Start, w.End, w.Complete, w.Partial, w.LastWrite))
 	}
+	switches, err := timelineSwitches(ctx, repo, st)
+	if err != nil {
+		return nil, err
+	}
+	for _, sw := range switches {
+		s.Lines = append(s.Lines, "wal         switch "+sw)
+	}
 	latest := st.Latest() // the newest timeline is where a restore ends
 	s.Position = fmt.Sprintf("%s on timeline %d", latest.End, latest.TLI)
 	if !latest.LastWrite.IsZero() {
 		t := latest.LastWrite.UTC().Truncate(time.Second)
 		s.Latest = &t
 	}
-	s.Detail = map[string]any{"timelines": tls}
+	s.Detail = map[string]any{"timelines": tls, "switches": switches}
 	return []engine.StreamStatus{s}, nil
+}
+
+// timelineSwitches describes the archived timeline switches (promotions,
+// failovers): exactly from the newest history file when the key is at
+// hand (history files are encrypted like WAL), else from the names alone.
+func timelineSwitches(ctx context.Context, repo *archive.Repository, st *wal.State) ([]string, error) {
+	out := []string{}
+	if repo.CanRead() {
+		sws, err := wal.Switches(ctx, repo, st)
+		if err != nil {
+			return nil, err
+		}
+		for _, sw := range sws {
+			out = append(out, sw.String()+" (history archived)")
+		}
+		return out, nil
+	}
+	held := map[uint32]bool{}
+	for _, t := range st.Histories {
+		held[t] = true
+	}
+	for i := 1; i < len(st.Timelines); i++ {
+		prev, tl := st.Timelines[i-1], st.Timelines[i]
+		note := "history archived"
+		if !held[tl.TLI] {
+			note = "its history file is NOT archived"
+		}
+		out = append(out, fmt.Sprintf("timeline %d → %d near %s (%s)", prev.TLI, tl.TLI, tl.Start, note))
+	}
+	return out, nil
 }
