@@ -62,7 +62,8 @@ func (*Engine) Restore(ctx context.Context, job engine.RestoreJob) (*engine.Rest
 		Databases: o.Strings("databases"), Force: o.Bool("force"), LoadMethod: o.String("load-method"), Log: job.Log,
 		Progress: func(done, total int64) {
 			job.Report(engine.Step{Phase: "restore", Unit: "bytes", Done: done, Total: total})
-		}})
+		},
+		ReplayProgress: func(n int64) { job.Report(engine.Step{Phase: "replay", Unit: "transactions", Done: n}) }})
 	if err != nil {
 		return nil, err
 	}
