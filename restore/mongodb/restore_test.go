@@ -326,7 +326,7 @@ func TestMongoPITRFerretDB(t *testing.T) {
 	} {
 		start := time.Now()
 		got, res := p.restoreInto(tc.to)
-		t.Logf("restore to %s: %d documents, %d ops in %s", tc.name, res.Documents, res.Ops, time.Since(start))
+		t.Logf("restore to %s: %d documents, %d ops (%d segments) in %s", tc.name, res.Documents, res.Ops, len(res.Plan.Segments), time.Since(start))
 		if got != tc.want.hash {
 			t.Errorf("restore to %s: state differs from the mark (replayed %d ops, last %s)", tc.name, res.Ops, res.Last)
 		}

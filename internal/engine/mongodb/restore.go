@@ -58,7 +58,13 @@ func (*Engine) Restore(ctx context.Context, job engine.RestoreJob) (*engine.Rest
 	started := time.Now()
 	res, err := mgrestore.Restore(ctx, mgrestore.Config{Repo: job.Repo, TargetURL: dst, To: to, Namespaces: o.Strings("ns"),
 		Force: o.Bool("force"), Jobs: job.Jobs, Log: job.Log,
-		Progress: func(phase string, n int64) { job.Report(engine.Step{Phase: phase, Unit: "entries", Done: n}) }})
+		Progress: func(phase string, n, total int64) {
+			unit := "entries"
+			if phase == "load" {
+				unit = "documents"
+			}
+			job.Report(engine.Step{Phase: phase, Unit: unit, Done: n, Total: total})
+		}})
 	if err != nil {
 		return nil, err
 	}
