@@ -276,10 +276,11 @@ func (p *mongoPITR) backup() *mongobackup.Result {
 	return res
 }
 
-// restoreInto restores to `to` into a fresh server and returns its hash.
+// restoreInto restores to `to` into a fresh server, as FerretDB runs by
+// default (no oplog), and returns its hash.
 func (p *mongoPITR) restoreInto(to Target) (string, *Result) {
 	p.t.Helper()
-	target := testenv.NewFerretDB(p.t)
+	target := testenv.NewFerretDBDefault(p.t)
 	res, err := Restore(context.Background(), Config{Repo: p.repo, TargetURL: target.URL(), To: to, Jobs: 3, Log: p.log})
 	if err != nil {
 		p.t.Fatalf("restore to %s: %v", to, err)
