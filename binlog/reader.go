@@ -23,21 +23,21 @@ type Txn struct {
 // Reader iterates the archived transactions from a base position to a
 // target, in order, whole transactions only.
 type Reader struct {
-	repo   *archive.Repository
-	plan   *plan
-	from   Position
-	to     Target
-	tg     targetGTID
-	segIdx int
-	seg    *Segment
-	evIdx  int
-	pos    Position // boundary reached
-	next   uint32   // running offset of the next event
-	grp    grouper
-	done   bool
-	atFrom bool // the first event at or after from has been seen
-	skipped int // segments passed over unread: they end at the base
-	maria  MariaState
+	repo    *archive.Repository
+	plan    *plan
+	from    Position
+	to      Target
+	tg      targetGTID
+	segIdx  int
+	seg     *Segment
+	evIdx   int
+	pos     Position // boundary reached
+	next    uint32   // running offset of the next event
+	grp     grouper
+	done    bool
+	atFrom  bool // the first event at or after from has been seen
+	skipped int  // segments passed over unread: they end at the base
+	maria   MariaState
 }
 
 // NewReader checks coverage (CheckCoverage) and returns a reader from from
