@@ -51,7 +51,7 @@ func main() {
 	compressFlag := flag.String("compress-size", "64MiB", "compress suite: size of each generated corpus")
 	compressScale := flag.Int("compress-scale", 20, "compress suite: pgbench scale of the tar corpus")
 	binlogDur := flag.Duration("binlog-duration", 30*time.Second, "binlog suite: write load duration")
-	mysqlFlag := flag.String("mysql-size", "1GiB", "mysql suite: data size of the backed-up database")
+	mysqlRows := flag.Int64("mysql-rows", 1500000, "mysql suite: rows of the sysbench-shaped table")
 	mongoDocs := flag.Int("mongo-docs", 100000, "mongodb suite: documents in the backed-up collection")
 	pgScale := flag.Int("pg-scale", 100, "postgres suite: pgbench scale of the backed-up database")
 	pgIncrRows := flag.Int64("pgincr-rows", 7_000_000, "pgincr suite: rows of the PostgreSQL 17 table (7M ≈ 1.6 GiB of cluster with its primary key)")
@@ -67,10 +67,6 @@ func main() {
 		fatal(err)
 	}
 	objSize, err := parseSize(*objFlag)
-	if err != nil {
-		fatal(err)
-	}
-	mysqlSize, err := parseSize(*mysqlFlag)
 	if err != nil {
 		fatal(err)
 	}
@@ -112,7 +108,7 @@ func main() {
 		}
 	}
 	if *suite == "mysql" || *suite == "all" {
-		if err := mysqlSuite(ctx, dir, mysqlSize, max(1, *runs-1)); err != nil {
+		if err := mysqlSuite(ctx, dir, *mysqlRows, max(1, *runs-1)); err != nil {
 			fatal(err)
 		}
 	}

@@ -64,6 +64,7 @@ type Result struct {
 	Tables     int
 	Rows       int64
 	LoadTime   time.Duration
+	IndexTime  time.Duration // of LoadTime: secondary indexes built after the rows
 	ReplayTime time.Duration
 	Replay     *BinlogReplayResult
 }
@@ -182,16 +183,18 @@ func loadChecked(ctx context.Context, cfg Config, plan *Plan, srv binlog.Source,
 	if err := l.run(ctx, schema); err != nil {
 		return nil, err
 	}
+	rowsDone := time.Now()
 	if err := addKeys(ctx, cfg.Jobs, srv, deferred); err != nil {
 		return nil, err
 	}
+	keysTime := time.Since(rowsDone)
 	if err := createObjects(ddl, schema); err != nil {
 		return nil, err
 	}
 	if err := createUsers(ddl, schema, true); err != nil {
 		return nil, err
 	}
-	res := &Result{Plan: plan}
+	res := &Result{Plan: plan, IndexTime: keysTime}
 	for _, db := range schema.Databases {
 		res.Tables += len(db.Tables)
 		for _, t := range db.Tables {

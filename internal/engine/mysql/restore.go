@@ -69,8 +69,12 @@ func (*Engine) Restore(ctx context.Context, job engine.RestoreJob) (*engine.Rest
 	}
 	rep := &engine.RestoreReport{Plan: *plan(res.Plan, to), Detail: map[string]any{"tables": res.Tables, "rows": res.Rows,
 		"load_seconds": res.LoadTime.Seconds(), "replay_seconds": res.ReplayTime.Seconds()}}
-	rep.Lines = append(rep.Lines, fmt.Sprintf("restored backup %s (consistent at %s): %d tables, %d rows in %.1fs", res.Plan.Backup.ID,
-		res.Plan.From, res.Tables, res.Rows, res.LoadTime.Seconds()))
+	line := fmt.Sprintf("restored backup %s (consistent at %s): %d tables, %d rows in %.1fs", res.Plan.Backup.ID,
+		res.Plan.From, res.Tables, res.Rows, res.LoadTime.Seconds())
+	if res.IndexTime > 0 {
+		line += fmt.Sprintf(" (%.1fs of it building secondary indexes)", res.IndexTime.Seconds())
+	}
+	rep.Lines = append(rep.Lines, line)
 	if rp := res.Replay; rp != nil {
 		line := fmt.Sprintf("binlog replayed to %s: %d transactions, %d events in %.1fs; stopped at %s", to, rp.Transactions, rp.Events,
 			res.ReplayTime.Seconds(), rp.End)
