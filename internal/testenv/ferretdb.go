@@ -69,6 +69,10 @@ func NewFerretDBDefault(t testing.TB) *FerretDB {
 	return f
 }
 
+// StartFerretDBDefault starts a server as FerretDB runs by default (no
+// oplog); Destroy removes it.
+func StartFerretDBDefault() (*FerretDB, error) { return startFerretDB(false) }
+
 // StartFerretDB starts a server that writes an oplog; Destroy removes it.
 func StartFerretDB() (*FerretDB, error) { return startFerretDB(true) }
 
@@ -152,6 +156,9 @@ func (f *FerretDB) URL() string {
 func (f *FerretDB) Client(ctx context.Context) (*mongo.Client, error) {
 	return mongo.Connect(options.Client().ApplyURI(f.URL()).SetTimeout(30 * time.Second))
 }
+
+// PID is the server process's id (for measuring its CPU).
+func (f *FerretDB) PID() int { return f.proc.cmd.Process.Pid }
 
 // Stop shuts the server down.
 func (f *FerretDB) Stop() {

@@ -43,6 +43,8 @@ type Result struct {
 	Ops         int64
 	Last        oplog.TS // newest entry replayed (zero: none)
 	LastTime    time.Time
+	LoadTime    time.Duration // documents and indexes
+	ReplayTime  time.Duration
 }
 
 // Restore plans, refuses what it cannot do before writing, then loads
@@ -103,8 +105,9 @@ func Restore(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		return nil, restore.Unfinished(err, fmt.Sprintf("the target holds %s from backup %s with %s", names, plan.Backup.ID, at), again)
 	}
-	cfg.Log.Debug("restored", "backup", plan.Backup.ID, "documents", res.Documents, "load", t1.Sub(t0),
-		"ops", res.Ops, "replay", time.Since(t1))
+	res.LoadTime, res.ReplayTime = t1.Sub(t0), time.Since(t1)
+	cfg.Log.Debug("restored", "backup", plan.Backup.ID, "documents", res.Documents, "load", res.LoadTime,
+		"ops", res.Ops, "replay", res.ReplayTime)
 	return res, nil
 }
 

@@ -335,8 +335,35 @@ func TestMongoPITRFerretDB(t *testing.T) {
 			t.Errorf("restore to %s used backup %s", tc.name, res.Plan.Backup.ID)
 		}
 	}
+	// Interrupted during the replay (Ctrl-C): the error says what the
+	// target holds and how to start again, and --force does.
+	target := testenv.NewFerretDBDefault(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg := Config{Repo: p.repo, TargetURL: target.URL(), To: Target{Latest: true}, Jobs: 3, Log: p.log,
+		Progress: func(phase string, done, total int64) {
+			if phase == "replay" {
+				cancel()
+			}
+		}}
+	_, err := Restore(ctx, cfg)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "was interrupted part way: the target holds collections app.") ||
+		!strings.Contains(err.Error(), "--force") {
+		t.Fatalf("interrupted restore: %v", err)
+	}
+	cfg.Force, cfg.Progress = true, nil
+	if _, err := Restore(context.Background(), cfg); err != nil {
+		t.Fatalf("restore again with --force: %v", err)
+	}
+	c, err := target.Client(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect(context.Background())
+	if got := stateHash(t, c); got != final.hash {
+		t.Errorf("restore --force after an interrupted one: state differs from the latest mark")
+	}
 	// Before the base's end: no base reaches it, refused before writing.
-	_, err := Restore(context.Background(), Config{Repo: p.repo, TargetURL: "mongodb://127.0.0.1:1/?directConnection=true",
+	_, err = Restore(context.Background(), Config{Repo: p.repo, TargetURL: "mongodb://127.0.0.1:1/?directConnection=true",
 		To: Target{TS: oplog.TS{T: 1}}, Log: p.log})
 	if !errors.Is(err, restore.ErrUnreachable) {
 		t.Fatalf("restore before the base: %v, want restore.ErrUnreachable", err)
