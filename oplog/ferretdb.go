@@ -1,9 +1,13 @@
 package oplog
 
-import "go.mongodb.org/mongo-driver/v2/mongo/options"
+import (
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
 
 // FerretDB's differences from MongoDB's oplog, for capture. (Replay's are
-// in restore/mongodb/ferretdb.go.) FerretDB v1 writes the oplog entry after
+// in restore/mongodb/batch.go.) FerretDB v1 writes the oplog entry after
 // the data write, outside its transaction, so under concurrent writers an
 // entry can become visible after one with a later ts, and its tailable
 // cursors die whenever a batch comes back short. The tailer therefore
@@ -25,6 +29,24 @@ func ferretOverlapStart(last TS) TS {
 		return TS{}
 	}
 	return TS{T: last.T - ferretOverlap}
+}
+
+// An await round costs FerretDB a re-run of the tailing query every 10 ms
+// — a scan of its oplog, which has no index on ts — for as long as the
+// round lasts: with a 500 ms await an idle FerretDB spent 92% of a core on
+// a streamer (bench/README.md). So FerretDB's rounds are short, and an idle
+// tailer waits between them, longer the longer the oplog has been quiet,
+// up to ferretMaxIdleSleep (the latency of the first write after a quiet
+// spell; busy streams never wait).
+const (
+	ferretAwait        = 20 * time.Millisecond
+	ferretMaxIdleSleep = 500 * time.Millisecond
+)
+
+// ferretIdleSleep is the wait before the next await round after the
+// oplog has been quiet for idleFor.
+func ferretIdleSleep(idleFor time.Duration) time.Duration {
+	return min(max(idleFor/4, 20*time.Millisecond), ferretMaxIdleSleep)
 }
 
 // ferretCursor adjusts the tailing cursor for FerretDB. It stays

@@ -260,6 +260,14 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 			if idle++; t.src.Flavour == FlavourFerretDB && idle >= ferretIdleAwaits {
 				return progressed, nil
 			}
+			if t.src.Flavour == FlavourFerretDB {
+				if err := t.flushDue(ctx); err != nil {
+					return progressed, err
+				}
+				if err := sleep(ctx, ferretIdleSleep(time.Since(t.drained))); err != nil {
+					return progressed, err
+				}
+			}
 		}
 		if err := t.flushDue(ctx); err != nil {
 			return progressed, err
@@ -282,6 +290,9 @@ func (t *tailer) majorityReader(c *mongo.Client) func(context.Context) (TS, bool
 }
 
 func (t *tailer) awaitTime() time.Duration {
+	if t.src.Flavour == FlavourFerretDB {
+		return ferretAwait
+	}
 	return max(t.cfg.FlushInterval/2, 10*time.Millisecond)
 }
 
