@@ -53,6 +53,8 @@ func main() {
 	binlogDur := flag.Duration("binlog-duration", 30*time.Second, "binlog suite: write load duration")
 	mysqlRows := flag.Int64("mysql-rows", 1500000, "mysql suite: rows of the sysbench-shaped table")
 	mongoDocs := flag.Int("mongo-docs", 100000, "mongodb suite: documents in the backed-up collection")
+	mongoWrites := flag.Int("mongo-writes", 3000, "mongodb suite: mixed writes replayed by restore --latest")
+	mongoIdle := flag.Duration("mongo-idle", time.Minute, "mongodb suite: how long to measure an idle source's CPU with and without the streamer (0: skip)")
 	pgScale := flag.Int("pg-scale", 100, "postgres suite: pgbench scale of the backed-up database")
 	pgIncrRows := flag.Int64("pgincr-rows", 7_000_000, "pgincr suite: rows of the PostgreSQL 17 table (7M ≈ 1.6 GiB of cluster with its primary key)")
 	scale := flag.Int("pgbench-scale", 50, "wal suite: pgbench scale")
@@ -113,7 +115,7 @@ func main() {
 		}
 	}
 	if *suite == "mongodb" || *suite == "all" {
-		if err := mongoSuite(ctx, dir, *mongoDocs, max(1, *runs-1)); err != nil {
+		if err := mongoSuite(ctx, dir, *mongoDocs, *mongoWrites, *mongoIdle, max(1, *runs-1)); err != nil {
 			fatal(err)
 		}
 	}
