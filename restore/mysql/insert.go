@@ -13,9 +13,12 @@ import (
 )
 
 // maxBatchParams stays under the protocol's 65535 placeholders, and
-// maxBatchBytes well under the default max_allowed_packet.
+// maxBatchBytes well under the default max_allowed_packet. Narrow rows
+// (sysbench's are ~190 bytes) go 8,000 to a statement, about as many as
+// mydumper puts in its 1 MB statements: fewer round trips and statement
+// executions than 1,000 rows each.
 const (
-	maxBatchRows   = 1000
+	maxBatchRows   = 8000
 	maxBatchParams = 65535
 	maxBatchBytes  = 4 << 20
 )
