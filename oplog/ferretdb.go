@@ -31,16 +31,19 @@ func ferretOverlapStart(last TS) TS {
 	return TS{T: last.T - ferretOverlap}
 }
 
-// An await round costs FerretDB a re-run of the tailing query every 10 ms
-// — a scan of its oplog, which has no index on ts — for as long as the
-// round lasts: with a 500 ms await an idle FerretDB spent 92% of a core on
-// a streamer (bench/README.md). So FerretDB's rounds are short, and an idle
-// tailer waits between them, longer the longer the oplog has been quiet,
-// up to ferretMaxIdleSleep (the latency of the first write after a quiet
-// spell; busy streams never wait).
+// Every find, and every 10 ms of an await round, costs FerretDB a scan of
+// its oplog, which has no index on ts; and its tailable cursors close
+// whenever a batch comes back short, so an idle tailer re-issues its find
+// again and again. With 20,000 entries in the oplog an idle FerretDB spent
+// 92% of a core on a streamer (bench/README.md). So FerretDB's await
+// rounds are short, and an idle tailer waits between rounds and between
+// finds, longer the longer the oplog has been quiet, up to
+// ferretMaxIdleSleep: the added latency of the first write after a quiet
+// spell (the archive's flush interval is 1 s by default); busy streams
+// never wait.
 const (
 	ferretAwait        = 20 * time.Millisecond
-	ferretMaxIdleSleep = 500 * time.Millisecond
+	ferretMaxIdleSleep = time.Second
 )
 
 // ferretIdleSleep is the wait before the next await round after the

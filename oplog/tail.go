@@ -28,6 +28,7 @@ type tailer struct {
 	seen    map[string]TS
 	flushed time.Time
 	drained time.Time // when the cursor last came back empty; zero after an entry
+	quiet   time.Time // since when reads have found nothing new (also dead cursors); zero after an entry
 }
 
 const cappedPositionLost = 136
@@ -70,10 +71,16 @@ func (t *tailer) session(ctx context.Context) (progressed bool, err error) {
 		if err := t.flushDue(ctx); err != nil {
 			return progressed, err
 		}
+		delay := requeryDelay
+		if t.src.Flavour == FlavourFerretDB && !t.quiet.IsZero() {
+			// Each find scans FerretDB's whole oplog: a quiet one is
+			// re-read less and less often.
+			delay = max(delay, ferretIdleSleep(time.Since(t.quiet)))
+		}
 		select {
 		case <-ctx.Done():
 			return progressed, ctx.Err()
-		case <-time.After(requeryDelay):
+		case <-time.After(delay):
 		}
 	}
 }
@@ -218,7 +225,7 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 	for {
 		if cur.TryNext(ctx) {
 			idle = 0
-			t.drained = time.Time{}
+			t.drained, t.quiet = time.Time{}, time.Time{}
 			e, err := ParseEntry(bson.Raw(cur.Current))
 			if err != nil {
 				return progressed, fmt.Errorf("read oplog after %s: %w", t.last, err)
@@ -249,6 +256,9 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 				}
 				return progressed, nil
 			}
+			if t.quiet.IsZero() {
+				t.quiet = time.Now()
+			}
 			if cur.ID() == 0 {
 				return progressed, nil
 			}
@@ -264,7 +274,7 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 				if err := t.flushDue(ctx); err != nil {
 					return progressed, err
 				}
-				if err := sleep(ctx, ferretIdleSleep(time.Since(t.drained))); err != nil {
+				if err := sleep(ctx, ferretIdleSleep(time.Since(t.quiet))); err != nil {
 					return progressed, err
 				}
 			}
