@@ -31,19 +31,19 @@ func ferretOverlapStart(last TS) TS {
 	return TS{T: last.T - ferretOverlap}
 }
 
-// Every find, and every 10 ms of an await round, costs FerretDB a scan of
-// its oplog, which has no index on ts; and its tailable cursors close
-// whenever a batch comes back short, so an idle tailer re-issues its find
-// again and again. With 20,000 entries in the oplog an idle FerretDB spent
-// 92% of a core on a streamer (bench/README.md). So FerretDB's await
-// rounds are short, and an idle tailer waits between rounds and between
-// finds, longer the longer the oplog has been quiet, up to
+// Every query, and every 10 ms of an await round, costs FerretDB a scan
+// of its whole oplog, which has no index (its SQLite backend decodes every
+// entry; seconds each for 20,000 entries on a busy machine); and its
+// tailable cursors close whenever a batch comes back short, so an idle
+// tailer re-issues its find again and again. An idle FerretDB with 20,000
+// oplog entries spent 92% of a core on a streamer (bench/README.md). So on
+// FerretDB the await rounds are short, the resume check waits for a new
+// entry, and a quiet oplog is read less and less often, down to once per
 // ferretMaxIdleSleep: the added latency of the first write after a quiet
-// spell (the archive's flush interval is 1 s by default); busy streams
-// never wait.
+// spell; busy streams never wait.
 const (
 	ferretAwait        = 20 * time.Millisecond
-	ferretMaxIdleSleep = time.Second
+	ferretMaxIdleSleep = 5 * time.Second
 )
 
 // ferretIdleSleep is the wait before the next await round after the

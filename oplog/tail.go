@@ -77,10 +77,24 @@ func (t *tailer) session(ctx context.Context) (progressed bool, err error) {
 			// re-read less and less often.
 			delay = max(delay, ferretIdleSleep(time.Since(t.quiet)))
 		}
-		select {
-		case <-ctx.Done():
-			return progressed, ctx.Err()
-		case <-time.After(delay):
+		if err := t.idle(ctx, delay); err != nil {
+			return progressed, err
+		}
+	}
+}
+
+// idle waits d, flushing (and so reporting progress) as often as due.
+func (t *tailer) idle(ctx context.Context, d time.Duration) error {
+	for end := time.Now().Add(d); ; {
+		left := time.Until(end)
+		if left <= 0 {
+			return nil
+		}
+		if err := sleep(ctx, min(left, t.cfg.FlushInterval)); err != nil {
+			return err
+		}
+		if err := t.flushDue(ctx); err != nil {
+			return err
 		}
 	}
 }
@@ -207,12 +221,28 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 	defer cur.Close(context.WithoutCancel(ctx))
 	t.cfg.Log.Debug("tailing the oplog", "from", from, "last", t.last)
 	// The cursor is open: if the resume point is still in the oplog now,
-	// nothing between it and what the cursor returns can be lost.
-	if err := t.checkResume(ctx, oplog); err != nil {
-		if errors.Is(err, errRestarted) {
-			return false, nil // re-issue the find from the new start
+	// nothing between it and what the cursor returns can be lost. On
+	// FerretDB, where the check is a scan of the whole oplog, it is made
+	// once the cursor brings a new entry: a read that finds nothing new
+	// has lost nothing.
+	checked := false
+	check := func() (bool, error) {
+		if checked {
+			return true, nil
 		}
-		return false, err
+		checked = true
+		if err := t.checkResume(ctx, oplog); err != nil {
+			if errors.Is(err, errRestarted) {
+				return false, nil // re-issue the find from the new start
+			}
+			return false, err
+		}
+		return true, nil
+	}
+	if t.src.Flavour != FlavourFerretDB {
+		if ok, err := check(); !ok {
+			return false, err
+		}
 	}
 	readMajority := t.majorityReader(c)
 	majority, hasMajority := TS{}, false
@@ -244,6 +274,9 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 				}
 			}
 			if t.accept(e) {
+				if ok, err := check(); !ok {
+					return progressed, err
+				}
 				if err := t.append(ctx, e); err != nil {
 					return progressed, err
 				}
