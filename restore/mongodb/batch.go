@@ -117,12 +117,12 @@ func (a *applier) flushColl(ctx context.Context, c *mongo.Collection, ws []write
 		case "i":
 			set(key, id, w.o)
 			if state != nil {
-				state[key] = docState{doc: mustD(w.o), known: true}
+				state[key] = docState{doc: mustD(w.o)}
 			}
 		case "d":
 			set(key, id, nil)
 			if state != nil {
-				state[key] = docState{known: true}
+				state[key] = docState{}
 			}
 		case "u":
 			doc, ok, err := a.updated(w, bson.D{{Key: "_id", Value: id}}, state, key)
@@ -159,10 +159,7 @@ func (a *applier) flushColl(ctx context.Context, c *mongo.Collection, ws []write
 }
 
 // docState is a document as the batch has left it: doc nil means absent.
-type docState struct {
-	doc   bson.D
-	known bool
-}
+type docState struct{ doc bson.D }
 
 func idKey(id bson.RawValue) string { return string(rune(id.Type)) + string(id.Value) }
 
@@ -186,7 +183,7 @@ func (a *applier) updated(w write, filter bson.D, state map[string]docState, key
 	}
 	if kind == "replacement" {
 		doc := withID(mustD(w.o), filter)
-		state[key] = docState{doc: doc, known: true}
+		state[key] = docState{doc: doc}
 		return doc, true, nil
 	}
 	cur := state[key]
@@ -197,7 +194,7 @@ func (a *applier) updated(w write, filter bson.D, state map[string]docState, key
 	if err != nil {
 		return nil, false, err
 	}
-	state[key] = docState{doc: doc, known: true}
+	state[key] = docState{doc: doc}
 	return doc, true, nil
 }
 
@@ -241,7 +238,7 @@ func (a *applier) readUpdated(ctx context.Context, c *mongo.Collection, ws []wri
 		if err := bson.Unmarshal(cur.Current, &d); err != nil {
 			return nil, err
 		}
-		state[idKey(cur.Current.Lookup("_id"))] = docState{doc: d, known: true}
+		state[idKey(cur.Current.Lookup("_id"))] = docState{doc: d}
 	}
 	if err := cur.Err(); err != nil {
 		return nil, fmt.Errorf("read documents to update: %w", err)
