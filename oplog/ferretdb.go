@@ -1,8 +1,12 @@
 package oplog
 
 import (
+	"context"
+	"fmt"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
@@ -33,18 +37,50 @@ func ferretOverlapStart(last TS) TS {
 
 // Every query, and every 10 ms of an await round, costs FerretDB a scan
 // of its whole oplog, which has no index (its SQLite backend decodes every
-// entry; seconds each for 20,000 entries on a busy machine); and its
+// entry: 2.2-2.7 s of CPU per query at 20,000 entries, measured); and its
 // tailable cursors close whenever a batch comes back short, so an idle
 // tailer re-issues its find again and again. An idle FerretDB with 20,000
 // oplog entries spent 92% of a core on a streamer (bench/README.md). So on
 // FerretDB the await rounds are short, the resume check waits for a new
-// entry, and a quiet oplog is read less and less often, down to once per
-// ferretMaxIdleSleep: the added latency of the first write after a quiet
-// spell; busy streams never wait.
+// entry, a quiet oplog is re-read less and less often, and once it has
+// been quiet for ferretQuietAfter the tailer only watches its collStats
+// count (40-60 ms of CPU) every ferretProbeEvery, reading the oplog when
+// the count moves or at least every ferretMaxQuiet (a full capped oplog
+// can keep its count while entries turn over). The price is latency: the
+// first write after a quiet spell is read up to ferretProbeEvery late.
 const (
 	ferretAwait        = 20 * time.Millisecond
-	ferretMaxIdleSleep = 5 * time.Second
+	ferretMaxIdleSleep = time.Second
+	ferretQuietAfter   = 5 * time.Second
+	ferretProbeEvery   = 2 * time.Second
+	ferretMaxQuiet     = 30 * time.Second
 )
+
+// ferretWait waits, flushing as due, until the oplog's entry count moves
+// or ferretMaxQuiet has passed.
+func (t *tailer) ferretWait(ctx context.Context, c *mongo.Client) error {
+	count := func() (int64, error) {
+		r, err := c.Database("local").RunCommand(ctx, bson.D{{Key: "collStats", Value: "oplog.rs"}}).Raw()
+		if err != nil {
+			return 0, fmt.Errorf("read the oplog's statistics: %w", err)
+		}
+		n, _ := r.Lookup("count").AsInt64OK()
+		return n, nil
+	}
+	before, err := count()
+	if err != nil {
+		return err
+	}
+	for end := time.Now().Add(ferretMaxQuiet); time.Now().Before(end); {
+		if err := t.idle(ctx, ferretProbeEvery); err != nil {
+			return err
+		}
+		if n, err := count(); err != nil || n != before {
+			return err
+		}
+	}
+	return nil
+}
 
 // ferretIdleSleep is the wait before the next await round after the
 // oplog has been quiet for idleFor.

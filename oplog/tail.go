@@ -71,10 +71,16 @@ func (t *tailer) session(ctx context.Context) (progressed bool, err error) {
 		if err := t.flushDue(ctx); err != nil {
 			return progressed, err
 		}
+		if t.src.Flavour == FlavourFerretDB && !t.quiet.IsZero() && time.Since(t.quiet) >= ferretQuietAfter {
+			// Each find scans FerretDB's whole oplog: a quiet one is
+			// watched through its cheap statistics instead.
+			if err := t.ferretWait(ctx, c); err != nil {
+				return progressed, err
+			}
+			continue
+		}
 		delay := requeryDelay
 		if t.src.Flavour == FlavourFerretDB && !t.quiet.IsZero() {
-			// Each find scans FerretDB's whole oplog: a quiet one is
-			// re-read less and less often.
 			delay = max(delay, ferretIdleSleep(time.Since(t.quiet)))
 		}
 		if err := t.idle(ctx, delay); err != nil {
