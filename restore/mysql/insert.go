@@ -82,11 +82,12 @@ func (l *insertLoader) add(row mysqlbackup.Row) error {
 }
 
 // Statements are grouped into transactions of up to txnStatements or
-// txnBytes: a commit per 1,000-row statement made the target flush its
-// redo log to disk ~1,500 times per 1.5M rows.
+// txnBytes (kept in memory to send again after a deadlock): a commit per
+// 1,000-row statement made the target flush its redo log to disk ~1,500
+// times per 1.5M rows.
 const (
 	txnStatements = 32
-	txnBytes      = 16 << 20
+	txnBytes      = 8 << 20
 )
 
 // sent is a statement of the open transaction, kept to send it again.
