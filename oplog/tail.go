@@ -28,7 +28,7 @@ type tailer struct {
 	seen    map[string]TS
 	flushed time.Time
 	drained time.Time // when the cursor last came back empty; zero after an entry
-	quiet   time.Time // since when reads have found nothing new (also dead cursors); zero after an entry
+	quiet   time.Time // since when reads have found nothing new (also dead cursors); zero after a new entry
 }
 
 const cappedPositionLost = 136
@@ -261,7 +261,7 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 	for {
 		if cur.TryNext(ctx) {
 			idle = 0
-			t.drained, t.quiet = time.Time{}, time.Time{}
+			t.drained = time.Time{}
 			e, err := ParseEntry(bson.Raw(cur.Current))
 			if err != nil {
 				return progressed, fmt.Errorf("read oplog after %s: %w", t.last, err)
@@ -280,6 +280,9 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 				}
 			}
 			if t.accept(e) {
+				// Only a new entry ends a quiet spell: FerretDB's re-reads
+				// return the overlap window's entries again every time.
+				t.quiet = time.Time{}
 				if ok, err := check(); !ok {
 					return progressed, err
 				}
