@@ -53,7 +53,7 @@ const (
 	ferretMaxIdleSleep = time.Second
 	ferretQuietAfter   = 5 * time.Second
 	ferretProbeEvery   = 2 * time.Second
-	ferretMaxQuiet     = 30 * time.Second
+	ferretMaxQuiet     = time.Minute
 )
 
 // ferretWait waits, flushing as due, until the oplog's entry count moves
