@@ -51,8 +51,10 @@ func main() {
 	compressFlag := flag.String("compress-size", "64MiB", "compress suite: size of each generated corpus")
 	compressScale := flag.Int("compress-scale", 20, "compress suite: pgbench scale of the tar corpus")
 	binlogDur := flag.Duration("binlog-duration", 30*time.Second, "binlog suite: write load duration")
-	mysqlFlag := flag.String("mysql-size", "1GiB", "mysql suite: data size of the backed-up database")
+	mysqlRows := flag.Int64("mysql-rows", 1500000, "mysql suite: rows of the sysbench-shaped table")
 	mongoDocs := flag.Int("mongo-docs", 100000, "mongodb suite: documents in the backed-up collection")
+	mongoWrites := flag.Int("mongo-writes", 3000, "mongodb suite: mixed writes replayed by restore --latest")
+	mongoIdle := flag.Duration("mongo-idle", time.Minute, "mongodb suite: how long to measure an idle source's CPU with and without the streamer (0: skip)")
 	pgScale := flag.Int("pg-scale", 100, "postgres suite: pgbench scale of the backed-up database")
 	pgIncrRows := flag.Int64("pgincr-rows", 7_000_000, "pgincr suite: rows of the PostgreSQL 17 table (7M ≈ 1.6 GiB of cluster with its primary key)")
 	scale := flag.Int("pgbench-scale", 50, "wal suite: pgbench scale")
@@ -67,10 +69,6 @@ func main() {
 		fatal(err)
 	}
 	objSize, err := parseSize(*objFlag)
-	if err != nil {
-		fatal(err)
-	}
-	mysqlSize, err := parseSize(*mysqlFlag)
 	if err != nil {
 		fatal(err)
 	}
@@ -112,12 +110,12 @@ func main() {
 		}
 	}
 	if *suite == "mysql" || *suite == "all" {
-		if err := mysqlSuite(ctx, dir, mysqlSize, max(1, *runs-1)); err != nil {
+		if err := mysqlSuite(ctx, dir, *mysqlRows, max(1, *runs-1)); err != nil {
 			fatal(err)
 		}
 	}
 	if *suite == "mongodb" || *suite == "all" {
-		if err := mongoSuite(ctx, dir, *mongoDocs, max(1, *runs-1)); err != nil {
+		if err := mongoSuite(ctx, dir, *mongoDocs, *mongoWrites, *mongoIdle, max(1, *runs-1)); err != nil {
 			fatal(err)
 		}
 	}

@@ -12,14 +12,18 @@ import (
 	"github.com/tidemark/tidemark/internal/testenv"
 )
 
-// mysqlSuite: base backup and restore of a MariaDB database of about size
-// bytes, A B A B: tidemark backup (2 jobs) vs mariadb-dump
-// --single-transaction piped through zstd -T2 (the anchor available here);
-// tidemark restore --latest (rows and the binlog archived by a running
-// `tidemark stream`) vs the dump piped into the mariadb client, each into
-// a fresh server. Data: one table of uuids, random hex text and numbers
-// (about 2:1 with zstd) and one of repetitive text, half each.
-func mysqlSuite(ctx context.Context, dir string, size int64, runs int) error {
+// mysqlSuite: base backup and restore of a MariaDB database holding one
+// sysbench-shaped table (sbtest1: id, k with its index, c CHAR(120) and
+// pad CHAR(60) of random 11-digit groups joined by '-') of rows rows, A B
+// C D side by side in each run, 2 threads each:
+//
+//	backup:  tidemark backup | mydumper | mariadb-dump | zstd | mariadb-backup --backup
+//	restore: tidemark restore --latest (rows, then the binlog archived by a
+//	         running `tidemark stream`) | myloader | mariadb < dump |
+//	         mariadb-backup --prepare + --copy-back + server start
+//
+// each restore into a fresh default-install server.
+func mysqlSuite(ctx context.Context, dir string, rows int64, runs int) error {
 	bin, err := filepath.Abs("bin/tidemark")
 	if err != nil {
 		return err
@@ -30,29 +34,21 @@ func mysqlSuite(ctx context.Context, dir string, size int64, runs int) error {
 		return fmt.Errorf("start MariaDB: %w", err)
 	}
 	defer src.Destroy()
-	rows := size / 2 / 330 // ~330 bytes per row in each table
-	fmt.Printf("\nmysql suite: MariaDB, %d + %d rows (~%.0f MiB), %d runs, A B order\n", rows, rows, mib(size), runs)
+	fmt.Printf("\nmysql suite: MariaDB 10.11, sysbench-shaped sbtest1 of %d rows, %d runs, 2 threads each, side by side\n", rows, runs)
+	if err := createSbtest(src, rows); err != nil {
+		return err
+	}
 	c, err := src.Conn()
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	for _, q := range []string{"CREATE DATABASE bench", "USE bench",
-		"CREATE TABLE real_data (id BIGINT PRIMARY KEY, u CHAR(36), n DECIMAL(14,2), at DATETIME(6), txt VARCHAR(300), k INT, KEY (k))",
-		fmt.Sprintf("INSERT INTO real_data SELECT seq, UUID(), RAND()*1e9, NOW(6) - INTERVAL seq SECOND, CONCAT(SHA2(RAND(), 256), MD5(RAND()), SHA2(seq, 224)), FLOOR(RAND()*1e6) FROM seq_1_to_%d", rows),
-		"CREATE TABLE filler (id BIGINT PRIMARY KEY, k INT, filler CHAR(250))",
-		fmt.Sprintf("INSERT INTO filler SELECT seq, seq %% 1000, CONCAT('account ', seq) FROM seq_1_to_%d", rows),
-		"ANALYZE TABLE real_data, filler", "RESET MASTER"} {
-		if _, err := c.Execute(q); err != nil {
-			return fmt.Errorf("%s: %w", q, err)
-		}
-	}
-	r, err := c.Execute("SELECT SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'bench'")
+	r, err := c.Execute("SELECT SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'sbtest'")
+	c.Close()
 	if err != nil {
 		return err
 	}
 	dbSize, _ := r.GetInt(0, 0)
-	fmt.Printf("database size %.0f MiB (data and indexes)\n", mib(dbSize))
+	fmt.Printf("database size %.0f MiB (data and indexes)\n", mib(int64(dbSize)))
 	repo := filepath.Join(dir, "my-repo")
 	if out, err := exec.Command(bin, "init", "--repo", repo, "--no-encryption").CombinedOutput(); err != nil {
 		return fmt.Errorf("init: %v %s", err, out)
@@ -62,46 +58,89 @@ func mysqlSuite(ctx context.Context, dir string, size int64, runs int) error {
 		return err
 	}
 	defer stopStream()
+	conn := func(m *testenv.MariaDB) string {
+		return fmt.Sprintf("--host=%s --port=%d --user=%s", m.Host, m.Port, m.User)
+	}
 	res := map[string][]sample{}
-	var tmStored, dumpStored int64
+	stored := map[string]int64{}
 	for run := 0; run < runs; run++ {
-		before := dirSize(repo)
-		s, _, err := measureCmd(exec.Command(bin, "backup", "--repo", repo, "--source", src.URL(), "--jobs", "2", "--log-level", "warn"), nil)
-		if err != nil {
-			return err
+		dump := filepath.Join(dir, "dump.sql.zst")
+		myd := filepath.Join(dir, "mydumper")
+		mbk := filepath.Join(dir, "mariabackup")
+		backups := []struct {
+			name, out string
+			cmd       *exec.Cmd
+		}{
+			{"tidemark backup", repo, exec.Command(bin, "backup", "--repo", repo, "--source", src.URL(), "--jobs", "2", "--log-level", "warn")},
+			{"mydumper", myd, exec.Command("bash", "-c", fmt.Sprintf("rm -rf %q && mydumper %s --threads=2 --database=sbtest --outputdir=%q --trx-consistency-only --rows=100000",
+				myd, conn(src), myd))},
+			{"mariadb-dump | zstd", dump, exec.Command("bash", "-c", fmt.Sprintf("mariadb-dump %s --single-transaction --master-data=2 --quick --databases sbtest | zstd -q -1 -T2 -o %q",
+				conn(src), dump))},
+			{"mariadb-backup", mbk, exec.Command("bash", "-c", fmt.Sprintf("rm -rf %q && mariadb-backup --backup %s --parallel=2 --target-dir=%q 2>/dev/null",
+				mbk, conn(src), mbk))},
 		}
-		res["tidemark backup"] = append(res["tidemark backup"], s)
-		if run == 0 {
-			tmStored = dirSize(repo) - before
+		for _, b := range backups {
+			before := dirSize(b.out)
+			s, _, err := measureCmd(b.cmd, nil)
+			if err != nil {
+				return err
+			}
+			res[b.name] = append(res[b.name], s)
+			if run == 0 {
+				stored[b.name] = dirSize(b.out) - before
+				if b.out != repo {
+					stored[b.name] = dirSize(b.out)
+				}
+			}
 		}
-		dump := filepath.Join(dir, fmt.Sprintf("dump-%d.sql.zst", run))
-		s, _, err = measureCmd(exec.Command("bash", "-c", fmt.Sprintf("mariadb-dump --host=%s --port=%d --user=%s --single-transaction --master-data=2 --quick --databases bench | zstd -q -1 -T2 -o %q",
-			src.Host, src.Port, src.User, dump)), nil)
-		if err != nil {
-			return err
-		}
-		res["mariadb-dump | zstd"] = append(res["mariadb-dump | zstd"], s)
-		dumpStored = dirSize(dump)
 		time.Sleep(2 * time.Second) // the streamer's flush interval: the base's binlog position is archived
 
-		for _, step := range []struct {
+		restores := []struct {
 			name string
-			cmd  func(t *testenv.MariaDB) *exec.Cmd
+			cmd  func(t *testenv.MariaDB) (*exec.Cmd, error)
 		}{
-			{"tidemark restore", func(t *testenv.MariaDB) *exec.Cmd {
-				return exec.Command(bin, "restore", "--repo", repo, "--target", t.URL(), "--latest", "--jobs", "2", "--log-level", "warn")
+			{"tidemark restore", func(t *testenv.MariaDB) (*exec.Cmd, error) {
+				return exec.Command(bin, "restore", "--repo", repo, "--target", t.URL(), "--latest", "--jobs", "2", "--log-level", "warn"), nil
 			}},
-			{"mariadb < dump", func(t *testenv.MariaDB) *exec.Cmd {
-				return exec.Command("bash", "-c", fmt.Sprintf("zstd -dc %q | mariadb --host=%s --port=%d --user=%s", dump, t.Host, t.Port, t.User))
+			{"myloader", func(t *testenv.MariaDB) (*exec.Cmd, error) {
+				return exec.Command("myloader", strings.Fields(conn(t))[0], strings.Fields(conn(t))[1], strings.Fields(conn(t))[2],
+					"--threads=2", "--directory="+myd), nil
 			}},
-		} {
+			{"mariadb < dump", func(t *testenv.MariaDB) (*exec.Cmd, error) {
+				return exec.Command("bash", "-c", fmt.Sprintf("zstd -dc %q | mariadb %s", dump, conn(t))), nil
+			}},
+			{"mariadb-backup restore", func(t *testenv.MariaDB) (*exec.Cmd, error) {
+				// A physical restore replaces the stopped server's data
+				// directory: prepare, copy back, start (timed together).
+				t.Stop()
+				if err := os.RemoveAll(t.DataDir); err != nil {
+					return nil, err
+				}
+				return exec.Command("bash", "-c", fmt.Sprintf("mariadb-backup --prepare --target-dir=%q 2>/dev/null && mariadb-backup --copy-back --target-dir=%q --datadir=%q 2>/dev/null",
+					mbk, mbk, t.DataDir)), nil
+			}},
+		}
+		for _, step := range restores {
 			o := opts
 			o.ServerID = 2
 			dst, err := testenv.StartMariaDB(o)
 			if err != nil {
 				return err
 			}
-			s, _, err := measureCmd(step.cmd(dst), nil)
+			cmd, err := step.cmd(dst)
+			if err != nil {
+				dst.Destroy()
+				return err
+			}
+			s, out, err := measureCmd(cmd, nil)
+			if err == nil && step.name == "tidemark restore" && run == 0 {
+				fmt.Print(indent(out.SHA256)) // where its time went: load, indexes, replay
+			}
+			if err == nil && step.name == "mariadb-backup restore" {
+				start := time.Now()
+				err = dst.Start()
+				s.wall += time.Since(start)
+			}
 			dst.Destroy()
 			if err != nil {
 				return err
@@ -110,17 +149,53 @@ func mysqlSuite(ctx context.Context, dir string, size int64, runs int) error {
 		}
 		os.Remove(dump)
 	}
-	fmt.Printf("\n%-24s %9s %9s %11s\n", "step", "median", "MiB/s", "peak RSS")
-	for _, k := range []string{"tidemark backup", "mariadb-dump | zstd", "tidemark restore", "mariadb < dump"} {
+	fmt.Printf("\n%-24s %9s %9s %9s %11s %11s\n", "step", "median", "MiB/s", "CPU", "peak RSS", "stored")
+	for _, k := range []string{"tidemark backup", "mydumper", "mariadb-dump | zstd", "mariadb-backup",
+		"tidemark restore", "myloader", "mariadb < dump", "mariadb-backup restore"} {
 		m := median(res[k])
-		fmt.Printf("%-24s %8.2fs %9.0f %8.1f MiB\n", k, m.wall.Seconds(), mib(dbSize)/m.wall.Seconds(), mib(m.maxRSS))
+		st := ""
+		if n, ok := stored[k]; ok {
+			st = fmt.Sprintf("%.0f MiB", mib(n))
+		}
+		fmt.Printf("%-24s %8.2fs %9.0f %8.2fs %8.1f MiB %11s\n", k, m.wall.Seconds(), mib(int64(dbSize))/m.wall.Seconds(), medianCPU(res[k]).Seconds(), mib(m.maxRSS), st)
 	}
 	ratio := func(a, b string) float64 { return median(res[a]).wall.Seconds() / median(res[b]).wall.Seconds() }
-	fmt.Printf("\nbackup time  tidemark/mariadb-dump %.2f   restore time tidemark/mariadb %.2f   (<1: tidemark faster)\n",
-		ratio("tidemark backup", "mariadb-dump | zstd"), ratio("tidemark restore", "mariadb < dump"))
-	fmt.Printf("stored       tidemark %.0f MiB (first backup; later ones deduplicate against it)   mariadb-dump|zstd %.0f MiB\n", mib(tmStored), mib(dumpStored))
+	fmt.Printf("\nbackup time  tidemark/mydumper %.2f  tidemark/mariadb-dump %.2f  tidemark/mariadb-backup %.2f\n",
+		ratio("tidemark backup", "mydumper"), ratio("tidemark backup", "mariadb-dump | zstd"), ratio("tidemark backup", "mariadb-backup"))
+	fmt.Printf("restore time tidemark/myloader %.2f  tidemark/mariadb %.2f  tidemark/mariadb-backup %.2f   (<1: tidemark faster)\n",
+		ratio("tidemark restore", "myloader"), ratio("tidemark restore", "mariadb < dump"), ratio("tidemark restore", "mariadb-backup restore"))
 	fmt.Println(strings.TrimSpace(`
-peak RSS of the anchors is the largest process of the pipeline (mariadb-dump,
-zstd or the client); tidemark restore includes the binlog replay.`))
+CPU is the client tools' own (user+system), not the server's; peak RSS of
+the anchors is the largest process of the pipeline; tidemark restore
+includes the binlog replay; mydumper stores uncompressed files.`))
 	return nil
+}
+
+// createSbtest creates sbtest.sbtest1 as sysbench's oltp prepare does:
+// c is ten random 11-digit groups joined by '-', pad five.
+func createSbtest(m *testenv.MariaDB, rows int64) error {
+	c, err := m.Conn()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	group := "LPAD(FLOOR(RAND()*99999999999), 11, '0')"
+	groups := func(n int) string { return "CONCAT_WS('-'" + strings.Repeat(", "+group, n) + ")" }
+	for _, q := range []string{"CREATE DATABASE sbtest", "USE sbtest",
+		"CREATE TABLE sbtest1 (id INT NOT NULL AUTO_INCREMENT, k INT NOT NULL DEFAULT 0, c CHAR(120) NOT NULL DEFAULT '', pad CHAR(60) NOT NULL DEFAULT '', PRIMARY KEY (id), KEY k_1 (k)) ENGINE=InnoDB",
+		fmt.Sprintf("INSERT INTO sbtest1 (k, c, pad) SELECT FLOOR(RAND()*%d), %s, %s FROM seq_1_to_%d", rows, groups(10), groups(5), rows),
+		"ANALYZE TABLE sbtest1", "RESET MASTER"} {
+		if _, err := c.Execute(q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	return nil
+}
+
+func indent(s string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		b.WriteString("  | " + l + "\n")
+	}
+	return b.String()
 }

@@ -23,20 +23,21 @@ type Txn struct {
 // Reader iterates the archived transactions from a base position to a
 // target, in order, whole transactions only.
 type Reader struct {
-	repo   *archive.Repository
-	plan   *plan
-	from   Position
-	to     Target
-	tg     targetGTID
-	segIdx int
-	seg    *Segment
-	evIdx  int
-	pos    Position // boundary reached
-	next   uint32   // running offset of the next event
-	grp    grouper
-	done   bool
-	atFrom bool // the first event at or after from has been seen
-	maria  MariaState
+	repo    *archive.Repository
+	plan    *plan
+	from    Position
+	to      Target
+	tg      targetGTID
+	segIdx  int
+	seg     *Segment
+	evIdx   int
+	pos     Position // boundary reached
+	next    uint32   // running offset of the next event
+	grp     grouper
+	done    bool
+	atFrom  bool // the first event at or after from has been seen
+	skipped int  // segments passed over unread: they end at the base
+	maria   MariaState
 }
 
 // NewReader checks coverage (CheckCoverage) and returns a reader from from
@@ -142,6 +143,15 @@ func (r *Reader) nextEvent(ctx context.Context) (Event, error) {
 			return Event{}, io.EOF
 		}
 		info := r.plan.segments[r.segIdx]
+		if !r.atFrom && r.endsAtBase(info) {
+			// Nothing after the base in it: seek past it unread. (A base
+			// taken when the stream was idle lies at a segment's end; the
+			// segment can be 16 MiB of events the base already holds.)
+			r.skipped++
+			r.pos = Position{File: r.from.File, Pos: r.from.Pos, GTID: r.pos.GTID}
+			r.next = r.from.Pos
+			continue
+		}
 		seg, err := readSegment(ctx, r.repo, info)
 		if err != nil {
 			return Event{}, err
@@ -167,6 +177,22 @@ func (r *Reader) nextEvent(ctx context.Context) (Event, error) {
 	e := r.seg.Events[r.evIdx]
 	r.evIdx++
 	return e, nil
+}
+
+// endsAtBase reports a segment that ends exactly at the base position.
+func (r *Reader) endsAtBase(info archive.SegmentInfo) bool {
+	_, end, err := segRange(info)
+	return err == nil && end.File == r.from.File && end.Pos == r.from.Pos
+}
+
+// SegmentsRead is how many segments the reader has fetched, and how many
+// it passed over unread because they end at the base.
+func (r *Reader) SegmentsRead() (read, skipped int) {
+	read = r.segIdx + 1 - r.skipped
+	if r.segIdx >= len(r.plan.segments) {
+		read--
+	}
+	return max(read, 0), r.skipped
 }
 
 // readSegment fetches and parses one segment.

@@ -27,7 +27,8 @@ type tailer struct {
 	trusted bool // last is an artificial start this process saw the oplog empty at
 	seen    map[string]TS
 	flushed time.Time
-	drained time.Time // what the cursor had all of when it last came back empty; zero after an entry
+	drained time.Time // what the cursor had all of when it last came back empty; zero after a new entry
+	quiet   time.Time // since when reads have found nothing new (also dead cursors); zero after a new entry
 }
 
 const cappedPositionLost = 136
@@ -70,10 +71,36 @@ func (t *tailer) session(ctx context.Context) (progressed bool, err error) {
 		if err := t.flushDue(ctx); err != nil {
 			return progressed, err
 		}
-		select {
-		case <-ctx.Done():
-			return progressed, ctx.Err()
-		case <-time.After(requeryDelay):
+		if t.src.Flavour == FlavourFerretDB && !t.quiet.IsZero() && time.Since(t.quiet) >= ferretQuietAfter {
+			// Each find scans FerretDB's whole oplog: a quiet one is
+			// watched through its cheap statistics instead.
+			if err := t.ferretWait(ctx, c); err != nil {
+				return progressed, err
+			}
+			continue
+		}
+		delay := requeryDelay
+		if t.src.Flavour == FlavourFerretDB && !t.quiet.IsZero() {
+			delay = max(delay, ferretIdleSleep(time.Since(t.quiet)))
+		}
+		if err := t.idle(ctx, delay); err != nil {
+			return progressed, err
+		}
+	}
+}
+
+// idle waits d, flushing (and so reporting progress) as often as due.
+func (t *tailer) idle(ctx context.Context, d time.Duration) error {
+	for end := time.Now().Add(d); ; {
+		left := time.Until(end)
+		if left <= 0 {
+			return nil
+		}
+		if err := sleep(ctx, min(left, t.cfg.FlushInterval)); err != nil {
+			return err
+		}
+		if err := t.flushDue(ctx); err != nil {
+			return err
 		}
 	}
 }
@@ -200,12 +227,28 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 	defer cur.Close(context.WithoutCancel(ctx))
 	t.cfg.Log.Debug("tailing the oplog", "from", from, "last", t.last)
 	// The cursor is open: if the resume point is still in the oplog now,
-	// nothing between it and what the cursor returns can be lost.
-	if err := t.checkResume(ctx, oplog); err != nil {
-		if errors.Is(err, errRestarted) {
-			return false, nil // re-issue the find from the new start
+	// nothing between it and what the cursor returns can be lost. On
+	// FerretDB, where the check is a scan of the whole oplog, it is made
+	// once the cursor brings a new entry: a read that finds nothing new
+	// has lost nothing.
+	checked := false
+	check := func() (bool, error) {
+		if checked {
+			return true, nil
 		}
-		return false, err
+		checked = true
+		if err := t.checkResume(ctx, oplog); err != nil {
+			if errors.Is(err, errRestarted) {
+				return false, nil // re-issue the find from the new start
+			}
+			return false, err
+		}
+		return true, nil
+	}
+	if t.src.Flavour != FlavourFerretDB {
+		if ok, err := check(); !ok {
+			return false, err
+		}
 	}
 	readMajority := t.majorityReader(c)
 	majority, hasMajority := TS{}, false
@@ -237,7 +280,13 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 				}
 			}
 			if t.accept(e) {
-				t.drained = time.Time{} // new, not a re-read: caught up only when it is durable
+				// Only a new entry ends a quiet spell (and a caught-up
+				// claim): FerretDB's re-reads return the overlap window's
+				// entries again every time.
+				t.quiet, t.drained = time.Time{}, time.Time{}
+				if ok, err := check(); !ok {
+					return progressed, err
+				}
 				if err := t.append(ctx, e); err != nil {
 					return progressed, err
 				}
@@ -249,6 +298,9 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 					return progressed, err
 				}
 				return progressed, nil
+			}
+			if t.quiet.IsZero() {
+				t.quiet = time.Now()
 			}
 			// Everything written before the read was asked for has been
 			// read: on an idle source the caught-up time keeps moving, so
@@ -266,6 +318,14 @@ func (t *tailer) follow(ctx context.Context, c *mongo.Client, oplog *mongo.Colle
 			// keep coming: an idle one is replaced by a fresh find.
 			if idle++; t.src.Flavour == FlavourFerretDB && idle >= ferretIdleAwaits {
 				return progressed, nil
+			}
+			if t.src.Flavour == FlavourFerretDB {
+				if err := t.flushDue(ctx); err != nil {
+					return progressed, err
+				}
+				if err := sleep(ctx, ferretIdleSleep(time.Since(t.quiet))); err != nil {
+					return progressed, err
+				}
 			}
 		}
 		if err := t.flushDue(ctx); err != nil {
@@ -289,6 +349,9 @@ func (t *tailer) majorityReader(c *mongo.Client) func(context.Context) (TS, bool
 }
 
 func (t *tailer) awaitTime() time.Duration {
+	if t.src.Flavour == FlavourFerretDB {
+		return ferretAwait
+	}
 	return max(t.cfg.FlushInterval/2, 10*time.Millisecond)
 }
 

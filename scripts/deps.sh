@@ -62,6 +62,9 @@ anchors() {
   missing=()
   command -v zstd >/dev/null 2>&1 || missing+=(zstd)
   command -v pgbackrest >/dev/null 2>&1 || missing+=(pgbackrest)
+  # The mysql suite's anchors: mydumper/myloader and mariadb-backup.
+  command -v myloader >/dev/null 2>&1 || missing+=(mydumper)
+  command -v mariadb-backup >/dev/null 2>&1 || missing+=(mariadb-backup)
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 

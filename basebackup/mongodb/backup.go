@@ -27,8 +27,9 @@ type Config struct {
 	Source string // mongodb:// URL (password from the environment)
 	Jobs   int    // collections scanned (and chunks stored) in parallel
 	Log    *slog.Logger
-	// Progress, when set, is called as documents arrive.
-	Progress func(docs, bytes int64)
+	// Progress, when set, is called as documents arrive, with the
+	// documents expected in all (the collections' estimated counts).
+	Progress func(docs, bytes, total int64)
 	// OplogTimeout bounds the wait for a running streamer to archive the
 	// backup's oplog window.
 	OplogTimeout time.Duration

@@ -88,11 +88,21 @@ type scanner struct {
 	w     *archive.ChunkWriter
 	docs  atomic.Int64
 	bytes atomic.Int64
+	total int64 // documents expected, from the collections' counts (for progress)
 }
 
 // scanAll scans up to Jobs collections at once; the first failure stops
 // the rest.
 func (s *scanner) scanAll(ctx context.Context, colls []collection) ([]archive.FileEntry, error) {
+	if s.cfg.Progress != nil {
+		// The metadata's estimates: cheap, and enough for an ETA.
+		for _, col := range colls {
+			if n, err := s.c.Database(col.DB).Collection(col.Name).EstimatedDocumentCount(ctx); err == nil {
+				s.total += n
+			}
+		}
+		s.cfg.Progress(0, 0, s.total)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.cfg.Jobs)
 	files := make([]archive.FileEntry, len(colls))
@@ -173,7 +183,7 @@ func (s *scanner) read(ctx context.Context, col collection, w io.Writer, docs, s
 		*size += int64(len(cur.Current))
 		n, b := s.docs.Add(1), s.bytes.Add(int64(len(cur.Current)))
 		if s.cfg.Progress != nil && n%1000 == 0 {
-			s.cfg.Progress(n, b)
+			s.cfg.Progress(n, b, max(s.total, n))
 		}
 	}
 	if err := cur.Err(); err != nil {

@@ -44,7 +44,7 @@ listed backup is restorable.
 			if err != nil {
 				return err
 			}
-			bar := progress.New(a.stderr)
+			bar := a.newProgress()
 			job.Progress = a.progressOf(bar)
 			rep, err := jobs.Backup(cmd.Context(), eng, engine.BackupJob{Job: job, Source: source, Type: typ, Jobs: jobsN})
 			bar.Done()

@@ -12,7 +12,6 @@ import (
 
 	"github.com/tidemark/tidemark/internal/engine"
 	"github.com/tidemark/tidemark/internal/jobs"
-	"github.com/tidemark/tidemark/internal/progress"
 	"github.com/tidemark/tidemark/restore"
 )
 
@@ -81,7 +80,7 @@ Times: RFC 3339 with a zone (2026-11-25T14:03:00.5Z) or PostgreSQL's form
 			if rec, err := a.engines.ForRepo(ctx, r); err == nil && rec != eng {
 				return usageErr(fmt.Errorf("the repository holds %s, not %s", rec.Info().Title, eng.Info().Title))
 			}
-			bar := progress.New(a.stderr)
+			bar := a.newProgress()
 			job := engine.RestoreJob{Job: engine.Job{Repo: r, RepoRef: rf.ref(), Log: a.log, Options: opts, Progress: a.progressOf(bar)},
 				To: to, Jobs: jobsN}
 			if dryRun {

@@ -47,8 +47,8 @@ write's temporary file) is listed as leftovers, which expire removes.`,
 					return err
 				}
 			}
-			bar := progress.New(a.stderr)
-			rep, elapsed, err := jobs.Verify(ctx, a.engines, r, a.log, func(n, b int64) { bar.Bytes("verified objects", n, b, 0) })
+			bar := a.newProgress()
+			rep, elapsed, err := jobs.Verify(ctx, a.engines, r, a.log, func(n, b int64) { bar.Update(progress.Update{Phase: "verify", Unit: "objects", Done: n, Bytes: b}) })
 			bar.Done()
 			if err != nil {
 				return err

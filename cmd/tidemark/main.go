@@ -241,13 +241,15 @@ func (a *app) engineOptions(e engine.Engine, cmd engine.Command, d *engine.Decla
 	return o, nil
 }
 
-// progressOf draws a job's progress on the terminal.
+// newProgress draws progress on a terminal, or logs it every
+// progress.LogEvery when stderr is not one.
+func (a *app) newProgress() *progress.Line {
+	return progress.NewWith(a.stderr, progress.Options{Log: a.log})
+}
+
+// progressOf passes a job's progress to bar.
 func (a *app) progressOf(bar *progress.Line) func(engine.Step) {
 	return func(s engine.Step) {
-		if s.Unit == "bytes" {
-			bar.Bytes(s.Phase, s.Done>>20, s.Done, s.Total)
-			return
-		}
-		bar.Bytes(s.Phase, s.Done, s.Bytes, 0)
+		bar.Update(progress.Update{Phase: s.Phase, Unit: s.Unit, Done: s.Done, Total: s.Total, Bytes: s.Bytes})
 	}
 }

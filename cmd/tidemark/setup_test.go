@@ -47,7 +47,7 @@ func docBlock(t *testing.T, doc, marker string) []string {
 // backup of a default install (the empty test database, a view, a
 // routine, a trigger and an event included), run side by side.
 func TestSetupMariaDB(t *testing.T) {
-	src := testenv.NewMariaDB(t, testenv.MariaDBOptions{TestDB: true})
+	src := testenv.NewMariaDB(t, testenv.MariaDBOptions{})
 	for _, sql := range []string{"CREATE DATABASE shop", "CREATE TABLE shop.orders (id INT PRIMARY KEY, amount DECIMAL(10,2))",
 		"INSERT INTO shop.orders SELECT seq, seq * 1.5 FROM shop.seq_1_to_500",
 		"CREATE VIEW shop.big AS SELECT * FROM shop.orders WHERE amount > 100",

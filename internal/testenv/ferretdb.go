@@ -56,8 +56,27 @@ func NewFerretDB(t testing.TB) *FerretDB {
 	return f
 }
 
-// StartFerretDB starts a server; Destroy removes it.
-func StartFerretDB() (*FerretDB, error) {
+// NewFerretDBDefault starts a separate server as FerretDB runs by default:
+// no replica set name and no oplog — what a restore target usually is.
+// It is destroyed when the test ends.
+func NewFerretDBDefault(t testing.TB) *FerretDB {
+	t.Helper()
+	f, err := startFerretDB(false)
+	if err != nil {
+		Unavailable(t, "FerretDB "+FerretDBVersion, err)
+	}
+	t.Cleanup(f.Destroy)
+	return f
+}
+
+// StartFerretDBDefault starts a server as FerretDB runs by default (no
+// oplog); Destroy removes it.
+func StartFerretDBDefault() (*FerretDB, error) { return startFerretDB(false) }
+
+// StartFerretDB starts a server that writes an oplog; Destroy removes it.
+func StartFerretDB() (*FerretDB, error) { return startFerretDB(true) }
+
+func startFerretDB(oplog bool) (*FerretDB, error) {
 	bin, err := CachedBinary("ferretdb", FerretDBVersion)
 	if err != nil {
 		return nil, err
@@ -79,10 +98,13 @@ func StartFerretDB() (*FerretDB, error) {
 		return nil, err
 	}
 	f := &FerretDB{Host: "127.0.0.1", Port: port, dir: dir}
-	proc, err := startProcess("FerretDB", filepath.Join(dir, "ferretdb.log"), nil, nil, bin,
-		"--handler=sqlite", "--sqlite-url=file:"+data+"/", "--state-dir="+dir,
+	args := []string{"--handler=sqlite", "--sqlite-url=file:" + data + "/", "--state-dir=" + dir,
 		fmt.Sprintf("--listen-addr=127.0.0.1:%d", port), fmt.Sprintf("--debug-addr=127.0.0.1:%d", debugPort),
-		"--repl-set-name=rs0", "--telemetry=disable", "--log-level=warn")
+		"--telemetry=disable", "--log-level=warn"}
+	if oplog {
+		args = append(args, "--repl-set-name=rs0")
+	}
+	proc, err := startProcess("FerretDB", filepath.Join(dir, "ferretdb.log"), nil, nil, bin, args...)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -98,6 +120,9 @@ func StartFerretDB() (*FerretDB, error) {
 	}); err != nil {
 		f.Destroy()
 		return nil, err
+	}
+	if !oplog {
+		return f, nil
 	}
 	if err := f.createOplog(); err != nil {
 		f.Destroy()
@@ -131,6 +156,9 @@ func (f *FerretDB) URL() string {
 func (f *FerretDB) Client(ctx context.Context) (*mongo.Client, error) {
 	return mongo.Connect(options.Client().ApplyURI(f.URL()).SetTimeout(30 * time.Second))
 }
+
+// PID is the server process's id (for measuring its CPU).
+func (f *FerretDB) PID() int { return f.proc.cmd.Process.Pid }
 
 // Stop shuts the server down.
 func (f *FerretDB) Stop() {

@@ -31,9 +31,10 @@ type MariaDB struct {
 type MariaDBOptions struct {
 	ServerID int      // default 1
 	Args     []string // extra mariadbd arguments
-	// TestDB keeps the empty `test` database mariadb-install-db creates by
-	// default, as on a default install.
-	TestDB bool
+	// SkipTestDB leaves out the empty `test` database that
+	// mariadb-install-db creates by default. Servers are default installs
+	// unless a test says otherwise: restores must work into what users have.
+	SkipTestDB bool
 }
 
 var sharedMariaDB shared[*MariaDB]
@@ -86,7 +87,7 @@ func StartMariaDB(o MariaDBOptions) (*MariaDB, error) {
 	m := &MariaDB{Host: "127.0.0.1", Port: port, User: "root", ServerID: o.ServerID,
 		DataDir: filepath.Join(dir, "data"), dir: dir}
 	install := []string{"--no-defaults", "--datadir=" + m.DataDir, "--auth-root-authentication-method=normal"}
-	if !o.TestDB {
+	if o.SkipTestDB {
 		install = append(install, "--skip-test-db")
 	}
 	if os.Geteuid() == 0 {

@@ -12,7 +12,6 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/tidemark/tidemark/oplog"
 )
@@ -41,6 +40,7 @@ type applier struct {
 	done    sync.WaitGroup
 	txns    map[string]*txnBuffer
 	applied atomic.Int64
+	flushes atomic.Int64    // batches written, for tests
 	skipped map[string]bool // time-series namespaces already warned about
 }
 
@@ -61,21 +61,12 @@ func newApplier(ctx context.Context, c *mongo.Client, flavour string, jobs int, 
 	ctx, cancel := context.WithCancelCause(ctx)
 	a := &applier{c: c, flavour: flavour, include: include, log: log, ctx: ctx, cancel: cancel, txns: map[string]*txnBuffer{}, skipped: map[string]bool{}}
 	for range max(jobs, 1) {
-		ch := make(chan write, 64)
+		ch := make(chan write, writeQueue)
 		a.workers = append(a.workers, ch)
 		a.done.Add(1)
 		go func() {
 			defer a.done.Done()
-			for w := range ch {
-				if a.ctx.Err() == nil {
-					if err := a.write(a.ctx, w); err != nil {
-						a.cancel(fmt.Errorf("replay %s on %s: %w", w.op, w.ns, err))
-					} else {
-						a.applied.Add(1)
-					}
-				}
-				a.pending.Done()
-			}
+			a.work(ch)
 		}()
 	}
 	return a
@@ -174,56 +165,6 @@ func docID(w write) (bson.RawValue, error) {
 func (a *applier) coll(ns string) *mongo.Collection {
 	db, coll, _ := strings.Cut(ns, ".")
 	return a.c.Database(db).Collection(coll)
-}
-
-// write performs one document write idempotently.
-func (a *applier) write(ctx context.Context, w write) error {
-	id, err := docID(w)
-	if err != nil {
-		return err
-	}
-	filter := bson.D{{Key: "_id", Value: id}}
-	c := a.coll(w.ns)
-	switch w.op {
-	case "i":
-		_, err := c.ReplaceOne(ctx, filter, w.o, options.Replace().SetUpsert(true))
-		return err
-	case "d":
-		_, err := c.DeleteOne(ctx, filter)
-		return err
-	case "u":
-		if a.flavour == oplog.FlavourFerretDB {
-			return ferretUpdate(ctx, c, filter, w.o)
-		}
-		return a.update(ctx, c, filter, w.o)
-	default:
-		return fmt.Errorf("unknown op %q", w.op)
-	}
-}
-
-// update reads the document, applies the entry and writes it back: the
-// worker owns this _id, so nothing writes it in between. A document the
-// restore does not hold (deleted later in the base's scan) is skipped: a
-// later entry of the replay deletes or recreates it.
-func (a *applier) update(ctx context.Context, c *mongo.Collection, filter bson.D, o bson.Raw) error {
-	var doc bson.D
-	err := c.FindOne(ctx, filter).Decode(&doc)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		if kind, kerr := updateKind(o); kerr == nil && kind == "replacement" {
-			_, err := c.ReplaceOne(ctx, filter, withID(mustD(o), bson.D{filter[0]}), options.Replace().SetUpsert(true))
-			return err
-		}
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	nd, err := ApplyUpdate(doc, o)
-	if err != nil {
-		return err
-	}
-	_, err = c.ReplaceOne(ctx, filter, nd)
-	return err
 }
 
 func mustD(raw bson.Raw) bson.D {

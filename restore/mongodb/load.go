@@ -111,6 +111,10 @@ func (l *loader) load(ctx context.Context, colls []collection) (int64, error) {
 	g, ctx := errgroup.WithContext(ctx)
 	batches := make(chan docBatch, l.cfg.Jobs)
 	var done atomic.Int64
+	var total int64
+	for _, c := range colls {
+		total += c.meta.Documents
+	}
 	for range l.cfg.Jobs {
 		g.Go(func() error {
 			for b := range batches {
@@ -120,7 +124,7 @@ func (l *loader) load(ctx context.Context, colls []collection) (int64, error) {
 				if _, err := b.coll.InsertMany(ctx, b.docs, options.InsertMany().SetOrdered(false)); err != nil {
 					return fmt.Errorf("insert into %s.%s: %w", b.coll.Database().Name(), b.coll.Name(), err)
 				}
-				l.cfg.Progress("load", done.Add(int64(len(b.docs))))
+				l.cfg.Progress("load", done.Add(int64(len(b.docs))), total)
 			}
 			return nil
 		})

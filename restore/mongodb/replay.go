@@ -26,14 +26,15 @@ const reorderWindow = 3
 func replay(ctx context.Context, cfg Config, plan *Plan, c *mongo.Client, include func(string) bool, res *Result) error {
 	a := newApplier(ctx, c, plan.Flavour, cfg.Jobs, include, cfg.Log)
 	r := &reorder{seen: map[string]oplog.TS{}}
+	total := plannedEntries(plan)
 	apply := func(e oplog.Entry) error {
 		if err := a.apply(e); err != nil {
 			return err
 		}
 		res.Last, res.LastTime = e.TS, e.Wall
-		if n := a.applied.Load(); n%1000 == 0 {
-			cfg.Progress("replay", n)
-		}
+		// Writes complete in the workers: report what they have done
+		// (the progress line throttles), never a count kept at 0.
+		cfg.Progress("replay", a.applied.Load(), total)
 		return nil
 	}
 	err := func() error {
@@ -71,10 +72,25 @@ func replay(ctx context.Context, cfg Config, plan *Plan, c *mongo.Client, includ
 		err = cerr
 	}
 	res.Ops = a.applied.Load()
+	cfg.Progress("replay", res.Ops, max(total, res.Ops))
 	if err != nil {
 		return fmt.Errorf("replay the oplog: %w", err)
 	}
 	return nil
+}
+
+// plannedEntries estimates the entries to replay from the segments'
+// counts (the first and last segments may hold some outside the range).
+func plannedEntries(plan *Plan) int64 {
+	var n int64
+	for _, s := range plan.Segments {
+		if s.Events > 0 {
+			n += s.Events
+		} else {
+			n += int64(s.Last - s.First + 1)
+		}
+	}
+	return n
 }
 
 // reorder is a min-heap of entries by ts with de-duplication by key.

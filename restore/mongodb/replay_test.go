@@ -73,7 +73,7 @@ func TestReplaySurvivesConsolidation(t *testing.T) {
 	c.Database(db).Drop(ctx)
 	plan := &Plan{Flavour: oplog.FlavourMongoDB, From: oplog.TS{T: 1764500000}, To: oplog.TS{T: 1764500000, I: uint32(n)}, Segments: planned}
 	res := &Result{}
-	cfg := Config{Repo: repo, Jobs: 3, Log: slog.Default(), Progress: func(string, int64) {}}
+	cfg := Config{Repo: repo, Jobs: 3, Log: slog.Default(), Progress: func(string, int64, int64) {}}
 	if err := replay(ctx, cfg, plan, c, nil, res); err != nil {
 		t.Fatal(err)
 	}

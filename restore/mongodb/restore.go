@@ -17,6 +17,7 @@ import (
 
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/oplog"
+	"github.com/tidemark/tidemark/restore"
 )
 
 // Config configures a MongoDB restore.
@@ -28,8 +29,9 @@ type Config struct {
 	Force      bool     // drop target collections that exist
 	Jobs       int
 	Log        *slog.Logger
-	// Progress, when set, reports documents loaded and ops replayed.
-	Progress func(phase string, done int64)
+	// Progress, when set, reports documents loaded and entries replayed
+	// of their totals (the replay's total is estimated from its segments).
+	Progress func(phase string, done, total int64)
 	Connect  func(ctx context.Context, url string) (*mongo.Client, error)
 }
 
@@ -41,6 +43,8 @@ type Result struct {
 	Ops         int64
 	Last        oplog.TS // newest entry replayed (zero: none)
 	LastTime    time.Time
+	LoadTime    time.Duration // documents and indexes
+	ReplayTime  time.Duration
 }
 
 // Restore plans, refuses what it cannot do before writing, then loads
@@ -56,7 +60,7 @@ func Restore(ctx context.Context, cfg Config) (*Result, error) {
 		cfg.Connect = oplog.Connect
 	}
 	if cfg.Progress == nil {
-		cfg.Progress = func(string, int64) {}
+		cfg.Progress = func(string, int64, int64) {}
 	}
 	include, err := nsFilter(cfg.Namespaces)
 	if err != nil {
@@ -84,20 +88,42 @@ func Restore(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Plan: plan, Collections: len(colls)}
+	names := collNames(colls)
+	again := fmt.Sprintf("to start again, run the same restore with --force (it drops and replaces %s)", names)
 	t0 := time.Now()
 	if res.Documents, err = l.load(ctx, colls); err != nil {
-		return nil, err
+		return nil, restore.Unfinished(err, fmt.Sprintf("the target holds %s partly loaded from backup %s", names, plan.Backup.ID), again)
 	}
 	if err := l.indexes(ctx, colls); err != nil {
-		return nil, err
+		return nil, restore.Unfinished(err, fmt.Sprintf("the target holds %s loaded from backup %s, some indexes missing", names, plan.Backup.ID), again)
 	}
 	t1 := time.Now()
 	if err := replay(ctx, cfg, plan, c, include, res); err != nil {
-		return nil, err
+		at := "none of the oplog replayed"
+		if !res.Last.IsZero() {
+			at = fmt.Sprintf("the oplog replayed up to about %s (%d entries)", res.Last, res.Ops)
+		}
+		return nil, restore.Unfinished(err, fmt.Sprintf("the target holds %s from backup %s with %s", names, plan.Backup.ID, at), again)
 	}
-	cfg.Log.Debug("restored", "backup", plan.Backup.ID, "documents", res.Documents, "load", t1.Sub(t0),
-		"ops", res.Ops, "replay", time.Since(t1))
+	res.LoadTime, res.ReplayTime = t1.Sub(t0), time.Since(t1)
+	cfg.Log.Debug("restored", "backup", plan.Backup.ID, "documents", res.Documents, "load", res.LoadTime,
+		"ops", res.Ops, "replay", res.ReplayTime)
 	return res, nil
+}
+
+// collNames names the restored collections for messages: a few, then a count.
+func collNames(colls []collection) string {
+	var names []string
+	for i, c := range colls {
+		if i == 5 {
+			return fmt.Sprintf("collections %s and %d more", strings.Join(names, ", "), len(colls)-5)
+		}
+		names = append(names, c.ns())
+	}
+	if len(names) == 0 {
+		return "no collections"
+	}
+	return "collections " + strings.Join(names, ", ")
 }
 
 // nsFilter compiles --ns selections: "db.coll" or "db.*".

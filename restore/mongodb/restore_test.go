@@ -276,10 +276,11 @@ func (p *mongoPITR) backup() *mongobackup.Result {
 	return res
 }
 
-// restoreInto restores to `to` into a fresh server and returns its hash.
+// restoreInto restores to `to` into a fresh server, as FerretDB runs by
+// default (no oplog), and returns its hash.
 func (p *mongoPITR) restoreInto(to Target) (string, *Result) {
 	p.t.Helper()
-	target := testenv.NewFerretDB(p.t)
+	target := testenv.NewFerretDBDefault(p.t)
 	res, err := Restore(context.Background(), Config{Repo: p.repo, TargetURL: target.URL(), To: to, Jobs: 3, Log: p.log})
 	if err != nil {
 		p.t.Fatalf("restore to %s: %v", to, err)
@@ -326,7 +327,7 @@ func TestMongoPITRFerretDB(t *testing.T) {
 	} {
 		start := time.Now()
 		got, res := p.restoreInto(tc.to)
-		t.Logf("restore to %s: %d documents, %d ops in %s", tc.name, res.Documents, res.Ops, time.Since(start))
+		t.Logf("restore to %s: %d documents, %d ops (%d segments) in %s", tc.name, res.Documents, res.Ops, len(res.Plan.Segments), time.Since(start))
 		if got != tc.want.hash {
 			t.Errorf("restore to %s: state differs from the mark (replayed %d ops, last %s)", tc.name, res.Ops, res.Last)
 		}
@@ -334,8 +335,35 @@ func TestMongoPITRFerretDB(t *testing.T) {
 			t.Errorf("restore to %s used backup %s", tc.name, res.Plan.Backup.ID)
 		}
 	}
+	// Interrupted during the replay (Ctrl-C): the error says what the
+	// target holds and how to start again, and --force does.
+	target := testenv.NewFerretDBDefault(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg := Config{Repo: p.repo, TargetURL: target.URL(), To: Target{Latest: true}, Jobs: 3, Log: p.log,
+		Progress: func(phase string, done, total int64) {
+			if phase == "replay" {
+				cancel()
+			}
+		}}
+	_, err := Restore(ctx, cfg)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "was interrupted part way: the target holds collections app.") ||
+		!strings.Contains(err.Error(), "--force") {
+		t.Fatalf("interrupted restore: %v", err)
+	}
+	cfg.Force, cfg.Progress = true, nil
+	if _, err := Restore(context.Background(), cfg); err != nil {
+		t.Fatalf("restore again with --force: %v", err)
+	}
+	c, err := target.Client(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Disconnect(context.Background())
+	if got := stateHash(t, c); got != final.hash {
+		t.Errorf("restore --force after an interrupted one: state differs from the latest mark")
+	}
 	// Before the base's end: no base reaches it, refused before writing.
-	_, err := Restore(context.Background(), Config{Repo: p.repo, TargetURL: "mongodb://127.0.0.1:1/?directConnection=true",
+	_, err = Restore(context.Background(), Config{Repo: p.repo, TargetURL: "mongodb://127.0.0.1:1/?directConnection=true",
 		To: Target{TS: oplog.TS{T: 1}}, Log: p.log})
 	if !errors.Is(err, restore.ErrUnreachable) {
 		t.Fatalf("restore before the base: %v, want restore.ErrUnreachable", err)

@@ -15,7 +15,6 @@ import (
 	"github.com/tidemark/tidemark/archive"
 	mysqlbackup "github.com/tidemark/tidemark/basebackup/mysql"
 	"github.com/tidemark/tidemark/binlog"
-	"github.com/tidemark/tidemark/restore"
 )
 
 // loadSession prepares a connection for loading rows exactly as stored:
@@ -74,33 +73,6 @@ func selectDatabases(s *mysqlbackup.Schema, only []string) error {
 	return nil
 }
 
-// checkTargetEmpty refuses when any database to restore exists, unless
-// force, in which case they are dropped first.
-func checkTargetEmpty(c *client.Conn, s *mysqlbackup.Schema, force bool) error {
-	var exist []string
-	for _, db := range s.Databases {
-		r, err := c.Execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", db.Name)
-		if err != nil {
-			return fmt.Errorf("check target database %s: %w", db.Name, err)
-		}
-		if r.RowNumber() > 0 {
-			exist = append(exist, db.Name)
-		}
-	}
-	if len(exist) == 0 {
-		return nil
-	}
-	if !force {
-		return fmt.Errorf("%w: %s (use --force to drop and replace them)", restore.ErrTargetExists, strings.Join(exist, ", "))
-	}
-	for _, n := range exist {
-		if _, err := c.Execute("DROP DATABASE " + mysqlbackup.QuoteIdent(n)); err != nil {
-			return fmt.Errorf("drop database %s: %w", n, err)
-		}
-	}
-	return nil
-}
-
 // createTables creates databases and tables; it returns, per table, the
 // secondary indexes left to add after the load. Indexes are deferred only
 // for tables larger than a quarter of the target's buffer pool: measured
@@ -108,7 +80,7 @@ func checkTargetEmpty(c *client.Conn, s *mysqlbackup.Schema, force bool) error {
 // building them afterwards was 10-20% slower than maintaining them row by
 // row; once they outgrow memory, row-by-row maintenance turns into random
 // I/O and a sorted build afterwards wins.
-func createTables(c *client.Conn, s *mysqlbackup.Schema, files map[string]archive.FileEntry, deferAbove int64) (map[string][]string, error) {
+func createTables(c *client.Conn, s *mysqlbackup.Schema, files map[string]archive.FileEntry, deferAbove int64, existing map[string]bool) (map[string][]string, error) {
 	deferred := map[string][]string{}
 	if deferAbove <= 0 {
 		r, err := c.Execute("SELECT @@innodb_buffer_pool_size")
@@ -119,8 +91,10 @@ func createTables(c *client.Conn, s *mysqlbackup.Schema, files map[string]archiv
 		deferAbove = int64(pool / 4)
 	}
 	for _, db := range s.Databases {
-		if _, err := c.Execute(db.Create); err != nil {
-			return nil, fmt.Errorf("create database %s: %w", db.Name, err)
+		if !existing[db.Name] {
+			if _, err := c.Execute(db.Create); err != nil {
+				return nil, fmt.Errorf("create database %s: %w", db.Name, err)
+			}
 		}
 		if err := c.UseDB(db.Name); err != nil {
 			return nil, fmt.Errorf("use %s: %w", db.Name, err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -108,8 +109,14 @@ func TestMySQLPointInTimeRestore(t *testing.T) {
 			}
 		}
 	}()
-	base := backupMySQL(t, repo, src, "shop")
+	// Every database, as users back up: the source and the targets are
+	// default installs, whose empty `test` database is in the backup and
+	// on every target, and is no reason to refuse.
+	base := backupMySQL(t, repo, src)
 	close(stopWrites)
+	if !slices.Contains(base.Meta.Databases, "test") {
+		t.Fatalf("backed up databases %q: the default install's test database is missing", base.Meta.Databases)
+	}
 	wg.Wait()
 
 	takeMark := func() mark {

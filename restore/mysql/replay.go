@@ -17,7 +17,11 @@ func rollForward(ctx context.Context, cfg Config, plan *Plan) (*BinlogReplayResu
 		return nil, err
 	}
 	defer c.Close()
-	res, err := ReplayBinlog(ctx, cfg.Repo, c, plan.From, cfg.To, BinlogReplayOptions{Log: cfg.Log})
+	res, err := ReplayBinlog(ctx, cfg.Repo, c, plan.From, cfg.To, BinlogReplayOptions{Log: cfg.Log, Progress: func(r BinlogReplayResult) {
+		if cfg.ReplayProgress != nil {
+			cfg.ReplayProgress(r.Transactions)
+		}
+	}})
 	if err != nil {
 		return res, fmt.Errorf("roll base %s forward from %s: %w", plan.Backup.ID, plan.From, err)
 	}

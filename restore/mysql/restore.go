@@ -12,11 +12,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
 
 	"github.com/tidemark/tidemark/archive"
 	mysqlbackup "github.com/tidemark/tidemark/basebackup/mysql"
 	"github.com/tidemark/tidemark/binlog"
+	"github.com/tidemark/tidemark/restore"
 )
 
 // Config configures a MySQL/MariaDB restore into a running server.
@@ -38,6 +42,8 @@ type Config struct {
 	DeferIndexesAbove int64
 	Log               *slog.Logger
 	Progress          func(done, total int64)
+	// ReplayProgress, when set, hears the transactions replayed so far.
+	ReplayProgress func(transactions int64)
 }
 
 // Load methods.
@@ -58,6 +64,7 @@ type Result struct {
 	Tables     int
 	Rows       int64
 	LoadTime   time.Duration
+	IndexTime  time.Duration // of LoadTime: secondary indexes built after the rows
 	ReplayTime time.Duration
 	Replay     *BinlogReplayResult
 }
@@ -89,7 +96,11 @@ func Restore(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	start := time.Now()
 	if res.Replay, err = rollForward(ctx, cfg, plan); err != nil {
-		return res, err
+		at := "none of the binlog replayed"
+		if rp := res.Replay; rp != nil && rp.Transactions > 0 {
+			at = fmt.Sprintf("the binlog replayed through %d transactions (to %s)", rp.Transactions, rp.End)
+		}
+		return res, restore.Unfinished(err, fmt.Sprintf("the target holds backup %s with %s", plan.Backup.ID, at), startAgain)
 	}
 	res.ReplayTime = time.Since(start)
 	return res, nil
@@ -138,30 +149,52 @@ func LoadBase(ctx context.Context, cfg Config, plan *Plan) (*Result, error) {
 	if _, err := ddl.Execute("SET SESSION sql_log_bin = 0"); err != nil {
 		cfg.Log.Debug("creating definitions with binary logging on", "err", err)
 	}
-	if err := checkTargetEmpty(ddl, &schema, cfg.Force); err != nil {
+	existing, err := checkTarget(ddl, &schema, cfg.Force)
+	if err != nil {
 		return nil, err
 	}
-	if err := createUsers(ddl, &schema, false); err != nil {
+	res, err := loadChecked(ctx, cfg, plan, srv, files, &schema, ddl, existing)
+	if err != nil {
+		var dbs []string
+		for _, db := range schema.Databases {
+			dbs = append(dbs, db.Name)
+		}
+		return nil, restore.Unfinished(err, fmt.Sprintf("databases %s on the target hold part of backup %s",
+			strings.Join(dbs, ", "), plan.Backup.ID), startAgain)
+	}
+	res.LoadTime = time.Since(start)
+	return res, nil
+}
+
+// startAgain is how to recover from a restore stopped part way.
+const startAgain = "to start again, run the same restore with --force (it drops and replaces what the restore creates)"
+
+// loadChecked writes the base into a target that checkTarget passed.
+func loadChecked(ctx context.Context, cfg Config, plan *Plan, srv binlog.Source, files map[string]archive.FileEntry,
+	schema *mysqlbackup.Schema, ddl *client.Conn, existing map[string]bool) (*Result, error) {
+	if err := createUsers(ddl, schema, false); err != nil {
 		return nil, err
 	}
-	deferred, err := createTables(ddl, &schema, files, cfg.DeferIndexesAbove)
+	deferred, err := createTables(ddl, schema, files, cfg.DeferIndexesAbove, existing)
 	if err != nil {
 		return nil, err
 	}
 	l := &loader{cfg: cfg, srv: srv, files: files}
-	if err := l.run(ctx, &schema); err != nil {
+	if err := l.run(ctx, schema); err != nil {
 		return nil, err
 	}
+	rowsDone := time.Now()
 	if err := addKeys(ctx, cfg.Jobs, srv, deferred); err != nil {
 		return nil, err
 	}
-	if err := createObjects(ddl, &schema); err != nil {
+	keysTime := time.Since(rowsDone)
+	if err := createObjects(ddl, schema); err != nil {
 		return nil, err
 	}
-	if err := createUsers(ddl, &schema, true); err != nil {
+	if err := createUsers(ddl, schema, true); err != nil {
 		return nil, err
 	}
-	res := &Result{Plan: plan, LoadTime: time.Since(start)}
+	res := &Result{Plan: plan, IndexTime: keysTime}
 	for _, db := range schema.Databases {
 		res.Tables += len(db.Tables)
 		for _, t := range db.Tables {

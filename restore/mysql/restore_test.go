@@ -262,6 +262,10 @@ func TestMySQLBaseRoundTripExact(t *testing.T) {
 	}
 
 	dst := testenv.NewMariaDB(t, testenv.MariaDBOptions{ServerID: 2})
+	// The database exists on the target with a table the backup lacks:
+	// not data in the restore's way, and left as it is.
+	mustExec(t, connect(t, dst), "CREATE DATABASE torture1", "CREATE TABLE torture1.keepme (id INT PRIMARY KEY)",
+		"INSERT INTO torture1.keepme VALUES (7)")
 	// Every table's secondary indexes built after the load (SHOW CREATE
 	// TABLE is compared: they come back exactly as they were).
 	cfg := Config{Repo: repo, Target: dst.URL(), Jobs: 3, DeferIndexesAbove: 1}
@@ -269,7 +273,17 @@ func TestMySQLBaseRoundTripExact(t *testing.T) {
 		t.Fatalf("restore: %v", err)
 	}
 	dc := connect(t, dst)
+	keep := func() {
+		t.Helper()
+		r, err := dc.Execute("SELECT id FROM torture1.keepme")
+		if err != nil || r.RowNumber() != 1 {
+			t.Fatalf("the target's own table torture1.keepme: %v", err)
+		}
+	}
+	keep()
+	mustExec(t, dc, "DROP TABLE torture1.keepme")
 	compareDigests(t, "restored", digest(t, dc, "torture1"), want)
+	mustExec(t, dc, "CREATE TABLE torture1.keepme (id INT PRIMARY KEY)", "INSERT INTO torture1.keepme VALUES (7)")
 	if got := grants(t, dc, "'app'@'10.0.0.%'"); got != wantGrants {
 		t.Errorf("restored grants %q, want %q", got, wantGrants)
 	}
@@ -283,17 +297,21 @@ func TestMySQLBaseRoundTripExact(t *testing.T) {
 	}
 
 	// A second restore into the same server is refused before writing,
-	// and --force replaces the database, here loading by LOAD DATA LOCAL
+	// naming what is in the way (the target's own table is not), and
+	// --force replaces those objects, here loading by LOAD DATA LOCAL
 	// INFILE: as exact as the inserts.
 	_, err = LoadBase(context.Background(), cfg, planOf(t, res))
-	if !errors.Is(err, restore.ErrTargetExists) || !strings.Contains(err.Error(), "torture1") {
-		t.Fatalf("restore over an existing database: %v", err)
+	if !errors.Is(err, restore.ErrTargetExists) || !strings.Contains(err.Error(), "table torture1.big") ||
+		!strings.Contains(err.Error(), "function torture1.twice") || strings.Contains(err.Error(), "keepme") {
+		t.Fatalf("restore over existing tables: %v", err)
 	}
 	mustExec(t, dc, "DELETE FROM torture1.nopk")
 	cfg.Force, cfg.LoadMethod, cfg.DeferIndexesAbove = true, LoadInfile, 0
 	if _, err := LoadBase(context.Background(), cfg, planOf(t, res)); err != nil {
 		t.Fatalf("restore --force: %v", err)
 	}
+	keep()
+	mustExec(t, dc, "DROP TABLE torture1.keepme")
 	compareDigests(t, "restored with --force", digest(t, dc, "torture1"), want)
 }
 

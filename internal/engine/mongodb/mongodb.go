@@ -146,8 +146,8 @@ func (*Engine) Backup(ctx context.Context, job engine.BackupJob) (*engine.Backup
 		return nil, err
 	}
 	res, err := mgbackup.Backup(ctx, mgbackup.Config{Repo: job.Repo, Source: src, Jobs: job.Jobs, Log: job.Log,
-		Progress: func(docs, bytes int64) {
-			job.Report(engine.Step{Phase: "backup", Unit: "documents", Done: docs, Bytes: bytes})
+		Progress: func(docs, bytes, total int64) {
+			job.Report(engine.Step{Phase: "backup", Unit: "documents", Done: docs, Total: total, Bytes: bytes})
 		}})
 	if err != nil {
 		return nil, err

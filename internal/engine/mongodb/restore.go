@@ -58,15 +58,22 @@ func (*Engine) Restore(ctx context.Context, job engine.RestoreJob) (*engine.Rest
 	started := time.Now()
 	res, err := mgrestore.Restore(ctx, mgrestore.Config{Repo: job.Repo, TargetURL: dst, To: to, Namespaces: o.Strings("ns"),
 		Force: o.Bool("force"), Jobs: job.Jobs, Log: job.Log,
-		Progress: func(phase string, n int64) { job.Report(engine.Step{Phase: phase, Unit: "entries", Done: n}) }})
+		Progress: func(phase string, n, total int64) {
+			unit := "entries"
+			if phase == "load" {
+				unit = "documents"
+			}
+			job.Report(engine.Step{Phase: phase, Unit: unit, Done: n, Total: total})
+		}})
 	if err != nil {
 		return nil, err
 	}
 	p := res.Plan
 	rep := &engine.RestoreReport{Plan: *plan(p), Detail: map[string]any{"collections": res.Collections, "documents": res.Documents,
 		"ops": res.Ops, "last_ts": res.Last.String()}}
-	rep.Lines = append(rep.Lines, fmt.Sprintf("restored backup %s (%d collections, %d documents) and replayed %d oplog operations %s – %s in %.1fs",
-		p.Backup.ID, res.Collections, res.Documents, res.Ops, p.From, p.To, time.Since(started).Seconds()))
+	rep.Lines = append(rep.Lines, fmt.Sprintf("restored backup %s (%d collections, %d documents) and replayed %d oplog operations %s – %s in %.1fs (load %.1fs, replay %.1fs)",
+		p.Backup.ID, res.Collections, res.Documents, res.Ops, p.From, p.To, time.Since(started).Seconds(), res.LoadTime.Seconds(), res.ReplayTime.Seconds()))
+	rep.Detail["load_seconds"], rep.Detail["replay_seconds"] = res.LoadTime.Seconds(), res.ReplayTime.Seconds()
 	if !res.Last.IsZero() {
 		rep.Lines = append(rep.Lines, fmt.Sprintf("target %s: last replayed entry %s written %s", to, res.Last, res.LastTime.UTC().Format(time.RFC3339Nano)))
 	} else {

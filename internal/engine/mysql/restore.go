@@ -62,14 +62,19 @@ func (*Engine) Restore(ctx context.Context, job engine.RestoreJob) (*engine.Rest
 		Databases: o.Strings("databases"), Force: o.Bool("force"), LoadMethod: o.String("load-method"), Log: job.Log,
 		Progress: func(done, total int64) {
 			job.Report(engine.Step{Phase: "restore", Unit: "bytes", Done: done, Total: total})
-		}})
+		},
+		ReplayProgress: func(n int64) { job.Report(engine.Step{Phase: "replay", Unit: "transactions", Done: n}) }})
 	if err != nil {
 		return nil, err
 	}
 	rep := &engine.RestoreReport{Plan: *plan(res.Plan, to), Detail: map[string]any{"tables": res.Tables, "rows": res.Rows,
 		"load_seconds": res.LoadTime.Seconds(), "replay_seconds": res.ReplayTime.Seconds()}}
-	rep.Lines = append(rep.Lines, fmt.Sprintf("restored backup %s (consistent at %s): %d tables, %d rows in %.1fs", res.Plan.Backup.ID,
-		res.Plan.From, res.Tables, res.Rows, res.LoadTime.Seconds()))
+	line := fmt.Sprintf("restored backup %s (consistent at %s): %d tables, %d rows in %.1fs", res.Plan.Backup.ID,
+		res.Plan.From, res.Tables, res.Rows, res.LoadTime.Seconds())
+	if res.IndexTime > 0 {
+		line += fmt.Sprintf(" (%.1fs of it building secondary indexes)", res.IndexTime.Seconds())
+	}
+	rep.Lines = append(rep.Lines, line)
 	if rp := res.Replay; rp != nil {
 		line := fmt.Sprintf("binlog replayed to %s: %d transactions, %d events in %.1fs; stopped at %s", to, rp.Transactions, rp.Events,
 			res.ReplayTime.Seconds(), rp.End)
