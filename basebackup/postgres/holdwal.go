@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -37,7 +38,13 @@ type walHold struct {
 // stop before it archived the range, the backup archives it itself, and
 // the WAL must still be there.
 func holdWAL(ctx context.Context, conn *pgconn.PgConn, cfg Config, server *wal.Server) (walHold, error) {
-	h := walHold{server: server, tempSlot: fmt.Sprintf("tidemark_backup_%d", os.Getpid())}
+	// Unique per attempt: a refused incremental's connection, and its
+	// slot, may still be open when the full backup it falls back to starts.
+	var suffix [4]byte
+	if _, err := rand.Read(suffix[:]); err != nil {
+		return walHold{}, err
+	}
+	h := walHold{server: server, tempSlot: fmt.Sprintf("tidemark_backup_%d_%x", os.Getpid(), suffix)}
 	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE_REPLICATION_SLOT %s TEMPORARY PHYSICAL RESERVE_WAL", h.tempSlot)).ReadAll(); err != nil {
 		return h, fmt.Errorf("create a temporary replication slot to hold the backup's WAL: %w", err)
 	}

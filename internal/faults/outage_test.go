@@ -51,8 +51,11 @@ func TestObjectStoreOutages(t *testing.T) {
 		t.Fatalf("the streamer gave up during a 5 s outage:\n%s", stream.out.String())
 	}
 	// During a backup: enough data that it is still uploading when MinIO dies.
-	pg.Exec(t, "CREATE TABLE bulk AS SELECT g, (SELECT string_agg(md5(random()::text || s.i), '') FROM generate_series(1, 24) s(i) WHERE g > 0) AS v FROM generate_series(1, 40000) g")
-	back = outage("a backup", 800*time.Millisecond, 5*time.Second)
+	pg.Exec(t, "CREATE TABLE bulk AS SELECT g, (SELECT string_agg(md5(random()::text || s.i), '') FROM generate_series(1, 24) s(i) WHERE g > 0) AS v FROM generate_series(1, 60000) g")
+	// Early: a backup of this size now takes under a second. Whether MinIO
+	// dies before the backup's first upload or during its uploads, the
+	// backup must wait it out and succeed.
+	back = outage("a backup", 300*time.Millisecond, 5*time.Second)
 	started := time.Now()
 	_, errs := c.expect(0, "backup", "--repo", repo, "--source", pg.URL("postgres"), "--fast-checkpoint", "--jobs", "4")
 	if took := time.Since(started); took < 5*time.Second {
