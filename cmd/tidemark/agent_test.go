@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -27,29 +26,11 @@ import (
 	"github.com/tidemark/tidemark/restore"
 )
 
-// lockedBuffer collects the agent's logs, written from its goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // agentRun is an agent running in-process for a test.
 type agentRun struct {
 	t      *testing.T
 	listen string
-	logs   lockedBuffer
+	logs   testenv.LockedBuffer
 	stop   context.CancelFunc
 	done   chan int
 }

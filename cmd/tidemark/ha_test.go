@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -20,27 +19,9 @@ import (
 	"github.com/tidemark/tidemark/internal/testenv"
 )
 
-// syncBuffer collects a process's output while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // runStreamer starts `tidemark stream` and returns a stop that ends it
 // with SIGTERM and fails the test unless it exits 0.
-func runStreamer(t *testing.T, logs *syncBuffer, args ...string) (stop func()) {
+func runStreamer(t *testing.T, logs *testenv.LockedBuffer, args ...string) (stop func()) {
 	t.Helper()
 	cmd := exec.Command(testenv.TidemarkBinary(t), append([]string{"stream", "--flush-interval", "100ms"}, args...)...)
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -62,7 +43,7 @@ func runStreamer(t *testing.T, logs *syncBuffer, args ...string) (stop func()) {
 
 // waitStreamer waits (a minute at most) until the repository's heartbeat
 // says the streamer streams from slot on server (host:port).
-func waitStreamer(t *testing.T, repo, slot, server string, logs *syncBuffer) {
+func waitStreamer(t *testing.T, repo, slot, server string, logs *testenv.LockedBuffer) {
 	t.Helper()
 	ctx := context.Background()
 	s, err := all.Open(ctx, repo)
@@ -117,7 +98,7 @@ func TestBackupFindsStreamerOnAnySlot(t *testing.T) {
 	repo := filepath.Join(t.TempDir(), "repo")
 	_, id := keyFile(t)
 	expect(t, 0, "init", "--repo", repo, "--recipient", id.Recipient().String())
-	var logs syncBuffer
+	var logs testenv.LockedBuffer
 	stop := runStreamer(t, &logs, "--repo", repo, "--source", pg.URL("postgres"), "--slot", "archiver", "--create-slot")
 	waitStreamer(t, repo, "archiver", fmt.Sprintf("%s:%d", pg.Host, pg.Port), &logs)
 	c := connect(t, pg)
@@ -167,7 +148,7 @@ func TestFailoverHA(t *testing.T) {
 	addr := func(p *testenv.Postgres) string { return fmt.Sprintf("%s:%d", p.Host, p.Port) }
 	source := fmt.Sprintf("postgres://postgres@%s,%s/postgres?sslmode=disable&target_session_attrs=primary", addr(standby), addr(primary))
 
-	var logs syncBuffer
+	var logs testenv.LockedBuffer
 	stop := runStreamer(t, &logs, "--repo", repo, "--source", source, "--slot", "ha", "--create-slot")
 	waitStreamer(t, repo, "ha", addr(primary), &logs)
 	pc := connect(t, primary)

@@ -86,7 +86,14 @@ func StartMariaDB(o MariaDBOptions) (*MariaDB, error) {
 	}
 	m := &MariaDB{Host: "127.0.0.1", Port: port, User: "root", ServerID: o.ServerID,
 		DataDir: filepath.Join(dir, "data"), dir: dir}
-	install := []string{"--no-defaults", "--datadir=" + m.DataDir, "--auth-root-authentication-method=normal"}
+	// A temporary directory of its own: in the shared /tmp, concurrent
+	// installs were seen to delete each other's temporary tables.
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	install := []string{"--no-defaults", "--datadir=" + m.DataDir, "--auth-root-authentication-method=normal", "--tmpdir=" + tmp}
 	if o.SkipTestDB {
 		install = append(install, "--skip-test-db")
 	}
@@ -101,7 +108,7 @@ func StartMariaDB(o MariaDBOptions) (*MariaDB, error) {
 		fmt.Sprintf("--port=%d", port), "--bind-address=127.0.0.1", "--skip-name-resolve",
 		"--log-bin=mysql-bin", "--binlog-format=ROW", fmt.Sprintf("--server-id=%d", o.ServerID),
 		"--pid-file=" + filepath.Join(dir, "mariadb.pid"), "--log-error=" + filepath.Join(dir, "error.log"),
-		"--innodb-buffer-pool-size=64M", "--innodb-log-file-size=32M", "--max-connections=60"}
+		"--tmpdir=" + tmp, "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=32M", "--max-connections=60"}
 	if os.Geteuid() == 0 {
 		args = append(args, "--user=root")
 	}
