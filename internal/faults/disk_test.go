@@ -2,6 +2,7 @@ package faults
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/internal/jobs"
+	"github.com/tidemark/tidemark/internal/testenv"
 )
 
 // smallDisk mounts a tmpfs of size under a fresh directory: a real file
@@ -20,11 +22,7 @@ func smallDisk(t *testing.T, size string) (dir string, grow func(size string)) {
 	dir = filepath.Join(t.TempDir(), "disk")
 	must(t, os.Mkdir(dir, 0o755))
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0755", "tidemark-test", dir).CombinedOutput(); err != nil {
-		msg := "cannot mount a small tmpfs for a full disk (needs root): " + strings.TrimSpace(string(out))
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testenv.Unavailable(t, "a small tmpfs for a full disk (mounting needs root)", fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out))))
 	}
 	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
 	return dir, func(size string) {
