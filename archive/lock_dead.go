@@ -16,16 +16,20 @@ import (
 // host, a live or unreadable pid — is not dead.
 func holderDead(holder string) bool {
 	parts := strings.Split(holder, "/")
-	if len(parts) != 3 {
+	return len(parts) == 3 && processDead(parts[0], parts[1])
+}
+
+// processDead reports that process pid of host is of this host and no
+// longer exists. Anything uncertain — another host, a live or unreadable
+// pid, this very process — is not dead.
+func processDead(host, pid string) bool {
+	this, err := os.Hostname()
+	if err != nil || host != this {
 		return false
 	}
-	host, err := os.Hostname()
-	if err != nil || parts[0] != host {
+	n, err := strconv.Atoi(pid)
+	if err != nil || n <= 0 || n == os.Getpid() {
 		return false
 	}
-	pid, err := strconv.Atoi(parts[1])
-	if err != nil || pid <= 0 || pid == os.Getpid() {
-		return false
-	}
-	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+	return errors.Is(syscall.Kill(n, 0), syscall.ESRCH)
 }

@@ -3,3 +3,5 @@
 package archive
 
 func holderDead(string) bool { return false }
+
+func processDead(string, string) bool { return false }

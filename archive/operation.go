@@ -50,6 +50,14 @@ func (o Operation) Stale(now time.Time) bool {
 	return now.Sub(o.Updated) > 3*time.Duration(o.Interval*float64(time.Second))
 }
 
+// Abandoned reports whether the operation's process is gone: its record is
+// overdue (Stale), or its holder is a process of this host that no longer
+// exists (killed with -9).
+func (o Operation) Abandoned(now time.Time) bool {
+	host, pid, ok := strings.Cut(o.Holder, "/")
+	return o.Stale(now) || ok && processDead(host, pid)
+}
+
 // PutOperation records o's newest state and deletes its older records.
 func (r *Repository) PutOperation(ctx context.Context, o Operation) error {
 	if o.ID == "" || strings.ContainsAny(o.ID, "/.") {
@@ -119,7 +127,7 @@ func (r *Repository) abandonedOperations(ctx context.Context, now time.Time) ([]
 	}
 	var out []Operation
 	for _, o := range ops {
-		if o.Stale(now) {
+		if o.Abandoned(now) {
 			out = append(out, o)
 		}
 	}

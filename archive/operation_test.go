@@ -2,6 +2,9 @@ package archive_test
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,6 +35,19 @@ func TestOperationRecords(t *testing.T) {
 	if err := r.PutOperation(ctx, dead); err != nil {
 		t.Fatal(err)
 	}
+	// A process of this host killed with -9 is abandoned at once.
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	killed := archive.Operation{ID: "killed-backup", Kind: "backup", Holder: fmt.Sprintf("%s/%d", host, gone.Process.Pid), Started: now, Updated: now, Interval: 10}
+	if err := r.PutOperation(ctx, killed); err != nil {
+		t.Fatal(err)
+	}
+	if !killed.Abandoned(now) || live.Abandoned(now) {
+		t.Fatal("a dead local holder is not abandoned, or a live one is")
+	}
 	if err := r.PutOperation(ctx, archive.Operation{ID: "a/b"}); err == nil {
 		t.Fatal("an id with a slash was taken")
 	}
@@ -47,7 +63,7 @@ func TestOperationRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ops) != 2 || ops[0].ID != "dead-restore" || ops[1].ID != "live-backup" || ops[1].Done != 200 || ops[1].Stale(now.Add(2*time.Second)) || !ops[0].Stale(now) {
+	if len(ops) != 3 || ops[0].ID != "dead-restore" || ops[2].ID != "live-backup" || ops[2].Done != 200 || ops[2].Stale(now.Add(2*time.Second)) || !ops[0].Stale(now) {
 		t.Fatalf("operations = %+v", ops)
 	}
 
@@ -59,14 +75,14 @@ func TestOperationRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(rep.Leftovers, "\n"); !strings.Contains(got, "operations/dead-restore/") || strings.Contains(got, "live-backup") {
+	if got := strings.Join(rep.Leftovers, "\n"); !strings.Contains(got, "operations/dead-restore/") || !strings.Contains(got, "operations/killed-backup/") || strings.Contains(got, "live-backup") {
 		t.Fatalf("leftovers:\n%s", got)
 	}
 	res, err := r.Expire(ctx, archive.Policy{KeepLast: 1}, now, archive.ExpireOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ops, _ = r.Operations(ctx); res.Orphans != 1 || len(ops) != 1 || ops[0].ID != "live-backup" {
+	if ops, _ = r.Operations(ctx); res.Orphans != 2 || len(ops) != 1 || ops[0].ID != "live-backup" {
 		t.Fatalf("after expire (%d orphans): %+v", res.Orphans, ops)
 	}
 	if err := r.EndOperation(ctx, "live-backup"); err != nil {

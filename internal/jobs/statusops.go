@@ -38,8 +38,9 @@ func health(now time.Time, s Streamer, streams []StreamEntry) string {
 type RunningOperation struct {
 	archive.Operation
 	AgeSec float64 `json:"record_age_seconds"`
-	// Abandoned: the record was not renewed for three intervals; its
-	// process died (or cannot write here).
+	// Abandoned: its process is gone (archive.Operation.Abandoned): the
+	// record was not renewed for three intervals, or its holder is a
+	// process of this host that no longer exists.
 	Abandoned bool `json:"abandoned"`
 	// Percent done, when the total is known (else -1).
 	Percent float64 `json:"percent"`
@@ -47,7 +48,7 @@ type RunningOperation struct {
 }
 
 func runningOperation(now time.Time, o archive.Operation) RunningOperation {
-	r := RunningOperation{Operation: o, AgeSec: now.Sub(o.Updated).Seconds(), Abandoned: o.Stale(now), Percent: -1}
+	r := RunningOperation{Operation: o, AgeSec: now.Sub(o.Updated).Seconds(), Abandoned: o.Abandoned(now), Percent: -1}
 	what := o.Kind
 	if o.Engine != "" {
 		what += " (" + o.Engine + ")"
@@ -72,7 +73,7 @@ func runningOperation(now time.Time, o archive.Operation) RunningOperation {
 		}
 	}
 	if r.Abandoned {
-		r.Summary += fmt.Sprintf(" — ABANDONED: no update since %s; its process is gone (or cannot write here)", o.Updated.UTC().Format(time.RFC3339))
+		r.Summary += fmt.Sprintf(" — ABANDONED: last update %s; its process is gone (or cannot write here)", o.Updated.UTC().Format(time.RFC3339))
 	}
 	return r
 }
