@@ -1,9 +1,7 @@
 package archive
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -100,45 +98,16 @@ func (h Heartbeat) Stale(now time.Time) bool {
 }
 
 // PutHeartbeat records h as its engine's newest heartbeat and deletes the
-// older ones. When the store refuses the write (a full disk), it deletes
-// the older ones first and tries once more, so the record of why the
-// stream is stuck can still land in the space they leave.
+// older ones (putRecord: on a full disk, the record of why the stream is
+// stuck can still land in the space they leave).
 func (r *Repository) PutHeartbeat(ctx context.Context, h Heartbeat) error {
 	if h.Engine == "" || strings.ContainsAny(h.Engine, "/.") {
 		return fmt.Errorf("heartbeat: bad engine %q", h.Engine)
 	}
 	h.Version = HeartbeatVersion
-	b, err := jsonMarshal(h)
-	if err != nil {
-		return err
+	if err := r.putRecord(ctx, heartbeatPrefix, h.Engine, h.Updated, KindHeartbeat, h); err != nil {
+		return fmt.Errorf("write heartbeat: %w", err)
 	}
-	dir := heartbeatPrefix + h.Engine + "/"
-	name := fmt.Sprintf("%s%016x", dir, h.Updated.UnixNano())
-	var older []string
-	if err := r.store.List(ctx, dir, "", func(o ObjectInfo) error {
-		if o.Name < name {
-			older = append(older, o.Name)
-		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("list heartbeats: %w", err)
-	}
-	deleteOlder := func() {
-		for _, o := range older {
-			_ = r.store.Delete(ctx, o) // best effort: history, not state
-		}
-	}
-	if _, err := r.Put(ctx, name, KindHeartbeat, bytes.NewReader(b)); err != nil {
-		if errors.Is(err, ErrExist) || len(older) == 0 || ctx.Err() != nil {
-			return fmt.Errorf("write heartbeat: %w", err)
-		}
-		deleteOlder()
-		if _, err := r.Put(ctx, name, KindHeartbeat, bytes.NewReader(b)); err != nil {
-			return fmt.Errorf("write heartbeat: %w", err)
-		}
-		return nil
-	}
-	deleteOlder()
 	return nil
 }
 

@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -64,23 +63,8 @@ func (r *Repository) PutOperation(ctx context.Context, o Operation) error {
 		return fmt.Errorf("operation: bad id %q", o.ID)
 	}
 	o.Version = OperationVersion
-	b, err := jsonMarshal(o)
-	if err != nil {
-		return err
-	}
-	dir := operationPrefix + o.ID + "/"
-	name := fmt.Sprintf("%s%016x", dir, o.Updated.UnixNano())
-	older, err := r.listNames(ctx, dir)
-	if err != nil {
-		return fmt.Errorf("list records of operation %s: %w", o.ID, err)
-	}
-	if _, err := r.Put(ctx, name, KindOperation, bytes.NewReader(b)); err != nil {
+	if err := r.putRecord(ctx, operationPrefix, o.ID, o.Updated, KindOperation, o); err != nil {
 		return fmt.Errorf("record operation %s: %w", o.ID, err)
-	}
-	for _, n := range older {
-		if n < name {
-			_ = r.store.Delete(ctx, n) // best effort: the newest is the state
-		}
 	}
 	return nil
 }

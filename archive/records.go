@@ -1,11 +1,13 @@
 package archive
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // A record is a small state kept as JSON objects <prefix><key>/<unixnano
@@ -53,4 +55,41 @@ func newestRecords[T any](ctx context.Context, r *Repository, prefix string, kin
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// putRecord writes v as key's newest record, <prefix><key>/<at unixnano
+// 016x>, and deletes the older ones. When the store refuses the write (a
+// full disk), it deletes the older ones first and tries once more, so the
+// newest state can still land in the space they leave.
+func (r *Repository) putRecord(ctx context.Context, prefix, key string, at time.Time, kind Kind, v any) error {
+	b, err := jsonMarshal(v)
+	if err != nil {
+		return err
+	}
+	dir := prefix + key + "/"
+	name := fmt.Sprintf("%s%016x", dir, at.UnixNano())
+	var older []string
+	if err := r.store.List(ctx, dir, "", func(o ObjectInfo) error {
+		if o.Name < name {
+			older = append(older, o.Name)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("list %s: %w", dir, err)
+	}
+	deleteOlder := func() {
+		for _, o := range older {
+			_ = r.store.Delete(ctx, o) // best effort: history, not state
+		}
+	}
+	if _, err := r.Put(ctx, name, kind, bytes.NewReader(b)); err != nil {
+		if errors.Is(err, ErrExist) || len(older) == 0 || ctx.Err() != nil {
+			return err
+		}
+		deleteOlder()
+		_, err = r.Put(ctx, name, kind, bytes.NewReader(b))
+		return err
+	}
+	deleteOlder()
+	return nil
 }

@@ -258,13 +258,7 @@ func TestMongoStreamKill9Backup(t *testing.T) {
 // after the newest change) restores the source's state.
 func TestMongoIdleSourceWindow(t *testing.T) {
 	m := newMongoCLI(t)
-	ctx := context.Background()
-	coll := m.c.Database("app").Collection("idle")
-	for i := range 3 {
-		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: i}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	insertIDs(t, m.c.Database("app").Collection("idle"), 0, 3)
 	stream, exited := m.startStream(testenv.TidemarkBinary(t))
 	defer func() {
 		stream.Process.Signal(syscall.SIGTERM)
@@ -289,21 +283,8 @@ func TestMongoIdleSourceWindow(t *testing.T) {
 		len(st.Streamers) != 1 || st.Streamers[0].Health == jobs.HealthDown {
 		t.Fatalf("status of an idle source: %+v\n%+v", st.Streams, st.Streamers)
 	}
-	want, err := testenv.MongoStateHash(ctx, m.c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := testenv.NewFerretDB(t)
 	at := st.Backups[0].Finished.Add(st.Streams[0].CaughtUp.Sub(st.Backups[0].Finished) / 2)
-	expect(t, 0, "restore", "--repo", m.repo, "--identity-file", m.key, "--target", target.URL(), "--to-time", at.Format(time.RFC3339Nano))
-	tc, err := target.Client(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Disconnect(ctx)
-	if got, err := testenv.MongoStateHash(ctx, tc); err != nil || got != want {
-		t.Fatalf("restored state differs from the source (%v)", err)
-	}
+	m.restoreMatches("--to-time", at.Format(time.RFC3339Nano))
 }
 
 // TestMongoBackupBeforeStream: a base taken before any streamer ran is
@@ -313,11 +294,7 @@ func TestMongoBackupBeforeStream(t *testing.T) {
 	m := newMongoCLI(t)
 	ctx := context.Background()
 	coll := m.c.Database("app").Collection("early")
-	for i := range 20 {
-		if _, err := coll.InsertOne(ctx, bson.D{{Key: "_id", Value: i}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	insertIDs(t, coll, 0, 20)
 	expect(t, 0, "backup", "--repo", m.repo, "--source", m.src.URL())
 	expect(t, 2, "backup", "--repo", m.repo, "--source", m.src.URL(), "--type", "incremental")
 	for i := 20; i < 40; i++ { // before any streamer runs
@@ -329,20 +306,7 @@ func TestMongoBackupBeforeStream(t *testing.T) {
 	m.waitArchived(exited)
 	stream.Process.Signal(syscall.SIGTERM)
 	<-exited
-	want, err := testenv.MongoStateHash(ctx, m.c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := testenv.NewFerretDB(t)
-	expect(t, 0, "restore", "--repo", m.repo, "--identity-file", m.key, "--target", target.URL(), "--latest")
-	tc, err := target.Client(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Disconnect(ctx)
-	if got, err := testenv.MongoStateHash(ctx, tc); err != nil || got != want {
-		t.Fatalf("restored state differs from the source (%v)", err)
-	}
+	m.restoreMatches("--latest")
 	out, _ := expect(t, 0, "status", "--repo", m.repo)
 	if !strings.Contains(out, "oplog       oplog/rs0 (ferretdb)") {
 		t.Fatalf("status: %s", out)
@@ -398,11 +362,7 @@ func TestMongoStreamExitCodes(t *testing.T) {
 	// (the chain shows the break) and the base restores to the latest.
 	expect(t, 0, "backup", "--repo", m.repo, "--source", m.src.URL())
 	stream, exited := m.startStream(testenv.TidemarkBinary(t))
-	for i := 10; i < 20; i++ {
-		if _, err := m.c.Database("app").Collection("x").InsertOne(ctx, bson.D{{Key: "_id", Value: i}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	insertIDs(t, m.c.Database("app").Collection("x"), 10, 20)
 	m.waitArchived(exited)
 	stream.Process.Signal(syscall.SIGTERM)
 	if err := <-exited; err != nil {
@@ -414,20 +374,7 @@ func TestMongoStreamExitCodes(t *testing.T) {
 	if problems, err := mgengine.New().Verify(ctx, r); err != nil || len(problems) != 0 {
 		t.Fatalf("verify after the new base: %v, %v", problems, err)
 	}
-	want, err := testenv.MongoStateHash(ctx, m.c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := testenv.NewFerretDB(t)
-	expect(t, 0, "restore", "--repo", m.repo, "--identity-file", m.key, "--target", target.URL(), "--latest")
-	tc, err := target.Client(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Disconnect(ctx)
-	if got, err := testenv.MongoStateHash(ctx, tc); err != nil || got != want {
-		t.Fatalf("restore after the gap differs from the source (%v)", err)
-	}
+	m.restoreMatches("--latest")
 }
 
 // oplogStatus is the MongoDB part of status: the oplog's spans and breaks
@@ -470,4 +417,35 @@ func mustNewest(t *testing.T, c *mongo.Client) oplog.TS {
 		t.Fatalf("newest oplog entry: %v %v", ok, err)
 	}
 	return ts
+}
+
+// insertIDs inserts documents with _id from to to-1.
+func insertIDs(t *testing.T, coll *mongo.Collection, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		if _, err := coll.InsertOne(context.Background(), bson.D{{Key: "_id", Value: i}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// restoreMatches restores the repository into a fresh FerretDB with the
+// given target arguments and checks that it holds the source's state.
+func (m *mongoCLI) restoreMatches(target ...string) {
+	m.t.Helper()
+	ctx := context.Background()
+	want, err := testenv.MongoStateHash(ctx, m.c)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	dst := testenv.NewFerretDB(m.t)
+	expect(m.t, 0, append([]string{"restore", "--repo", m.repo, "--identity-file", m.key, "--target", dst.URL()}, target...)...)
+	c, err := dst.Client(ctx)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	defer c.Disconnect(ctx)
+	if got, err := testenv.MongoStateHash(ctx, c); err != nil || got != want {
+		m.t.Fatalf("restored state (%s) differs from the source (%v)", strings.Join(target, " "), err)
+	}
 }
