@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strconv"
 	"strings"
@@ -277,6 +278,7 @@ func copyRange(ctx context.Context, repo *archive.Repository, name string, dst i
 type writer struct {
 	repo *archive.Repository
 	g    Geometry
+	log  *slog.Logger // nil: slog.Default()
 }
 
 func (w writer) putPart(ctx context.Context, tli uint32, segno uint64, from, to uint64, data []byte) error {
@@ -295,13 +297,24 @@ func (w writer) putSegment(ctx context.Context, tli uint32, segno uint64, data [
 // archiving its range while a streamer starts, the old and the new
 // primary's copies of a timeline): an existing object with the same bytes
 // is success, other bytes under that name a hard error (pgBackRest's
-// archive-duplicate rule).
+// archive-duplicate rule). A writer holding only the recipients (a backup
+// host) cannot read the existing object back: it keeps it, since the
+// repository is bound to this cluster, and says so.
 func (w writer) put(ctx context.Context, name string, data []byte) error {
 	_, err := w.repo.Put(ctx, name, archive.KindSegment, bytes.NewReader(data))
 	if !errors.Is(err, archive.ErrExist) {
 		return err
 	}
 	rc, gerr := w.repo.Get(ctx, name, archive.KindSegment)
+	if errors.Is(gerr, archive.ErrNoIdentity) {
+		log := w.log
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Warn("WAL already archived by another writer of this repository; without the identity its bytes cannot be compared, so it is kept",
+			"object", name)
+		return nil
+	}
 	if gerr != nil {
 		return fmt.Errorf("%s already archived, and reading it back failed: %w", name, gerr)
 	}

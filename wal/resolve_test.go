@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -98,5 +99,26 @@ func TestSecondWriterOfSameWAL(t *testing.T) {
 	other := append([]byte{8}, seg[1:]...)
 	if err := w.putSegment(ctx, 1, 3, other); !errors.Is(err, archive.ErrExist) || !strings.Contains(err.Error(), "other bytes") {
 		t.Fatalf("other bytes under an archived name: %v", err)
+	}
+
+	// A backup host holds only the recipients: it cannot read the segment
+	// back, keeps it and says so (before, the backup failed "taken but not
+	// restorable" when its own archiving met the streamer's).
+	r := testenv.NewRepo(t)
+	pub, err := archive.Open(ctx, r.Store(), archive.Keys{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	first := writer{repo: r.Repository, g: w.g}
+	second := writer{repo: pub, g: w.g, log: slog.New(slog.NewTextHandler(&logged, nil))}
+	if err := first.putSegment(ctx, 1, 3, seg); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.putSegment(ctx, 1, 3, seg); err != nil {
+		t.Fatalf("second writer without the identity: %v", err)
+	}
+	if !strings.Contains(logged.String(), "cannot be compared") || !strings.Contains(logged.String(), "000000010000000000000003") {
+		t.Fatalf("nothing said of the segment kept unread: %q", logged.String())
 	}
 }

@@ -146,7 +146,7 @@ func session(ctx context.Context, cfg Config) (progressed bool, err error) {
 		// If what we need is gone, START_REPLICATION says so: a gap.
 		slotLSN = 0
 	}
-	w := writer{repo: cfg.Repo, g: src.Geometry}
+	w := writer{repo: cfg.Repo, g: src.Geometry, log: cfg.Log}
 	pos, err := startPosition(ctx, conn, cfg, src, state, slotLSN, w)
 	if err != nil {
 		return false, err

@@ -97,10 +97,12 @@ func (p *pitr) startStreaming() {
 		})
 	}
 	p.t.Cleanup(func() { p.stopWAL() })
-	// Wait until it holds the slot, so a backup finds it running.
+	// Wait until it holds the slot, so a backup finds it running (its
+	// walsender shows in pg_stat_replication before START_REPLICATION
+	// makes the slot active: a backup then archived its WAL itself).
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
 		var n int
-		p.conn.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'tidemark'").Scan(&n)
+		p.conn.QueryRow(context.Background(), "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'tidemark' AND active").Scan(&n)
 		if n == 1 {
 			return
 		}
