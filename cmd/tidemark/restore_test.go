@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -64,6 +65,10 @@ func TestRestoreStartReachesTarget(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "recovered and promoted") || !strings.Contains(string(out), `recovery stopping at restore point "good"`) {
 		t.Fatalf("restore --start output:\n%s", out)
+	}
+	// The WAL PostgreSQL fetched is counted (the replay's progress).
+	if m := regexp.MustCompile(`\((\d+) WAL segments from the repository\)`).FindSubmatch(out); m == nil || string(m[1]) == "0" {
+		t.Fatalf("restore --start does not count the WAL segments replayed:\n%s", out)
 	}
 	// A target the archive never reaches: PostgreSQL ends recovery short of
 	// it, and --start says so with exit 7 instead of reporting success.

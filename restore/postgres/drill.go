@@ -81,7 +81,7 @@ func Drill(ctx context.Context, cfg DrillConfig) (*restore.DrillReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("drill: %w", err)
 	}
-	rec, err := StartRestored(ctx, dir, binDir, port, cfg.Timeout, cfg.As)
+	rec, err := StartRestored(ctx, dir, binDir, port, cfg.Timeout, cfg.As, nil)
 	defer StopRestored(context.WithoutCancel(ctx), dir, binDir, cfg.As)
 	if err != nil {
 		return rep, fmt.Errorf("drill: %w", err)

@@ -46,7 +46,7 @@ func TestInterruptedRestoreIsMarked(t *testing.T) {
 	if !errors.Is(err, archive.ErrTargetHoldsData) || !strings.Contains(err.Error(), "unfinished restore") {
 		t.Fatalf("plain restore into an unfinished one: %v", err)
 	}
-	if _, err := StartRestored(context.Background(), dir, testenv.PostgresBinDir, 1, 0, nil); !errors.Is(err, archive.ErrTargetHoldsData) && !errors.Is(err, ErrRunningAsRoot) {
+	if _, err := StartRestored(context.Background(), dir, testenv.PostgresBinDir, 1, 0, nil, nil); !errors.Is(err, archive.ErrTargetHoldsData) && !errors.Is(err, ErrRunningAsRoot) {
 		t.Fatalf("start on an unfinished restore: %v", err)
 	}
 	if _, err := Restore(context.Background(), Config{Repo: p.repo, TargetDir: dir, Target: Target{Latest: true}, Delta: true, Jobs: 2,
@@ -96,6 +96,21 @@ func TestRecoveryFailureKeepsFetchClass(t *testing.T) {
 		_, err := scanRecoveryLog(log, &Recovered{})
 		if !errors.Is(err, c.want) || !strings.Contains(err.Error(), "could not restore file") {
 			t.Errorf("recovery aborted by %q: %v", c.fetch, err)
+		}
+	}
+}
+
+// TestRestoredSegmentLines: only WAL segments count as replay progress,
+// not history files or other lines.
+func TestRestoredSegmentLines(t *testing.T) {
+	for line, want := range map[string]bool{
+		`2026-12-06 10:00:00 UTC [1] LOG:  restored log file "000000010000000000000003" from archive`: true,
+		`LOG:  restored log file "00000002.history" from archive`:                                     false,
+		`LOG:  restored log file "000000010000000000000003.partial" from archive`:                     false,
+		`LOG:  redo starts at 0/3000028`:                                                              false,
+	} {
+		if got := restoredSegment(line); got != want {
+			t.Errorf("%q: %v, want %v", line, got, want)
 		}
 	}
 }

@@ -25,8 +25,11 @@ type Recovered struct {
 	// LastCommit is "last completed transaction was at log time …", when
 	// PostgreSQL says it.
 	LastCommit string
-	Took       time.Duration
-	LogFile    string
+	// Segments counts the WAL segments PostgreSQL restored from the
+	// archive (its "restored log file" lines).
+	Segments int
+	Took     time.Duration
+	LogFile  string
 }
 
 // ErrRunningAsRoot: PostgreSQL refuses to run as root.
@@ -35,8 +38,9 @@ var ErrRunningAsRoot = errors.New("PostgreSQL does not run as root: run `restore
 // StartRestored starts PostgreSQL on a restored directory, waits until
 // recovery has reached its target and the server promoted, and checks from
 // the server's log that the target was really reached. The server keeps
-// running; its log is LogFile.
-func StartRestored(ctx context.Context, dir, binDir string, port int, timeout time.Duration, as *restore.OSUser) (*Recovered, error) {
+// running; its log is LogFile. progress, when set, hears the number of WAL
+// segments restored so far whenever it grows.
+func StartRestored(ctx context.Context, dir, binDir string, port int, timeout time.Duration, as *restore.OSUser, progress func(segments int)) (*Recovered, error) {
 	if os.Geteuid() == 0 && as == nil {
 		return nil, ErrRunningAsRoot
 	}
@@ -53,10 +57,15 @@ func StartRestored(ctx context.Context, dir, binDir string, port int, timeout ti
 	rec := &Recovered{LogFile: logFile}
 	deadline := time.Now().Add(timeout)
 	seenRunning := false // pg_ctl -W returns before the postmaster writes its pid file
+	reported := 0
 	for {
 		done, err := scanRecoveryLog(logFile, rec)
 		if err != nil {
 			return rec, err
+		}
+		if progress != nil && rec.Segments > reported {
+			reported = rec.Segments
+			progress(reported)
 		}
 		if done {
 			rec.Took = time.Since(start)
@@ -93,10 +102,13 @@ func scanRecoveryLog(path string, rec *Recovered) (done bool, err error) {
 	defer f.Close()
 	var promoted, ready bool
 	var fetchErr string // restore_command's own complaint, logged before PostgreSQL's FATAL
+	rec.Segments = 0    // the log is read from its start each time
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
+		case restoredSegment(line):
+			rec.Segments++
 		case strings.HasPrefix(line, "tidemark: "):
 			fetchErr = line
 		case strings.Contains(line, "recovery ended before configured recovery target was reached"):
@@ -127,6 +139,17 @@ func scanRecoveryLog(path string, rec *Recovered) (done bool, err error) {
 		}
 	}
 	return promoted && ready, sc.Err()
+}
+
+// restoredSegment recognises PostgreSQL's line for a WAL segment it
+// restored from the archive (not a history file).
+func restoredSegment(line string) bool {
+	_, rest, ok := strings.Cut(line, `restored log file "`)
+	if !ok {
+		return false
+	}
+	name, _, ok := strings.Cut(rest, `"`)
+	return ok && len(name) == 24 && strings.Trim(name, "0123456789ABCDEF") == ""
 }
 
 // fetchClass recovers the error class of what restore_command (tidemark

@@ -6,6 +6,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/jackc/pglogrepl"
+
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/internal/engine"
 	"github.com/tidemark/tidemark/internal/progress"
@@ -87,18 +89,44 @@ func (e *Engine) Restore(ctx context.Context, job engine.RestoreJob) (*engine.Re
 		timeout = time.Hour
 	}
 	job.Log.Info("starting PostgreSQL on the restored directory: replaying WAL from the repository", "port", port)
-	rec, err := pgrestore.StartRestored(ctx, dir, binDir, port, timeout, owner)
+	total := replaySegments(p, to)
+	rec, err := pgrestore.StartRestored(ctx, dir, binDir, port, timeout, owner, func(n int) {
+		job.Report(engine.Step{Phase: "replay", Unit: "WAL segments", Done: int64(n), Total: total})
+	})
 	if err != nil {
 		return nil, err
 	}
-	rep.Lines = append(rep.Lines, fmt.Sprintf("recovered and promoted in %.1fs; the server runs on port %d", rec.Took.Seconds(), port),
-		rec.StoppedAt)
+	rep.Lines = append(rep.Lines, fmt.Sprintf("recovered and promoted in %.1fs (%d WAL segments from the repository); the server runs on port %d",
+		rec.Took.Seconds(), rec.Segments, port), rec.StoppedAt)
 	if rec.LastCommit != "" {
 		rep.Lines = append(rep.Lines, rec.LastCommit)
 	}
 	rep.Lines = append(rep.Lines, "log: "+rec.LogFile)
 	rep.Detail["port"], rep.Detail["stopped_at"], rep.Detail["recovery_seconds"] = port, rec.StoppedAt, rec.Took.Seconds()
+	rep.Detail["wal_segments_replayed"] = rec.Segments
 	return rep, nil
+}
+
+// replaySegments is how many WAL segments recovery will fetch when the end
+// is known (everything archived, or an LSN); 0 (unknown) for a time, xid
+// or name target, which PostgreSQL finds only as it replays.
+func replaySegments(p *pgrestore.Plan, to pgrestore.Target) int64 {
+	end := p.WALUntil
+	switch {
+	case to.LSN != "":
+		lsn, err := pglogrepl.ParseLSN(to.LSN)
+		if err != nil || lsn > end {
+			return 0
+		}
+		end = lsn
+	case !to.Latest:
+		return 0
+	}
+	seg := pglogrepl.LSN(p.Meta.WALSegmentSize)
+	if seg == 0 || end < p.WALFrom {
+		return 0
+	}
+	return int64(end/seg-p.WALFrom/seg) + 1
 }
 
 // Drill implements engine.Engine.
