@@ -38,6 +38,9 @@ type BinlogReplayResult struct {
 	LastTime     time.Time       // commit time of the last applied transaction
 	LastGTID     string
 	Window       binlog.Window // what the archive could have reached from From
+	// EventsRead of EventsPlanned: archived events passed so far (applied
+	// or before the base) of those up to the target, for progress.
+	EventsRead, EventsPlanned int64
 }
 
 // CheckBinlogCoverage is binlog.CheckCoverage with the restore error
@@ -102,11 +105,15 @@ func ReplayBinlog(ctx context.Context, repo *archive.Repository, conn *client.Co
 			res.LastGTID = txn.GTID
 		}
 		if opts.Progress != nil {
+			res.EventsRead, res.EventsPlanned = rd.Progress()
 			opts.Progress(*res)
 		}
 	}
 	if err := ap.finish(); err != nil {
 		return res, err
+	}
+	if res.EventsRead, res.EventsPlanned = rd.Progress(); opts.Progress != nil {
+		opts.Progress(*res) // the events after the last transaction were read too
 	}
 	opts.Log.Info("binlog replayed", replayedAttrs(from, res)...)
 	return res, nil

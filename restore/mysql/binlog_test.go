@@ -149,12 +149,23 @@ func TestReplayBinlogMariaDB(t *testing.T) {
 			t.Errorf("target's GTID position after replay to time: %s, source's at the mark %s", got, gtid1)
 		}
 		// Continue from where it stopped, as from a base backup's coordinates.
-		res2, err := ReplayBinlog(context.Background(), repo, dc, res.End, binlog.Target{Latest: true}, BinlogReplayOptions{})
+		var calls, last int64
+		res2, err := ReplayBinlog(context.Background(), repo, dc, res.End, binlog.Target{Latest: true}, BinlogReplayOptions{
+			Progress: func(r BinlogReplayResult) {
+				if r.EventsRead < last || r.EventsRead > r.EventsPlanned {
+					t.Errorf("replay progress %d of %d after %d", r.EventsRead, r.EventsPlanned, last)
+				}
+				calls, last = calls+1, r.EventsRead
+			}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if res2.Transactions == 0 {
 			t.Fatal("nothing replayed after the time mark")
+		}
+		if calls < res2.Transactions || res2.EventsPlanned == 0 || res2.EventsRead != res2.EventsPlanned {
+			t.Fatalf("replay to the latest: %d progress calls for %d transactions, %d of %d events at the end",
+				calls, res2.Transactions, res2.EventsRead, res2.EventsPlanned)
 		}
 		sameBinlogChecksums(t, "latest", binlogChecksums(t, dc), final)
 	})

@@ -19,7 +19,7 @@ func rollForward(ctx context.Context, cfg Config, plan *Plan) (*BinlogReplayResu
 	defer c.Close()
 	res, err := ReplayBinlog(ctx, cfg.Repo, c, plan.From, cfg.To, BinlogReplayOptions{Log: cfg.Log, Progress: func(r BinlogReplayResult) {
 		if cfg.ReplayProgress != nil {
-			cfg.ReplayProgress(r.Transactions)
+			cfg.ReplayProgress(r.EventsRead, r.EventsPlanned)
 		}
 	}})
 	if err != nil {

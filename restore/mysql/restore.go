@@ -42,8 +42,9 @@ type Config struct {
 	DeferIndexesAbove int64
 	Log               *slog.Logger
 	Progress          func(done, total int64)
-	// ReplayProgress, when set, hears the transactions replayed so far.
-	ReplayProgress func(transactions int64)
+	// ReplayProgress, when set, hears how many archived binlog events the
+	// replay has passed, of the total it plans to read.
+	ReplayProgress func(events, total int64)
 }
 
 // Load methods.

@@ -63,7 +63,9 @@ func (*Engine) Restore(ctx context.Context, job engine.RestoreJob) (*engine.Rest
 		Progress: func(done, total int64) {
 			job.Report(engine.Step{Phase: "restore", Unit: "bytes", Done: done, Total: total})
 		},
-		ReplayProgress: func(n int64) { job.Report(engine.Step{Phase: "replay", Unit: "transactions", Done: n}) }})
+		ReplayProgress: func(n, total int64) {
+			job.Report(engine.Step{Phase: "replay", Unit: "binlog events", Done: n, Total: total})
+		}})
 	if err != nil {
 		return nil, err
 	}
