@@ -2,6 +2,7 @@ package binlog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -58,6 +59,14 @@ func locate(ctx context.Context, repo *archive.Repository, from Position) (*plan
 	if err != nil {
 		return nil, err
 	}
+	holds := func(start, end Position) (bool, error) {
+		return !from.before(start) && (from.before(end) || (from.File == end.File && from.Pos == end.Pos)), nil
+	}
+	if from.GTIDOnly() {
+		if holds, err = holdsGTID(from); err != nil {
+			return nil, err
+		}
+	}
 	var windows []string
 	for _, name := range streams {
 		chain, err := repo.ReadStream(ctx, name)
@@ -69,7 +78,9 @@ func locate(ctx context.Context, repo *archive.Repository, from Position) (*plan
 			if err != nil {
 				return nil, err
 			}
-			if from.before(start) || (!from.before(end) && (from.File != end.File || from.Pos != end.Pos)) {
+			if ok, err := holds(start, end); err != nil {
+				return nil, fmt.Errorf("segment %s-%s of %s: %w", s.Start, s.End, name, err)
+			} else if !ok {
 				continue
 			}
 			// The stream from here on, up to the first break after it.
@@ -98,6 +109,39 @@ func locate(ctx context.Context, repo *archive.Repository, from Position) (*plan
 		return nil, fmt.Errorf("%w: no binlog is archived in this repository", ErrNotCovered)
 	}
 	return nil, fmt.Errorf("%w: the binlog from %s is not archived (archived: %v)", ErrNotCovered, from, windows)
+}
+
+// holdsGTID matches the segments a GTID-only position lies in: in every
+// domain, the segment starts at or before the position and ends at or
+// after it. (MariaDB sequence numbers only grow inside a domain, whatever
+// server of the cluster wrote them.) A segment whose start has no GTID
+// state (a stream begun at its server's first file) starts before any.
+func holdsGTID(from Position) (func(start, end Position) (bool, error), error) {
+	base, err := ParseMariaState(from.GTID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: base %s: %v", ErrBadPosition, from, err)
+	}
+	return func(start, end Position) (bool, error) {
+		st, err := ParseMariaState(start.GTID)
+		if err != nil {
+			return false, err
+		}
+		en, err := ParseMariaState(end.GTID)
+		if err != nil {
+			return false, err
+		}
+		for d, g := range en {
+			if st[d].Seq > base[d].Seq || base[d].Seq > g.Seq {
+				return false, nil
+			}
+		}
+		for d := range base {
+			if _, ok := en[d]; !ok {
+				return false, nil
+			}
+		}
+		return true, nil
+	}, nil
 }
 
 func firstSeg(c *archive.StreamChain) (archive.SegmentInfo, bool) {
@@ -183,4 +227,18 @@ func planFor(ctx context.Context, repo *archive.Repository, from Position, to Ta
 		}
 	}
 	return p, nil
+}
+
+// StreamHolding names the binlog stream a restore from the base position
+// from replays, "" when none holds it yet (a base taken on a replica
+// before the streamer archived its position).
+func StreamHolding(ctx context.Context, repo *archive.Repository, from Position) (string, error) {
+	p, err := locate(ctx, repo, from)
+	if errors.Is(err, ErrNotCovered) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return p.stream, nil
 }

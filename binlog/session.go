@@ -21,7 +21,7 @@ type streamer struct {
 	cfg    Config
 	w      *archive.StreamWriter
 	stream string
-	bound  string // cluster id the repository is bound to
+	bound  string // cluster id of the server streamed from (the bound one, or a member of its cluster)
 
 	// cur is the transaction boundary after the last appended unit: where
 	// a new connection resumes. next is the running offset inside the
@@ -155,12 +155,10 @@ func (s *streamer) check(ctx context.Context, si *serverInfo) error {
 }
 
 func (s *streamer) open(ctx context.Context, si *serverInfo) error {
-	src, err := s.cfg.Repo.BindSource(ctx, archive.Source{Engine: "mysql", ClusterID: si.clusterID(),
-		Details: map[string]string{"version": si.Version, "hostname": si.Hostname, "server_id": fmt.Sprint(si.ServerID)}})
-	if err != nil {
+	if _, err := bind(ctx, s.cfg.Repo, si); err != nil {
 		return err
 	}
-	s.bound, s.stream = src.ClusterID, si.streamName()
+	s.bound, s.stream = si.clusterID(), si.streamName()
 	w, err := s.cfg.Repo.OpenStream(ctx, s.stream, archive.StreamWriterOptions{MaxSegmentBytes: s.cfg.MaxSegmentBytes, MaxSegmentAge: s.cfg.MaxSegmentAge})
 	if err != nil {
 		return fmt.Errorf("open binlog stream %s: %w", s.stream, err)

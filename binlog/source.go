@@ -2,6 +2,7 @@ package binlog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"net"
@@ -72,7 +73,12 @@ type serverInfo struct {
 	Format    string
 	LogBin    bool
 	GTIDState string // MariaDB @@gtid_binlog_state, MySQL @@gtid_executed
-	Files     []string
+	SlavePos  string // MariaDB @@gtid_slave_pos: what it applied as a replica
+	ReadOnly  bool
+	// Replica: replication from another server is configured (MariaDB),
+	// or, without the privilege to see that, running.
+	Replica bool
+	Files   []string
 }
 
 func inspect(c *client.Conn) (*serverInfo, error) {
@@ -90,9 +96,9 @@ func inspect(c *client.Conn) (*serverInfo, error) {
 	si.Format, _ = r.GetString(0, 4)
 	si.Checksum, _ = r.GetString(0, 5)
 	si.MariaDB = strings.Contains(strings.ToLower(si.Version), "mariadb")
-	q := "SELECT @@server_uuid, @@gtid_executed"
+	q := "SELECT @@server_uuid, @@gtid_executed, '', @@read_only"
 	if si.MariaDB {
-		q = "SELECT '', @@gtid_binlog_state"
+		q = "SELECT '', @@gtid_binlog_state, @@gtid_slave_pos, @@read_only"
 	}
 	if r, err = c.Execute(q); err != nil {
 		return nil, fmt.Errorf("read server identity: %w", err)
@@ -100,6 +106,14 @@ func inspect(c *client.Conn) (*serverInfo, error) {
 	si.UUID, _ = r.GetString(0, 0)
 	si.GTIDState, _ = r.GetString(0, 1)
 	si.GTIDState = strings.ReplaceAll(strings.TrimSpace(si.GTIDState), "\n", "")
+	si.SlavePos, _ = r.GetString(0, 2)
+	ro, _ := r.GetInt(0, 3)
+	si.ReadOnly = ro == 1
+	if si.MariaDB {
+		if si.Replica, err = isReplica(c); err != nil {
+			return nil, err
+		}
+	}
 	if !si.LogBin {
 		return si, nil // nothing to list; the streamer refuses the server (check)
 	}
@@ -111,6 +125,26 @@ func inspect(c *client.Conn) (*serverInfo, error) {
 		si.Files = append(si.Files, f)
 	}
 	return si, nil
+}
+
+// isReplica reports whether replication from another server is
+// configured (SHOW ALL SLAVES STATUS lists a connection). Without the
+// privilege to list them (SLAVE MONITOR), a running replication SQL thread
+// (status Slaves_running, readable by anyone) is the sign.
+func isReplica(c *client.Conn) (bool, error) {
+	r, err := c.Execute("SHOW ALL SLAVES STATUS")
+	if err == nil {
+		return r.RowNumber() > 0, nil
+	}
+	var me *mysql.MyError
+	if !errors.As(err, &me) || (me.Code != mysql.ER_SPECIFIC_ACCESS_DENIED_ERROR && me.Code != mysql.ER_ACCESS_DENIED_ERROR) {
+		return false, fmt.Errorf("read replication status: %w", err)
+	}
+	if r, err = c.Execute("SHOW GLOBAL STATUS LIKE 'Slaves_running'"); err != nil {
+		return false, fmt.Errorf("read replication status: %w", err)
+	}
+	n, _ := r.GetInt(0, 1)
+	return n > 0, nil
 }
 
 // clusterID names the server a repository belongs to. MySQL has a UUID;
