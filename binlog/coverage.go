@@ -59,13 +59,22 @@ func locate(ctx context.Context, repo *archive.Repository, from Position) (*plan
 	if err != nil {
 		return nil, err
 	}
-	holds := func(start, end Position) (bool, error) {
-		return !from.before(start) && (from.before(end) || (from.File == end.File && from.Pos == end.Pos)), nil
-	}
-	if from.GTIDOnly() {
-		if holds, err = holdsGTID(from); err != nil {
+	// Servers of one cluster have their own files, often with the same
+	// names: a position's GTID state tells which stream's file it means.
+	var byGTID func(start, end Position) (bool, error)
+	if st, err := ParseMariaState(from.GTID); err == nil && len(st) > 0 {
+		if byGTID, err = holdsGTID(from, from.GTIDOnly()); err != nil {
 			return nil, err
 		}
+	}
+	holds := func(start, end Position) (bool, error) {
+		if !from.before(start) && (from.before(end) || (from.File == end.File && from.Pos == end.Pos)) {
+			return byGTID == nil || start.GTID == "" && end.GTID == "" || must(byGTID(start, end)), nil
+		}
+		return false, nil
+	}
+	if from.GTIDOnly() {
+		holds = byGTID
 	}
 	var windows []string
 	for _, name := range streams {
@@ -92,6 +101,11 @@ func locate(ctx context.Context, repo *archive.Repository, from Position) (*plan
 					break
 				}
 			}
+			if p.brk == nil {
+				if err := p.follow(ctx, repo, streams); err != nil {
+					return nil, err
+				}
+			}
 			lastSeg := p.segments[len(p.segments)-1]
 			_, to, err := segRange(lastSeg)
 			if err != nil {
@@ -111,12 +125,63 @@ func locate(ctx context.Context, repo *archive.Repository, from Position) (*plan
 	return nil, fmt.Errorf("%w: the binlog from %s is not archived (archived: %v)", ErrNotCovered, from, windows)
 }
 
+// follow extends the plan past the end of its stream into the stream of
+// the server that became the primary there: the one whose first segment
+// starts at the GTID state the plan ends at (the streamer starts a
+// promoted replica's stream exactly there), repeatedly, up to the first
+// break.
+func (p *plan) follow(ctx context.Context, repo *archive.Repository, streams []string) error {
+	seen := map[string]bool{p.stream: true}
+	for p.brk == nil {
+		_, end, err := segRange(p.segments[len(p.segments)-1])
+		if err != nil || end.GTID == "" {
+			return err
+		}
+		next := ""
+		var chain *archive.StreamChain
+		for _, name := range streams {
+			if seen[name] {
+				continue
+			}
+			c, err := repo.ReadStream(ctx, name)
+			if err != nil {
+				return err
+			}
+			if first, ok := firstSeg(c); ok {
+				if start, err := ParsePosition(first.Start); err == nil && start.GTID == end.GTID {
+					next, chain = name, c
+					break
+				}
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		seen[next] = true
+		segs := chain.Segments
+		for _, b := range chain.Breaks {
+			segs = chain.Segments[:indexOf(chain.Segments, b.Before)]
+			p.brk = &b
+			break
+		}
+		p.segments = append(p.segments[:len(p.segments):len(p.segments)], segs...)
+	}
+	return nil
+}
+
+// must is a predicate's answer, false on error.
+func must(ok bool, err error) bool { return ok && err == nil }
+
 // holdsGTID matches the segments a GTID-only position lies in: in every
 // domain, the segment starts at or before the position and ends at or
 // after it. (MariaDB sequence numbers only grow inside a domain, whatever
 // server of the cluster wrote them.) A segment whose start has no GTID
 // state (a stream begun at its server's first file) starts before any.
-func holdsGTID(from Position) (func(start, end Position) (bool, error), error) {
+//
+// all: every domain of the position must be in the segment (a GTID-only
+// position has nothing else to go by; a file position's own file says
+// where it is, and the GTIDs only tell servers apart).
+func holdsGTID(from Position, all bool) (func(start, end Position) (bool, error), error) {
 	base, err := ParseMariaState(from.GTID)
 	if err != nil {
 		return nil, fmt.Errorf("%w: base %s: %v", ErrBadPosition, from, err)
@@ -136,7 +201,7 @@ func holdsGTID(from Position) (func(start, end Position) (bool, error), error) {
 			}
 		}
 		for d := range base {
-			if _, ok := en[d]; !ok {
+			if _, ok := en[d]; !ok && all {
 				return false, nil
 			}
 		}

@@ -174,11 +174,13 @@ func (r *Reader) nextEvent(ctx context.Context) (Event, error) {
 		if err != nil {
 			return Event{}, err
 		}
-		if r.seg != nil && r.grp.pending() && start.File != r.pos.File {
+		if r.seg != nil && r.grp.pending() && (start.File != r.pos.File || r.plan.segments[r.segIdx-1].Stream != info.Stream) {
 			return Event{}, fmt.Errorf("%w: a transaction spans files at %s", ErrCorrupt, info.Start)
 		}
 		r.seg, r.evIdx = seg, 0
-		if start.File != r.pos.File || r.segIdx == 0 || start.Pos == 4 {
+		// Another stream (a promoted replica's) has files of its own.
+		newStream := r.segIdx > 0 && r.plan.segments[r.segIdx-1].Stream != info.Stream
+		if start.File != r.pos.File || r.segIdx == 0 || start.Pos == 4 || newStream {
 			r.pos = Position{File: start.File, Pos: start.Pos, GTID: r.pos.GTID}
 			r.next = start.Pos
 			if r.next == 4 && seg.Format.Raw != nil {

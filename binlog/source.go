@@ -25,8 +25,46 @@ type Source struct {
 // Addr is host:port.
 func (s Source) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(int(s.Port))) }
 
-// ParseSource reads a mysql:// or mariadb:// URL (user[:password]@host[:port]/).
+// ParseSource reads a mysql:// or mariadb:// URL (user[:password]@host[:port]/)
+// naming one server.
 func ParseSource(raw string) (Source, error) {
+	srcs, err := ParseSources(raw)
+	if err != nil {
+		return Source{}, err
+	}
+	if len(srcs) != 1 {
+		return Source{}, fmt.Errorf("source URL: %d hosts: name the one server to use (several hosts are for stream, which follows the primary)", len(srcs))
+	}
+	return srcs[0], nil
+}
+
+// ParseSources reads a source URL that may name several servers of one
+// replication cluster, mysql://user@h1:3306,h2:3306/, in the URL's order.
+func ParseSources(raw string) ([]Source, error) {
+	// url.Parse takes one host: the list is split off first (an IPv6
+	// literal in brackets must not be the URL parser's problem).
+	var hosts []string
+	if scheme, rest, ok := strings.Cut(raw, "://"); ok {
+		auth, path, _ := strings.Cut(rest, "/")
+		at := strings.LastIndexByte(auth, '@')
+		for _, h := range strings.Split(auth[at+1:], ",") {
+			hosts = append(hosts, scheme+"://"+auth[:at+1]+h+"/"+path)
+		}
+	} else {
+		hosts = []string{raw}
+	}
+	var srcs []Source
+	for _, h := range hosts {
+		s, err := parseOne(h)
+		if err != nil {
+			return nil, err
+		}
+		srcs = append(srcs, s)
+	}
+	return srcs, nil
+}
+
+func parseOne(raw string) (Source, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return Source{}, fmt.Errorf("source URL: %w", err)

@@ -26,11 +26,17 @@ type streamer struct {
 	done   chan error
 }
 
-func startStreamer(t *testing.T, repo *archive.Repository, src *testenv.MariaDB) *streamer {
+// startStreamer streams from srcs (several: one replication cluster,
+// the streamer follows its primary).
+func startStreamer(t *testing.T, repo *archive.Repository, srcs ...*testenv.MariaDB) *streamer {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &streamer{cancel: cancel, done: make(chan error, 1)}
+	var sources []binlog.Source
+	for _, src := range srcs {
+		sources = append(sources, binlog.Source{Host: src.Host, Port: uint16(src.Port), User: src.User})
+	}
 	go func() {
-		s.done <- binlog.Stream(ctx, binlog.Config{Repo: repo, Source: binlog.Source{Host: src.Host, Port: uint16(src.Port), User: src.User},
+		s.done <- binlog.Stream(ctx, binlog.Config{Repo: repo, Source: sources[0], Sources: sources,
 			FlushInterval: 50 * time.Millisecond, MaxSegmentBytes: 256 << 10,
 			Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	}()

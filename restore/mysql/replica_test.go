@@ -63,26 +63,9 @@ func TestMySQLBackupFromReplica(t *testing.T) {
 	st.waitFor(t, repo, latest.pos)
 	st.stop(t)
 
-	for _, tc := range []struct {
-		name string
-		to   binlog.Target
-		want mark
-	}{
-		{"time before more writes", binlog.Target{Time: mark0.time}, mark0},
-		{"latest", binlog.Target{Latest: true}, latest},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dst := testenv.NewMariaDB(t, testenv.MariaDBOptions{ServerID: 3})
-			res, err := Restore(context.Background(), Config{Repo: repo, Target: dst.URL(), To: tc.to, Jobs: 2})
-			if err != nil {
-				t.Fatalf("restore to %s: %v", tc.to, err)
-			}
-			if res.Plan.Backup.ID != base.Manifest.ID {
-				t.Fatalf("restored from %s, want the replica's base %s", res.Plan.Backup.ID, base.Manifest.ID)
-			}
-			compareDigests(t, tc.name, asOnPrimary(digest(t, connect(t, dst), "shop")), asOnPrimary(tc.want.digest))
-		})
-	}
+	restoreAndCompare(t, repo, base.Manifest.ID, asOnPrimary,
+		restoreCase{"time before more writes", binlog.Target{Time: mark0.time}, mark0},
+		restoreCase{"latest", binlog.Target{Latest: true}, latest})
 
 	t.Run("foreign server refused", func(t *testing.T) {
 		other := testenv.NewMariaDB(t, testenv.MariaDBOptions{ServerID: 7})
@@ -113,4 +96,30 @@ func asOnPrimary(d map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// restoreCase is a restore target and the shop database it must yield.
+type restoreCase struct {
+	name string
+	to   binlog.Target
+	want mark
+}
+
+// restoreAndCompare restores each case into a fresh server, checks that
+// the base with id baseID was used, and compares the shop database
+// (through norm) with the case's.
+func restoreAndCompare(t *testing.T, repo *archive.Repository, baseID string, norm func(map[string]string) map[string]string, cases ...restoreCase) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := testenv.NewMariaDB(t, testenv.MariaDBOptions{ServerID: 3})
+			res, err := Restore(context.Background(), Config{Repo: repo, Target: dst.URL(), To: tc.to, Jobs: 2})
+			if err != nil {
+				t.Fatalf("restore to %s: %v", tc.to, err)
+			}
+			if res.Plan.Backup.ID != baseID {
+				t.Fatalf("restored from %s, want %s", res.Plan.Backup.ID, baseID)
+			}
+			compareDigests(t, tc.name, norm(digest(t, connect(t, dst), "shop")), norm(tc.want.digest))
+		})
+	}
 }
