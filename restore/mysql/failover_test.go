@@ -38,35 +38,17 @@ func gtidPos(t *testing.T, m *testenv.MariaDB) string {
 // or past every GTID of pos.
 func (s *streamer) waitForGTID(t *testing.T, repo *archive.Repository, pos string) {
 	t.Helper()
-	want, err := binlog.ParseMariaState(pos)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ends []string
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		sums, err := binlog.Summarize(context.Background(), repo)
-		if err != nil {
+		if ok, err := binlog.Reached(context.Background(), repo, pos); err != nil {
 			t.Fatal(err)
+		} else if ok {
+			return
 		}
-		ends = ends[:0]
-		for _, sum := range sums {
-			ends = append(ends, sum.Stream+" "+sum.End)
-			end, err := binlog.ParsePosition(sum.End)
-			if err != nil {
-				continue
-			}
-			st, err := binlog.ParseMariaState(end.GTID)
-			if err != nil {
-				continue
-			}
-			held := true
-			for _, g := range want {
-				held = held && st.Contains(g)
-			}
-			if held {
-				return
-			}
-		}
+	}
+	sums, _ := binlog.Summarize(context.Background(), repo)
+	var ends []string
+	for _, sum := range sums {
+		ends = append(ends, sum.Stream+" "+sum.End)
 	}
 	t.Fatalf("the streamer did not archive up to %s (streams end at %q)", pos, ends)
 }
@@ -110,6 +92,12 @@ func TestMySQLStreamFollowsPromotedReplica(t *testing.T) {
 	}
 	if sums[1].Start[strings.Index(sums[1].Start, "#")+1:] != sums[0].End[strings.Index(sums[0].End, "#")+1:] {
 		t.Errorf("the promoted replica's stream starts at %s, the old primary's ends at %s: want the same GTID state", sums[1].Start, sums[0].End)
+	}
+	if c := binlog.Continues(sums, sums[1].Stream); len(c) != 1 || c[0] != sums[0].Stream {
+		t.Errorf("%s continues %q, want [%s] (status pairs the base with it)", sums[1].Stream, c, sums[0].Stream)
+	}
+	if c := binlog.Continues(sums, sums[0].Stream); len(c) != 0 {
+		t.Errorf("%s continues %q, want nothing", sums[0].Stream, c)
 	}
 
 	same := func(d map[string]string) map[string]string { return d }

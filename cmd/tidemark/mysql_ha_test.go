@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tidemark/tidemark/archive"
+	"github.com/tidemark/tidemark/binlog"
+	"github.com/tidemark/tidemark/internal/testenv"
+)
+
+// TestMySQLFailoverHA: `tidemark stream` given a MariaDB primary and its
+// replica follows the replica's promotion after the primary is killed;
+// status pairs the base with the promoted server's stream; a restore
+// crosses the switch; a backup taken from a replica restores too.
+func TestMySQLFailoverHA(t *testing.T) {
+	primary := testenv.NewMariaDB(t, testenv.MariaDBOptions{ServerID: 1})
+	replica := testenv.NewMariaDB(t, testenv.MariaDBOptions{ServerID: 2, Args: []string{"--read-only=ON", "--log-slave-updates=ON"}})
+	primary.Exec(t, "CREATE DATABASE app")
+	primary.Exec(t, "CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(20))")
+	primary.Exec(t, "INSERT INTO app.t SELECT seq, CONCAT('v', seq) FROM app.seq_1_to_100")
+	replica.ReplicateFrom(t, primary)
+	replica.CatchUp(t, primary)
+
+	repo := filepath.Join(t.TempDir(), "repo")
+	key, id := keyFile(t)
+	expect(t, 0, "init", "--repo", repo, "--recipient", id.Recipient().String())
+	var logs testenv.LockedBuffer
+	source := fmt.Sprintf("mysql://root@%s,%s/", primary.Addr(), replica.Addr())
+	stop := runStreamer(t, &logs, "--repo", repo, "--source", source)
+	r := openRepo(t, repo, key)
+	waitGTID(t, r, primary)
+	out, _ := expect(t, 0, "backup", "--repo", repo, "--source", replica.URL(), "--databases", "app")
+	if !strings.Contains(out, "consistent at #0-1-") {
+		t.Fatalf("backup from the replica: %s", out)
+	}
+
+	primary.Exec(t, "INSERT INTO app.t VALUES (101, 'before the switch')")
+	replica.CatchUp(t, primary)
+	waitGTID(t, r, primary)
+	primary.Kill()
+	replica.Promote(t)
+	replica.Exec(t, "INSERT INTO app.t VALUES (102, 'after the switch')")
+	replica.Exec(t, "UPDATE app.t SET v = 'changed' WHERE id = 1")
+	waitGTID(t, r, replica)
+	stop()
+
+	out, _ = expect(t, 0, "status", "--repo", repo)
+	if !strings.Contains(out, "binlog/0000000002") || strings.Contains(out, "NOTHING") {
+		t.Fatalf("status after the switch: want the promoted server's stream, recoverable from the base:\n%s", out)
+	}
+	dst := testenv.NewMariaDB(t, testenv.MariaDBOptions{ServerID: 3})
+	expect(t, 0, "restore", "--repo", repo, "--identity-file", key, "--target", dst.URL(), "--latest")
+	dc, err := dst.Conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dc.Close()
+	got, err := dc.Execute("SELECT COUNT(*), SUM(v = 'changed'), SUM(id = 102) FROM app.t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := got.GetInt(0, 0)
+	changed, _ := got.GetInt(0, 1)
+	after, _ := got.GetInt(0, 2)
+	if n != 102 || changed != 1 || after != 1 {
+		t.Fatalf("restored app.t: %d rows, %d changed, %d written after the switch; want 102, 1, 1", n, changed, after)
+	}
+}
+
+// waitGTID waits until some binlog stream ends at the server's
+// @@gtid_binlog_pos or past it.
+func waitGTID(t *testing.T, r *archive.Repository, db *testenv.MariaDB) {
+	t.Helper()
+	c, err := db.Conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Execute("SELECT @@gtid_binlog_pos")
+	c.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos, _ := res.GetString(0, 0)
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if ok, err := binlog.Reached(context.Background(), r, pos); err != nil {
+			t.Fatal(err)
+		} else if ok {
+			return
+		}
+	}
+	t.Fatalf("the archive did not reach %s", pos)
+}
