@@ -3,6 +3,8 @@ package mysql
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"regexp"
 	"strings"
 	"testing"
@@ -73,6 +75,16 @@ func TestMySQLBackupFromReplica(t *testing.T) {
 		_, err := mysqlbackup.Backup(context.Background(), mysqlbackup.Config{Repo: repo, Source: other.URL(), Jobs: 1})
 		if !errors.Is(err, archive.ErrSourceMismatch) || !strings.Contains(err.Error(), "not a member") {
 			t.Fatalf("backup of a server with another GTID history: %v, want archive.ErrSourceMismatch naming it not a member", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		err = binlog.Stream(ctx, binlog.Config{Repo: repo, Source: binlog.Source{Host: other.Host, Port: uint16(other.Port), User: other.User},
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if !errors.Is(err, archive.ErrSourceMismatch) || !strings.Contains(err.Error(), "not a member") {
+			t.Fatalf("stream from a server with another GTID history: %v, want archive.ErrSourceMismatch naming it not a member", err)
+		}
+		if names, _ := repo.Streams(context.Background(), binlog.StreamPrefix); len(names) != 1 {
+			t.Errorf("binlog streams after refusing a stranger: %q, want only the primary's", names)
 		}
 	})
 }
