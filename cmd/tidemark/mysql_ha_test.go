@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,6 +21,10 @@ import (
 func TestMySQLFailoverHA(t *testing.T) {
 	primary := testenv.NewMariaDB(t, testenv.MariaDBOptions{ServerID: 1})
 	replica := testenv.NewMariaDB(t, testenv.MariaDBOptions{ServerID: 2, Args: []string{"--read-only=ON", "--log-slave-updates=ON"}})
+	// The stream user of docs/setup-mysql.md, created on the primary and
+	// replicated: a promoted replica has the same.
+	primary.Exec(t, "CREATE USER 'tidemark_stream'@'%' IDENTIFIED BY 'stream-pw'")
+	primary.Exec(t, "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'tidemark_stream'@'%'")
 	primary.Exec(t, "CREATE DATABASE app")
 	primary.Exec(t, "CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(20))")
 	primary.Exec(t, "INSERT INTO app.t SELECT seq, CONCAT('v', seq) FROM app.seq_1_to_100")
@@ -30,8 +35,12 @@ func TestMySQLFailoverHA(t *testing.T) {
 	key, id := keyFile(t)
 	expect(t, 0, "init", "--repo", repo, "--recipient", id.Recipient().String())
 	var logs testenv.LockedBuffer
-	source := fmt.Sprintf("mysql://root@%s,%s/", primary.Addr(), replica.Addr())
-	stop := runStreamer(t, &logs, "--repo", repo, "--source", source)
+	pwFile := filepath.Join(t.TempDir(), "stream.pw")
+	if err := os.WriteFile(pwFile, []byte("stream-pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	source := fmt.Sprintf("mysql://tidemark_stream@%s,%s/", primary.Addr(), replica.Addr())
+	stop := runStreamer(t, &logs, "--repo", repo, "--source", source, "--password-file", pwFile)
 	r := openRepo(t, repo, key)
 	waitGTID(t, r, primary)
 	out, _ := expect(t, 0, "backup", "--repo", repo, "--source", replica.URL(), "--databases", "app")
