@@ -20,8 +20,11 @@ import (
 
 // Bind binds the repository to the server's cluster on first use, or
 // checks that the server is the bound one or a member of its cluster. It
-// returns the recorded source.
+// returns the recorded source; id must come from Identify.
 func Bind(ctx context.Context, repo *archive.Repository, id *Identity) (*archive.Source, error) {
+	if id.si == nil {
+		return nil, fmt.Errorf("bind repository: the identity was not read from a server (use Identify)")
+	}
 	return bind(ctx, repo, id.si)
 }
 
