@@ -64,18 +64,8 @@ func TestMySQLFailoverHA(t *testing.T) {
 	}
 	dst := testenv.NewMariaDB(t, testenv.MariaDBOptions{ServerID: 3})
 	expect(t, 0, "restore", "--repo", repo, "--identity-file", key, "--target", dst.URL(), "--latest")
-	dc, err := dst.Conn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dc.Close()
-	got, err := dc.Execute("SELECT COUNT(*), SUM(v = 'changed'), SUM(id = 102) FROM app.t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, _ := got.GetInt(0, 0)
-	changed, _ := got.GetInt(0, 1)
-	after, _ := got.GetInt(0, 2)
+	got := rowInts(t, dst, "SELECT COUNT(*), SUM(v = 'changed'), SUM(id = 102) FROM app.t")
+	n, changed, after := got[0], got[1], got[2]
 	if n != 102 || changed != 1 || after != 1 {
 		t.Fatalf("restored app.t: %d rows, %d changed, %d written after the switch; want 102, 1, 1", n, changed, after)
 	}
@@ -103,4 +93,23 @@ func waitGTID(t *testing.T, r *archive.Repository, db *testenv.MariaDB) {
 		}
 	}
 	t.Fatalf("the archive did not reach %s", pos)
+}
+
+// rowInts runs a query on db and returns its first row as integers.
+func rowInts(t *testing.T, db *testenv.MariaDB, q string) []int64 {
+	t.Helper()
+	c, err := db.Conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r, err := c.Execute(q)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	out := make([]int64, len(r.Fields))
+	for i := range out {
+		out[i], _ = r.GetInt(0, i)
+	}
+	return out
 }
