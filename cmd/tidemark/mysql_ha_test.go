@@ -21,10 +21,12 @@ import (
 func TestMySQLFailoverHA(t *testing.T) {
 	primary := testenv.NewMariaDB(t, testenv.MariaDBOptions{ServerID: 1})
 	replica := testenv.NewMariaDB(t, testenv.MariaDBOptions{ServerID: 2, Args: []string{"--read-only=ON", "--log-slave-updates=ON"}})
-	// The stream user of docs/setup-mysql.md, created on the primary and
-	// replicated: a promoted replica has the same.
+	// The stream and backup users of docs/setup-mysql.md (one password
+	// here), created on the primary and replicated: the replica has them.
 	primary.Exec(t, "CREATE USER 'tidemark_stream'@'%' IDENTIFIED BY 'stream-pw'")
 	primary.Exec(t, "GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'tidemark_stream'@'%'")
+	primary.Exec(t, "CREATE USER 'tidemark_backup'@'%' IDENTIFIED BY 'stream-pw'")
+	primary.Exec(t, "GRANT RELOAD, SELECT, SHOW VIEW, TRIGGER, EVENT, BINLOG MONITOR ON *.* TO 'tidemark_backup'@'%'")
 	primary.Exec(t, "CREATE DATABASE app")
 	primary.Exec(t, "CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(20))")
 	primary.Exec(t, "INSERT INTO app.t SELECT seq, CONCAT('v', seq) FROM app.seq_1_to_100")
@@ -43,7 +45,8 @@ func TestMySQLFailoverHA(t *testing.T) {
 	stop := runStreamer(t, &logs, "--repo", repo, "--source", source, "--password-file", pwFile)
 	r := openRepo(t, repo, key)
 	waitGTID(t, r, primary)
-	out, _ := expect(t, 0, "backup", "--repo", repo, "--source", replica.URL(), "--databases", "app")
+	out, _ := expect(t, 0, "backup", "--repo", repo, "--source", fmt.Sprintf("mysql://tidemark_backup@%s/", replica.Addr()),
+		"--password-file", pwFile, "--databases", "app")
 	if !strings.Contains(out, "consistent at #0-1-") {
 		t.Fatalf("backup from the replica: %s", out)
 	}
