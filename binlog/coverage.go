@@ -2,6 +2,7 @@ package binlog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -58,6 +59,23 @@ func locate(ctx context.Context, repo *archive.Repository, from Position) (*plan
 	if err != nil {
 		return nil, err
 	}
+	// Servers of one cluster have their own files, often with the same
+	// names: a position's GTID state tells which stream's file it means.
+	var byGTID func(start, end Position) (bool, error)
+	if st, err := ParseMariaState(from.GTID); err == nil && len(st) > 0 {
+		if byGTID, err = holdsGTID(from, from.GTIDOnly()); err != nil {
+			return nil, err
+		}
+	}
+	holds := func(start, end Position) (bool, error) {
+		if !from.before(start) && (from.before(end) || (from.File == end.File && from.Pos == end.Pos)) {
+			return byGTID == nil || start.GTID == "" && end.GTID == "" || must(byGTID(start, end)), nil
+		}
+		return false, nil
+	}
+	if from.GTIDOnly() {
+		holds = byGTID
+	}
 	var windows []string
 	for _, name := range streams {
 		chain, err := repo.ReadStream(ctx, name)
@@ -69,7 +87,9 @@ func locate(ctx context.Context, repo *archive.Repository, from Position) (*plan
 			if err != nil {
 				return nil, err
 			}
-			if from.before(start) || (!from.before(end) && (from.File != end.File || from.Pos != end.Pos)) {
+			if ok, err := holds(start, end); err != nil {
+				return nil, fmt.Errorf("segment %s-%s of %s: %w", s.Start, s.End, name, err)
+			} else if !ok {
 				continue
 			}
 			// The stream from here on, up to the first break after it.
@@ -79,6 +99,11 @@ func locate(ctx context.Context, repo *archive.Repository, from Position) (*plan
 					p.segments = chain.Segments[i:indexOf(chain.Segments, b.Before)]
 					p.brk = &b
 					break
+				}
+			}
+			if p.brk == nil {
+				if err := p.follow(ctx, repo, streams); err != nil {
+					return nil, err
 				}
 			}
 			lastSeg := p.segments[len(p.segments)-1]
@@ -98,6 +123,90 @@ func locate(ctx context.Context, repo *archive.Repository, from Position) (*plan
 		return nil, fmt.Errorf("%w: no binlog is archived in this repository", ErrNotCovered)
 	}
 	return nil, fmt.Errorf("%w: the binlog from %s is not archived (archived: %v)", ErrNotCovered, from, windows)
+}
+
+// follow extends the plan past the end of its stream into the stream of
+// the server that became the primary there: the one whose first segment
+// starts at the GTID state the plan ends at (the streamer starts a
+// promoted replica's stream exactly there), repeatedly, up to the first
+// break.
+func (p *plan) follow(ctx context.Context, repo *archive.Repository, streams []string) error {
+	seen := map[string]bool{p.stream: true}
+	for p.brk == nil {
+		_, end, err := segRange(p.segments[len(p.segments)-1])
+		if err != nil || end.GTID == "" {
+			return err
+		}
+		next := ""
+		var chain *archive.StreamChain
+		for _, name := range streams {
+			if seen[name] {
+				continue
+			}
+			c, err := repo.ReadStream(ctx, name)
+			if err != nil {
+				return err
+			}
+			if first, ok := firstSeg(c); ok {
+				if start, err := ParsePosition(first.Start); err == nil && start.GTID == end.GTID {
+					next, chain = name, c
+					break
+				}
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		seen[next] = true
+		segs := chain.Segments
+		for _, b := range chain.Breaks {
+			segs = chain.Segments[:indexOf(chain.Segments, b.Before)]
+			p.brk = &b
+			break
+		}
+		p.segments = append(p.segments[:len(p.segments):len(p.segments)], segs...)
+	}
+	return nil
+}
+
+// must is a predicate's answer, false on error.
+func must(ok bool, err error) bool { return ok && err == nil }
+
+// holdsGTID matches the segments a GTID-only position lies in: in every
+// domain, the segment starts at or before the position and ends at or
+// after it. (MariaDB sequence numbers only grow inside a domain, whatever
+// server of the cluster wrote them.) A segment whose start has no GTID
+// state (a stream begun at its server's first file) starts before any.
+//
+// all: every domain of the position must be in the segment (a GTID-only
+// position has nothing else to go by; a file position's own file says
+// where it is, and the GTIDs only tell servers apart).
+func holdsGTID(from Position, all bool) (func(start, end Position) (bool, error), error) {
+	base, err := ParseMariaState(from.GTID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: base %s: %v", ErrBadPosition, from, err)
+	}
+	return func(start, end Position) (bool, error) {
+		st, err := ParseMariaState(start.GTID)
+		if err != nil {
+			return false, err
+		}
+		en, err := ParseMariaState(end.GTID)
+		if err != nil {
+			return false, err
+		}
+		for d, g := range en {
+			if st[d].Seq > base[d].Seq || base[d].Seq > g.Seq {
+				return false, nil
+			}
+		}
+		for d := range base {
+			if _, ok := en[d]; !ok && all {
+				return false, nil
+			}
+		}
+		return true, nil
+	}, nil
 }
 
 func firstSeg(c *archive.StreamChain) (archive.SegmentInfo, bool) {
@@ -183,4 +292,18 @@ func planFor(ctx context.Context, repo *archive.Repository, from Position, to Ta
 		}
 	}
 	return p, nil
+}
+
+// StreamHolding names the binlog stream a restore from the base position
+// from replays, "" when none holds it yet (a base taken on a replica
+// before the streamer archived its position).
+func StreamHolding(ctx context.Context, repo *archive.Repository, from Position) (string, error) {
+	p, err := locate(ctx, repo, from)
+	if errors.Is(err, ErrNotCovered) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return p.stream, nil
 }

@@ -12,6 +12,11 @@ type Identity struct {
 	LogBin    bool
 	ClusterID string // the repository's source binding
 	Stream    string // the archive stream holding the server's binlog
+	// Replica: the server replicates from another (MariaDB); its own
+	// binlog coordinates are not the cluster's stream, its GTIDs are.
+	Replica bool
+
+	si *serverInfo
 }
 
 // Identify reads the identity of the server c is connected to.
@@ -21,5 +26,5 @@ func Identify(c *client.Conn) (*Identity, error) {
 		return nil, err
 	}
 	return &Identity{Version: si.Version, MariaDB: si.MariaDB, ServerID: si.ServerID, Hostname: si.Hostname,
-		LogBin: si.LogBin, ClusterID: si.clusterID(), Stream: si.streamName()}, nil
+		LogBin: si.LogBin, ClusterID: si.clusterID(), Stream: si.streamName(), Replica: si.Replica, si: si}, nil
 }

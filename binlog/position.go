@@ -3,7 +3,6 @@ package binlog
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"unicode"
@@ -17,6 +16,11 @@ import (
 // server has GTIDs, '#' and the GTID state — MariaDB's comma-separated
 // domain-server-seq list sorted by domain, or MySQL's uuid:interval set as
 // the server prints it. Example: mysql-bin.000003:1234#0-1-57,1-2-9.
+//
+// A GTID-only position (no file, "#0-1-57") is a point in the cluster's
+// history rather than in one server's files: a base backup taken on a
+// replica, whose own files mean nothing for the primary's stream, is
+// entered by GTID in whichever stream holds it.
 type Position struct {
 	File string
 	Pos  uint32
@@ -27,6 +31,9 @@ type Position struct {
 var ErrBadPosition = errors.New("invalid binlog position")
 
 func (p Position) String() string {
+	if p.GTIDOnly() {
+		return "#" + p.GTID
+	}
 	s := p.File + ":" + strconv.FormatUint(uint64(p.Pos), 10)
 	if p.GTID != "" {
 		s += "#" + p.GTID
@@ -35,11 +42,22 @@ func (p Position) String() string {
 }
 
 // IsZero reports an unset position.
-func (p Position) IsZero() bool { return p.File == "" }
+func (p Position) IsZero() bool { return p.File == "" && p.GTID == "" }
 
-// ParsePosition parses what Position.String produces (FILE:POS[#GTIDS]).
+// GTIDOnly reports a position named by its GTID state alone.
+func (p Position) GTIDOnly() bool { return p.File == "" && p.GTID != "" }
+
+// ParsePosition parses what Position.String produces (FILE:POS[#GTIDS] or
+// #GTIDS).
 func ParsePosition(s string) (Position, error) {
 	body, gtid, hasGTID := strings.Cut(s, "#")
+	if body == "" && hasGTID {
+		st, err := ParseMariaState(gtid)
+		if err != nil || len(st) == 0 {
+			return Position{}, fmt.Errorf("%w %q: a GTID-only position needs a MariaDB GTID list", ErrBadPosition, s)
+		}
+		return Position{GTID: st.String()}, nil
+	}
 	i := strings.LastIndexByte(body, ':')
 	if i <= 0 {
 		return Position{}, fmt.Errorf("%w %q: want FILE:POS[#GTIDS]", ErrBadPosition, s)
@@ -131,11 +149,7 @@ func ParseMariaState(s string) (MariaState, error) {
 // String is canonical: sorted by domain, so equal states compare equal as
 // segment Start/End strings.
 func (st MariaState) String() string {
-	ds := make([]uint32, 0, len(st))
-	for d := range st {
-		ds = append(ds, d)
-	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	ds := st.domains()
 	parts := make([]string, len(ds))
 	for i, d := range ds {
 		parts[i] = st[d].String()

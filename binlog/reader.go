@@ -38,6 +38,7 @@ type Reader struct {
 	atFrom  bool // the first event at or after from has been seen
 	skipped int  // segments passed over unread: they end at the base
 	maria   MariaState
+	base    MariaState // a GTID-only base: transactions it contains are skipped
 }
 
 // NewReader checks coverage (CheckCoverage) and returns a reader from from
@@ -51,6 +52,9 @@ func NewReader(ctx context.Context, repo *archive.Repository, from Position, to 
 	r := &Reader{repo: repo, plan: p, from: from, to: to, tg: tg, pos: from, segIdx: -1}
 	if st, err := ParseMariaState(from.GTID); err == nil {
 		r.maria = st // MySQL GTID sets are carried as the base's, not advanced
+		if from.GTIDOnly() {
+			r.base = st.Clone()
+		}
 	}
 	return r, nil
 }
@@ -105,6 +109,12 @@ func (r *Reader) Next(ctx context.Context) (*Txn, error) {
 		if u == nil {
 			continue
 		}
+		if r.base != nil && u.Txn && r.base.Contains(u.Maria) {
+			// In the base already: a snapshot entered by GTID holds every
+			// transaction up to its position in each domain.
+			r.pos = Position{File: r.pos.File, Pos: r.next, GTID: r.pos.GTID}
+			continue
+		}
 		if u.Txn && u.Maria.Seq != 0 && r.maria != nil {
 			r.maria[u.Maria.Domain] = u.Maria
 			r.pos.GTID = r.maria.String()
@@ -149,7 +159,11 @@ func (r *Reader) nextEvent(ctx context.Context) (Event, error) {
 			// segment can be 16 MiB of events the base already holds.)
 			r.skipped++
 			r.pos = Position{File: r.from.File, Pos: r.from.Pos, GTID: r.pos.GTID}
-			r.next = r.from.Pos
+			if r.from.GTIDOnly() {
+				_, end, _ := segRange(info)
+				r.pos = Position{File: end.File, Pos: end.Pos, GTID: r.pos.GTID}
+			}
+			r.next = r.pos.Pos
 			continue
 		}
 		seg, err := readSegment(ctx, r.repo, info)
@@ -160,11 +174,13 @@ func (r *Reader) nextEvent(ctx context.Context) (Event, error) {
 		if err != nil {
 			return Event{}, err
 		}
-		if r.seg != nil && r.grp.pending() && start.File != r.pos.File {
+		if r.seg != nil && r.grp.pending() && (start.File != r.pos.File || r.plan.segments[r.segIdx-1].Stream != info.Stream) {
 			return Event{}, fmt.Errorf("%w: a transaction spans files at %s", ErrCorrupt, info.Start)
 		}
 		r.seg, r.evIdx = seg, 0
-		if start.File != r.pos.File || r.segIdx == 0 || start.Pos == 4 {
+		// Another stream (a promoted replica's) has files of its own.
+		newStream := r.segIdx > 0 && r.plan.segments[r.segIdx-1].Stream != info.Stream
+		if start.File != r.pos.File || r.segIdx == 0 || start.Pos == 4 || newStream {
 			r.pos = Position{File: start.File, Pos: start.Pos, GTID: r.pos.GTID}
 			r.next = start.Pos
 			if r.next == 4 && seg.Format.Raw != nil {
@@ -182,6 +198,9 @@ func (r *Reader) nextEvent(ctx context.Context) (Event, error) {
 // endsAtBase reports a segment that ends exactly at the base position.
 func (r *Reader) endsAtBase(info archive.SegmentInfo) bool {
 	_, end, err := segRange(info)
+	if r.from.GTIDOnly() {
+		return err == nil && end.GTID == r.from.GTID
+	}
 	return err == nil && end.File == r.from.File && end.Pos == r.from.Pos
 }
 

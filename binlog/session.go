@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-mysql-org/go-mysql/client"
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 
@@ -19,9 +20,10 @@ import (
 // streamer is one Stream call's state, kept across reconnects.
 type streamer struct {
 	cfg    Config
+	src    Source // the server streamed from (one of cfg.Sources)
 	w      *archive.StreamWriter
 	stream string
-	bound  string // cluster id the repository is bound to
+	bound  string // cluster id of the server streamed from (the bound one, or a member of its cluster)
 
 	// cur is the transaction boundary after the last appended unit: where
 	// a new connection resumes. next is the running offset inside the
@@ -40,21 +42,18 @@ type streamer struct {
 // session is one connection's worth of streaming. progressed reports
 // whether anything was made durable, to reset the reconnect backoff.
 func (s *streamer) session(ctx context.Context) (progressed bool, err error) {
-	conn, err := s.cfg.Source.Connect(ctx)
+	conn, si, err := s.resolve(ctx)
 	if err != nil {
 		return false, err
 	}
-	si, err := inspect(conn)
+	err = s.check(ctx, conn, si)
 	conn.Close()
 	if err != nil {
 		return false, err
 	}
-	if err := s.check(ctx, si); err != nil {
-		return false, err
-	}
 	syncer := replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
-		ServerID: s.cfg.ServerID, Flavor: si.flavor(), Host: s.cfg.Source.Host, Port: s.cfg.Source.Port,
-		User: s.cfg.Source.User, Password: s.cfg.Source.Password,
+		ServerID: s.cfg.ServerID, Flavor: si.flavor(), Host: s.src.Host, Port: s.src.Port,
+		User: s.src.User, Password: s.src.Password,
 		RawModeEnabled: true, VerifyChecksum: true, DisableRetrySync: true,
 		HeartbeatPeriod: s.cfg.Heartbeat, ReadTimeout: 3 * s.cfg.Heartbeat,
 		DumpCommandFlag: annotateFlag(si), Logger: quietLogger(s.cfg.Log),
@@ -68,7 +67,7 @@ func (s *streamer) session(ctx context.Context) (progressed bool, err error) {
 		return false, dumpRefused(classify(err, s.cur))
 	}
 	supervise.Connected(ctx)
-	s.cfg.Log.Info("streaming binlog", "server", s.cfg.Source.Addr(), "version", si.Version, "from", s.cur.String(),
+	s.cfg.Log.Info("streaming binlog", "server", s.src.Addr(), "version", si.Version, "from", s.cur.String(),
 		"stream", s.stream, "replica_server_id", s.cfg.ServerID)
 	var flushAt time.Time
 	for first := true; ; first = false {
@@ -110,10 +109,10 @@ func (s *streamer) session(ctx context.Context) (progressed bool, err error) {
 // check verifies the server on every connect: the same server, the file to
 // resume from still there, its GTID history not behind the archive's. The
 // first connect binds the repository and opens the stream.
-func (s *streamer) check(ctx context.Context, si *serverInfo) error {
+func (s *streamer) check(ctx context.Context, conn *client.Conn, si *serverInfo) error {
 	if !si.LogBin {
 		return fmt.Errorf("%w: binary logging is off on the source %s: set log_bin and binlog_format=ROW (e.g. log_bin = mysql-bin, binlog_format = ROW in its config) and restart it",
-			ErrUnsupported, s.cfg.Source.Addr())
+			ErrUnsupported, s.src.Addr())
 	}
 	if !strings.EqualFold(si.Checksum, "CRC32") {
 		s.cfg.Log.Warn("binlog_checksum is not CRC32: archived events cannot be verified", "binlog_checksum", si.Checksum)
@@ -121,12 +120,27 @@ func (s *streamer) check(ctx context.Context, si *serverInfo) error {
 	if !strings.EqualFold(si.Format, "ROW") {
 		s.cfg.Log.Warn("binlog_format is not ROW: statement-based events replay only as exactly as the server logged them", "binlog_format", si.Format)
 	}
-	if s.w == nil {
-		if err := s.open(ctx, si); err != nil {
+	switch {
+	case s.w == nil:
+		if err := s.open(ctx, conn, si); err != nil {
 			return err
 		}
-	} else if si.clusterID() != s.bound {
-		return fmt.Errorf("%w: the server at %s is now %s, the archive holds %s", ErrGap, s.cfg.Source.Addr(), si.clusterID(), s.bound)
+	case si.clusterID() == s.bound:
+	case len(s.cfg.Sources) == 1:
+		return fmt.Errorf("%w: the server at %s is now %s, the archive holds %s", ErrGap, s.src.Addr(), si.clusterID(), s.bound)
+	default:
+		// Another server of the cluster is the primary now: the stream of
+		// the old one ends here, the new one's continues it by GTID.
+		if err := s.w.Close(ctx); err != nil {
+			return err
+		}
+		s.report()
+		s.cfg.Log.Warn("the primary changed: continuing the archive on the new one", "from_stream", s.stream, "server", s.src.Addr(),
+			"server_id", si.ServerID, "archived_to", s.cur.String())
+		s.w = nil
+		if err := s.open(ctx, conn, si); err != nil {
+			return err
+		}
 	}
 	if !si.hasFile(s.cur.File) {
 		oldest := "none"
@@ -137,9 +151,11 @@ func (s *streamer) check(ctx context.Context, si *serverInfo) error {
 			ErrGap, s.cur.File, s.cur, oldest)
 	}
 	if si.MariaDB && s.maria != nil {
-		srv, err := ParseMariaState(si.GTIDState)
-		if err != nil {
-			return fmt.Errorf("server gtid_binlog_state: %w", err)
+		// gtid_binlog_state names the last GTID of every origin server
+		// in a domain; the newest per domain is the server's position.
+		srv := MariaState{}
+		if err := srv.mergeList(si.GTIDState); err != nil {
+			return fmt.Errorf("server gtid_binlog_state %q: %w", si.GTIDState, err)
 		}
 		for d, g := range s.maria {
 			sg, ok := srv[d]
@@ -154,21 +170,41 @@ func (s *streamer) check(ctx context.Context, si *serverInfo) error {
 	return nil
 }
 
-func (s *streamer) open(ctx context.Context, si *serverInfo) error {
-	src, err := s.cfg.Repo.BindSource(ctx, archive.Source{Engine: "mysql", ClusterID: si.clusterID(),
-		Details: map[string]string{"version": si.Version, "hostname": si.Hostname, "server_id": fmt.Sprint(si.ServerID)}})
+func (s *streamer) open(ctx context.Context, conn *client.Conn, si *serverInfo) error {
+	stream := si.streamName()
+	w, err := s.cfg.Repo.OpenStream(ctx, stream, archive.StreamWriterOptions{MaxSegmentBytes: s.cfg.MaxSegmentBytes, MaxSegmentAge: s.cfg.MaxSegmentAge})
 	if err != nil {
+		return fmt.Errorf("open binlog stream %s: %w", stream, err)
+	}
+	// A server whose stream is empty in a repository that holds another
+	// server's binlog continues that archive by GTID (checked before the
+	// bind, so that a promoted replica missing archived transactions is a
+	// gap, not a stranger).
+	var from Position
+	if _, ok := w.Durable(); !ok && si.MariaDB && s.cfg.Start.IsZero() {
+		end := s.cur
+		if s.maria == nil {
+			if end, err = archiveEnd(ctx, s.cfg.Repo); err != nil {
+				return err
+			}
+		}
+		if !end.IsZero() {
+			if from, err = continueAt(conn, si, s.src.Addr(), end); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := bind(ctx, s.cfg.Repo, si); err != nil {
 		return err
 	}
-	s.bound, s.stream = src.ClusterID, si.streamName()
-	w, err := s.cfg.Repo.OpenStream(ctx, s.stream, archive.StreamWriterOptions{MaxSegmentBytes: s.cfg.MaxSegmentBytes, MaxSegmentAge: s.cfg.MaxSegmentAge})
-	if err != nil {
-		return fmt.Errorf("open binlog stream %s: %w", s.stream, err)
-	}
+	s.bound, s.stream = si.clusterID(), stream
 	if last, ok := w.Durable(); ok {
 		if s.cur, err = ParsePosition(last.End); err != nil {
 			return fmt.Errorf("stream %s ends at an unreadable position: %w", s.stream, err)
 		}
+	} else if !from.IsZero() {
+		s.cur = from
+		w.Restart(s.cur.String())
 	} else {
 		s.cur = s.cfg.Start
 		if s.cur.IsZero() {
@@ -219,7 +255,7 @@ func (s *streamer) report() {
 		return
 	}
 	p, _ := ParsePosition(d.End)
-	s.cfg.Progress(Progress{Stream: s.stream, Durable: p, EventTime: d.LastTime, Events: s.events})
+	s.cfg.Progress(Progress{Stream: s.stream, Server: s.src.Addr(), Durable: p, EventTime: d.LastTime, Events: s.events})
 }
 
 // reportCaughtUp tells the caller the archive holds all the server sent:
@@ -230,7 +266,7 @@ func (s *streamer) reportCaughtUp() {
 		return
 	}
 	p, _ := ParsePosition(d.End)
-	s.cfg.Progress(Progress{Stream: s.stream, Durable: p, EventTime: d.LastTime, Events: s.events, CaughtUp: true})
+	s.cfg.Progress(Progress{Stream: s.stream, Server: s.src.Addr(), Durable: p, EventTime: d.LastTime, Events: s.events, CaughtUp: true})
 }
 
 // classify turns the server's "binlog purged" error into a gap.
@@ -315,7 +351,11 @@ func mariaGTIDList(body []byte) (MariaState, error) {
 	for i := range n {
 		b := body[i*16:]
 		g := MariaGTID{Domain: binary.LittleEndian.Uint32(b), Server: binary.LittleEndian.Uint32(b[4:]), Seq: binary.LittleEndian.Uint64(b[8:])}
-		st[g.Domain] = g
+		// One entry per domain and origin server (after a failover,
+		// several per domain): the newest is the domain's position.
+		if cur, ok := st[g.Domain]; !ok || g.Seq > cur.Seq {
+			st[g.Domain] = g
+		}
 	}
 	return st, nil
 }

@@ -2,6 +2,7 @@ package binlog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"net"
@@ -24,8 +25,46 @@ type Source struct {
 // Addr is host:port.
 func (s Source) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(int(s.Port))) }
 
-// ParseSource reads a mysql:// or mariadb:// URL (user[:password]@host[:port]/).
+// ParseSource reads a mysql:// or mariadb:// URL (user[:password]@host[:port]/)
+// naming one server.
 func ParseSource(raw string) (Source, error) {
+	srcs, err := ParseSources(raw)
+	if err != nil {
+		return Source{}, err
+	}
+	if len(srcs) != 1 {
+		return Source{}, fmt.Errorf("source URL: %d hosts: name the one server to use (several hosts are for stream, which follows the primary)", len(srcs))
+	}
+	return srcs[0], nil
+}
+
+// ParseSources reads a source URL that may name several servers of one
+// replication cluster, mysql://user@h1:3306,h2:3306/, in the URL's order.
+func ParseSources(raw string) ([]Source, error) {
+	// url.Parse takes one host: the list is split off first (an IPv6
+	// literal in brackets must not be the URL parser's problem).
+	var hosts []string
+	if scheme, rest, ok := strings.Cut(raw, "://"); ok {
+		auth, path, _ := strings.Cut(rest, "/")
+		at := strings.LastIndexByte(auth, '@')
+		for _, h := range strings.Split(auth[at+1:], ",") {
+			hosts = append(hosts, scheme+"://"+auth[:at+1]+h+"/"+path)
+		}
+	} else {
+		hosts = []string{raw}
+	}
+	var srcs []Source
+	for _, h := range hosts {
+		s, err := parseOne(h)
+		if err != nil {
+			return nil, err
+		}
+		srcs = append(srcs, s)
+	}
+	return srcs, nil
+}
+
+func parseOne(raw string) (Source, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return Source{}, fmt.Errorf("source URL: %w", err)
@@ -72,7 +111,12 @@ type serverInfo struct {
 	Format    string
 	LogBin    bool
 	GTIDState string // MariaDB @@gtid_binlog_state, MySQL @@gtid_executed
-	Files     []string
+	SlavePos  string // MariaDB @@gtid_slave_pos: what it applied as a replica
+	ReadOnly  bool
+	// Replica: replication from another server is configured (MariaDB),
+	// or, without the privilege to see that, running.
+	Replica bool
+	Files   []string
 }
 
 func inspect(c *client.Conn) (*serverInfo, error) {
@@ -90,9 +134,9 @@ func inspect(c *client.Conn) (*serverInfo, error) {
 	si.Format, _ = r.GetString(0, 4)
 	si.Checksum, _ = r.GetString(0, 5)
 	si.MariaDB = strings.Contains(strings.ToLower(si.Version), "mariadb")
-	q := "SELECT @@server_uuid, @@gtid_executed"
+	q := "SELECT @@server_uuid, @@gtid_executed, '', @@read_only"
 	if si.MariaDB {
-		q = "SELECT '', @@gtid_binlog_state"
+		q = "SELECT '', @@gtid_binlog_state, @@gtid_slave_pos, @@read_only"
 	}
 	if r, err = c.Execute(q); err != nil {
 		return nil, fmt.Errorf("read server identity: %w", err)
@@ -100,6 +144,14 @@ func inspect(c *client.Conn) (*serverInfo, error) {
 	si.UUID, _ = r.GetString(0, 0)
 	si.GTIDState, _ = r.GetString(0, 1)
 	si.GTIDState = strings.ReplaceAll(strings.TrimSpace(si.GTIDState), "\n", "")
+	si.SlavePos, _ = r.GetString(0, 2)
+	ro, _ := r.GetInt(0, 3)
+	si.ReadOnly = ro == 1
+	if si.MariaDB {
+		if si.Replica, err = isReplica(c); err != nil {
+			return nil, err
+		}
+	}
 	if !si.LogBin {
 		return si, nil // nothing to list; the streamer refuses the server (check)
 	}
@@ -111,6 +163,26 @@ func inspect(c *client.Conn) (*serverInfo, error) {
 		si.Files = append(si.Files, f)
 	}
 	return si, nil
+}
+
+// isReplica reports whether replication from another server is
+// configured (SHOW ALL SLAVES STATUS lists a connection). Without the
+// privilege to list them (SLAVE MONITOR), a running replication SQL thread
+// (status Slaves_running, readable by anyone) is the sign.
+func isReplica(c *client.Conn) (bool, error) {
+	r, err := c.Execute("SHOW ALL SLAVES STATUS")
+	if err == nil {
+		return r.RowNumber() > 0, nil
+	}
+	var me *mysql.MyError
+	if !errors.As(err, &me) || (me.Code != mysql.ER_SPECIFIC_ACCESS_DENIED_ERROR && me.Code != mysql.ER_ACCESS_DENIED_ERROR) {
+		return false, fmt.Errorf("read replication status: %w", err)
+	}
+	if r, err = c.Execute("SHOW GLOBAL STATUS LIKE 'Slaves_running'"); err != nil {
+		return false, fmt.Errorf("read replication status: %w", err)
+	}
+	n, _ := r.GetInt(0, 1)
+	return n > 0, nil
 }
 
 // clusterID names the server a repository belongs to. MySQL has a UUID;

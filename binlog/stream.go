@@ -12,8 +12,13 @@ import (
 
 // Config configures Stream.
 type Config struct {
-	Repo     *archive.Repository
-	Source   Source
+	Repo   *archive.Repository
+	Source Source
+	// Sources, when it names several servers of one replication cluster,
+	// replaces Source: the streamer streams from the one that is a
+	// primary, resolves again on every reconnect, and continues the
+	// archive on a promoted replica by GTID (follow.go).
+	Sources  []Source
 	ServerID uint32 // replica server id; 0 derives one from the repository id
 	// FlushInterval bounds how long arrived events stay in memory only
 	// (default 1s): the RPO under load.
@@ -40,6 +45,7 @@ type Config struct {
 // Progress is the streamer's state after a flush.
 type Progress struct {
 	Stream    string
+	Server    string    // host:port streamed from
 	Durable   Position  // what the repository holds
 	EventTime time.Time // commit time of the newest durable transaction
 	Events    int64     // events archived by this process
@@ -75,8 +81,11 @@ func Stream(ctx context.Context, cfg Config) error {
 	if cfg.ServerID == 0 {
 		cfg.ServerID = DefaultServerID(cfg.Repo.Config().ID)
 	}
-	s := &streamer{cfg: cfg}
-	return supervise.Run(ctx, supervise.Options{Stream: "binlog", Source: cfg.Source.Addr(), Log: cfg.Log,
+	if len(cfg.Sources) == 0 {
+		cfg.Sources = []Source{cfg.Source}
+	}
+	s := &streamer{cfg: cfg, src: cfg.Sources[0]}
+	return supervise.Run(ctx, supervise.Options{Stream: "binlog", Source: addrs(cfg.Sources), Log: cfg.Log,
 		OnGap: s.recordGap, Stop: s.stop, Observe: cfg.Observe}, func(ctx context.Context) (bool, error) {
 		progressed, err := s.session(ctx)
 		return progressed, missingPrivilege(err)

@@ -61,6 +61,39 @@ func summarize(name string, chain *archive.StreamChain) StreamSummary {
 	return s
 }
 
+// Continues names the streams the named one carries on from, nearest
+// first: the one whose end GTID state its first segment starts at (a
+// promoted replica's stream starts there, see follow.go), and so on back.
+func Continues(sums []StreamSummary, name string) []string {
+	var out []string
+	seen := map[string]bool{name: true}
+	for cur := name; ; {
+		prev := ""
+		for _, s := range sums {
+			if s.Stream == cur {
+				prev = s.Start
+			}
+		}
+		start, err := ParsePosition(prev)
+		if err != nil || start.GTID == "" {
+			return out
+		}
+		next := ""
+		for _, s := range sums {
+			if end, err := ParsePosition(s.End); err == nil && !seen[s.Stream] && end.GTID == start.GTID {
+				next = s.Stream
+				break
+			}
+		}
+		if next == "" {
+			return out
+		}
+		seen[next] = true
+		out = append(out, next)
+		cur = next
+	}
+}
+
 // Verify reads back every segment of every binlog stream: checksums of
 // every event, event positions following each other from the segment's
 // start to its end, the event count of its index. It returns the
@@ -128,4 +161,33 @@ func verifySegment(ctx context.Context, repo *archive.Repository, info archive.S
 			info.Stream, info.First, info.Last, len(seg.Events), last.File, last.Pos, info.Events, info.End)
 	}
 	return nil
+}
+
+// Reached reports whether some binlog stream ends at or past every GTID of
+// a MariaDB GTID position (from the index alone): what a caller waits for
+// before relying on the archive holding a server's writes.
+func Reached(ctx context.Context, repo *archive.Repository, gtidPos string) (bool, error) {
+	want, err := ParseMariaState(gtidPos)
+	if err != nil {
+		return false, err
+	}
+	sums, err := Summarize(ctx, repo)
+	if err != nil {
+		return false, err
+	}
+	for _, s := range sums {
+		end, err := ParsePosition(s.End)
+		if err != nil {
+			continue
+		}
+		st, err := ParseMariaState(end.GTID)
+		held := err == nil
+		for _, g := range want {
+			held = held && st.Contains(g)
+		}
+		if held {
+			return true, nil
+		}
+	}
+	return false, nil
 }

@@ -77,15 +77,14 @@ func Backup(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !id.LogBin {
+	if !id.LogBin && !id.Replica {
 		return nil, fmt.Errorf("%w: binary logging is off on the source: set log_bin and binlog_format=ROW and restart it (a base backup without binlog coordinates cannot be rolled forward)",
 			binlog.ErrUnsupported)
 	}
 	if !id.MariaDB {
 		return nil, fmt.Errorf("base backups of MySQL (%s) are not implemented yet: only MariaDB's consistent-snapshot coordinates are supported", id.Version)
 	}
-	if _, err := cfg.Repo.BindSource(ctx, archive.Source{Engine: "mysql", ClusterID: id.ClusterID,
-		Details: map[string]string{"version": id.Version, "hostname": id.Hostname, "server_id": fmt.Sprint(id.ServerID)}}); err != nil {
+	if _, err := binlog.Bind(ctx, cfg.Repo, id); err != nil {
 		return nil, err
 	}
 	w, err := cfg.Repo.NewChunkWriter(ctx, cfg.Jobs)
@@ -97,13 +96,13 @@ func Backup(ctx context.Context, cfg Config) (*Result, error) {
 	// restore/mysql chooses a base by time from the catalog, which has
 	// Started and Finished, and reads Meta.SnapshotTime only between them.
 	started := time.Now().UTC()
-	snap, schema, err := openSnapshot(ctx, cfg, srv, coord)
+	snap, schema, err := openSnapshot(ctx, cfg, srv, coord, id)
 	if err != nil {
 		return nil, err
 	}
 	defer snap.close()
 	defer snap.release(coord)
-	cfg.Log.Info("snapshot open", "binlog_file", snap.file, "binlog_pos", snap.pos, "gtid", snap.gtid,
+	cfg.Log.Info("snapshot open", "binlog_file", snap.file, "binlog_pos", snap.pos, "gtid", snap.gtid, "replica_of_gtid", snap.primaryGTID,
 		"connections", len(snap.workers), "non_transactional_tables_under_lock", schema.hasLocked())
 	d := &dumper{cfg: cfg, chunks: w, snap: snap}
 	files, err := d.run(ctx, coord, schema)
@@ -123,6 +122,12 @@ func Backup(ctx context.Context, cfg Config) (*Result, error) {
 	meta := Meta{ServerVersion: id.Version, ServerID: id.ServerID, ClusterID: id.ClusterID, BinlogFile: snap.file,
 		BinlogPos: snap.pos, GTID: snap.gtid, SnapshotTime: snap.taken, LockHeldMS: ms(snap.lockHeld), DDLBlockedMS: ms(snap.ddlBlocked),
 		RowFormat: RowVersion, WithUsers: cfg.WithUsers}
+	if id.Replica {
+		// The replica's own files are not the cluster's stream: the base
+		// is entered by GTID in whichever stream holds it.
+		meta.Replica = &ReplicaSnapshot{BinlogFile: snap.file, BinlogPos: snap.pos, GTID: snap.gtid}
+		meta.BinlogFile, meta.BinlogPos, meta.GTID = "", 0, snap.primaryGTID
+	}
 	for _, db := range schema.Databases {
 		meta.Databases = append(meta.Databases, db.Name)
 		meta.Tables += len(db.Tables)
@@ -143,8 +148,16 @@ func Backup(ctx context.Context, cfg Config) (*Result, error) {
 	// A logical snapshot is consistent at one point: a restore replays the
 	// binlog from there, so Start and Stop are the same position.
 	pos := meta.Position().String()
+	stream := id.Stream
+	if id.Replica {
+		// The stream holding the position; "" (paired with every binlog
+		// stream) while the streamer has not archived it yet.
+		if stream, err = binlog.StreamHolding(ctx, cfg.Repo, meta.Position()); err != nil {
+			return nil, err
+		}
+	}
 	m := &archive.Manifest{ID: archive.NewManifestID(started), Engine: "mysql", Type: "full", Started: started,
-		Finished: time.Now().UTC(), Start: pos, Stop: pos, Stream: id.Stream, Files: files, Stats: w.Stats(), EngineMeta: em}
+		Finished: time.Now().UTC(), Start: pos, Stop: pos, Stream: stream, Files: files, Stats: w.Stats(), EngineMeta: em}
 	if err := cfg.Repo.CommitManifest(ctx, m); err != nil {
 		return nil, err
 	}

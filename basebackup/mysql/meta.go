@@ -28,10 +28,23 @@ type Meta struct {
 	LockedTables  int       `json:"locked_tables,omitempty"` // non-transactional, copied under the lock
 	Rows          int64     `json:"rows"`
 	WithUsers     bool      `json:"with_users,omitempty"`
+	// Replica is set when the snapshot was taken on a replica: BinlogFile
+	// and BinlogPos are then empty and GTID is the primary's GTID position
+	// the snapshot holds.
+	Replica *ReplicaSnapshot `json:"replica,omitempty"`
+}
+
+// ReplicaSnapshot is a replica's own binlog coordinates at the snapshot,
+// recorded for information only (empty when it has no binlog).
+type ReplicaSnapshot struct {
+	BinlogFile string `json:"binlog_file,omitempty"`
+	BinlogPos  uint32 `json:"binlog_pos,omitempty"`
+	GTID       string `json:"gtid,omitempty"`
 }
 
 // Position is the binlog position the snapshot is consistent with, in the
-// binlog stream's notation (FILE:POS[#GTID]).
+// binlog stream's notation (FILE:POS[#GTID], or #GTID for a snapshot
+// taken on a replica).
 func (m Meta) Position() binlog.Position {
 	return binlog.Position{File: m.BinlogFile, Pos: m.BinlogPos, GTID: m.GTID}
 }

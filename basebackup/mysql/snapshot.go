@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
@@ -14,16 +15,19 @@ import (
 // snapshot is a consistent read view shared by every worker connection,
 // with the binlog coordinates it is consistent with.
 type snapshot struct {
-	workers    []*client.Conn
-	file       string
-	pos        uint32
-	gtid       string
-	taken      time.Time
-	lockFrom   time.Time     // commits blocked since (BACKUP STAGE BLOCK_COMMIT)
-	ddlFrom    time.Time     // DDL blocked since
-	lockHeld   time.Duration // commits were blocked this long
-	ddlBlocked time.Duration // DDL was blocked this long
-	released   bool
+	workers []*client.Conn
+	file    string
+	pos     uint32
+	gtid    string
+	// primaryGTID: on a replica, the GTID position of what it had applied
+	// from its primary when the snapshot was taken.
+	primaryGTID string
+	taken       time.Time
+	lockFrom    time.Time     // commits blocked since (BACKUP STAGE BLOCK_COMMIT)
+	ddlFrom     time.Time     // DDL blocked since
+	lockHeld    time.Duration // commits were blocked this long
+	ddlBlocked  time.Duration // DDL was blocked this long
+	released    bool
 }
 
 // release ends the backup stage: commits and DDL run again.
@@ -54,8 +58,10 @@ func (s *snapshot) close() {
 // per connection; to share that point across connections, commits are
 // blocked (BACKUP STAGE BLOCK_COMMIT) only while the already connected
 // workers open their snapshots — milliseconds. DDL is blocked from before
-// the schema is read until then, so the definitions match the data.
-func openSnapshot(ctx context.Context, cfg Config, srv binlog.Source, coord *client.Conn) (*snapshot, *Schema, error) {
+// the schema is read until then, so the definitions match the data. On a
+// replica the applier is held by the same stage, and the position in the
+// primary's history is read from the snapshot (appliedGTIDs).
+func openSnapshot(ctx context.Context, cfg Config, srv binlog.Source, coord *client.Conn, id *binlog.Identity) (*snapshot, *Schema, error) {
 	s := &snapshot{}
 	for i := 0; i < cfg.Jobs; i++ {
 		c, err := ConnectRaw(ctx, srv)
@@ -94,6 +100,9 @@ func openSnapshot(ctx context.Context, cfg Config, srv binlog.Source, coord *cli
 		if _, err := w.Execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"); err != nil {
 			return fail(fmt.Errorf("worker %d: start snapshot: %w", i, err))
 		}
+		if !id.LogBin {
+			continue // a replica without a binlog: the GTIDs below are the coordinates
+		}
 		file, pos, err := snapshotCoordinates(w)
 		if err != nil {
 			return fail(fmt.Errorf("worker %d: %w", i, err))
@@ -106,11 +115,20 @@ func openSnapshot(ctx context.Context, cfg Config, srv binlog.Source, coord *cli
 			return fail(fmt.Errorf("worker %d's snapshot is at %s:%d, worker 0's at %s:%d: snapshots differ", i, file, pos, s.file, s.pos))
 		}
 	}
+	if id.Replica {
+		// Still under BLOCK_COMMIT, which holds the replica's applier too.
+		if s.primaryGTID, err = appliedGTIDs(s.workers[0]); err != nil {
+			return fail(err)
+		}
+	}
 	s.taken = time.Now().UTC()
 	if !schema.hasLocked() {
 		if err := s.release(coord); err != nil {
 			return fail(err)
 		}
+	}
+	if !id.LogBin {
+		return s, schema, nil
 	}
 	// BINLOG_GTID_POS maps the file/offset to the GTID position; the current
 	// @@gtid_binlog_pos would not match the snapshot.
@@ -152,4 +170,41 @@ func snapshotCoordinates(c *client.Conn) (string, uint32, error) {
 		return "", 0, fmt.Errorf("the server reports no binlog snapshot position (binary logging off?)")
 	}
 	return file, uint32(pos), nil
+}
+
+// appliedGTIDs reads, inside a connection's consistent snapshot, the GTID
+// position of what a replica had applied: the newest row per domain of
+// mysql.gtid_slave_pos, which the replica's applier updates in the
+// transaction it applies (so the snapshot sees exactly the position of
+// the transactions it holds). @@gtid_slave_pos is the same table read
+// outside any snapshot.
+func appliedGTIDs(c *client.Conn) (string, error) {
+	// In a non-transactional table the row of a transaction the stage
+	// holds back would be visible already, and the base would skip it.
+	eng, err := query(c, "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'mysql' AND TABLE_NAME = 'gtid_slave_pos'")
+	if err != nil {
+		return "", fmt.Errorf("read the engine of mysql.gtid_slave_pos: %w", err)
+	}
+	if len(eng) != 1 || !strings.EqualFold(string(eng[0]["ENGINE"]), "InnoDB") {
+		return "", fmt.Errorf("%w: mysql.gtid_slave_pos on the replica is not an InnoDB table, so a snapshot cannot read the position it is consistent with (ALTER TABLE mysql.gtid_slave_pos ENGINE=InnoDB on the replica)",
+			binlog.ErrUnsupported)
+	}
+	rows, err := query(c, `SELECT p.domain_id, p.server_id, p.seq_no FROM mysql.gtid_slave_pos p
+		JOIN (SELECT domain_id, MAX(sub_id) AS sub_id FROM mysql.gtid_slave_pos GROUP BY domain_id) m
+		ON p.domain_id = m.domain_id AND p.sub_id = m.sub_id`)
+	if err != nil {
+		return "", fmt.Errorf("read the replica's applied GTID position (mysql.gtid_slave_pos; needs SELECT on it): %w", err)
+	}
+	st := binlog.MariaState{}
+	for _, r := range rows {
+		g, err := binlog.ParseMariaGTID(fmt.Sprintf("%s-%s-%s", r["domain_id"], r["server_id"], r["seq_no"]))
+		if err != nil {
+			return "", fmt.Errorf("mysql.gtid_slave_pos: %w", err)
+		}
+		st[g.Domain] = g
+	}
+	if len(st) == 0 {
+		return "", fmt.Errorf("the replica has applied nothing from its primary yet (mysql.gtid_slave_pos is empty): a backup of it has no position in the primary's binlog")
+	}
+	return st.String(), nil
 }

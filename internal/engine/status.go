@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"slices"
 	"time"
 
 	"github.com/tidemark/tidemark/archive"
@@ -12,6 +13,10 @@ type StreamStatus struct {
 	Engine string `json:"engine"`
 	// Stream names the stream ("wal", "binlog/<server>", "oplog/<set>").
 	Stream string `json:"stream"`
+	// Continues names the streams this one carries on from (a promoted
+	// MariaDB replica's binlog continues its old primary's): a restore
+	// of a base paired with them replays into this one too.
+	Continues []string `json:"continues,omitempty"`
 	// Latest is when the newest durable change happened (binlog, oplog:
 	// the event's own time) or was archived (WAL); nil when empty.
 	Latest *time.Time `json:"latest,omitempty"`
@@ -40,5 +45,5 @@ func (s StreamStatus) Pairs(backupEngine, backupStream string) bool {
 	if backupStream == "" {
 		return backupEngine == s.Engine // PostgreSQL bases name no stream: their WAL is the repository's
 	}
-	return backupStream == s.Stream
+	return backupStream == s.Stream || slices.Contains(s.Continues, backupStream)
 }

@@ -204,3 +204,56 @@ func (m *MariaDB) Destroy() {
 	m.Stop()
 	os.RemoveAll(m.dir)
 }
+
+// ReplicateFrom makes m a GTID replica of primary (CHANGE MASTER ...
+// MASTER_USE_GTID=slave_pos) and starts replication.
+func (m *MariaDB) ReplicateFrom(t testing.TB, primary *MariaDB) {
+	t.Helper()
+	m.Exec(t, fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%d, MASTER_USER='%s', MASTER_PASSWORD='%s', MASTER_USE_GTID=slave_pos",
+		primary.Host, primary.Port, primary.User, primary.Password))
+	m.Exec(t, "START SLAVE")
+}
+
+// CatchUp waits until m has applied everything primary has in its binlog.
+func (m *MariaDB) CatchUp(t testing.TB, primary *MariaDB) {
+	t.Helper()
+	pc, err := primary.Conn()
+	if err != nil {
+		t.Fatalf("connect to the primary: %v", err)
+	}
+	defer pc.Close()
+	r, err := pc.Execute("SELECT @@gtid_binlog_pos")
+	if err != nil {
+		t.Fatalf("read the primary's GTID position: %v", err)
+	}
+	pos, _ := r.GetString(0, 0)
+	c, err := m.Conn()
+	if err != nil {
+		t.Fatalf("connect to the replica: %v", err)
+	}
+	defer c.Close()
+	r, err = c.Execute("SELECT MASTER_GTID_WAIT(?, 60)", pos)
+	if err != nil {
+		t.Fatalf("MASTER_GTID_WAIT(%s): %v", pos, err)
+	}
+	if n, _ := r.GetInt(0, 0); n != 0 {
+		st, _ := c.Execute("SHOW SLAVE STATUS")
+		var why string
+		if st != nil && st.RowNumber() > 0 {
+			why, _ = st.GetStringByName(0, "Last_Error")
+			if io, _ := st.GetStringByName(0, "Last_IO_Error"); io != "" {
+				why += " " + io
+			}
+		}
+		t.Fatalf("the replica did not reach the primary's %s within 60s: %s", pos, why)
+	}
+}
+
+// Promote turns a replica into a primary: replication stopped and
+// forgotten, writes allowed.
+func (m *MariaDB) Promote(t testing.TB) {
+	t.Helper()
+	for _, q := range []string{"STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL read_only = OFF"} {
+		m.Exec(t, q)
+	}
+}

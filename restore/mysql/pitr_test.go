@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-mysql-org/go-mysql/client"
+
 	"github.com/tidemark/tidemark/archive"
 	"github.com/tidemark/tidemark/binlog"
 	"github.com/tidemark/tidemark/internal/testenv"
@@ -24,11 +26,17 @@ type streamer struct {
 	done   chan error
 }
 
-func startStreamer(t *testing.T, repo *archive.Repository, src *testenv.MariaDB) *streamer {
+// startStreamer streams from srcs (several: one replication cluster,
+// the streamer follows its primary).
+func startStreamer(t *testing.T, repo *archive.Repository, srcs ...*testenv.MariaDB) *streamer {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &streamer{cancel: cancel, done: make(chan error, 1)}
+	var sources []binlog.Source
+	for _, src := range srcs {
+		sources = append(sources, binlog.Source{Host: src.Host, Port: uint16(src.Port), User: src.User})
+	}
 	go func() {
-		s.done <- binlog.Stream(ctx, binlog.Config{Repo: repo, Source: binlog.Source{Host: src.Host, Port: uint16(src.Port), User: src.User},
+		s.done <- binlog.Stream(ctx, binlog.Config{Repo: repo, Source: sources[0], Sources: sources,
 			FlushInterval: 50 * time.Millisecond, MaxSegmentBytes: 256 << 10,
 			Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	}()
@@ -67,6 +75,29 @@ func (s *streamer) stop(t *testing.T) {
 	}
 }
 
+// keepInserting inserts into shop.ticks on c until the returned stop is
+// called (which waits for the last insert).
+func keepInserting(t *testing.T, c *client.Conn) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if _, err := c.Execute("INSERT INTO shop.ticks (at) VALUES (NOW(6))"); err != nil {
+				t.Errorf("concurrent insert: %v", err)
+				return
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
 type mark struct {
 	digest map[string]string
 	pos    binlog.Position
@@ -91,33 +122,15 @@ func TestMySQLPointInTimeRestore(t *testing.T) {
 	// Writes keep committing while the base backup runs: each must be in
 	// the snapshot or in the binlog after its position, never both or
 	// neither.
-	wc := connect(t, src)
-	stopWrites := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stopWrites:
-				return
-			default:
-			}
-			if _, err := wc.Execute("INSERT INTO shop.ticks (at) VALUES (NOW(6))"); err != nil {
-				t.Errorf("concurrent insert: %v", err)
-				return
-			}
-		}
-	}()
+	stopWrites := keepInserting(t, connect(t, src))
 	// Every database, as users back up: the source and the targets are
 	// default installs, whose empty `test` database is in the backup and
 	// on every target, and is no reason to refuse.
 	base := backupMySQL(t, repo, src)
-	close(stopWrites)
+	stopWrites()
 	if !slices.Contains(base.Meta.Databases, "test") {
 		t.Fatalf("backed up databases %q: the default install's test database is missing", base.Meta.Databases)
 	}
-	wg.Wait()
 
 	takeMark := func() mark {
 		file, pos := src.BinlogEnd(t)

@@ -60,7 +60,11 @@ func (*Engine) Help(cmd engine.Command) string {
 	case engine.CmdStream:
 		return `MySQL/MariaDB (mysql://): binlog events, registered as a replica; segments
 end only at commits. A purged binlog or a server whose history is not the
-archived one is a recorded gap (exit 6).`
+archived one is a recorded gap (exit 6). Several hosts
+(mysql://user@h1:3306,h2:3306/) are one MariaDB replication cluster: the
+streamer follows the primary among them and continues the archive on a
+promoted replica by GTID; the old primary's archived transactions that never
+reached it are a recorded gap.`
 	case engine.CmdBackup:
 		return `MySQL/MariaDB: a logical backup from one consistent snapshot shared by
 --jobs connections (commits are blocked only while they open it), with the
@@ -121,7 +125,7 @@ func password(o engine.Options) (string, error) {
 
 // Stream implements engine.Engine.
 func (*Engine) Stream(ctx context.Context, job engine.StreamJob) error {
-	src, err := binlog.ParseSource(job.Source)
+	srcs, err := binlog.ParseSources(job.Source)
 	if err != nil {
 		return err
 	}
@@ -129,10 +133,12 @@ func (*Engine) Stream(ctx context.Context, job engine.StreamJob) error {
 	if err != nil {
 		return err
 	}
-	if pw != "" {
-		src.Password = pw
+	for i := range srcs {
+		if pw != "" {
+			srcs[i].Password = pw
+		}
 	}
-	cfg := binlog.Config{Repo: job.Repo, Source: src, ServerID: job.Options.Uint32("server-id"), FlushInterval: job.FlushInterval,
+	cfg := binlog.Config{Repo: job.Repo, Source: srcs[0], Sources: srcs, ServerID: job.Options.Uint32("server-id"), FlushInterval: job.FlushInterval,
 		Log: job.Log, Observe: job.Observe, Progress: func(p binlog.Progress) {
 			job.Log.Debug("binlog durable", "stream", p.Stream, "position", p.Durable.String(), "event_time", p.EventTime, "caught_up", p.CaughtUp)
 			if job.Durable != nil {
@@ -140,7 +146,7 @@ func (*Engine) Stream(ctx context.Context, job engine.StreamJob) error {
 				if p.CaughtUp {
 					at = time.Now()
 				}
-				job.Durable(engine.StreamProgress{CaughtUpAt: at, Server: src.Addr(), Position: p.Durable.String()})
+				job.Durable(engine.StreamProgress{CaughtUpAt: at, Server: p.Server, Position: p.Durable.String()})
 			}
 		}}
 	return binlog.Stream(ctx, cfg)

@@ -132,7 +132,8 @@ func (e *Engine) Status(ctx context.Context, repo *archive.Repository) ([]engine
 	}
 	var out []engine.StreamStatus
 	for _, s := range sums {
-		st := engine.StreamStatus{Engine: e.Info().Name, Stream: s.Stream, Position: s.End, Gaps: append([]string{}, s.Breaks...)}
+		st := engine.StreamStatus{Engine: e.Info().Name, Stream: s.Stream, Position: s.End, Gaps: append([]string{}, s.Breaks...),
+			Continues: binlog.Continues(sums, s.Stream)}
 		if !s.LastTime.IsZero() {
 			t := s.LastTime.UTC()
 			st.Latest = &t
