@@ -49,9 +49,9 @@ type Config struct {
 
 // Load methods. Measured on 1.5M sysbench rows (270 MiB) with 2
 // connections on 2 shared cores (bench/README.md, 2026-12-06): the target
-// spends the same CPU on either, but infile costs the client about 40%
-// less CPU (3.6 s against 2.1 s) and 50 MiB less memory, so auto takes it
-// wherever the target allows it.
+// spends the same CPU on either (~11.5 s), but infile costs the client
+// 2.5 s of CPU against 3.6 s and peaks at ~155 MiB against ~200 MiB, so
+// auto takes it wherever the target allows it.
 const (
 	// LoadAuto loads by infile when the target's local_infile is on (the
 	// MariaDB default), else by insert (MySQL 8's default is off).
