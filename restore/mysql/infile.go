@@ -96,7 +96,15 @@ func (l *infileLoader) add(row mysqlbackup.Row) error {
 	return nil
 }
 
+// escape writes v with LOAD DATA's escapes for the bytes that would end or
+// change a field (backslash, tab, newline, NUL). Most values hold none of
+// them: four vectorised scans find that faster than a byte loop (the loop
+// was a quarter of the client's CPU on sysbench rows).
 func escape(b *bytes.Buffer, v []byte) {
+	if bytes.IndexByte(v, '\\') < 0 && bytes.IndexByte(v, '\t') < 0 && bytes.IndexByte(v, '\n') < 0 && bytes.IndexByte(v, 0) < 0 {
+		b.Write(v)
+		return
+	}
 	start := 0
 	for i, c := range v {
 		var e byte

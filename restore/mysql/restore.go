@@ -34,7 +34,8 @@ type Config struct {
 	Databases []string
 	// Force drops target databases that exist instead of refusing.
 	Force bool
-	// LoadMethod is how rows are sent: LoadInsert (default) or LoadInfile.
+	// LoadMethod is how rows are sent: LoadAuto (default, also ""),
+	// LoadInsert or LoadInfile.
 	LoadMethod string
 	// DeferIndexesAbove: tables with more row-stream bytes than this get
 	// their secondary indexes built after the load (default: a quarter of
@@ -47,11 +48,15 @@ type Config struct {
 	ReplayProgress func(events, total int64)
 }
 
-// Load methods.
-// Measured on 400,000 rows (64 MB) with 2 connections on 2 shared cores:
-// insert 6.2–7.4 s, infile 7.4–7.6 s; insert is the default as it is no
-// slower and needs no local_infile.
+// Load methods. Measured on 1.5M sysbench rows (270 MiB) with 2
+// connections on 2 shared cores (bench/README.md, 2026-12-06): the target
+// spends the same CPU on either (~11.5 s), but infile costs the client
+// 2.5 s of CPU against 3.6 s and peaks at ~155 MiB against ~200 MiB, so
+// auto takes it wherever the target allows it.
 const (
+	// LoadAuto loads by infile when the target's local_infile is on (the
+	// MariaDB default), else by insert (MySQL 8's default is off).
+	LoadAuto = "auto"
 	// LoadInsert sends multi-row prepared INSERTs.
 	LoadInsert = "insert"
 	// LoadInfile streams rows as LOAD DATA LOCAL INFILE text (the server
@@ -68,6 +73,7 @@ type Result struct {
 	IndexTime  time.Duration // of LoadTime: secondary indexes built after the rows
 	ReplayTime time.Duration
 	Replay     *BinlogReplayResult
+	LoadMethod string // how the rows went: LoadInsert or LoadInfile
 }
 
 // Restore plans, refuses before writing anything if the target is
@@ -150,6 +156,10 @@ func LoadBase(ctx context.Context, cfg Config, plan *Plan) (*Result, error) {
 	if _, err := ddl.Execute("SET SESSION sql_log_bin = 0"); err != nil {
 		cfg.Log.Debug("creating definitions with binary logging on", "err", err)
 	}
+	if cfg.LoadMethod, err = chooseLoadMethod(ddl, cfg.LoadMethod); err != nil {
+		return nil, err
+	}
+	cfg.Log.Debug("loading rows", "method", cfg.LoadMethod)
 	existing, err := checkTarget(ddl, &schema, cfg.Force)
 	if err != nil {
 		return nil, err
@@ -195,7 +205,7 @@ func loadChecked(ctx context.Context, cfg Config, plan *Plan, srv binlog.Source,
 	if err := createUsers(ddl, schema, true); err != nil {
 		return nil, err
 	}
-	res := &Result{Plan: plan, IndexTime: keysTime}
+	res := &Result{Plan: plan, IndexTime: keysTime, LoadMethod: cfg.LoadMethod}
 	for _, db := range schema.Databases {
 		res.Tables += len(db.Tables)
 		for _, t := range db.Tables {
@@ -203,6 +213,25 @@ func loadChecked(ctx context.Context, cfg Config, plan *Plan, srv binlog.Source,
 		}
 	}
 	return res, nil
+}
+
+// chooseLoadMethod resolves LoadAuto by the target's local_infile.
+func chooseLoadMethod(c *client.Conn, method string) (string, error) {
+	switch method {
+	case LoadInsert, LoadInfile:
+		return method, nil
+	case "", LoadAuto:
+	default:
+		return "", fmt.Errorf("load method %q: want %s, %s or %s", method, LoadAuto, LoadInsert, LoadInfile)
+	}
+	r, err := c.Execute("SELECT @@local_infile")
+	if err != nil {
+		return "", fmt.Errorf("read the target's local_infile: %w", err)
+	}
+	if on, _ := r.GetInt(0, 0); on == 1 {
+		return LoadInfile, nil
+	}
+	return LoadInsert, nil
 }
 
 func targetServer(cfg Config) (binlog.Source, error) {

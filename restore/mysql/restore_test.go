@@ -268,8 +268,8 @@ func TestMySQLBaseRoundTripExact(t *testing.T) {
 		"INSERT INTO torture1.keepme VALUES (7)")
 	// Every table's secondary indexes built after the load (SHOW CREATE
 	// TABLE is compared: they come back exactly as they were).
-	cfg := Config{Repo: repo, Target: dst.URL(), Jobs: 3, DeferIndexesAbove: 1}
-	if _, err := LoadBase(context.Background(), cfg, planOf(t, res)); err != nil {
+	cfg := Config{Repo: repo, Target: dst.URL(), Jobs: 3, DeferIndexesAbove: 1, LoadMethod: LoadInsert}
+	if r, err := LoadBase(context.Background(), cfg, planOf(t, res)); err != nil || r.LoadMethod != LoadInsert {
 		t.Fatalf("restore: %v", err)
 	}
 	dc := connect(t, dst)
@@ -346,6 +346,42 @@ func TestMySQLNonTransactionalTables(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "s1 is a SEQUENCE") {
 		t.Fatalf("backup of a sequence: %v", err)
 	}
+}
+
+// The default load method follows the target's local_infile: inserts
+// where LOAD DATA LOCAL is refused (MySQL 8's default), LOAD DATA LOCAL
+// where it is allowed (MariaDB's); both restore the same rows.
+func TestMySQLLoadMethodAuto(t *testing.T) {
+	src := testenv.MariaDBServer(t)
+	c := connect(t, src)
+	mustExec(t, c, "CREATE DATABASE automethod", "USE automethod",
+		"CREATE TABLE t (id INT PRIMARY KEY, v VARBINARY(20), n INT, KEY (n))",
+		"INSERT INTO t SELECT seq, IF(seq % 7 = 0, NULL, CONCAT(seq, 0x00090A5C)), seq % 11 FROM seq_1_to_2500")
+	want := digest(t, c, "automethod")
+	repo := mysqlRepo(t)
+	res := backupMySQL(t, repo, src, "automethod")
+	dst := testenv.NewMariaDB(t, testenv.MariaDBOptions{ServerID: 2, Args: []string{"--local-infile=0"}})
+	cfg := Config{Repo: repo, Target: dst.URL(), Jobs: 2, DeferIndexesAbove: 1}
+	r, err := LoadBase(context.Background(), cfg, planOf(t, res))
+	if err != nil || r.LoadMethod != LoadInsert {
+		t.Fatalf("restore into a target without local_infile: method %v, %v", r, err)
+	}
+	dc := connect(t, dst)
+	compareDigests(t, "restored by insert", digest(t, dc, "automethod"), want)
+
+	mustExec(t, dc, "SET GLOBAL local_infile = 1")
+	cfg.Force = true
+	if r, err = LoadBase(context.Background(), cfg, planOf(t, res)); err != nil || r.LoadMethod != LoadInfile {
+		t.Fatalf("restore into a target with local_infile: method %v, %v", r, err)
+	}
+	compareDigests(t, "restored by infile", digest(t, dc, "automethod"), want)
+
+	// An unknown method is refused before anything is dropped.
+	cfg.LoadMethod = "copy"
+	if _, err = LoadBase(context.Background(), cfg, planOf(t, res)); err == nil || !strings.Contains(err.Error(), `load method "copy"`) {
+		t.Fatalf("unknown load method: %v", err)
+	}
+	compareDigests(t, "after a refused restore", digest(t, dc, "automethod"), want)
 }
 
 func TestMySQLPartialRestoreRefused(t *testing.T) {

@@ -45,7 +45,7 @@ func (*Engine) Flags(cmd engine.Command, d *engine.Declarer) {
 		d.String("to-gtid", "", "restore through this GTID")
 		d.String("to-position", "", "restore to FILE:POS")
 		d.Strings("databases", "restore only these databases of the backup (refused for now: the binlog replay applies every database)")
-		d.String("load-method", myrestore.LoadInsert, "how rows are loaded: insert (multi-row prepared INSERTs) or infile (LOAD DATA LOCAL INFILE; the server must allow local_infile)")
+		d.String("load-method", myrestore.LoadAuto, "how rows are loaded: auto (infile when the target allows local_infile, else insert), insert (multi-row prepared INSERTs) or infile (LOAD DATA LOCAL INFILE; the target must allow local_infile)")
 		d.Bool("force", false, "drop and replace target databases that exist (default: refuse)")
 		d.String("password-file", "", "file holding the target password (or put the URL with its password in TIDEMARK_TARGET)")
 	case engine.CmdDrill:
@@ -93,8 +93,8 @@ func (*Engine) Check(cmd engine.Command, o engine.Options) error {
 		if o.String("target") == "" {
 			return fmt.Errorf("a MySQL/MariaDB restore needs --target mysql://…: the server to restore into")
 		}
-		if m := o.String("load-method"); m != myrestore.LoadInsert && m != myrestore.LoadInfile {
-			return fmt.Errorf("--load-method %q: want insert or infile", m)
+		if m := o.String("load-method"); m != myrestore.LoadAuto && m != myrestore.LoadInsert && m != myrestore.LoadInfile {
+			return fmt.Errorf("--load-method %q: want auto, insert or infile", m)
 		}
 		if g := o.String("to-gtid"); g != "" {
 			if _, err := binlog.ParseMariaGTID(g); err != nil {

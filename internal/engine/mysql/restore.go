@@ -70,7 +70,7 @@ func (*Engine) Restore(ctx context.Context, job engine.RestoreJob) (*engine.Rest
 		return nil, err
 	}
 	rep := &engine.RestoreReport{Plan: *plan(res.Plan, to), Detail: map[string]any{"tables": res.Tables, "rows": res.Rows,
-		"load_seconds": res.LoadTime.Seconds(), "replay_seconds": res.ReplayTime.Seconds()}}
+		"load_seconds": res.LoadTime.Seconds(), "load_method": res.LoadMethod, "replay_seconds": res.ReplayTime.Seconds()}}
 	line := fmt.Sprintf("restored backup %s (consistent at %s): %d tables, %d rows in %.1fs", res.Plan.Backup.ID,
 		res.Plan.From, res.Tables, res.Rows, res.LoadTime.Seconds())
 	if res.IndexTime > 0 {
