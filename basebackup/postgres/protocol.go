@@ -146,78 +146,61 @@ func (b *baseBackup) resultSet(ctx context.Context) ([][][]byte, error) {
 
 // archives reads the single COPY OUT stream of typed messages PostgreSQL
 // 15+ sends: 'n' starts a tablespace's tar archive, 'd' carries data, 'p'
-// reports progress, 'm' starts the backup manifest. Each archive is consumed
-// concurrently as it streams, never staged whole.
+// reports progress, 'm' starts the backup manifest. Each archive is stored
+// as it streams, never staged whole.
 func (b *baseBackup) archives(ctx context.Context) ([]archive.FileEntry, error) {
 	if err := b.awaitCopyOut(ctx); err != nil {
 		return nil, err
 	}
 	var (
 		files []archive.FileEntry
-		cur   *consumer
+		msg   pgproto3.BackendMessage
 	)
-	finish := func() error {
-		if cur == nil {
-			return nil
-		}
-		got, err := cur.close()
-		cur = nil
-		files = append(files, got...)
-		return err
-	}
 	for {
-		msg, err := b.conn.ReceiveMessage(ctx)
-		if err != nil {
-			if cur != nil {
-				cur.abort(err)
+		if msg == nil {
+			var err error
+			if msg, err = b.conn.ReceiveMessage(ctx); err != nil {
+				return nil, err
 			}
-			return nil, err
 		}
+		var store func(io.Reader) ([]archive.FileEntry, error)
 		switch m := msg.(type) {
 		case *pgproto3.CopyData:
 			if len(m.Data) == 0 {
-				continue
+				break
 			}
 			switch m.Data[0] {
 			case 'n':
-				if err := finish(); err != nil {
-					return nil, err
-				}
 				name, _, _ := strings.Cut(string(m.Data[1:]), "\x00")
 				prefix := ""
 				if oid, ok := strings.CutSuffix(name, ".tar"); ok && oid != "base" {
 					prefix = "pg_tblspc/" + oid + "/"
 				}
-				cur = b.consume(ctx, func(r io.Reader) ([]archive.FileEntry, error) { return b.storeTar(ctx, r, prefix) })
+				store = func(r io.Reader) ([]archive.FileEntry, error) { return b.storeTar(ctx, r, prefix) }
 			case 'm':
-				if err := finish(); err != nil {
-					return nil, err
-				}
-				cur = b.consume(ctx, func(r io.Reader) ([]archive.FileEntry, error) { return b.storeManifest(ctx, r) })
+				store = func(r io.Reader) ([]archive.FileEntry, error) { return b.storeManifest(ctx, r) }
 			case 'd':
-				if cur == nil {
-					return nil, errors.New("BASE_BACKUP: data before any archive")
-				}
-				if err := cur.write(m.Data[1:]); err != nil {
-					return nil, err
-				}
-				b.done += int64(len(m.Data) - 1)
-				if b.cfg.Progress != nil {
-					b.cfg.Progress(b.done, b.total)
-				}
+				return nil, errors.New("BASE_BACKUP: data before any archive")
 			case 'p':
 			default:
 				return nil, fmt.Errorf("BASE_BACKUP: unknown message type %q (a server older than PostgreSQL 15?)", m.Data[0])
 			}
 		case *pgproto3.CopyDone:
-			return files, finish()
+			return files, nil
 		case *pgproto3.ErrorResponse:
-			err := pgconn.ErrorResponseToPgError(m)
-			if cur != nil {
-				cur.abort(err)
-			}
+			return nil, pgconn.ErrorResponseToPgError(m)
+		}
+		msg = nil
+		if store == nil {
+			continue
+		}
+		s := b.stream(ctx, true)
+		got, err := store(s)
+		if err := s.finish(err); err != nil {
 			return nil, err
 		}
+		files = append(files, got...)
+		msg = s.next
 	}
 }
 
@@ -232,8 +215,12 @@ func (b *baseBackup) legacyArchives(ctx context.Context, prefixes []string) ([]a
 			prefix := prefixes[i]
 			store = func(r io.Reader) ([]archive.FileEntry, error) { return b.storeTar(ctx, r, prefix) }
 		}
-		got, err := b.legacyCopy(ctx, store)
-		if err != nil {
+		if err := b.awaitCopyOut(ctx); err != nil {
+			return nil, err
+		}
+		s := b.stream(ctx, false)
+		got, err := store(s)
+		if err := s.finish(err); err != nil {
 			return nil, err
 		}
 		files = append(files, got...)
@@ -255,85 +242,6 @@ func (b *baseBackup) awaitCopyOut(ctx context.Context) error {
 			return pgconn.ErrorResponseToPgError(e)
 		}
 	}
-}
-
-// legacyCopy streams one COPY OUT into store.
-func (b *baseBackup) legacyCopy(ctx context.Context, store func(io.Reader) ([]archive.FileEntry, error)) ([]archive.FileEntry, error) {
-	if err := b.awaitCopyOut(ctx); err != nil {
-		return nil, err
-	}
-	cur := b.consume(ctx, store)
-	for {
-		msg, err := b.conn.ReceiveMessage(ctx)
-		if err != nil {
-			cur.abort(err)
-			return nil, err
-		}
-		switch m := msg.(type) {
-		case *pgproto3.CopyData:
-			if err := cur.write(m.Data); err != nil {
-				return nil, err
-			}
-			b.done += int64(len(m.Data))
-			if b.cfg.Progress != nil {
-				b.cfg.Progress(b.done, b.total)
-			}
-		case *pgproto3.CopyDone:
-			return cur.close()
-		case *pgproto3.ErrorResponse:
-			err := pgconn.ErrorResponseToPgError(m)
-			cur.abort(err)
-			return nil, err
-		}
-	}
-}
-
-// consumer runs one archive's consumer on a pipe.
-type consumer struct {
-	pw   *io.PipeWriter
-	done chan consumed
-}
-
-type consumed struct {
-	files []archive.FileEntry
-	err   error
-}
-
-func (b *baseBackup) consume(ctx context.Context, fn func(io.Reader) ([]archive.FileEntry, error)) *consumer {
-	pr, pw := io.Pipe()
-	c := &consumer{pw: pw, done: make(chan consumed, 1)}
-	go func() {
-		files, err := fn(pr)
-		if err == nil {
-			_, err = io.Copy(io.Discard, pr) // tar padding after the end marker
-		}
-		pr.CloseWithError(err)
-		c.done <- consumed{files, err}
-	}()
-	return c
-}
-
-func (c *consumer) write(p []byte) error {
-	if _, err := c.pw.Write(p); err != nil {
-		res := <-c.done
-		c.done <- res
-		if res.err != nil {
-			return res.err
-		}
-		return err
-	}
-	return nil
-}
-
-func (c *consumer) close() ([]archive.FileEntry, error) {
-	c.pw.Close()
-	res := <-c.done
-	return res.files, res.err
-}
-
-func (c *consumer) abort(err error) {
-	c.pw.CloseWithError(err)
-	<-c.done
 }
 
 // storeManifest keeps PostgreSQL's backup_manifest as a file of the backup,

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"syscall"
 
@@ -57,23 +58,32 @@ func printError(w io.Writer, err error) {
 	}
 }
 
-// startProfile writes a CPU profile to $TIDEMARK_CPUPROFILE when it is set:
-// for tuning with `go tool pprof`, never needed in operation.
+// startProfile writes a CPU profile to $TIDEMARK_CPUPROFILE and an
+// execution trace (where goroutines wait) to $TIDEMARK_TRACE when they are
+// set: for tuning with `go tool pprof` and `go tool trace`, never needed in
+// operation.
 func startProfile() func() {
-	path := os.Getenv("TIDEMARK_CPUPROFILE")
+	stopCPU := startRecording("TIDEMARK_CPUPROFILE", pprof.StartCPUProfile, pprof.StopCPUProfile)
+	stopTrace := startRecording("TIDEMARK_TRACE", trace.Start, trace.Stop)
+	return func() { stopTrace(); stopCPU() }
+}
+
+func startRecording(env string, start func(io.Writer) error, stop func()) func() {
+	path := os.Getenv(env)
 	if path == "" {
 		return func() {}
 	}
 	f, err := os.Create(path)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "tidemark: cpu profile: %v\n", err)
+		fmt.Fprintf(os.Stderr, "tidemark: %s: %v\n", env, err)
 		return func() {}
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
+	if err := start(f); err != nil {
+		fmt.Fprintf(os.Stderr, "tidemark: %s: %v\n", env, err)
 		f.Close()
 		return func() {}
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }
+	return func() { stop(); f.Close() }
 }
 
 func (a *app) root() *cobra.Command {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/tidemark/tidemark/archive"
@@ -29,7 +30,14 @@ import (
 // either nothing or the complete object under the final name.
 type Store struct {
 	root string
+	bufs sync.Pool // *[]byte of copyBufSize, see writeTemp
 }
+
+// copyBufSize is what writeTemp copies at a time. A pack reaches Put
+// through a pipe as it is sealed; io.Copy's 32 KiB would make each MiB 32
+// hand-offs between the sealing goroutine and this one (each waiting for a
+// processor on a busy machine) and 32 write calls.
+const copyBufSize = 1 << 20
 
 var _ archive.Store = (*Store)(nil)
 
@@ -102,7 +110,14 @@ func (s *Store) writeTemp(ctx context.Context, p string, r io.Reader) (string, e
 	if err != nil {
 		return "", err
 	}
-	_, err = io.Copy(f, storeutil.ContextReader{Ctx: ctx, R: r})
+	buf, _ := s.bufs.Get().(*[]byte)
+	if buf == nil {
+		b := make([]byte, copyBufSize)
+		buf = &b
+	}
+	// Only Write: *os.File's ReadFrom would copy through its own 32 KiB.
+	_, err = io.CopyBuffer(struct{ io.Writer }{f}, storeutil.ContextReader{Ctx: ctx, R: r}, *buf)
+	s.bufs.Put(buf)
 	if err == nil {
 		err = f.Sync()
 	}
