@@ -110,9 +110,28 @@ func (*Engine) Verify(ctx context.Context, repo *archive.Repository) ([]string, 
 }
 
 // Trim implements engine.Engine: binlog segments from before the oldest
-// kept backup go.
+// kept backup go, from every server's stream. After a failover the oldest
+// backup pairs with the promoted server's stream, and the old primary's
+// is no kept backup's own, but its segments are just as old.
 func (*Engine) Trim(ctx context.Context, repo *archive.Repository, oldest archive.BackupSummary, dryRun bool) (archive.Trimmed, error) {
-	return repo.TrimBefore(ctx, oldest, dryRun)
+	var all archive.Trimmed
+	if oldest.Stream == "" {
+		return all, nil
+	}
+	names, err := repo.Streams(ctx, binlog.StreamPrefix)
+	if err != nil {
+		return all, fmt.Errorf("list binlog streams: %w", err)
+	}
+	for _, name := range names {
+		b := oldest
+		b.Stream = name
+		t, err := repo.TrimBefore(ctx, b, dryRun)
+		all.Objects, all.Bytes, all.Detail = all.Objects+t.Objects, all.Bytes+t.Bytes, append(all.Detail, t.Detail...)
+		if err != nil {
+			return all, err
+		}
+	}
+	return all, nil
 }
 
 // BinlogDetail is what status shows of one binlog stream beyond the
