@@ -2,6 +2,7 @@ package binlog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -35,21 +36,29 @@ func (s *streamer) resolve(ctx context.Context) (*client.Conn, *serverInfo, erro
 		}
 	}
 	var why []string
+	misconfigured := true // every server refused for a reason no reconnect fixes
 	for _, src := range order {
 		conn, si, err := probe(ctx, src)
 		if err != nil {
+			err = missingPrivilege(err)
+			misconfigured = misconfigured && errors.Is(err, archive.ErrMisconfigured)
 			why = append(why, err.Error())
 			continue
 		}
 		if si.Replica || si.ReadOnly {
 			conn.Close()
+			misconfigured = false // a promotion may be under way
 			why = append(why, fmt.Sprintf("%s (server id %d) is a replica or read-only", src.Addr(), si.ServerID))
 			continue
 		}
 		s.src = src
 		return conn, si, nil
 	}
-	return nil, nil, fmt.Errorf("no primary among %s: %s", addrs(s.cfg.Sources), strings.Join(why, "; "))
+	err := fmt.Errorf("no primary among %s: %s", addrs(s.cfg.Sources), strings.Join(why, "; "))
+	if misconfigured {
+		err = fmt.Errorf("%w: %w", ErrUnsupported, err)
+	}
+	return nil, nil, err
 }
 
 func probe(ctx context.Context, src Source) (*client.Conn, *serverInfo, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -41,6 +42,20 @@ func TestMySQLFailoverHA(t *testing.T) {
 	if err := os.WriteFile(pwFile, []byte("stream-pw\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A stream user short of BINLOG MONITOR on every server: no reconnect
+	// can grant it, so the stream stops at once naming it (before, several
+	// hosts turned each refusal into text and the stream retried forever).
+	primary.Exec(t, "CREATE USER 'tidemark_nomon'@'%' IDENTIFIED BY 'stream-pw'")
+	primary.Exec(t, "GRANT REPLICATION SLAVE ON *.* TO 'tidemark_nomon'@'%'")
+	replica.CatchUp(t, primary)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	denied, err := exec.CommandContext(ctx, testenv.TidemarkBinary(t), "stream", "--repo", repo, "--password-file", pwFile,
+		"--source", fmt.Sprintf("mysql://tidemark_nomon@%s,%s/", primary.Addr(), replica.Addr())).CombinedOutput()
+	cancel()
+	if code := exitStatus(err); code != exitError || !strings.Contains(string(denied), "lacks a privilege") {
+		t.Fatalf("stream over two servers, both refusing for want of a privilege: exit %d (%v)\n%s", code, err, denied)
+	}
+
 	source := fmt.Sprintf("mysql://tidemark_stream@%s,%s/", primary.Addr(), replica.Addr())
 	stop := runStreamer(t, &logs, "--repo", repo, "--source", source, "--password-file", pwFile)
 	r := openRepo(t, repo, key)
