@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/tidemark/tidemark/archive"
@@ -273,6 +274,12 @@ func planFor(ctx context.Context, repo *archive.Repository, from Position, to Ta
 			return nil, outside(fmt.Sprintf("target time %s is after the newest archived transaction", to.Time.UTC().Format(time.RFC3339)))
 		}
 	case !to.Position.IsZero():
+		if streams := p.streams(); len(streams) > 1 {
+			// Each server numbers its own binlog files, so a file name
+			// names a place only within one server's stream.
+			return nil, fmt.Errorf("%w: target position %s:%d is ambiguous: from %s the restore crosses a failover (streams %s), whose servers' binlog file names repeat; give --to-time or --to-gtid instead",
+				ErrBadPosition, to.Position.File, to.Position.Pos, from, strings.Join(streams, ", "))
+		}
 		if w.To.before(to.Position) {
 			return nil, outside(fmt.Sprintf("target position %s:%d is past the archive", to.Position.File, to.Position.Pos))
 		}
@@ -292,6 +299,17 @@ func planFor(ctx context.Context, repo *archive.Repository, from Position, to Ta
 		}
 	}
 	return p, nil
+}
+
+// streams lists the streams the plan's segments come from, in order.
+func (p *plan) streams() []string {
+	var out []string
+	for _, s := range p.segments {
+		if len(out) == 0 || out[len(out)-1] != s.Stream {
+			out = append(out, s.Stream)
+		}
+	}
+	return out
 }
 
 // StreamHolding names the binlog stream a restore from the base position

@@ -104,6 +104,17 @@ func TestMySQLStreamFollowsPromotedReplica(t *testing.T) {
 	restoreAndCompare(t, repo, base.Manifest.ID, same,
 		restoreCase{"time before the switch", binlog.Target{Time: before.time}, before},
 		restoreCase{"latest, across the switch", binlog.Target{Latest: true}, latest})
+
+	// A binlog file name means a place only within one server's stream:
+	// a position target across the switch is refused, not guessed.
+	from, err := binlog.ParsePosition(base.Manifest.Start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = CheckBinlogCoverage(context.Background(), repo, from, binlog.Target{Position: binlog.Position{File: "mysql-bin.000002", Pos: 4}})
+	if !errors.Is(err, binlog.ErrBadPosition) || !strings.Contains(err.Error(), "ambiguous") {
+		t.Fatalf("a position target across the switch: %v, want it refused as ambiguous", err)
+	}
 }
 
 // Transactions the old primary wrote and the streamer archived, but the
